@@ -1,0 +1,3 @@
+from p2pbak.cli import main
+
+main()

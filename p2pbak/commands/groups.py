@@ -1,0 +1,12 @@
+"""Sub-command groups shared by several command modules."""
+
+import typer
+
+market_app = typer.Typer(help="The hidden market: erasure parameters, prices, simulation.",
+                         no_args_is_help=True)
+supply_app = typer.Typer(help="What this machine lends: space, upload, download caps.",
+                         no_args_is_help=True)
+peer_app = typer.Typer(help="The peer agent that stores other users' fragments.",
+                       no_args_is_help=True)
+
+GROUPS = {"market": market_app, "supply": supply_app, "peer": peer_app}

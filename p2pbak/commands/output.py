@@ -1,0 +1,65 @@
+"""Output for every command: rich text for people, restic-style JSON lines for scripts.
+
+JSON mode prints one object per line with `message_type` in {status, summary, error, ...};
+`status`/`summary` go to stdout, `error` to stderr. Quiet mode prints nothing on success
+and one line per problem (for cron).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+_current: Reporter | None = None
+
+
+@dataclass
+class Reporter:
+    json: bool = False
+    quiet: bool = False
+    out: Console = field(default_factory=lambda: Console(highlight=False))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+
+    def __post_init__(self) -> None:
+        global _current
+        _current = self
+
+    def emit(self, message_type: str, **fields: Any) -> None:
+        """A JSON line (JSON mode only)."""
+        if self.json:
+            line = json.dumps({"message_type": message_type, **fields}, default=str)
+            stream = sys.stderr if message_type == "error" else sys.stdout
+            print(line, file=stream, flush=True)
+
+    def status(self, **fields: Any) -> None:
+        self.emit("status", **fields)
+
+    def summary(self, **fields: Any) -> None:
+        self.emit("summary", **fields)
+
+    def say(self, text: str) -> None:
+        """Human text on stdout (not in JSON or quiet mode)."""
+        if not self.json and not self.quiet:
+            self.out.print(text)
+
+    def warn(self, text: str) -> None:
+        """A problem worth a line even in quiet mode (stderr)."""
+        if self.json:
+            self.emit("error", message=text, fatal=False)
+        else:
+            self.err.print(f"p2pbak: warning: {text}", markup=False)
+
+    def error(self, text: str, code: int) -> None:
+        if self.json:
+            self.emit("error", message=text, fatal=True, exit_code=code)
+        else:
+            self.err.print(f"p2pbak: error: {text}", markup=False)
+
+
+def current() -> Reporter:
+    """The reporter the running command made (a plain one before any)."""
+    return _current if _current is not None else Reporter()

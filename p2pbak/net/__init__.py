@@ -1,0 +1,1 @@
+"""Every HTTP route and client: coordinator API, peer fragment API, tickets, auth."""

@@ -1,0 +1,103 @@
+"""Transfer tickets: the coordinator signs (Ed25519), a supplier peer verifies.
+
+A ticket names one operation on one fragment between two peers:
+    {"v": 1, "op": "store"|"fetch"|"delete"|"exists", "fragment": <hex id>, "size": <bytes>,
+     "from": <requesting machine id>, "to": <supplier peer id>, "exp": <unix seconds>,
+     "id": <unique hex>}
+Wire form: base64url(canonical JSON) "." base64url(signature), sent in the
+`X-P2PBAK-Ticket` header. The supplier checks signature, `to` == itself, op, fragment,
+expiry, and that `id` was never used before (replay).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+HEADER = "X-P2PBAK-Ticket"
+OPS = frozenset({"store", "fetch", "delete", "exists"})
+DEFAULT_TTL = 600
+
+
+class TicketError(ValueError):
+    """A ticket that must be refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    op: str
+    fragment: str
+    size: int
+    from_: str
+    to: str
+    exp: int
+    id: str
+    v: int = 1
+
+    def payload(self) -> bytes:
+        d = asdict(self)
+        d["from"] = d.pop("from_")
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue(key: Ed25519PrivateKey, *, op: str, fragment: str, size: int, from_: str, to: str,
+          ttl: int = DEFAULT_TTL, now: float | None = None) -> str:
+    """Sign a fresh ticket and return its wire form."""
+    if op not in OPS:
+        raise ValueError(f"unknown ticket op {op!r}")
+    exp = int((time.time() if now is None else now) + ttl)
+    t = Ticket(op=op, fragment=fragment, size=size, from_=from_, to=to, exp=exp,
+               id=secrets.token_hex(16))
+    body = t.payload()
+    return f"{_b64(body)}.{_b64(key.sign(body))}"
+
+
+def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str, to: str,
+           now: float | None = None) -> Ticket:
+    """Check a ticket's signature and fields; replay is the caller's check (by `id`)."""
+    if not wire:
+        raise TicketError("missing ticket")
+    try:
+        body_b64, sig_b64 = wire.split(".", 1)
+        body, sig = _unb64(body_b64), _unb64(sig_b64)
+        public.verify(sig, body)
+        d = json.loads(body)
+        t = Ticket(op=d["op"], fragment=d["fragment"], size=int(d["size"]), from_=d["from"],
+                   to=d["to"], exp=int(d["exp"]), id=str(d["id"]), v=int(d["v"]))
+    except InvalidSignature:
+        raise TicketError("forged ticket: bad signature") from None
+    except (ValueError, KeyError, TypeError):
+        raise TicketError("malformed ticket") from None
+    if t.op != op:
+        raise TicketError(f"ticket is for {t.op}, not {op}")
+    if t.fragment != fragment:
+        raise TicketError("ticket is for another fragment")
+    if t.to != to:
+        raise TicketError("ticket is for another peer")
+    if t.exp < (time.time() if now is None else now):
+        raise TicketError("expired ticket")
+    return t
+
+
+def public_key_hex(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def load_public_key(hex_key: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_key))

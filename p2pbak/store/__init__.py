@@ -1,0 +1,1 @@
+"""Coordinator database (schema, migrations, every SQL statement), fragment store, caches."""
