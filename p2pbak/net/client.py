@@ -1,0 +1,320 @@
+"""HTTP clients: the coordinator's JSON API and peer agents' fragment API (docs/api.md).
+
+Every failure becomes a one-line P2pbakError: an unreachable server, the server's own
+`error` text on a 4xx, refused credentials, or a server fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json as jsonlib
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
+
+import aiohttp
+import blake3
+
+from p2pbak import __version__
+from p2pbak.errors import ExitCode, P2pbakError, Unreachable
+from p2pbak.net.tickets import HEADER as TICKET_HEADER
+
+if TYPE_CHECKING:
+    from p2pbak.config import Config, Supply
+
+MAX_FRAGMENT = 64 * 1024 * 1024
+USER_AGENT = f"p2pbak/{__version__}"
+# ClientResponseError only comes from raise_for_status/json(), which are not used unguarded.
+_NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class CoordinatorError(P2pbakError):
+    """The coordinator refused a request; `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PeerError(P2pbakError):
+    """A peer agent refused a transfer or could not be reached (`status` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message, ExitCode.UNREACHABLE if status == 0 else None)
+        self.status = status
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: Any, what: str = "blob") -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise P2pbakError(f"the coordinator sent a malformed {what}") from None
+
+
+async def _error_text(resp: aiohttp.ClientResponse) -> str:
+    """The server's `{"error": ...}` text, else its status line."""
+    try:
+        body = await resp.json(content_type=None)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return body["error"]
+    except (ValueError, aiohttp.ClientError):
+        pass
+    return f"HTTP {resp.status} {resp.reason or ''}".strip()
+
+
+class _Session:
+    """Owns one aiohttp session; usable as `async with`."""
+
+    def __init__(self, timeout: aiohttp.ClientTimeout, limit: int = 100) -> None:
+        self._timeout = timeout
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers={"User-Agent": USER_AGENT},
+                connector=aiohttp.TCPConnector(limit=self._limit))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+class CoordinatorClient(_Session):
+    def __init__(self, base_url: str, *, machine_id: str = "", secret: str = "",
+                 timeout: float = 30) -> None:
+        super().__init__(aiohttp.ClientTimeout(total=timeout))
+        self.base_url = base_url.rstrip("/")
+        self.machine_id = machine_id
+        self._secret = secret
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> CoordinatorClient:
+        return cls(cfg.coordinator, machine_id=cfg.machine_id, secret=cfg.secret)
+
+    async def call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
+                   auth: bool = True) -> dict[str, Any]:
+        """One request; the JSON answer (an empty dict for an empty body)."""
+        headers = {}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.machine_id}.{self._secret}"
+        url = self.base_url + path
+        try:
+            async with self.session.request(method, url, json=json, headers=headers) as resp:
+                if resp.status >= 400:
+                    raise await self._refusal(resp)
+                raw = await resp.read()
+        except _NETWORK_ERRORS as exc:
+            why = str(exc) or type(exc).__name__
+            raise Unreachable(f"cannot reach the coordinator at {self.base_url}: {why}; "
+                              "is `p2pbak serve` running?") from None
+        if not raw:
+            return {}
+        try:
+            body = jsonlib.loads(raw)
+        except ValueError:
+            raise P2pbakError(f"the coordinator at {self.base_url} sent a non-JSON answer "
+                              f"to {method} {path}") from None
+        if not isinstance(body, dict):
+            raise P2pbakError(f"the coordinator sent an unexpected answer to {method} {path}")
+        return body
+
+    async def _refusal(self, resp: aiohttp.ClientResponse) -> CoordinatorError:
+        text = await _error_text(resp)
+        if resp.status == 401:
+            text = (f"the coordinator refused this machine's credentials ({text}): "
+                    "run `p2pbak recover` to register this machine again")
+        elif resp.status >= 500:
+            text = f"coordinator failed: {text}"
+        return CoordinatorError(text, resp.status)
+
+    # -- identity --------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return await self.call("GET", "/v1/health", auth=False)
+
+    async def salt(self, user: str) -> bytes:
+        body = await self.call("GET", f"/v1/users/{quote(user, safe='')}/salt", auth=False)
+        return unb64(body.get("salt"), "salt")
+
+    async def create_user(self, user: str, *, salt: bytes, login_key: bytes, keyfile: bytes,
+                          machine: str) -> dict[str, Any]:
+        """Register a user and this machine → {"user", "machine_id", "secret"}."""
+        return await self.call("POST", "/v1/users", {
+            "user": user, "salt": b64(salt), "login_key": b64(login_key),
+            "keyfile": b64(keyfile), "machine": machine}, auth=False)
+
+    async def add_machine(self, user: str, *, login_key: bytes,
+                          machine: str) -> dict[str, Any]:
+        """Recover on a new machine → {"machine_id", "secret", "keyfile": bytes}."""
+        body = await self.call("POST", f"/v1/users/{quote(user, safe='')}/machines",
+                               {"login_key": b64(login_key), "machine": machine}, auth=False)
+        body["keyfile"] = unb64(body.get("keyfile"), "key file")
+        return body
+
+    async def get_keyfile(self) -> bytes:
+        return unb64((await self.call("GET", "/v1/keyfile")).get("keyfile"), "key file")
+
+    async def put_keyfile(self, blob: bytes) -> None:
+        await self.call("PUT", "/v1/keyfile", {"keyfile": b64(blob)})
+
+    # -- peer agent ------------------------------------------------------------------
+
+    async def announce_peer(self, url: str, caps: Supply) -> str:
+        body = await self.call("POST", "/v1/peer", {
+            "url": url, "space": caps.space, "upload": caps.upload,
+            "download": caps.download})
+        return str(body.get("peer_id", ""))
+
+    async def heartbeat(self, url: str, stored: int, free: int) -> dict[str, Any]:
+        return await self.call("POST", "/v1/heartbeat",
+                               {"url": url, "stored_bytes": stored, "free_bytes": free})
+
+    # -- packs -----------------------------------------------------------------------
+
+    async def plan(self, size: int) -> dict[str, Any]:
+        return await self.call("POST", "/v1/packs/plan", {"size": size})
+
+    async def tickets(self, pack_id: str, fragments: list[dict[str, Any]]) -> list[str]:
+        """Store tickets for fragments [{"index", "fragment_id", "size", "peer_id"}]."""
+        body = await self.call("POST", f"/v1/packs/{quote(pack_id, safe='')}/tickets",
+                               {"fragments": fragments})
+        tickets = body.get("tickets")
+        if not isinstance(tickets, list) or len(tickets) != len(fragments):
+            raise P2pbakError("the coordinator sent the wrong number of tickets")
+        return [str(t) for t in tickets]
+
+    async def commit(self, pack_id: str, *, k: int, n: int, repair: int, success: int,
+                     length: int, fragments: list[dict[str, Any]]) -> None:
+        await self.call("POST", f"/v1/packs/{quote(pack_id, safe='')}/commit", {
+            "k": k, "n": n, "repair": repair, "success": success, "length": length,
+            "fragments": fragments})
+
+    async def get_pack(self, pack_id: str) -> dict[str, Any]:
+        return await self.call("GET", f"/v1/packs/{quote(pack_id, safe='')}")
+
+    async def packs_exist(self, pack_ids: list[str]) -> set[str]:
+        body = await self.call("POST", "/v1/packs/exists", {"pack_ids": list(pack_ids)})
+        return {str(p) for p in body.get("present", [])}
+
+    # -- snapshots and indexes -------------------------------------------------------
+
+    async def _put_blob(self, kind: str, blob_id: str, blob: bytes) -> None:
+        await self.call("PUT", f"/v1/{kind}/{quote(blob_id, safe='')}", {"blob": b64(blob)})
+
+    async def _get_blob(self, kind: str, blob_id: str) -> bytes:
+        body = await self.call("GET", f"/v1/{kind}/{quote(blob_id, safe='')}")
+        return unb64(body.get("blob"), f"{kind} blob")
+
+    async def _list(self, kind: str) -> list[dict[str, Any]]:
+        items = (await self.call("GET", f"/v1/{kind}")).get(kind, [])
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    async def put_snapshot(self, snapshot_id: str, blob: bytes) -> None:
+        await self._put_blob("snapshots", snapshot_id, blob)
+
+    async def get_snapshot(self, snapshot_id: str) -> bytes:
+        return await self._get_blob("snapshots", snapshot_id)
+
+    async def list_snapshots(self) -> list[dict[str, Any]]:
+        """[{"id", "created", "size"}] for this user."""
+        return await self._list("snapshots")
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.call("DELETE", f"/v1/snapshots/{quote(snapshot_id, safe='')}")
+
+    async def put_index(self, index_id: str, blob: bytes) -> None:
+        await self._put_blob("indexes", index_id, blob)
+
+    async def get_index(self, index_id: str) -> bytes:
+        return await self._get_blob("indexes", index_id)
+
+    async def list_indexes(self) -> list[dict[str, Any]]:
+        return await self._list("indexes")
+
+    async def status(self) -> dict[str, Any]:
+        return await self.call("GET", "/v1/status")
+
+
+class PeerClient(_Session):
+    """Fragment transfers to and from peer agents, one pooled session for all of them."""
+
+    def __init__(self, *, timeout: float = 60, limit: int = 64) -> None:
+        # No total timeout: a capped peer may take long, but it must keep bytes flowing.
+        super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=10,
+                                               sock_read=timeout), limit)
+
+    async def _request(self, method: str, url: str, fragment_id: str, ticket: str,
+                       data: bytes | None = None, max_size: int = MAX_FRAGMENT,
+                       ) -> tuple[int, bytes]:
+        target = f"{url.rstrip('/')}/v1/fragments/{quote(fragment_id, safe='')}"
+        try:
+            async with self.session.request(method, target, data=data,
+                                            headers={TICKET_HEADER: ticket}) as resp:
+                if resp.status >= 400 and resp.status != 404:
+                    text = await _error_text(resp)
+                    raise PeerError(f"peer {url} refused {method} of fragment "
+                                    f"{fragment_id[:12]}: {text}", resp.status)
+                body = await resp.content.read(max_size + 1) if method == "GET" else b""
+                if len(body) > max_size:
+                    raise PeerError(f"peer {url} sent more than {max_size} bytes", resp.status)
+                return resp.status, body
+        except _NETWORK_ERRORS as exc:
+            why = str(exc) or type(exc).__name__
+            raise PeerError(f"cannot reach peer {url}: {why}") from None
+
+    async def put_fragment(self, url: str, fragment_id: str, data: bytes, ticket: str) -> None:
+        if len(data) > MAX_FRAGMENT:
+            raise PeerError(f"fragment {fragment_id[:12]} is over {MAX_FRAGMENT} bytes", 413)
+        status, _ = await self._request("PUT", url, fragment_id, ticket, data)
+        if status not in (200, 201):
+            raise PeerError(f"peer {url} did not store fragment {fragment_id[:12]} "
+                            f"(HTTP {status})", status)
+
+    async def get_fragment(self, url: str, fragment_id: str, ticket: str, *,
+                           max_size: int = MAX_FRAGMENT) -> bytes:
+        """The fragment's bytes, verified against its id (BLAKE3)."""
+        status, body = await self._request("GET", url, fragment_id, ticket,
+                                           max_size=max_size)
+        if status == 404:
+            raise PeerError(f"peer {url} does not hold fragment {fragment_id[:12]}", 404)
+        if blake3.blake3(body).hexdigest() != fragment_id:
+            raise PeerError(f"peer {url} sent corrupt bytes for fragment {fragment_id[:12]}",
+                            status)
+        return body
+
+    async def has_fragment(self, url: str, fragment_id: str, ticket: str) -> bool:
+        status, _ = await self._request("HEAD", url, fragment_id, ticket)
+        return status == 200
+
+    async def delete_fragment(self, url: str, fragment_id: str, ticket: str) -> None:
+        """Delete; a fragment already gone counts as deleted."""
+        await self._request("DELETE", url, fragment_id, ticket)
+
+    async def health(self, url: str) -> dict[str, Any]:
+        try:
+            async with self.session.get(f"{url.rstrip('/')}/v1/health") as resp:
+                if resp.status != 200:
+                    raise PeerError(f"peer {url}: {await _error_text(resp)}", resp.status)
+                body = await resp.json(content_type=None)
+        except _NETWORK_ERRORS as exc:
+            raise PeerError(f"cannot reach peer {url}: {exc or type(exc).__name__}") from None
+        except ValueError:
+            raise PeerError(f"peer {url} sent a non-JSON health answer", 200) from None
+        return body if isinstance(body, dict) else {}
