@@ -1,0 +1,154 @@
+"""Erasure coding of packs into fragments with zfec (k of n), and back.
+
+Fragment layout (docs/formats.md): a fixed header, a BLAKE3 checksum of header and share,
+then the share. The checksum lets a reader reject a damaged fragment without its id; the
+pack id in the header rejects a fragment of another pack.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import blake3
+import zfec
+
+from p2pbak.errors import P2pbakError
+
+MAGIC = b"P2BF"
+VERSION = 1
+_FIELDS = struct.Struct(">4sB32sHHHQ")  # magic, version, pack id, k, n, index, pack length
+CHECKSUM_LEN = 32
+HEADER_LEN = _FIELDS.size + CHECKSUM_LEN
+MAX_N = 256
+
+
+class CorruptFragment(P2pbakError):
+    """A fragment that is damaged, of another pack, or decodes to the wrong pack."""
+
+
+class NotEnoughFragments(P2pbakError):
+    """Fewer than k valid fragments of a pack could be found."""
+
+
+@dataclass(frozen=True)
+class FragmentHeader:
+    version: int
+    pack_id: str
+    k: int
+    n: int
+    index: int
+    pack_length: int
+    share_length: int
+
+
+def fragment_id(fragment: bytes) -> str:
+    """A fragment's id: BLAKE3 of its bytes, lowercase hex."""
+    return blake3.blake3(fragment).hexdigest()
+
+
+def share_length(pack_length: int, k: int) -> int:
+    """Bytes per share: the pack split in k equal parts, the last one zero-padded."""
+    return max(1, -(-pack_length // k))
+
+
+def _check_code(k: int, n: int) -> None:
+    if not (1 <= k <= n <= MAX_N):
+        raise P2pbakError(f"bad erasure code {k}-of-{n}: need 1 <= k <= n <= {MAX_N}")
+
+
+def _pack_bytes(pack_id: str) -> bytes:
+    try:
+        raw = bytes.fromhex(pack_id)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise P2pbakError(f"bad pack id {pack_id!r}: expected 64 hex digits")
+    return raw
+
+
+def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
+    """The n fragments of a pack; any k of them restore it."""
+    _check_code(k, n)
+    raw_id = _pack_bytes(pack_id)
+    size = share_length(len(data), k)
+    view = memoryview(data)
+    blocks = [bytes(view[i * size:(i + 1) * size]).ljust(size, b"\0") for i in range(k)]
+    shares = zfec.Encoder(k, n).encode(tuple(blocks))
+    out = []
+    for index, share in enumerate(shares):
+        fields = _FIELDS.pack(MAGIC, VERSION, raw_id, k, n, index, len(data))
+        digest = blake3.blake3(fields)
+        digest.update(share)
+        out.append(b"".join((fields, digest.digest(), share)))
+    return out
+
+
+def parse_fragment(fragment: bytes) -> FragmentHeader:
+    """The header of a fragment whose checksum holds; CorruptFragment otherwise."""
+    if len(fragment) < HEADER_LEN:
+        raise CorruptFragment("fragment is shorter than its header")
+    magic, version, raw_id, k, n, index, length = _FIELDS.unpack_from(fragment)
+    if magic != MAGIC:
+        raise CorruptFragment("not a p2pbak fragment (bad magic)")
+    if version != VERSION:
+        raise CorruptFragment(f"fragment format version {version} is not supported")
+    if not (1 <= k <= n <= MAX_N and index < n):
+        raise CorruptFragment(f"fragment header is damaged ({k}-of-{n}, index {index})")
+    view = memoryview(fragment)
+    digest = blake3.blake3(view[:_FIELDS.size])
+    digest.update(view[HEADER_LEN:])
+    if digest.digest() != bytes(view[_FIELDS.size:HEADER_LEN]):
+        raise CorruptFragment("fragment checksum mismatch: the fragment is damaged")
+    share = len(fragment) - HEADER_LEN
+    if share != share_length(length, k):
+        raise CorruptFragment("fragment size does not match its header")
+    return FragmentHeader(version, raw_id.hex(), k, n, index, length, share)
+
+
+def decode_pack(pack_id: str, fragments: Iterable[bytes]) -> bytes:
+    """The pack from any k valid fragments; damaged or foreign ones are skipped.
+
+    Consumes `fragments` only until k valid ones of one code are found, so a lazy
+    iterable (downloads) can stop early.
+    """
+    _pack_bytes(pack_id)
+    groups: dict[tuple[int, int, int], dict[int, bytes]] = {}
+    seen = skipped = 0
+    for fragment in fragments:
+        seen += 1
+        try:
+            head = parse_fragment(fragment)
+        except CorruptFragment:
+            skipped += 1
+            continue
+        if head.pack_id != pack_id:
+            skipped += 1
+            continue
+        key = (head.k, head.n, head.pack_length)
+        shares = groups.setdefault(key, {})
+        shares[head.index] = memoryview(fragment)[HEADER_LEN:]
+        if len(shares) == head.k:
+            return _decode(pack_id, key, shares)
+    need = min((k for k, _, _ in groups), default=None)
+    have = max((len(s) for s in groups.values()), default=0)
+    want = f"{need}" if need is not None else "k"
+    raise NotEnoughFragments(
+        f"pack {pack_id[:12]}: only {have} of {want} needed fragments are valid "
+        f"({seen} received, {skipped} damaged or foreign); bring more suppliers online")
+
+
+def _decode(pack_id: str, key: tuple[int, int, int], shares: dict[int, bytes]) -> bytes:
+    k, n, length = key
+    indexes = sorted(shares)
+    blocks = [shares[i] for i in indexes]
+    if indexes == list(range(k)):
+        data = b"".join(blocks)
+    else:
+        data = b"".join(zfec.Decoder(k, n).decode(blocks, indexes))
+    data = data[:length]
+    if blake3.blake3(data).hexdigest() != pack_id:
+        raise CorruptFragment(
+            f"pack {pack_id[:12]} decodes to the wrong bytes: its fragments were tampered with")
+    return data
