@@ -1,0 +1,116 @@
+"""`p2pbak backup`: chunk, encrypt, pack and erasure-code files onto other users' peers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from p2pbak.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    PasswordCommandOpt,
+    PasswordFileOpt,
+    ProgressView,
+    QuietOpt,
+    Session,
+    as_dict,
+    connect,
+    open_session,
+    read_lines,
+    reporter,
+    run,
+    unlock,
+)
+from p2pbak.commands.output import Reporter
+from p2pbak.errors import ExitCode, P2pbakError
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Files and folders to back up.")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", "-e", help="Skip paths matching this glob (repeatable).")]
+ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
+    "--exclude-file", help="Read exclude globs from this file, one a line (repeatable).")]
+
+
+async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
+                  dry_run: bool, view: ProgressView) -> Any:
+    from p2pbak.datapath.archiver import backup
+
+    async with connect(session.config) as repo:
+        master = await unlock(repo, session.passphrase)
+        return await backup(repo, master, paths, excludes=excludes, host=host,
+                            dry_run=dry_run, progress=view.update)
+
+
+def summary_fields(result: Any) -> dict[str, Any]:
+    """restic's backup summary fields from the archiver's result."""
+    s = as_dict(result.summary)
+    return {
+        "files_new": s.get("files_new", 0), "files_changed": s.get("files_changed", 0),
+        "files_unmodified": s.get("files_unmodified", 0), "dirs_new": s.get("dirs_new", 0),
+        "dirs_changed": s.get("dirs_changed", 0),
+        "dirs_unmodified": s.get("dirs_unmodified", 0),
+        "data_added": s.get("bytes_added", s.get("data_added", 0)),
+        "packs_added": s.get("packs_added", 0),
+        "total_files_processed": s.get("total_files_processed", _files(s)),
+        "total_bytes_processed": s.get("total_bytes_processed", s.get("bytes_read", 0)),
+        "total_duration": round(float(s.get("duration", s.get("total_duration", 0.0))), 3),
+        "snapshot_id": result.snapshot_id,
+    }
+
+
+def _files(s: dict[str, Any]) -> int:
+    return int(s.get("files_new", 0)) + int(s.get("files_changed", 0)) + int(
+        s.get("files_unmodified", 0))
+
+
+def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], dry_run: bool) -> None:
+    from p2pbak.config import format_size
+
+    for err in errors:
+        item, _, message = str(err).partition(": ")
+        if rep.json:
+            rep.emit("error", during="archival", item=item, message=message or item,
+                     fatal=False)
+        else:
+            rep.warn(f"could not read {err}")
+    rep.summary(dry_run=dry_run, **fields)
+    rep.say(f"Files: {fields['files_new']} new, {fields['files_changed']} changed, "
+            f"{fields['files_unmodified']} unmodified")
+    rep.say(f"Added {format_size(int(fields['data_added']))} in {fields['packs_added']} packs "
+            f"({format_size(int(fields['total_bytes_processed']))} processed, "
+            f"{fields['total_duration']:.1f} s)")
+    if fields["snapshot_id"]:
+        rep.say(f"snapshot [bold]{str(fields['snapshot_id'])[:8]}[/] saved")
+    elif dry_run:
+        rep.say("dry run: nothing was uploaded")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("backup")
+    def backup_cmd(paths: PathsArg, exclude: ExcludeOpt = None,
+                   exclude_file: ExcludeFileOpt = None,
+                   dry_run: Annotated[bool, typer.Option(
+                       "--dry-run", "-n", help="Show what would be uploaded; upload nothing.")]
+                   = False,
+                   host: Annotated[str | None, typer.Option(
+                       "--host", help="Record this host name in the snapshot.")] = None,
+                   json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
+                   password_file: PasswordFileOpt = None,
+                   password_command: PasswordCommandOpt = None) -> None:
+        """Back up files and folders (exit 3: saved, but some files could not be read)."""
+        rep = reporter(json, quiet)
+        missing = [str(p) for p in paths if not os.path.lexists(p)]
+        if missing:
+            raise P2pbakError(f"no such file or folder: {', '.join(missing)}")
+        excludes = [*(exclude or []), *read_lines(exclude_file or [])]
+        session = open_session(config, password_file, password_command)
+        targets = [p.absolute() for p in paths]
+        with ProgressView(rep, "backup") as view:
+            result = run(_backup(session, targets, excludes, host, dry_run, view))
+        _report(rep, summary_fields(result), list(result.errors), dry_run)
+        if result.errors:
+            saved = result.snapshot_id or dry_run
+            raise typer.Exit(int(ExitCode.PARTIAL if saved else ExitCode.FAILED))

@@ -1,0 +1,188 @@
+"""Options and plumbing shared by the client commands (init, backup, restore, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from p2pbak.commands.output import Reporter
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from p2pbak.config import Config
+    from p2pbak.net.netrepo import NetworkRepository
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="Config file (default: $P2PBAK_CONFIG, else the platform config folder).",
+    dir_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print restic-style JSON lines.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
+PasswordFileOpt = Annotated[Path | None, typer.Option(
+    "--password-file", help="Read the passphrase from this file (or $P2PBAK_PASSWORD_FILE).",
+    dir_okay=False)]
+PasswordCommandOpt = Annotated[str | None, typer.Option(
+    "--password-command", help="Run this command to get the passphrase "
+    "(or $P2PBAK_PASSWORD_COMMAND).")]
+
+STATUS_EVERY = 0.5  # seconds between JSON status lines
+
+
+def reporter(json: bool = False, quiet: bool = False) -> Reporter:
+    return Reporter(json=json, quiet=quiet)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A summary/record object (dataclass, mapping or plain object) as a dict."""
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+
+@dataclass
+class Session:
+    """A loaded config plus the passphrase: what every data command needs."""
+
+    config: Config
+    passphrase: str
+
+
+def open_session(config: Path | None, password_file: Path | None = None,
+                 password_command: str | None = None) -> Session:
+    from p2pbak.config import load, read_passphrase
+
+    cfg = load(config)
+    return Session(cfg, read_passphrase(password_file=password_file,
+                                        password_command=password_command))
+
+
+@asynccontextmanager
+async def connect(cfg: Config) -> AsyncIterator[NetworkRepository]:
+    """The network repository for this machine, its HTTP sessions closed on exit."""
+    from p2pbak.net.client import CoordinatorClient, PeerClient
+    from p2pbak.net.netrepo import NetworkRepository
+
+    async with CoordinatorClient.from_config(cfg) as coord, PeerClient() as peers:
+        yield NetworkRepository(coord, peers)
+
+
+async def unlock(repo: NetworkRepository, passphrase: str) -> bytes:
+    """The master key: the wrapped key file from the coordinator, unwrapped here."""
+    from p2pbak.datapath.crypto import unwrap_master_key
+
+    keyfile = await repo.get_keyfile()
+    return await asyncio.to_thread(unwrap_master_key, keyfile, passphrase)
+
+
+def read_lines(files: list[Path]) -> list[str]:
+    """Non-empty, non-comment lines of exclude files (restic's --exclude-file)."""
+    from p2pbak.errors import P2pbakError
+
+    lines: list[str] = []
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise P2pbakError(f"cannot read exclude file {f}: {exc}") from None
+        lines += [ln.strip() for ln in text.splitlines()
+                  if ln.strip() and not ln.lstrip().startswith("#")]
+    return lines
+
+
+class ProgressView:
+    """Progress for a long transfer: a rich bar on a TTY, JSON status lines with --json.
+
+    `update` takes the data path's progress object (files/bytes done and totals).
+    """
+
+    def __init__(self, rep: Reporter, what: str) -> None:
+        self.rep = rep
+        self.what = what
+        self._last = 0.0
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._start = time.monotonic()
+
+    def __enter__(self) -> ProgressView:
+        if not self.rep.json and not self.rep.quiet and sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(), TransferSpeedColumn(),
+                                 TextColumn("{task.fields[files]} files"),
+                                 TimeRemainingColumn(), console=self.rep.out, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=None, files=0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, progress: Any) -> None:
+        p = counters(progress)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=p["bytes_done"],
+                             total=p["total_bytes"] or None, files=p["files_done"])
+        now = time.monotonic()
+        if self.rep.json and now - self._last >= STATUS_EVERY:
+            self._last = now
+            self.emit(p)
+
+    def emit(self, p: dict[str, int]) -> None:
+        total = p["total_bytes"]
+        done = min(1.0, p["bytes_done"] / total) if total else 0.0
+        self.rep.status(percent_done=round(done, 4), seconds_elapsed=int(
+            time.monotonic() - self._start), **p)
+
+
+def counters(progress: Any) -> dict[str, int]:
+    """The counters every progress line carries, from any progress object."""
+    d = as_dict(progress)
+    return {"files_done": int(d.get("files_done", 0) or 0),
+            "bytes_done": int(d.get("bytes_done", 0) or 0),
+            "total_files": int(d.get("total_files", 0) or 0),
+            "total_bytes": int(d.get("total_bytes", 0) or 0)}
+
+
+def fresh_config_path(config: Path | None) -> Path:
+    """Where init/recover write the config; refuses to replace an existing one."""
+    from p2pbak.config import config_path
+    from p2pbak.errors import P2pbakError
+
+    path = config_path(config)
+    if path.exists():
+        raise P2pbakError(f"{path} already exists: this machine is set up already; use "
+                          "--config FILE (or P2PBAK_CONFIG) for another user or machine")
+    return path
+
+
+def machine_name(name: str | None) -> str:
+    import socket
+
+    return name or socket.gethostname() or "machine"

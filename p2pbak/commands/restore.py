@@ -1,0 +1,69 @@
+"""`p2pbak restore`: fetch any k fragments per pack, decode, decrypt, write the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from p2pbak.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    PasswordCommandOpt,
+    PasswordFileOpt,
+    ProgressView,
+    QuietOpt,
+    Session,
+    as_dict,
+    connect,
+    open_session,
+    reporter,
+    run,
+    unlock,
+)
+
+SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or `latest`.")]
+
+
+async def _restore(session: Session, ref: str, target: Path, include: list[str],
+                   overwrite: bool, view: ProgressView) -> tuple[str, Any]:
+    from p2pbak.datapath.restorer import restore
+    from p2pbak.datapath.snapshots import find_snapshot
+
+    async with connect(session.config) as repo:
+        master = await unlock(repo, session.passphrase)
+        snap = await find_snapshot(repo, master, ref)
+        result = await restore(repo, master, snap.id, target, include=include,
+                               overwrite=overwrite, progress=view.update)
+        return snap.id, result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("restore")
+    def restore_cmd(snapshot: SnapshotArg,
+                    target: Annotated[Path, typer.Option(
+                        "--target", "-t", help="Folder to restore into.", file_okay=False)],
+                    include: Annotated[list[str] | None, typer.Option(
+                        "--include", "-i", help="Restore only this path (repeatable).")]
+                    = None,
+                    overwrite: Annotated[bool, typer.Option(
+                        "--overwrite", help="Replace files that already exist in the target.")]
+                    = False,
+                    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
+                    password_file: PasswordFileOpt = None,
+                    password_command: PasswordCommandOpt = None) -> None:
+        """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
+        from p2pbak.config import format_size
+
+        rep = reporter(json, quiet)
+        session = open_session(config, password_file, password_command)
+        with ProgressView(rep, "restore") as view:
+            snap_id, result = run(_restore(session, snapshot, target.absolute(),
+                                           list(include or []), overwrite, view))
+        fields = as_dict(result)
+        rep.summary(snapshot_id=snap_id, target=str(target), **fields)
+        files = fields.get("files_restored", fields.get("files", "?"))
+        size = fields.get("bytes_restored", fields.get("bytes", 0))
+        rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: {files} files, "
+                f"{format_size(int(size or 0))}")

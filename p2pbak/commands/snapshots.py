@@ -1,0 +1,66 @@
+"""`p2pbak snapshots`: list this user's snapshots (decrypted here, opaque on the server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from p2pbak.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    PasswordCommandOpt,
+    PasswordFileOpt,
+    Session,
+    as_dict,
+    connect,
+    open_session,
+    reporter,
+    run,
+    unlock,
+)
+
+
+async def _list(session: Session) -> list[Any]:
+    from p2pbak.datapath.snapshots import list_snapshots
+
+    async with connect(session.config) as repo:
+        master = await unlock(repo, session.passphrase)
+        return await list_snapshots(repo, master)
+
+
+def when(value: Any) -> str:
+    """A snapshot time (unix seconds or ISO text) as local-free UTC text."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def snapshot_fields(snap: Any) -> dict[str, Any]:
+    d = as_dict(snap)
+    d["paths"] = [str(p) for p in d.get("paths", [])]
+    return d
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("snapshots")
+    def snapshots_cmd(json: JsonOpt = False, config: ConfigOpt = None,
+                      password_file: PasswordFileOpt = None,
+                      password_command: PasswordCommandOpt = None) -> None:
+        """List your snapshots, oldest first."""
+        from rich.table import Table
+
+        rep = reporter(json)
+        snaps = [snapshot_fields(s) for s in run(_list(
+            open_session(config, password_file, password_command)))]
+        for s in snaps:
+            rep.emit("snapshot", **s)
+        if json:
+            return
+        table = Table("ID", "Time", "Host", "Paths", box=None)
+        for s in snaps:
+            table.add_row(str(s.get("id", ""))[:8], when(s.get("time")), str(s.get("host", "")),
+                          "\n".join(s["paths"]))
+        rep.out.print(table)
+        rep.say(f"{len(snaps)} snapshots")

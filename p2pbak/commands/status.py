@@ -1,0 +1,61 @@
+"""`p2pbak status`: is the coordinator reachable, is this machine's peer online, what is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.errors import Unreachable
+
+LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this machine's peer"),
+          ("snapshots", "snapshots"), ("packs", "packs"),
+          ("bytes_backed_up", "backed up"), ("bytes_stored_for_others", "stored for others"),
+          ("peers_online", "peers online"), ("availability", "predicted availability")]
+
+
+async def _status(cfg: Any) -> dict[str, Any]:
+    from p2pbak.net.client import CoordinatorClient
+
+    async with CoordinatorClient.from_config(cfg) as coord:
+        health = await coord.health()
+        status = await coord.status()
+    pinned = not cfg.ticket_key or health.get("ticket_key") == cfg.ticket_key
+    return {"coordinator": cfg.coordinator, "coordinator_reachable": True,
+            "ticket_key_matches": pinned, **status}
+
+
+def _human(key: str, value: Any) -> str:
+    from p2pbak.config import format_size
+
+    if key.startswith("bytes") and isinstance(value, int):
+        return format_size(value)
+    if isinstance(value, bool):
+        return "online" if value else "offline"
+    if key == "availability" and isinstance(value, float):
+        return f"{value:.6%}"
+    return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_cmd(json: JsonOpt = False, config: ConfigOpt = None) -> None:
+        """Show the coordinator, this machine's peer and how much is backed up and lent."""
+        from p2pbak.config import load
+
+        rep = reporter(json)
+        cfg = load(config)
+        try:
+            fields = run(_status(cfg))
+        except Unreachable:
+            rep.summary(coordinator=cfg.coordinator, coordinator_reachable=False)
+            raise
+        rep.summary(**fields)
+        rep.say(f"coordinator: {cfg.coordinator} (reachable)")
+        if not fields["ticket_key_matches"]:
+            rep.warn("the coordinator's ticket key differs from the one pinned at init: "
+                     "peers will refuse its tickets; check you talk to the right coordinator")
+        for key, label in LABELS:
+            if key in fields:
+                rep.say(f"{label}: {_human(key, fields[key])}")

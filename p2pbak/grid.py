@@ -1,0 +1,241 @@
+"""A local grid: one coordinator and N peer agents as real processes on 127.0.0.1.
+
+Used by `p2pbak demo` and by the end-to-end tests, so both exercise the same setup: every
+peer is its own user with its own config written by `p2pbak init`, and every process is a
+real `python -m p2pbak ...` started from this interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from p2pbak.errors import P2pbakError
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A long-running p2pbak process and the file its output goes to."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.popen.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not go."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Peer:
+    name: str
+    config: Path
+    storage: Path
+    process: Process
+    peer_id: str = ""
+
+
+@dataclass
+class Grid:
+    root: Path
+    coordinator: Process
+    db: Path
+    password_file: Path
+    peers: list[Peer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.coordinator.url
+
+    def cli(self, *args: str, config: Path | None = None, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run one p2pbak command to completion, as a user would."""
+        extra = {"P2PBAK_PASSWORD_FILE": str(self.password_file)}
+        if config is not None:
+            extra["P2PBAK_CONFIG"] = str(config)
+        return run_cli(list(args), env={**extra, **(env or {})}, timeout=timeout)
+
+    def add_user(self, name: str, *, machine: str | None = None) -> Path:
+        """`p2pbak init` a new user (and machine) with its own config; returns the config."""
+        config = self.root / "users" / name / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        args = ["init", "--coordinator", self.url, "--user", name, "--config", str(config),
+                "--password-file", str(self.password_file), "--json"]
+        if machine:
+            args += ["--machine", machine]
+        r = run_cli(args, timeout=120)
+        if r.returncode != 0:
+            raise P2pbakError(f"init of {name} failed: {_last_line(r.stderr)}")
+        return config
+
+    def start_peer(self, name: str, *, heartbeat: float = 2.0) -> Peer:
+        config = self.add_user(name)
+        storage = self.root / "users" / name / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
+                            f"{HOST}:{port}", "--config", str(config),
+                            "--heartbeat-interval", str(heartbeat)],
+                     self.root / "logs" / f"{name}.log", f"http://{HOST}:{port}")
+        peer = Peer(name=name, config=config, storage=storage, process=proc)
+        self.peers.append(peer)
+        return peer
+
+    def wait_peers(self, peers: Sequence[Peer], timeout: float = READY_TIMEOUT) -> None:
+        """Wait until every peer answers its health check and has told the coordinator."""
+        for peer in peers:
+            health = wait_http(f"{peer.process.url}/v1/health", peer.process, timeout)
+            peer.peer_id = str(health.get("peer_id", ""))
+        wait_for(lambda: self.online_peers() >= len(self.live_peers()), timeout,
+                 "the coordinator did not see every peer online")
+
+    def live_peers(self) -> list[Peer]:
+        return [p for p in self.peers if p.process.alive()]
+
+    def online_peers(self) -> int:
+        """How many peers the coordinator counts as online (asked as the first peer)."""
+        from p2pbak.config import load
+
+        cfg = load(self.peers[0].config)
+        req = urllib.request.Request(f"{self.url}/v1/status", headers={
+            "Authorization": f"Bearer {cfg.machine_id}.{cfg.secret}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            status = json.load(r)
+        return int(status.get("peers_online", 0)) + int(bool(status.get("peer_online")))
+
+    def peer_by_id(self, peer_id: str) -> Peer:
+        for peer in self.peers:
+            if peer.peer_id == peer_id:
+                return peer
+        raise KeyError(peer_id)
+
+    def processes(self) -> list[Process]:
+        return [self.coordinator, *(p.process for p in self.peers)]
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes()):
+            proc.stop()
+
+    def stop_script(self) -> str:
+        """A shell line that stops every process of this grid (for `demo --keep`)."""
+        pids = " ".join(str(p.popen.pid) for p in self.processes() if p.alive())
+        return f"kill {pids}"
+
+
+def start_grid(root: Path, peers: int = 10, *, passphrase: str = "correct horse battery",
+               heartbeat: float = 2.0) -> Grid:
+    """Start a coordinator and `peers` peer agents under `root`; stop them all on failure."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    password_file = root / "passphrase"
+    password_file.write_text(passphrase + "\n")
+    password_file.chmod(0o600)
+    port = free_port()
+    db = root / "coordinator" / "coordinator.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}"],
+                  root / "logs" / "coordinator.log", f"http://{HOST}:{port}")
+    grid = Grid(root=root, coordinator=coord, db=db, password_file=password_file)
+    try:
+        wait_http(f"{coord.url}/v1/health", coord)
+        names = [f"peer{i:02d}" for i in range(1, peers + 1)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            started = list(pool.map(lambda n: grid.start_peer(n, heartbeat=heartbeat), names))
+        grid.peers.sort(key=lambda p: p.name)
+        grid.wait_peers(started)
+    except BaseException:
+        grid.stop()
+        raise
+    return grid
+
+
+def run_cli(args: list[str], *, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "p2pbak", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          stdin=subprocess.DEVNULL)
+
+
+def spawn(name: str, args: list[str], log: Path, url: str) -> Process:
+    fh = log.open("wb")
+    popen = subprocess.Popen([sys.executable, "-m", "p2pbak", *args], stdout=fh,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    fh.close()
+    return Process(name=name, popen=popen, log=log, url=url)
+
+
+def wait_http(url: str, proc: Process | None = None, timeout: float = READY_TIMEOUT) -> dict:
+    """Poll `url` until it answers 200 with JSON; fail with the log if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise P2pbakError(f"{proc.name} exited at start: {_last_line(proc.output())}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return dict(json.load(r))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise P2pbakError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def wait_for(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(0.2)
+    raise P2pbakError(f"{what} within {timeout:.0f} s")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def shell_env(config: Path, password_file: Path) -> str:
+    return (f"P2PBAK_CONFIG={shlex.quote(str(config))} "
+            f"P2PBAK_PASSWORD_FILE={shlex.quote(str(password_file))}")
