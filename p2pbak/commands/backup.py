@@ -97,18 +97,24 @@ def register(app: typer.Typer) -> None:
                    = False,
                    host: Annotated[str | None, typer.Option(
                        "--host", help="Record this host name in the snapshot.")] = None,
+                   retry_lock: Annotated[str, typer.Option(
+                       "--retry-lock", help="Wait this long (30s, 5m, 1h) for another backup "
+                       "of this machine to finish.")] = "0",
                    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                    password_file: PasswordFileOpt = None,
                    password_command: PasswordCommandOpt = None) -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
+        from p2pbak.lock import machine_lock, parse_duration
+
         rep = reporter(json, quiet)
+        wait = parse_duration(retry_lock)
         missing = [str(p) for p in paths if not os.path.lexists(p)]
         if missing:
             raise P2pbakError(f"no such file or folder: {', '.join(missing)}")
         excludes = [*(exclude or []), *read_lines(exclude_file or [])]
         session = open_session(config, password_file, password_command)
         targets = [p.absolute() for p in paths]
-        with ProgressView(rep, "backup") as view:
+        with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
             result = run(_backup(session, targets, excludes, host, dry_run, view))
         _report(rep, summary_fields(result), list(result.errors), dry_run)
         if result.errors:

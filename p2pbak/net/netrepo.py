@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
-from p2pbak.errors import P2pbakError, Unreachable
-from p2pbak.net.client import CoordinatorClient, PeerClient
+from p2pbak.errors import Frozen, P2pbakError, Unreachable
+from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
 
 # After `success` fragments are stored, the rest get this share of the time taken so far
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
@@ -67,7 +67,7 @@ class NetworkRepository:
     async def put_pack(self, pack_id: str, data: bytes) -> None:
         if pack_id in self._known:
             return
-        plan = await self.coord.plan(len(data))
+        plan = await self._plan(len(data))
         k, n = int(plan["k"]), int(plan["n"])
         peers = list(plan["peers"])
         if len(peers) < n:
@@ -83,6 +83,14 @@ class NetworkRepository:
                                 fragments=[_entry(u) for u in stored])
         self._known.add(pack_id)
         self.stats.packs_put += 1
+
+    async def _plan(self, size: int) -> dict[str, Any]:
+        try:
+            return await self.coord.plan(size)
+        except CoordinatorError as exc:
+            if exc.status == 402:  # the bank refuses: account below its maximum deficit
+                raise Frozen(str(exc)) from None
+            raise
 
     async def _upload_all(self, pack_id: str, uploads: list[_Upload],
                           spares: list[dict[str, Any]], success: int) -> list[_Upload]:
