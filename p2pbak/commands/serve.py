@@ -1,0 +1,73 @@
+"""`p2pbak serve`: run the coordinator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from p2pbak.commands.output import Reporter
+from p2pbak.errors import P2pbakError
+
+DEFAULT_LISTEN = "127.0.0.1:8420"
+
+
+def default_db() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("p2pbak") / "coordinator.db"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise P2pbakError(f"bad --listen {text!r}: use HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host, int(port)
+
+
+def serve(
+    db: Path = typer.Option(None, "--db", help="SQLite database file (created if missing). "
+                            "Default: coordinator.db in the user data folder."),
+    listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT to listen on."),
+    tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS."),
+    tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+    online_window: int = typer.Option(180, "--online-window", min=1,
+                                      help="Seconds since a peer's last heartbeat for it to "
+                                      "count as online."),
+    json: bool = typer.Option(False, "--json", help="Start/stop lines as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
+) -> None:
+    """Run the coordinator: metadata, tickets and placement for a grid of peers."""
+    import asyncio
+    import logging
+
+    from p2pbak.net.coordinator_server import ServeOptions
+    from p2pbak.net.coordinator_server import serve as run
+
+    out = Reporter(json=json, quiet=quiet)
+    host, port = parse_listen(listen)
+    path = (db or default_db()).expanduser()
+    logging.basicConfig(level=logging.INFO, format="p2pbak serve: %(levelname)s %(message)s")
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
+                        tls_cert=tls_cert, tls_key=tls_key)
+
+    def started(url: str) -> None:
+        out.status(action="start", url=url, db=str(path))
+        if not json and not quiet:
+            out.err.print(f"p2pbak serve: listening on {url} (database {path})", markup=False,
+                          highlight=False)
+
+    def stopped() -> None:
+        out.status(action="stop", url=f"{host}:{port}")
+        if not json and not quiet:
+            out.err.print("p2pbak serve: stopped, database closed", markup=False,
+                          highlight=False)
+
+    asyncio.run(run(opts, started, stopped))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,1 @@
+"""Coordinator service logic that is neither SQL (store/) nor HTTP routes (net/)."""

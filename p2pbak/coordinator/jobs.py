@@ -1,0 +1,69 @@
+"""Background jobs of the coordinator: async functions run every N seconds.
+
+A job's error is logged and the job runs again at its next turn; it never stops the
+server. Jobs start with the app and are cancelled before the database closes. New jobs
+(repair checker, storage billing, the daily price job) are one more entry in `builtin_jobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.jobs")
+
+JobFn = Callable[["Coordinator"], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: float  # seconds between the end of one run and the start of the next
+    run: JobFn
+
+
+class JobRunner:
+    """Runs a set of jobs for one coordinator, each in its own task."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = list(jobs)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.runs: dict[str, int] = {job.name: 0 for job in self.jobs}
+
+    def start(self, coord: Coordinator) -> None:
+        for job in self.jobs:
+            self._tasks.append(asyncio.create_task(self._loop(job, coord), name=job.name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, job: Job, coord: Coordinator) -> None:
+        while True:
+            try:
+                await job.run(coord)
+            except Exception:
+                log.exception("background job %s failed; it runs again in %ss",
+                              job.name, job.interval)
+            self.runs[job.name] += 1
+            await asyncio.sleep(job.interval)
+
+
+def builtin_jobs(online_window: int) -> list[Job]:
+    """Every job the coordinator runs, with its period."""
+    from p2pbak.coordinator.sweep import availability_sweep
+
+    return [
+        Job("availability-sweep", max(1.0, min(30.0, online_window / 4)), availability_sweep),
+    ]

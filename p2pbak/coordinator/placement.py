@@ -1,0 +1,112 @@
+"""Which suppliers get the fragments of a new pack (paper §2.4), and with which code (§2.2).
+
+Pure: peers in, an ordered choice out. Eligibility (announced, online, active, not the
+caller) is the query's job; here: enough free space for one fragment, a preference order,
+distinct subnets first, and the k/n code for the chosen peers' availability estimates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from p2pbak.market.erasure import Code, choose_code, min_n_for_k
+from p2pbak.store.coordinator_peers import Peer
+
+PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
+_CLAMP = 1e-6  # estimates never reach 0 or 1
+
+
+class NotEnoughPeers(Exception):
+    def __init__(self, have: int, need: int) -> None:
+        super().__init__(f"not enough online peers (have {have}, need {need}): "
+                         "start more peers or wait")
+        self.have = have
+        self.need = need
+
+
+@dataclass(frozen=True)
+class Placement:
+    code: Code
+    peers: tuple[Peer, ...]  # code.n of them, distinct
+    fragment_size: int
+
+
+def subnet_of(url: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) of the URL's host; a host name stands for itself."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def weighted_order(peers: Sequence[Peer], rng: random.Random) -> list[Peer]:
+    """A random order in which peers with more free space tend to come first.
+
+    Weighted sampling without replacement (Efraimidis–Spirakis, keys ln(u)/w). Stable:
+    the same seed and peers give the same order, whatever order they were passed in.
+    """
+    def key(peer: Peer) -> float:
+        u = rng.random() or 1e-300
+        return math.log(u) / (peer.free_bytes + 1)
+
+    keyed = [(key(p), p) for p in sorted(peers, key=lambda p: p.id)]
+    keyed.sort(key=lambda kp: kp[0], reverse=True)
+    return [p for _, p in keyed]
+
+
+def spread_subnets(peers: Sequence[Peer]) -> list[Peer]:
+    """Keep the order but take one peer per subnet per round, so the first n span as many
+    subnets as there are (on loopback all share one and the order is unchanged)."""
+    rounds: dict[str, int] = {}
+    ranked = []
+    for pos, peer in enumerate(peers):
+        r = rounds.get(peer.subnet, 0)
+        rounds[peer.subnet] = r + 1
+        ranked.append((r, pos, peer))
+    ranked.sort(key=lambda t: (t[0], t[1]))
+    return [p for _, _, p in ranked]
+
+
+def order_candidates(peers: Sequence[Peer], rng: random.Random) -> list[Peer]:
+    """Preference order of eligible suppliers. The paper allocates work to the lowest
+    balances (§2.4); until accounts exist, a free-space-weighted shuffle stands in."""
+    return spread_subnets(weighted_order(peers, rng))
+
+
+def availability(peer: Peer) -> float:
+    return min(max(peer.availability, _CLAMP), 1.0 - _CLAMP)
+
+
+def fragment_size(pack_length: int, k: int) -> int:
+    from p2pbak.datapath.erasure import HEADER_LEN, share_length
+
+    return share_length(pack_length, k) + HEADER_LEN
+
+
+def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
+          target: float | None = None) -> Placement:
+    """Choose the code and its n suppliers for a pack of `size` bytes.
+
+    A code chosen for fewer peers may have a smaller k and so bigger fragments, which may
+    exclude more peers: the candidate set shrinks each round until every one has room.
+    """
+    need = min_n_for_k(1)
+    candidates = order_candidates(peers, rng)
+    while True:
+        if len(candidates) < need:
+            raise NotEnoughPeers(len(candidates), need)
+        avail = [availability(p) for p in candidates]
+        code = choose_code(avail) if target is None else choose_code(avail, target)
+        frag = fragment_size(size, code.k)
+        fitting = [p for p in candidates if p.free_bytes >= frag]
+        if len(fitting) == len(candidates):
+            return Placement(code, tuple(candidates[:code.n]), frag)
+        candidates = fitting

@@ -1,0 +1,66 @@
+"""The running coordinator: its database, ticket signing key, settings and jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
+from p2pbak.net import tickets
+from p2pbak.store import coordinator_users
+from p2pbak.store.coordinator_db import Database
+
+DEFAULT_ONLINE_WINDOW = 180  # seconds since the last heartbeat for a peer to count online
+TICKET_KEY_SETTING = "ticket_signing_key"
+
+
+@dataclass
+class Coordinator:
+    db: Database
+    signing_key: Ed25519PrivateKey
+    online_window: int = DEFAULT_ONLINE_WINDOW
+    jobs: JobRunner = field(default_factory=lambda: JobRunner([]))
+
+    @property
+    def ticket_key(self) -> str:
+        """The public key peers verify tickets with (hex)."""
+        return tickets.public_key_hex(self.signing_key)
+
+    def ticket(self, *, op: str, fragment: str, size: int, from_: str, to: str) -> str:
+        return tickets.issue(self.signing_key, op=op, fragment=fragment, size=size,
+                             from_=from_, to=to)
+
+    @classmethod
+    async def start(cls, db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
+                    run_jobs: bool = True) -> Coordinator:
+        """Open (and migrate) the database, load or create the signing key, start jobs."""
+        db = await Database.open(db_path)
+        try:
+            key = await signing_key(db)
+        except BaseException:
+            await db.close()
+            raise
+        coord = cls(db, key, online_window, JobRunner(builtin_jobs(online_window)))
+        if run_jobs:
+            coord.jobs.start(coord)
+        return coord
+
+    async def stop(self) -> None:
+        await self.jobs.stop()
+        await self.db.close()
+
+
+async def signing_key(db: Database) -> Ed25519PrivateKey:
+    """The ticket signing key, created on first start and kept in the (0600) database."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    fresh = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    raw = await coordinator_users.setting_or_create(db, TICKET_KEY_SETTING, fresh)
+    return Ed25519PrivateKey.from_private_bytes(raw)

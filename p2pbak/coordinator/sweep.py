@@ -1,0 +1,21 @@
+"""The availability sweep: peers silent for longer than the online window go offline."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from p2pbak.store import coordinator_packs, coordinator_peers
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.sweep")
+
+
+async def availability_sweep(coord: Coordinator) -> None:
+    gone = await coordinator_peers.sweep(coord.db, coord.online_window)
+    if gone:
+        log.info("%d peer(s) marked offline after %ss without a heartbeat",
+                 gone, coord.online_window)
+    await coordinator_packs.prune_grants(coord.db)

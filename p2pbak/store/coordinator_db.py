@@ -1,0 +1,109 @@
+"""The coordinator's SQLite database: connections, transactions, versioned migrations.
+
+One writer connection (every change runs in `transaction()`, serialised by a lock, BEGIN
+IMMEDIATE) and one reader connection (autocommit, so every read sees the last commit and
+never a half-done write). WAL mode lets the two run side by side; foreign keys are on.
+The schema itself is the list in `coordinator_schema.MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from p2pbak.errors import P2pbakError
+
+Row = aiosqlite.Row
+
+
+def now() -> int:
+    """Unix seconds: the coordinator's one clock for every timestamp column."""
+    return int(time.time())
+
+
+class Database:
+    """An open coordinator database. Use `await Database.open(path)`; close with `close()`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection,
+                 reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, migrate: bool = True) -> Database:
+        path = Path(path)
+        fresh = not path.exists()
+        writer = await _connect(path)
+        if fresh:
+            os.chmod(path, 0o600)  # it holds the ticket signing key
+        await writer.execute("PRAGMA journal_mode=WAL")
+        db = cls(path, writer, await _connect(path))
+        if migrate:
+            from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations
+
+            await apply_migrations(db, MIGRATIONS)
+        return db
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One atomic change: commits on success, rolls back on any exception."""
+        async with self._lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = await self.one(sql, params)
+        return None if row is None else row[0]
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except Exception as exc:  # sqlite3.OperationalError and friends
+        raise P2pbakError(f"cannot open database {path}: {exc}: check the path and "
+                          "its permissions") from None
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str,
+                    params: Iterable[Any] = ()) -> Row | None:
+    """A read inside a transaction (on the writer connection)."""
+    async with conn.execute(sql, tuple(params)) as cur:
+        return await cur.fetchone()
+
+
+async def fetch_all(conn: aiosqlite.Connection, sql: str,
+                    params: Iterable[Any] = ()) -> list[Row]:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return list(await cur.fetchall())
