@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +141,7 @@ class Grid:
             "Authorization": f"Bearer {cfg.machine_id}.{cfg.secret}"})
         with urllib.request.urlopen(req, timeout=5) as r:
             status = json.load(r)
-        return int(status.get("peers_online", 0)) + int(bool(status.get("peer_online")))
+        return int(status["peers_online"])  # the asking peer included
 
     def peer_by_id(self, peer_id: str) -> Peer:
         for peer in self.peers:
@@ -221,11 +221,11 @@ def wait_http(url: str, proc: Process | None = None, timeout: float = READY_TIME
     raise P2pbakError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def wait_for(check: object, timeout: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-            if check():  # type: ignore[operator]
+            if check():
                 return
         time.sleep(0.2)
     raise P2pbakError(f"{what} within {timeout:.0f} s")

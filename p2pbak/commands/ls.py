@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from typing import Annotated, Any
 
@@ -32,15 +33,23 @@ async def _ls(session: Session, ref: str, path: str | None) -> tuple[str, list[A
         return snap.id, await list_tree(repo, master, snap.id, path)
 
 
+_KIND = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+
+
+def node_fields(node: Any) -> dict[str, Any]:
+    """What a reader wants of a tree node (names as text; no chunk or tree ids)."""
+    n = as_dict(node)
+    return {"name": os.fsdecode(n["name"]), "path": n.get("path", ""), "type": n["type"],
+            "mode": n["mode"], "mtime": when(n["mtime_ns"] / 1e9), "size": n.get("size", 0),
+            **({"target": os.fsdecode(n["target"])} if n.get("target") else {})}
+
+
 def _line(e: dict[str, Any]) -> str:
-    mode = stat.filemode(int(e.get("mode", 0))) if e.get("mode") is not None else "?"
-    name = str(e.get("path") or e.get("name", ""))
-    if e.get("type") == "symlink" and e.get("target"):
+    mode = stat.filemode(_KIND.get(e["type"], stat.S_IFREG) | int(e["mode"]))
+    name = e["path"] or e["name"]
+    if e.get("target"):
         name += f" -> {e['target']}"
-    mtime = e.get("mtime")
-    if isinstance(mtime, int) and mtime > 10**12:  # nanoseconds
-        mtime = mtime / 1e9
-    return f"{mode} {int(e.get('size') or 0):>12} {when(mtime)} {name}"
+    return f"{mode} {int(e['size'] or 0):>12} {e['mtime']} {name}"
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +66,7 @@ def register(app: typer.Typer) -> None:
                                    snapshot, path))
         rep.emit("snapshot", id=snap_id)
         for entry in entries:
-            e = as_dict(entry)
-            e.pop("chunks", None)  # internal: chunk ids mean nothing to a reader
+            e = node_fields(entry)
             rep.emit("node", **e)
             if not json:
                 rep.out.print(_line(e), markup=False, highlight=False)

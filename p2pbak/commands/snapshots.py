@@ -30,16 +30,18 @@ async def _list(session: Session) -> list[Any]:
         return await list_snapshots(repo, master)
 
 
-def when(value: Any) -> str:
-    """A snapshot time (unix seconds or ISO text) as local-free UTC text."""
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+def when(value: datetime | float) -> str:
+    """A time (datetime or unix seconds) as UTC text."""
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def snapshot_fields(snap: Any) -> dict[str, Any]:
     d = as_dict(snap)
+    d["time"] = d["time"].isoformat() if isinstance(d.get("time"), datetime) else d.get("time")
     d["paths"] = [str(p) for p in d.get("paths", [])]
+    d["excludes"] = list(d.get("excludes", []))
     return d
 
 
@@ -60,7 +62,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("ID", "Time", "Host", "Paths", box=None)
         for s in snaps:
-            table.add_row(str(s.get("id", ""))[:8], when(s.get("time")), str(s.get("host", "")),
+            table.add_row(s["id"][:8], when(datetime.fromisoformat(s["time"])), s["host"],
                           "\n".join(s["paths"]))
         rep.out.print(table)
         rep.say(f"{len(snaps)} snapshots")

@@ -12,7 +12,8 @@ from p2pbak.errors import Unreachable
 LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this machine's peer"),
           ("snapshots", "snapshots"), ("packs", "packs"),
           ("bytes_backed_up", "backed up"), ("bytes_stored_for_others", "stored for others"),
-          ("peers_online", "peers online"), ("availability", "predicted availability")]
+          ("peers_online", "peers online"), ("code", "erasure code for a new pack"),
+          ("availability", "predicted availability")]
 
 
 async def _status(cfg: Any) -> dict[str, Any]:
@@ -35,6 +36,11 @@ def _human(key: str, value: Any) -> str:
         return "online" if value else "offline"
     if key == "availability" and isinstance(value, float):
         return f"{value:.6%}"
+    if key == "code" and isinstance(value, dict):
+        note = "" if value.get("meets_target", True) else " (below the target: add peers)"
+        return f"any {value['k']} of {value['n']} fragments{note}"
+    if value is None:
+        return "not enough online peers"
     return str(value)
 
 
