@@ -1,0 +1,381 @@
+"""The archiver: walk the paths, chunk new files, seal blobs into packs, save a snapshot.
+
+The walk, chunking, hashing, compression and sealing run in one worker thread; finished
+packs go to the repository from the event loop, a few at a time, so erasure coding (zfec
+releases the GIL) runs on the other cores while the walk goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from p2pbak.datapath.blobs import BlobType, seal_blob
+from p2pbak.datapath.chunker import chunks
+from p2pbak.datapath.crypto import Keys
+from p2pbak.datapath.excludes import excluded
+from p2pbak.datapath.index import Index, encode_index, load_index
+from p2pbak.datapath.pack import DEFAULT_PACK_SIZE, Pack, PackEntry, PackWriter
+from p2pbak.datapath.reader import BlobReader
+from p2pbak.datapath.repository import Repository
+from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
+from p2pbak.datapath.tree import DIR, FILE, Node, encode_tree, node_from_stat
+from p2pbak.errors import P2pbakError
+
+T = TypeVar("T")
+
+
+@dataclass
+class BackupProgress:
+    files_done: int = 0
+    bytes_done: int = 0
+    files_total: int | None = None  # known once the background scan has finished
+    bytes_total: int | None = None
+    current: str = ""
+
+
+@dataclass
+class BackupSummary:
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs_new: int = 0
+    dirs_changed: int = 0
+    dirs_unmodified: int = 0
+    blobs_added: int = 0
+    bytes_read: int = 0  # file bytes read and chunked
+    bytes_added: int = 0  # sealed bytes of new blobs
+    packs_added: int = 0
+    total_files: int = 0
+    total_bytes: int = 0  # size of every file in the snapshot
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BackupResult:
+    snapshot_id: str | None  # None on a dry run
+    summary: BackupSummary
+    errors: list[str] = field(default_factory=list)  # files that could not be read
+    warnings: list[str] = field(default_factory=list)  # special files skipped
+    parent: str | None = None
+
+
+class _Uploader:
+    """Puts packs into the repository, at most `limit` at once (event-loop side)."""
+
+    def __init__(self, repo: Repository, limit: int) -> None:
+        self.repo = repo
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+
+    async def submit(self, pack: Pack) -> None:
+        await self._slots.acquire()
+        if self._failure is not None:
+            self._slots.release()
+            raise self._failure
+        task = asyncio.create_task(self._put(pack))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _put(self, pack: Pack) -> None:
+        try:
+            await self.repo.put_pack(pack.pack_id, pack.data)
+        except BaseException as exc:
+            self._failure = self._failure or exc
+            raise
+        finally:
+            self._slots.release()
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
+
+
+class _Walker:
+    """The synchronous part of a backup, run in a worker thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, keys: Keys, index: Index,
+                 parent_reader: BlobReader | None, uploader: _Uploader | None,
+                 excludes: Sequence[str], pack_size: int,
+                 progress: Callable[[BackupProgress], None] | None) -> None:
+        self.loop, self.keys, self.index = loop, keys, index
+        self.parent_reader, self.uploader = parent_reader, uploader
+        self.excludes = list(excludes)
+        self.data_pack, self.tree_pack = PackWriter(pack_size), PackWriter(pack_size)
+        self.pending: set[str] = set()
+        self.new_packs: list[tuple[str, tuple[PackEntry, ...]]] = []
+        self.summary = BackupSummary()
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.state = BackupProgress()
+        self.on_progress = progress
+        self.totals_lock = threading.Lock()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _report(self, path: str) -> None:
+        if self.on_progress is not None:
+            self.state.current = path
+            with self.totals_lock:
+                self.on_progress(self.state)
+
+    # Blobs and packs.
+    def _save_blob(self, kind: BlobType, data: bytes | memoryview) -> str:
+        blob_id = self.keys.chunk_id_of(data)
+        if blob_id in self.index or blob_id in self.pending:
+            return blob_id
+        sealed = seal_blob(self.keys, kind, blob_id, data)
+        writer = self.data_pack if kind == BlobType.DATA else self.tree_pack
+        writer.add(kind, blob_id, sealed, len(data))
+        self.summary.blobs_added += 1
+        self.summary.bytes_added += len(sealed)
+        self.pending.add(blob_id)  # a repeat within this pack is not stored twice
+        if writer.full:
+            self._flush(writer)
+        return blob_id
+
+    def _flush(self, writer: PackWriter) -> None:
+        if not len(writer):
+            return
+        pack = writer.finish(self.keys)
+        self.index.add_pack(pack.pack_id, pack.entries)
+        self.pending.difference_update(e.blob_id for e in pack.entries)
+        self.new_packs.append((pack.pack_id, pack.entries))
+        self.summary.packs_added += 1
+        if self.uploader is not None:
+            self._call(self.uploader.submit(pack))
+
+    def finish(self) -> None:
+        self._flush(self.data_pack)
+        self._flush(self.tree_pack)
+
+    # The walk.
+    def _parent_nodes(self, parent: Node | None) -> dict[bytes, Node]:
+        if self.parent_reader is None or parent is None or parent.type != DIR:
+            return {}
+        try:
+            nodes = self._call(self.parent_reader.tree(parent.subtree))
+        except P2pbakError:
+            return {}  # an unreadable parent tree only costs re-reading the files
+        return {n.name: n for n in nodes}
+
+    def root(self, paths: Sequence[Path], parent_root: str | None) -> str:
+        parents: dict[bytes, Node] = {}
+        if parent_root:
+            parents = self._parent_nodes(Node(b"", DIR, 0, 0, subtree=parent_root))
+        nodes: list[Node] = []
+        for name, path in _root_names(paths):
+            st = _lstat_or_fail(path)
+            node = self._entry(path, name, st, parents.get(name))
+            if node is not None:
+                nodes.append(node)
+        return self._save_blob(BlobType.TREE, encode_tree(nodes))
+
+    def _entry(self, path: Path, name: bytes, st: os.stat_result,
+               parent: Node | None) -> Node | None:
+        if stat.S_ISDIR(st.st_mode):
+            return self._dir(path, name, st, parent)
+        if stat.S_ISREG(st.st_mode):
+            return self._file(path, name, st, parent)
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                return node_from_stat(name, st, target=os.readlink(os.fsencode(path)))
+            except OSError as exc:
+                self.errors.append(f"{path}: {exc.strerror or exc}")
+                return None
+        self.warnings.append(f"{path}: special file skipped")
+        return None
+
+    def _dir(self, path: Path, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
+        before = self._parent_nodes(parent)
+        nodes: list[Node] = []
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.errors.append(f"{path}: {exc.strerror or exc}")
+            entries = []
+        for entry in entries:
+            child = Path(entry.path)
+            if excluded(str(child), self.excludes):
+                continue
+            try:
+                child_st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.errors.append(f"{child}: {exc.strerror or exc}")
+                continue
+            node = self._entry(child, os.fsencode(entry.name), child_st,
+                               before.get(os.fsencode(entry.name)))
+            if node is not None:
+                nodes.append(node)
+        tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
+        if parent is None or parent.type != DIR:
+            self.summary.dirs_new += 1
+        elif parent.subtree == tree:
+            self.summary.dirs_unmodified += 1
+        else:
+            self.summary.dirs_changed += 1
+        return node_from_stat(name, st, subtree=tree)
+
+    def _file(self, path: Path, name: bytes, st: os.stat_result,
+              parent: Node | None) -> Node | None:
+        self.summary.total_files += 1
+        if (parent is not None and parent.same_file(st)
+                and all(c in self.index for c in parent.content)):
+            self.summary.files_unmodified += 1
+            self.summary.total_bytes += parent.size
+            self._done(path, parent.size)
+            return node_from_stat(name, st, content=parent.content)
+        content: list[str] = []
+        size = 0
+        try:
+            with open(path, "rb") as f:
+                for chunk in chunks(f, st.st_size):
+                    content.append(self._save_blob(BlobType.DATA, chunk))
+                    size += len(chunk)
+                    self.state.bytes_done += len(chunk)
+                    self._report(str(path))
+        except OSError as exc:
+            self.summary.total_files -= 1
+            self.errors.append(f"{path}: {exc.strerror or exc}")
+            return None
+        self.summary.bytes_read += size
+        self.summary.total_bytes += size
+        if parent is not None and parent.type == FILE:
+            self.summary.files_changed += 1
+        else:
+            self.summary.files_new += 1
+        self._done(path, 0)
+        return replace(node_from_stat(name, st, content=tuple(content)), size=size)
+
+    def _done(self, path: Path, skipped_bytes: int) -> None:
+        self.state.files_done += 1
+        self.state.bytes_done += skipped_bytes
+        self._report(str(path))
+
+
+def _root_names(paths: Sequence[Path]) -> list[tuple[bytes, Path]]:
+    """Each backed-up path under its base name in the root tree, made unique."""
+    out: list[tuple[bytes, Path]] = []
+    used: set[bytes] = set()
+    for path in paths:
+        base = os.fsencode(path.name or "root")
+        name, n = base, 0
+        while name in used:
+            n += 1
+            name = base + b"-%d" % n
+        used.add(name)
+        out.append((name, path))
+    return out
+
+
+def _lstat_or_fail(path: Path) -> os.stat_result:
+    try:
+        return path.lstat()
+    except OSError as exc:
+        raise P2pbakError(f"cannot back up {path}: {exc.strerror or exc}") from None
+
+
+def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
+                 stop: threading.Event) -> tuple[int, int]:
+    """(files, bytes) the backup will cover, for progress totals; stat only, no reads."""
+    files = size = 0
+    stack = list(paths)
+    while stack and not stop.is_set():
+        path = stack.pop()
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files, size = files + 1, size + st.st_size
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(path) as it:
+                    stack.extend(Path(e.path) for e in it
+                                 if not excluded(e.path, excludes))
+            except OSError:
+                continue
+    return files, size
+
+
+async def _choose_parent(repo: Repository, master: bytes, parent: str | None, host: str,
+                         paths: list[str]) -> SnapshotRecord | None:
+    if parent is not None:
+        return await find_snapshot(repo, master, parent) if parent else None
+    same = [r for r in await list_snapshots(repo, master)
+            if r.host == host and sorted(r.paths) == sorted(paths)]
+    return same[-1] if same else None
+
+
+async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
+                 excludes: Sequence[str] = (), host: str | None = None,
+                 parent: str | None = None, dry_run: bool = False,
+                 progress: Callable[[BackupProgress], None] | None = None,
+                 pack_size: int = DEFAULT_PACK_SIZE, uploads: int = 2) -> BackupResult:
+    """Back up `paths`; parent None picks the latest snapshot of the same host and paths,
+    "" forces a full read."""
+    started = time.monotonic()
+    if not paths:
+        raise P2pbakError("nothing to back up: give at least one path")
+    roots = [Path(os.path.abspath(p)) for p in paths]
+    for root in roots:
+        _lstat_or_fail(root)
+    host = host or socket.gethostname()
+    keys = Keys.derive(master)
+    index = await load_index(repo, keys)
+    previous = await _choose_parent(repo, master, parent, host, [str(r) for r in roots])
+    reader = BlobReader(repo, keys, index) if previous else None
+    uploader = None if dry_run else _Uploader(repo, max(1, uploads))
+    loop = asyncio.get_running_loop()
+    walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
+    stop = threading.Event()
+    totals = loop.run_in_executor(None, _scan_totals, roots, excludes, stop)
+    totals.add_done_callback(lambda f: _set_totals(walker, f))
+    try:
+        tree = await asyncio.to_thread(walker.root, roots, previous.tree if previous else None)
+        await asyncio.to_thread(walker.finish)
+        if uploader is not None:
+            await uploader.drain()
+    finally:
+        stop.set()
+        if reader is not None:
+            reader.close()
+    summary = walker.summary
+    summary.duration = round(time.monotonic() - started, 3)
+    result = BackupResult(None, summary, walker.errors, walker.warnings,
+                          previous.id if previous else None)
+    if dry_run:
+        return result
+    if walker.new_packs:
+        index_id, blob = encode_index(keys, walker.new_packs)
+        await repo.put_index(index_id, blob)
+    result.snapshot_id, record = encode_snapshot(
+        keys, datetime.now(UTC), host, [str(r) for r in roots], tree, result.parent,
+        list(excludes), summary.as_dict())
+    await repo.put_snapshot(result.snapshot_id, record)
+    return result
+
+
+def _set_totals(walker: _Walker, future: asyncio.Future[tuple[int, int]]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    with walker.totals_lock:
+        walker.state.files_total, walker.state.bytes_total = future.result()
+

@@ -1,0 +1,88 @@
+"""The index: blob id -> (pack, offset, length), kept as sealed index blobs in the repository.
+
+Each backup stores one index blob listing the packs it added; loading a repository reads
+them all (docs/formats.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import blake3
+import msgpack
+import zstandard
+
+from p2pbak.datapath.blobs import BlobType
+from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
+from p2pbak.datapath.pack import PackEntry
+from p2pbak.datapath.repository import Repository
+
+INDEX_VERSION = 1
+_AAD = b"p2pbak index v1"
+
+
+@dataclass(frozen=True)
+class Location:
+    pack_id: str
+    kind: BlobType
+    offset: int
+    length: int
+    raw_length: int
+
+
+class Index:
+    def __init__(self) -> None:
+        self._blobs: dict[str, Location] = {}
+
+    def __contains__(self, blob_id: object) -> bool:
+        return blob_id in self._blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def get(self, blob_id: str) -> Location | None:
+        return self._blobs.get(blob_id)
+
+    def add_pack(self, pack_id: str, entries: Iterable[PackEntry]) -> None:
+        for e in entries:
+            self._blobs.setdefault(e.blob_id, Location(pack_id, e.kind, e.offset, e.length,
+                                                       e.raw_length))
+
+    def packs(self) -> set[str]:
+        return {loc.pack_id for loc in self._blobs.values()}
+
+
+def encode_index(keys: Keys, packs: Iterable[tuple[str, Iterable[PackEntry]]]) -> tuple[str, bytes]:
+    """(index id, sealed index blob) listing the given packs."""
+    doc = {"v": INDEX_VERSION, "packs": [
+        [bytes.fromhex(pack_id), [[e.kind, bytes.fromhex(e.blob_id), e.offset, e.length,
+                                   e.raw_length] for e in entries]]
+        for pack_id, entries in packs]}
+    plain = zstandard.ZstdCompressor().compress(msgpack.packb(doc))
+    sealed = seal(keys.blob, plain, _AAD)
+    return blake3.blake3(sealed).hexdigest(), sealed
+
+
+def decode_index(keys: Keys, sealed: bytes, into: Index) -> None:
+    plain = open_sealed(keys.blob, sealed, _AAD)
+    try:
+        doc = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(plain))
+    except zstandard.ZstdError:
+        raise DamagedBlob("index blob is damaged") from None
+    if doc.get("v") != INDEX_VERSION:
+        raise DamagedBlob(f"index version {doc.get('v')} is not supported; upgrade p2pbak")
+    for pack_id, entries in doc["packs"]:
+        into.add_pack(pack_id.hex(), (PackEntry(BlobType(k), i.hex(), o, n, r)
+                                      for k, i, o, n, r in entries))
+
+
+async def load_index(repo: Repository, keys: Keys) -> Index:
+    """Every index blob of the repository, merged."""
+    index = Index()
+    ids = await repo.list_indexes()
+    blobs = await asyncio.gather(*(repo.get_index(i) for i in ids))
+    for sealed in blobs:
+        decode_index(keys, sealed, index)
+    return index

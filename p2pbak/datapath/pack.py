@@ -1,0 +1,81 @@
+"""Packs: sealed blobs back to back, then a sealed header listing them (docs/formats.md).
+
+pack = blob_1 || ... || blob_m || sealed header || u32 little-endian header length.
+The pack id is BLAKE3 of the whole pack.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import blake3
+import msgpack
+
+from p2pbak.datapath.blobs import BlobType
+from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
+
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+_HEADER_AAD = b"p2pbak pack header v1"
+_TRAILER = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    kind: BlobType
+    blob_id: str
+    offset: int
+    length: int  # sealed bytes in the pack
+    raw_length: int  # plaintext bytes
+
+
+@dataclass(frozen=True)
+class Pack:
+    pack_id: str
+    data: bytes
+    entries: tuple[PackEntry, ...]
+
+
+class PackWriter:
+    """Collects sealed blobs until the pack is full."""
+
+    def __init__(self, target_size: int = DEFAULT_PACK_SIZE) -> None:
+        self.target_size = target_size
+        self._parts: list[bytes] = []
+        self._entries: list[PackEntry] = []
+        self.size = 0
+
+    def add(self, kind: BlobType, blob_id: str, sealed: bytes, raw_length: int) -> None:
+        self._entries.append(PackEntry(kind, blob_id, self.size, len(sealed), raw_length))
+        self._parts.append(sealed)
+        self.size += len(sealed)
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.target_size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def finish(self, keys: Keys) -> Pack:
+        """The pack so far (the writer starts over empty)."""
+        header = msgpack.packb([[e.kind, bytes.fromhex(e.blob_id), e.offset, e.length,
+                                 e.raw_length] for e in self._entries])
+        sealed = seal(keys.blob, header, _HEADER_AAD)
+        data = b"".join([*self._parts, sealed, _TRAILER.pack(len(sealed))])
+        pack = Pack(blake3.blake3(data).hexdigest(), data, tuple(self._entries))
+        self._parts, self._entries, self.size = [], [], 0
+        return pack
+
+
+def read_header(keys: Keys, data: bytes) -> list[PackEntry]:
+    """The blob list of a pack, from its sealed header."""
+    if len(data) < _TRAILER.size:
+        raise DamagedBlob("pack is truncated")
+    (length,) = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
+    start = len(data) - _TRAILER.size - length
+    if start < 0:
+        raise DamagedBlob("pack header length is damaged")
+    header = msgpack.unpackb(open_sealed(keys.blob, memoryview(data)[start:-_TRAILER.size],
+                                         _HEADER_AAD))
+    return [PackEntry(BlobType(k), i.hex(), o, n, r) for k, i, o, n, r in header]
