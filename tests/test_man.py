@@ -159,11 +159,14 @@ def test_orphan_section_file_is_refused(tmp_path: Path) -> None:
         manpages.build(sections)
 
 
-def test_example_with_a_stale_option_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("toml", [
+    '[[examples]]\ntext = "x"\ncode = "p2pbak backup --frobnicate ~"\n',
+    'description = """\nLike this:\n\n    p2pbak backup --frobnicate ~\n"""\n',
+])
+def test_command_line_with_a_stale_option_is_refused(tmp_path: Path, toml: str) -> None:
     sections = tmp_path / "sections"
     sections.mkdir()
     shutil.copy(MAN / "sections" / "common.toml", sections)
-    (sections / "p2pbak-backup.toml").write_text(
-        '[[examples]]\ntext = "x"\ncode = "p2pbak backup --frobnicate ~"\n')
+    (sections / "p2pbak-backup.toml").write_text(toml)
     with pytest.raises(manpages.ManError, match="--frobnicate"):
         manpages.build(sections)
