@@ -271,10 +271,14 @@ class PeerClient(_Session):
                     text = await _error_text(resp)
                     raise PeerError(f"peer {url} refused {method} of fragment "
                                     f"{fragment_id[:12]}: {text}", resp.status)
-                body = await resp.content.read(max_size + 1) if method == "GET" else b""
-                if len(body) > max_size:
-                    raise PeerError(f"peer {url} sent more than {max_size} bytes", resp.status)
-                return resp.status, body
+                body = bytearray()
+                if method == "GET" and resp.status == 200:
+                    async for chunk in resp.content.iter_chunked(256 * 1024):
+                        body += chunk
+                        if len(body) > max_size:
+                            raise PeerError(f"peer {url} sent more than {max_size} bytes",
+                                            resp.status)
+                return resp.status, bytes(body)
         except _NETWORK_ERRORS as exc:
             why = str(exc) or type(exc).__name__
             raise PeerError(f"cannot reach peer {url}: {why}") from None

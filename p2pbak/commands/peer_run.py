@@ -1,0 +1,91 @@
+"""`p2pbak peer run`: the long-running agent that stores other users' fragments."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from p2pbak.commands import groups
+from p2pbak.commands.output import Reporter
+from p2pbak.errors import P2pbakError
+
+DEFAULT_LISTEN = "127.0.0.1:8421"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise P2pbakError(f"cannot read --listen {text!r}: write it as HOST:PORT, "
+                          f"e.g. {DEFAULT_LISTEN}")
+    return host, int(port)
+
+
+class _ToReporter(logging.Handler):
+    """Agent log lines as human text or JSON status lines; warnings even when quiet."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__(logging.INFO)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            self.reporter.warn(text)
+        elif self.reporter.json:
+            self.reporter.status(event="log", message=text)
+        else:
+            from rich.markup import escape
+
+            self.reporter.say(escape(text))
+
+
+def run(
+    storage: Path = typer.Option(..., "--storage", help="Folder for other users' fragments."),
+    listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT to serve on."),
+    advertise: str = typer.Option("", "--advertise",
+                                  help="URL other peers use to reach this agent "
+                                       "(default: http://<listen>)."),
+    heartbeat_interval: float = typer.Option(60.0, "--heartbeat-interval", min=0.1,
+                                             help="Seconds between heartbeats."),
+    config: Path | None = typer.Option(None, "--config", help="Config file (default: "
+                                       "$P2PBAK_CONFIG, else the user config folder)."),
+    json: bool = typer.Option(False, "--json", help="JSON lines on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems."),
+) -> None:
+    """Serve fragments to other peers under this machine's caps until stopped (SIGTERM)."""
+    import asyncio
+    import signal
+
+    from p2pbak.config import config_path
+    from p2pbak.net.peer import Agent
+
+    reporter = Reporter(json=json, quiet=quiet)
+    host, port = parse_listen(listen)
+    agent = Agent(config_path(config), storage.expanduser(), host, port,
+                  advertise.rstrip("/"), heartbeat_interval)
+    handler = _ToReporter(reporter)
+    logger = logging.getLogger("p2pbak")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        logger.removeHandler(handler)
+    reporter.summary(stopped=True, url=agent.url())
+    reporter.say("peer agent stopped")
+
+
+def register(app: typer.Typer) -> None:
+    groups.peer_app.command("run")(run)
