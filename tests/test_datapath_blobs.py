@@ -1,0 +1,100 @@
+"""Chunking, blob sealing and packs."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pbak.datapath.blobs import BlobType, compress, decompress, open_blob, seal_blob
+from p2pbak.datapath.chunker import MAX_SIZE, MIN_SIZE, chunks
+from p2pbak.datapath.crypto import DamagedBlob, Keys
+from p2pbak.datapath.index import Index, decode_index, encode_index
+from p2pbak.datapath.pack import PackWriter, read_header
+
+KEYS = Keys.derive(b"m" * 32)
+
+
+def cut(data: bytes) -> list[bytes]:
+    return [bytes(c) for c in chunks(io.BytesIO(data), len(data))]
+
+
+def test_chunk_sizes_and_concatenation() -> None:
+    data = os.urandom(24 * 1024 * 1024)
+    parts = cut(data)
+    assert b"".join(parts) == data
+    assert all(MIN_SIZE <= len(p) <= MAX_SIZE for p in parts[:-1])
+    assert 0 < len(parts[-1]) <= MAX_SIZE
+    assert 8 <= len(parts) <= 48  # about 1 MiB each
+    # A size hint that is wrong (file grew) still gives the same chunks.
+    assert [bytes(c) for c in chunks(io.BytesIO(data), 10)] == parts
+
+
+@pytest.mark.parametrize("size", [0, 1, MIN_SIZE - 1, MIN_SIZE, MIN_SIZE + 1])
+def test_small_files_are_one_chunk(size: int) -> None:
+    data = os.urandom(size)
+    assert cut(data) == ([data] if size else [])
+
+
+def test_edit_changes_only_nearby_chunks() -> None:
+    data = bytearray(os.urandom(20 * 1024 * 1024))
+    before = set(cut(bytes(data)))
+    data[len(data) // 2] ^= 0xFF
+    after = cut(bytes(data))
+    assert len([c for c in after if c not in before]) <= 3
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(max_size=5000) | st.just(b"a" * 10000))
+def test_blob_round_trip(data: bytes) -> None:
+    blob_id = KEYS.chunk_id_of(data)
+    sealed = seal_blob(KEYS, BlobType.DATA, blob_id, data)
+    assert open_blob(KEYS, BlobType.DATA, blob_id, sealed) == data
+    with pytest.raises(DamagedBlob):  # a data blob is not a tree blob
+        open_blob(KEYS, BlobType.TREE, blob_id, sealed)
+    if data:
+        assert data not in sealed or len(data) < 4
+
+
+def test_compression_only_when_smaller() -> None:
+    text = b"abc" * 10000
+    noise = os.urandom(10000)
+    assert len(compress(text)) < len(text) / 10
+    assert compress(noise) == b"\0" + noise
+    assert decompress(compress(text)) == text
+    with pytest.raises(DamagedBlob):
+        decompress(b"\1garbage")
+
+
+def test_wrong_id_is_rejected() -> None:
+    data, other = b"one", b"two"
+    sealed = seal_blob(KEYS, BlobType.DATA, KEYS.chunk_id_of(other), data)
+    with pytest.raises(DamagedBlob, match="does not match"):
+        open_blob(KEYS, BlobType.DATA, KEYS.chunk_id_of(other), sealed)
+
+
+def test_pack_header_and_index_round_trip() -> None:
+    writer = PackWriter(target_size=100)
+    blobs = [os.urandom(40), os.urandom(70), b""]
+    for b in blobs:
+        bid = KEYS.chunk_id_of(b)
+        writer.add(BlobType.DATA, bid, seal_blob(KEYS, BlobType.DATA, bid, b), len(b))
+    assert writer.full
+    pack = writer.finish(KEYS)
+    assert len(writer) == 0 and not writer.full
+    entries = read_header(KEYS, pack.data)
+    assert entries == list(pack.entries)
+    for e, b in zip(entries, blobs, strict=True):
+        assert open_blob(KEYS, e.kind, e.blob_id, pack.data[e.offset:e.offset + e.length]) == b
+    with pytest.raises(DamagedBlob):
+        read_header(Keys.derive(b"x" * 32), pack.data)
+    index_id, sealed = encode_index(KEYS, [(pack.pack_id, pack.entries)])
+    index = Index()
+    decode_index(KEYS, sealed, index)
+    assert len(index) == 3 and index.packs() == {pack.pack_id}
+    loc = index.get(entries[1].blob_id)
+    assert loc is not None and (loc.offset, loc.length) == (entries[1].offset, entries[1].length)
+    assert len(index_id) == 64
