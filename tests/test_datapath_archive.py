@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,59 @@ from hypothesis import strategies as st
 
 from p2pbak.datapath.archiver import BackupProgress, backup
 from p2pbak.datapath.chunker import MAX_SIZE, MIN_SIZE
+from p2pbak.datapath.localrepo import LocalRepository
 from p2pbak.datapath.restorer import RestoreProgress, restore
 from p2pbak.datapath.snapshots import find_snapshot, list_snapshots, list_tree
 from p2pbak.errors import P2pbakError
-from tests.datapath_helpers import MASTER, build, describe, new_repo, run
+
+MASTER = bytes(range(32))
+
+
+def describe(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry under root (root included): type, mode, mtime and content."""
+    out: dict[str, tuple[Any, ...]] = {}
+
+    def visit(path: Path, rel: str) -> None:
+        st = path.lstat()
+        mode, mtime = stat.S_IMODE(st.st_mode), st.st_mtime_ns
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("link", os.readlink(path), mtime)
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", mode, mtime)
+            for child in sorted(os.listdir(path)):
+                visit(path / child, f"{rel}/{child}")
+        else:
+            out[rel] = ("file", mode, mtime, path.read_bytes())
+
+    visit(root, root.name)
+    return out
+
+
+def build(root: Path, spec: dict[str, Any], mtimes: list[int]) -> None:
+    """Make a tree from a spec: bytes = file, ("link", target) = symlink, dict = dir."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, item in spec.items():
+        path = root / name
+        if isinstance(item, dict):
+            build(path, item, mtimes)
+        elif isinstance(item, tuple) and item[0] == "link":
+            os.symlink(item[1], path)
+        else:
+            data, mode = item
+            path.write_bytes(data)
+            os.chmod(path, mode)
+        stamp = mtimes[len(name) % len(mtimes)] if mtimes else 1_600_000_000_000_000_000
+        os.utime(path, ns=(stamp, stamp), follow_symlinks=False)
+    os.utime(root, ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+
+
+def new_repo(path: Path, k: int = 2, n: int = 3) -> LocalRepository:
+    return LocalRepository.create(path, k, n)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
 
 names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"),
                 min_size=1, max_size=10).filter(lambda s: s not in (".", "..")
