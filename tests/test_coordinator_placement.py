@@ -1,0 +1,83 @@
+"""Properties of the pure placement rules (p2pbak.coordinator.placement)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pbak.coordinator import placement
+from p2pbak.store.coordinator_peers import Peer
+
+
+def peer(i: int, free: int, subnet: str = "127.0.0.0/24", avail: float = 0.5) -> Peer:
+    return Peer(id=f"{i:032x}", url=f"http://x/{i}", subnet=subnet, space=free, upload=1,
+                download=1, stored_bytes=0, free_bytes=free, first_seen=0, last_seen=0,
+                availability=avail, reputation=1.0, state="active")
+
+
+peers_st = st.lists(
+    st.tuples(st.integers(0, 10**12), st.sampled_from(["a", "b", "c", "d"]),
+              st.floats(0.0, 1.0)),
+    min_size=0, max_size=40,
+).map(lambda rows: [peer(i, free, subnet, avail) for i, (free, subnet, avail)
+                    in enumerate(rows)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(peers_st, st.integers(1, 64 * 2**20), st.integers(0, 2**32))
+def test_place_gives_n_distinct_peers_with_room(peers: list[Peer], size: int,
+                                                seed: int) -> None:
+    try:
+        chosen = placement.place(peers, size, random.Random(seed))
+    except placement.NotEnoughPeers as exc:
+        # peers with room for the biggest fragment (k=1) are never dropped
+        roomy = [p for p in peers if p.free_bytes >= placement.fragment_size(size, 1)]
+        assert exc.have < exc.need and len(roomy) < exc.need
+        return
+    ids = [p.id for p in chosen.peers]
+    assert len(ids) == len(set(ids)) == chosen.code.n
+    assert set(ids) <= {p.id for p in peers}
+    assert all(p.free_bytes >= chosen.fragment_size for p in chosen.peers)
+    assert chosen.fragment_size == placement.fragment_size(size, chosen.code.k)
+    assert chosen.code.k <= 2 * chosen.code.n / 3
+
+
+@given(peers_st, st.integers(0, 2**32))
+def test_order_is_a_permutation_stable_under_input_order(peers: list[Peer], seed: int) -> None:
+    a = placement.order_candidates(peers, random.Random(seed))
+    b = placement.order_candidates(list(reversed(peers)), random.Random(seed))
+    assert a == b
+    assert sorted(p.id for p in a) == sorted(p.id for p in peers)
+
+
+@given(peers_st, st.integers(0, 2**32))
+def test_first_peers_span_every_subnet(peers: list[Peer], seed: int) -> None:
+    ordered = placement.order_candidates(peers, random.Random(seed))
+    subnets = {p.subnet for p in peers}
+    assert {p.subnet for p in ordered[:len(subnets)]} == subnets
+
+
+def test_weighting_favours_free_space() -> None:
+    peers = [peer(0, 10**6), peer(1, 10**9)]
+    firsts = [placement.weighted_order(peers, random.Random(s))[0].id for s in range(2000)]
+    big_first = firsts.count(peers[1].id)
+    assert big_first > 1900  # weight ratio 1000:1
+
+
+@pytest.mark.parametrize(("url", "subnet"), [
+    ("http://203.0.113.7:8421", "203.0.113.0/24"),
+    ("https://[2001:db8::1]:8421/", "2001:db8::/64"),
+    ("http://Peer.Example.org:80", "peer.example.org"),
+    ("http://127.0.0.1:1", "127.0.0.0/24"),
+])
+def test_subnet_of(url: str, subnet: str) -> None:
+    assert placement.subnet_of(url) == subnet
+
+
+def test_not_enough_peers_message() -> None:
+    with pytest.raises(placement.NotEnoughPeers,
+                       match=r"not enough online peers \(have 1, need 2\)"):
+        placement.place([peer(0, 10**9)], 1000, random.Random(1))
