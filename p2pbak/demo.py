@@ -107,8 +107,8 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def restored_root(target: Path, source: Path) -> Path:
-    """Where a restore into `target` puts `source` (the snapshot keeps absolute paths)."""
-    return target / source.absolute().relative_to(source.absolute().anchor)
+    """Where a restore into `target` puts `source` (a snapshot names it by its base name)."""
+    return target / source.absolute().name
 
 
 def fragments_per_peer(grid: Grid) -> dict[str, int]:

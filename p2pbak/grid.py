@@ -189,10 +189,20 @@ def start_grid(root: Path, peers: int = 10, *, passphrase: str = "correct horse 
     return grid
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, plus the path to this very p2pbak (installed or not)."""
+    import p2pbak
+
+    here = str(Path(p2pbak.__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{path}" if path else here,
+            **(extra or {})}
+
+
 def run_cli(args: list[str], *, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "p2pbak", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          text=True, timeout=timeout, env=child_env(env),
                           stdin=subprocess.DEVNULL)
 
 
@@ -200,7 +210,7 @@ def spawn(name: str, args: list[str], log: Path, url: str) -> Process:
     fh = log.open("wb")
     popen = subprocess.Popen([sys.executable, "-m", "p2pbak", *args], stdout=fh,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+                             env=child_env(), start_new_session=True)
     fh.close()
     return Process(name=name, popen=popen, log=log, url=url)
 

@@ -48,27 +48,23 @@ def summary_fields(result: Any) -> dict[str, Any]:
     """restic's backup summary fields from the archiver's result."""
     s = as_dict(result.summary)
     return {
-        "files_new": s.get("files_new", 0), "files_changed": s.get("files_changed", 0),
-        "files_unmodified": s.get("files_unmodified", 0), "dirs_new": s.get("dirs_new", 0),
-        "dirs_changed": s.get("dirs_changed", 0),
-        "dirs_unmodified": s.get("dirs_unmodified", 0),
-        "data_added": s.get("bytes_added", s.get("data_added", 0)),
-        "packs_added": s.get("packs_added", 0),
-        "total_files_processed": s.get("total_files_processed", _files(s)),
-        "total_bytes_processed": s.get("total_bytes_processed", s.get("bytes_read", 0)),
-        "total_duration": round(float(s.get("duration", s.get("total_duration", 0.0))), 3),
+        **{k: s[k] for k in ("files_new", "files_changed", "files_unmodified", "dirs_new",
+                             "dirs_changed", "dirs_unmodified", "packs_added")},
+        "data_added": s["bytes_added"],
+        "total_files_processed": s["total_files"],
+        "total_bytes_processed": s["total_bytes"],
+        "bytes_read": s["bytes_read"],
+        "total_duration": round(float(s["duration"]), 3),
         "snapshot_id": result.snapshot_id,
     }
 
 
-def _files(s: dict[str, Any]) -> int:
-    return int(s.get("files_new", 0)) + int(s.get("files_changed", 0)) + int(
-        s.get("files_unmodified", 0))
-
-
-def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], dry_run: bool) -> None:
+def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], warnings: list[Any],
+            dry_run: bool) -> None:
     from p2pbak.config import format_size
 
+    for warning in warnings:
+        rep.warn(str(warning))
     for err in errors:
         item, _, message = str(err).partition(": ")
         if rep.json:
@@ -116,7 +112,7 @@ def register(app: typer.Typer) -> None:
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
             result = run(_backup(session, targets, excludes, host, dry_run, view))
-        _report(rep, summary_fields(result), list(result.errors), dry_run)
+        _report(rep, summary_fields(result), list(result.errors), list(result.warnings), dry_run)
         if result.errors:
             saved = result.snapshot_id or dry_run
             raise typer.Exit(int(ExitCode.PARTIAL if saved else ExitCode.FAILED))

@@ -120,6 +120,7 @@ class ProgressView:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._start = time.monotonic()
+        self._seen: dict[str, int] | None = None
 
     def __enter__(self) -> ProgressView:
         if not self.rep.json and not self.rep.quiet and sys.stdout.isatty():
@@ -140,12 +141,14 @@ class ProgressView:
             self._task = self._bar.add_task(self.what, total=None, files=0)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if exc_type is None and self.rep.json and self._seen is not None:
+            self.emit(self._seen)  # the final counters, like restic's last status line
 
     def update(self, progress: Any) -> None:
-        p = counters(progress)
+        p = self._seen = counters(progress)
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=p["bytes_done"],
                              total=p["total_bytes"] or None, files=p["files_done"])
@@ -166,8 +169,8 @@ def counters(progress: Any) -> dict[str, int]:
     d = as_dict(progress)
     return {"files_done": int(d.get("files_done", 0) or 0),
             "bytes_done": int(d.get("bytes_done", 0) or 0),
-            "total_files": int(d.get("total_files", 0) or 0),
-            "total_bytes": int(d.get("total_bytes", 0) or 0)}
+            "total_files": int(d.get("files_total") or 0),
+            "total_bytes": int(d.get("bytes_total") or 0)}
 
 
 def fresh_config_path(config: Path | None) -> Path:

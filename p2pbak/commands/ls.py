@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -40,7 +41,8 @@ def node_fields(node: Any) -> dict[str, Any]:
     """What a reader wants of a tree node (names as text; no chunk or tree ids)."""
     n = as_dict(node)
     return {"name": os.fsdecode(n["name"]), "path": n.get("path", ""), "type": n["type"],
-            "mode": n["mode"], "mtime": when(n["mtime_ns"] / 1e9), "size": n.get("size", 0),
+            "mode": n["mode"], "size": n.get("size", 0),
+            "mtime": datetime.fromtimestamp(n["mtime_ns"] / 1e9, UTC).isoformat(),
             **({"target": os.fsdecode(n["target"])} if n.get("target") else {})}
 
 
@@ -49,7 +51,7 @@ def _line(e: dict[str, Any]) -> str:
     name = e["path"] or e["name"]
     if e.get("target"):
         name += f" -> {e['target']}"
-    return f"{mode} {int(e['size'] or 0):>12} {e['mtime']} {name}"
+    return f"{mode} {int(e['size'] or 0):>12} {when(datetime.fromisoformat(e['mtime']))} {name}"
 
 
 def register(app: typer.Typer) -> None:

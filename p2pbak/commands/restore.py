@@ -22,6 +22,7 @@ from p2pbak.commands.common import (
     run,
     unlock,
 )
+from p2pbak.errors import ExitCode
 
 SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or `latest`.")]
 
@@ -62,8 +63,11 @@ def register(app: typer.Typer) -> None:
             snap_id, result = run(_restore(session, snapshot, target.absolute(),
                                            list(include or []), overwrite, view))
         fields = as_dict(result)
-        rep.summary(snapshot_id=snap_id, target=str(target), **fields)
-        files = fields.get("files_restored", fields.get("files", "?"))
-        size = fields.get("bytes_restored", fields.get("bytes", 0))
-        rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: {files} files, "
-                f"{format_size(int(size or 0))}")
+        errors = fields.pop("errors")
+        for err in errors:
+            rep.warn(f"could not restore {err}")
+        rep.summary(target=str(target), **fields)
+        rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: "
+                f"{fields['files_restored']} files, {format_size(fields['bytes_restored'])}")
+        if errors:
+            raise typer.Exit(int(ExitCode.FAILED))

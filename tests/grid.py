@@ -1,0 +1,107 @@
+"""Fixtures for end-to-end tests: a real grid (coordinator + peer agents) on 127.0.0.1.
+
+Import the fixture into a test module with `from tests.grid import grid_fixture  # noqa: F401`
+(tests then take a `grid` argument);
+each module gets its own grid (tests that SIGKILL peers must not disturb other modules).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pbak.grid import Grid, start_grid
+
+GRID_PEERS = 8
+
+
+@pytest.fixture(scope="module", name="grid")
+def grid_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
+    g = start_grid(tmp_path_factory.mktemp("grid"), GRID_PEERS)
+    try:
+        yield g
+    finally:
+        g.stop()
+    for proc in g.processes():
+        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a --json run's output, one per line."""
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def summary(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The summary line of a successful --json run (fails the test with stderr if none)."""
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    found = [m for m in lines(r.stdout) if m.get("message_type") == "summary"]
+    assert len(found) == 1, r.stdout
+    return found[0]
+
+
+def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    """A failed run printed exactly one error and no traceback; returns its text.
+
+    The console folds long lines at the terminal width, so the error is the text from
+    `p2pbak: error:` on, unfolded; nothing else may be on stderr.
+    """
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    text = " ".join(r.stderr.split())
+    assert text.startswith("p2pbak: error: ") and text.count("p2pbak: ") == 1, r.stderr
+    return text
+
+
+def stdlib_tree(dest: Path, parts: tuple[str, ...] = ("json", "email", "asyncio"),
+                binary_kib: int = 512) -> Path:
+    """A copy of some of Python's standard library plus binary and awkward files."""
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    for part in parts:
+        shutil.copytree(lib / part, dest / "Lib" / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    bins = dest / "bin"
+    bins.mkdir()
+    (bins / "random.bin").write_bytes(_pseudo_random(binary_kib * 1024))
+    (bins / "zeros.bin").write_bytes(bytes(100_000))
+    tool = bins / "tool.sh"
+    tool.write_text("#!/bin/sh\necho ok\n")
+    tool.chmod(0o750)
+    (dest / "empty dir").mkdir()
+    (dest / "empty file").write_bytes(b"")
+    (dest / "p2pbak_private_plans_ünïcödé.txt").write_text("quarterly numbers\n")
+    (dest / "link").symlink_to("Lib/json/__init__.py")
+    return dest
+
+
+def _pseudo_random(size: int) -> bytes:
+    import random
+
+    return random.Random(size).randbytes(size)
+
+
+def fragment_files(grid: Grid) -> dict[str, list[tuple[str, Path]]]:
+    """pack id → [(peer name, fragment file)] read from the peers' disks (ground truth)."""
+    from p2pbak.datapath.erasure import parse_fragment
+
+    out: dict[str, list[tuple[str, Path]]] = {}
+    for peer in grid.peers:
+        for f in sorted((peer.storage / "fragments").rglob("*")):
+            if f.is_file() and len(f.name) == 64:
+                header = parse_fragment(f.read_bytes())
+                out.setdefault(header.pack_id, []).append((peer.name, f))
+    return out
+
+
+def pack_code(path: Path) -> tuple[int, int]:
+    from p2pbak.datapath.erasure import parse_fragment
+
+    header = parse_fragment(path.read_bytes())
+    return int(header.k), int(header.n)
