@@ -25,22 +25,25 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class _ToReporter(logging.Handler):
-    """Agent log lines as human text or JSON status lines; warnings even when quiet."""
+    """Agent log lines, time-stamped, as text or JSON status lines; warnings even when quiet."""
 
     def __init__(self, reporter: Reporter) -> None:
         super().__init__(logging.INFO)
         self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            self.reporter.warn(text)
-        elif self.reporter.json:
-            self.reporter.status(event="log", message=text)
-        else:
-            from rich.markup import escape
+        import time
 
-            self.reporter.say(escape(text))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        text = record.getMessage()
+        if self.reporter.json:
+            kind = "error" if record.levelno >= logging.WARNING else "status"
+            extra = {"fatal": False} if kind == "error" else {"event": "log"}
+            self.reporter.emit(kind, time=stamp, message=text, **extra)
+        elif record.levelno >= logging.WARNING:
+            self.reporter.warn(f"{stamp} {text}")
+        elif not self.reporter.quiet:
+            self.reporter.out.print(f"{stamp} {text}", markup=False)
 
 
 def run(
@@ -60,10 +63,14 @@ def run(
     import asyncio
     import signal
 
+    from rich.console import Console
+
     from p2pbak.config import config_path
     from p2pbak.net.peer import Agent
 
-    reporter = Reporter(json=json, quiet=quiet)
+    # a log, not a page: one line per event however long
+    reporter = Reporter(json=json, quiet=quiet, out=Console(highlight=False, soft_wrap=True),
+                        err=Console(stderr=True, highlight=False, soft_wrap=True))
     host, port = parse_listen(listen)
     agent = Agent(config_path(config), storage.expanduser(), host, port,
                   advertise.rstrip("/"), heartbeat_interval)

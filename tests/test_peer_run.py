@@ -1,0 +1,205 @@
+"""`p2pbak peer run` as real processes beside a real `p2pbak serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pbak import config
+from p2pbak.grid import Grid, Process, spawn, start_grid, wait_for, wait_http
+from p2pbak.net.client import CoordinatorClient, PeerClient, PeerError
+from tests.grid import one_line_error
+from tests.peer_helpers import fragment, stored_files
+from tests.procs import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
+    g = start_grid(tmp_path_factory.mktemp("peer-grid"), 3, heartbeat=1.0)
+    try:
+        yield g
+    finally:
+        g.stop()
+    for proc in g.processes():
+        assert proc.popen.returncode == 0, proc.output()
+        assert "Traceback" not in proc.output()
+
+
+def start_agent(grid: Grid, name: str, *, supply: config.Supply | None = None,
+                extra: tuple[str, ...] = ()) -> tuple[Process, Path, config.Config]:
+    cfg_path = grid.add_user(name)
+    cfg = config.load(cfg_path)
+    if supply is not None:
+        cfg.supply = supply
+        config.save(cfg)
+    storage = cfg_path.parent / "storage"
+    port = free_port()
+    proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
+                        f"127.0.0.1:{port}", "--config", str(cfg_path),
+                        "--heartbeat-interval", "0.5", *extra],
+                 grid.root / "logs" / f"{name}.log", f"http://127.0.0.1:{port}")
+    wait_http(f"{proc.url}/v1/health", proc)
+    return proc, storage, cfg
+
+
+def coordinator_sees(grid: Grid, cfg: config.Config, online: bool) -> None:
+    async def check() -> bool:
+        async with CoordinatorClient.from_config(cfg) as c:
+            return bool((await c.status()).get("peer_online")) is online
+
+    wait_for(lambda: asyncio.run(check()), 30, f"the coordinator did not see online={online}")
+
+
+def test_fragments_move_on_coordinator_tickets(grid: Grid) -> None:
+    bob = config.load(grid.add_user("bob"))
+
+    async def go() -> None:
+        async with CoordinatorClient.from_config(bob) as c, PeerClient() as p:
+            plan = await c.plan(20_000)
+            frags = [fragment(plan["fragment_size"]) for _ in plan["peers"]]
+            pack_id = fragment(64)[0]
+            entries = [{"index": i, "fragment_id": fid, "size": len(data),
+                        "peer_id": peer["peer_id"]}
+                       for i, ((fid, data), peer) in enumerate(zip(frags, plan["peers"],
+                                                                  strict=True))]
+            wires = await c.tickets(pack_id, entries)
+            for (fid, data), peer, wire in zip(frags, plan["peers"], wires, strict=True):
+                await p.put_fragment(peer["url"], fid, data, wire)
+                with pytest.raises(PeerError) as e:  # the same ticket twice
+                    await p.put_fragment(peer["url"], fid, data, wire)
+                assert e.value.status == 409
+            await c.commit(pack_id, k=plan["k"], n=plan["n"], repair=plan["repair"],
+                           success=plan["success"], length=20_000, fragments=entries)
+            info = await c.get_pack(pack_id)
+            by_id = dict(frags)
+            for f in info["fragments"]:
+                assert await p.get_fragment(f["url"], f["fragment_id"], f["ticket"]) \
+                    == by_id[f["fragment_id"]]
+
+    asyncio.run(go())
+    held = {p.name for peer in grid.peers for p in stored_files(peer.storage)}
+    assert len(held) == len(grid.peers)
+
+
+def test_health_names_the_machine_and_heartbeats_reach_the_coordinator(grid: Grid) -> None:
+    for peer in grid.peers:
+        cfg = config.load(peer.config)
+        health = wait_http(f"{peer.process.url}/v1/health")
+        assert health["peer_id"] == cfg.machine_id
+        assert health["free_bytes"] > 0
+        coordinator_sees(grid, cfg, online=True)
+
+
+def test_sigterm_lets_a_transfer_in_flight_finish(grid: Grid) -> None:
+    # a 100 kB/s download cap makes a 150 kB store take over a second
+    proc, storage, cfg = start_agent(grid, "dave", supply=config.Supply(download=100_000))
+    coordinator_sees(grid, cfg, online=True)
+    carol = config.load(grid.add_user("carol"))
+    fid, data = fragment(150_000)
+    result: dict[str, object] = {}
+
+    async def upload() -> None:
+        async with CoordinatorClient.from_config(carol) as c, PeerClient() as p:
+            (wire,) = await c.tickets(fragment(64)[0], [{
+                "index": 0, "fragment_id": fid, "size": len(data), "peer_id": cfg.machine_id}])
+            try:
+                await p.put_fragment(proc.url, fid, data, wire)
+                result["ok"] = True
+            except PeerError as exc:
+                result["error"] = exc
+
+    worker = threading.Thread(target=lambda: asyncio.run(upload()))
+    worker.start()
+    wait_for(lambda: any(p.name.endswith(".tmp") for p in (storage / "fragments").rglob("*")),
+             30, "the upload did not start")
+    proc.popen.send_signal(signal.SIGTERM)
+    worker.join(30)
+    assert proc.popen.wait(30) == 0
+    assert result == {"ok": True}
+    (held,) = stored_files(storage)
+    assert held.name == fid and held.read_bytes() == data
+    log = proc.output()
+    assert "stopping" in log and "Traceback" not in log
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(proc.url.rsplit(":", 1)[1])), 1).close()
+
+
+def coordinator_only(root: Path) -> Grid:
+    """A grid with a coordinator and no peers yet."""
+    (root / "logs").mkdir(parents=True)
+    password = root / "passphrase"
+    password.write_text("correct horse battery\n")
+    port = free_port()
+    db = root / "coordinator.db"
+    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"127.0.0.1:{port}"],
+                  root / "logs" / "coordinator.log", f"http://127.0.0.1:{port}")
+    wait_http(f"{coord.url}/v1/health", coord)
+    return Grid(root=root, coordinator=coord, db=db, password_file=password)
+
+
+def test_coordinator_outage_is_logged_once_and_fragments_still_served(
+        tmp_path: Path) -> None:
+    g = coordinator_only(tmp_path)
+    try:
+        proc, _, cfg = start_agent(g, "erin", extra=("--json",))
+        coordinator_sees(g, cfg, online=True)
+        g.coordinator.stop()
+        wait_for(lambda: "unavailable" in proc.output(), 30, "no outage line")
+        time.sleep(2)  # several failed heartbeats at 0.5 s
+        assert wait_http(f"{proc.url}/v1/health")["peer_id"] == cfg.machine_id
+        port = g.url.rsplit(":", 1)[1]
+        g.coordinator = spawn("coordinator", ["serve", "--db", str(g.db), "--listen",
+                                              f"127.0.0.1:{port}"],
+                              tmp_path / "logs" / "coordinator2.log", g.url)
+        wait_http(f"{g.url}/v1/health", g.coordinator)
+        wait_for(lambda: proc.output().count("connected to the coordinator") == 2, 30,
+                 "the agent did not reconnect")
+        proc.stop()
+        assert proc.popen.returncode == 0
+    finally:
+        g.stop()
+    events = [json.loads(ln) for ln in proc.output().splitlines() if ln.startswith("{")]
+    texts = [e["message"] for e in events if "message" in e]
+    assert sum("unavailable" in t for t in texts) == 1, texts
+    assert sum("connected to the coordinator" in t for t in texts) == 2, texts
+    assert events[-1]["message_type"] == "summary"
+
+
+def _run(args: list[str], cfg: Path) -> tuple[int, str]:
+    from p2pbak.grid import run_cli
+
+    r = run_cli(["peer", "run", *args, "--config", str(cfg)], timeout=60)
+    return r.returncode, one_line_error(r)
+
+
+def test_start_errors_are_one_line(grid: Grid, tmp_path: Path) -> None:
+    cfg = grid.peers[0].config
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    code, err = _run(["--storage", str(a_file)], cfg)
+    assert code == 1 and "not a folder" in err
+    code, err = _run(["--storage", str(a_file / "sub")], cfg)
+    assert code == 1 and "not writable" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _run(["--storage", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"],
+                         cfg)
+    assert code == 1 and "cannot listen" in err
+    code, err = _run(["--storage", str(tmp_path / "s"), "--listen", "nonsense"], cfg)
+    assert code == 1 and "HOST:PORT" in err
+    code, err = _run(["--storage", str(tmp_path / "s")], tmp_path / "missing.toml")
+    assert code == 10 and "p2pbak init" in err
+    assert not os.path.exists(tmp_path / "s" / "fragments") or not stored_files(tmp_path / "s")
