@@ -112,3 +112,14 @@ def test_bad_parameters() -> None:
             encode_pack(pid, data, k, n)
     with pytest.raises(Exception, match="pack id"):
         encode_pack("zz", data, 1, 2)
+
+
+def test_striped_encoding_gives_the_same_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import p2pbak.datapath.erasure as erasure
+
+    pid, data = pack(3 * 200 * 1024 + 7)
+    monkeypatch.setattr(erasure.os, "cpu_count", lambda: 3)
+    striped = encode_pack(pid, data, 3, 7)  # 200 KiB shares: three stripes
+    monkeypatch.setattr(erasure, "_STRIPE_MIN", 1 << 30)
+    assert encode_pack(pid, data, 3, 7) == striped
+    assert decode_pack(pid, striped[4:]) == data

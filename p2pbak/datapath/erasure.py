@@ -7,8 +7,11 @@ pack id in the header rejects a fragment of another pack.
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -68,16 +71,48 @@ def _pack_bytes(pack_id: str) -> bytes:
     return raw
 
 
+# Reed-Solomon works on each byte position alone, so the shares can be coded in column
+# stripes on several threads (zfec releases the GIL) and joined: the same bytes, and one
+# pack keeps every core busy.
+_STRIPE_MIN = 64 * 1024
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _stripe_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="zfec")
+        return _pool
+
+
+def _encode_columns(blocks: list[memoryview], k: int, n: int, start: int,
+                    stop: int) -> list[bytes]:
+    return [bytes(s) for s in zfec.Encoder(k, n).encode(tuple(b[start:stop] for b in blocks))]
+
+
+def _encode_shares(blocks: list[memoryview], k: int, n: int) -> list[bytes]:
+    size = len(blocks[0])
+    stripes = min(os.cpu_count() or 1, size // _STRIPE_MIN)
+    if stripes <= 1:
+        return _encode_columns(blocks, k, n, 0, size)
+    bounds = [size * i // stripes for i in range(stripes + 1)]
+    parts = list(_stripe_pool().map(lambda i: _encode_columns(blocks, k, n, bounds[i],
+                                                              bounds[i + 1]), range(stripes)))
+    return [b"".join(part[index] for part in parts) for index in range(n)]
+
+
 def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
     """The n fragments of a pack; any k of them restore it."""
     _check_code(k, n)
     raw_id = _pack_bytes(pack_id)
     size = share_length(len(data), k)
     view = memoryview(data)
-    blocks = [bytes(view[i * size:(i + 1) * size]).ljust(size, b"\0") for i in range(k)]
-    shares = zfec.Encoder(k, n).encode(tuple(blocks))
+    blocks = [view[i * size:(i + 1) * size] for i in range(k)]
+    blocks = [b if len(b) == size else memoryview(bytes(b).ljust(size, b"\0")) for b in blocks]
     out = []
-    for index, share in enumerate(shares):
+    for index, share in enumerate(_encode_shares(blocks, k, n)):
         fields = _FIELDS.pack(MAGIC, VERSION, raw_id, k, n, index, len(data))
         digest = blake3.blake3(fields)
         digest.update(share)
