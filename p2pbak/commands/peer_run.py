@@ -66,7 +66,7 @@ def run(
     from rich.console import Console
 
     from p2pbak.config import config_path
-    from p2pbak.net.peer import Agent
+    from p2pbak.net.peer_agent import Agent
 
     # a log, not a page: one line per event however long
     reporter = Reporter(json=json, quiet=quiet, out=Console(highlight=False, soft_wrap=True),

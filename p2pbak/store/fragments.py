@@ -10,6 +10,7 @@ replayed, not even across a restart.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -52,6 +53,7 @@ class Writer:
 
     def __post_init__(self) -> None:
         self._hash = blake3.blake3()
+        self._committing = False
 
     def write(self, chunk: bytes) -> None:
         self.fh.write(chunk)
@@ -62,27 +64,36 @@ class Writer:
         return self._hash.hexdigest() == self.fragment_id
 
     def commit(self) -> bool:
-        """Make the fragment durable under its id; False if it was already there."""
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
+        """Make the fragment durable under its id; False if it was already there.
+
+        May run in a worker thread; once started, `abort` leaves the cleanup to it.
+        """
+        self._committing = True
         final = self.store.path(self.fragment_id)
         try:
-            os.link(self.tmp, final)  # unlike rename, never replaces a concurrent writer's
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links
-            os.replace(self.tmp, final)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            try:
+                os.link(self.tmp, final)  # unlike rename, never replaces another writer's
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                os.replace(self.tmp, final)  # a filesystem without hard links
         finally:
+            self.fh.close()
             self.tmp.unlink(missing_ok=True)
         fsync_dir(final.parent)
         self.store.count(self.size)
         return True
 
     def abort(self) -> None:
-        """Drop the temp file (a no-op after commit)."""
-        if not self.fh.closed:
-            self.fh.close()
+        """Drop the temp file (a no-op once a commit has started)."""
+        if self._committing:
+            return
+        self.fh.close()
         self.tmp.unlink(missing_ok=True)
 
 
