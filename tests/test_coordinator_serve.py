@@ -229,3 +229,37 @@ def test_json_start_and_stop_lines(tmp_path: Path) -> None:
     assert [(x["message_type"], x["action"]) for x in lines] == [("status", "start"),
                                                                 ("status", "stop")]
     assert lines[0]["url"] == f"http://127.0.0.1:{port}"
+
+
+def test_not_a_database_is_one_line_exit_1(tmp_path: Path) -> None:
+    bogus = tmp_path / "c.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    r = cli("serve", "--db", str(bogus), "--listen", f"127.0.0.1:{free_port()}")
+    _one_line_failure(r, "cannot use database")
+    assert bogus.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_sigterm_lets_an_in_flight_upload_finish(tmp_path: Path) -> None:
+    with coordinator(tmp_path) as server:
+        member = server.api.register("inflight")
+        blob = b64(b"z" * 300_000).encode()
+        body = b'{"blob": "' + blob + b'"}'
+        sid = "c" * 64
+        head = (f"PUT /v1/snapshots/{sid} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {member.token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        port = int(server.api.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + body[:1000])
+            time.sleep(1.0)  # let the server start handling the request
+            server.proc.popen.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(body[1000:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+        assert server.proc.popen.wait(30) == 0
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute("SELECT size FROM blobs WHERE id = ?", (sid,)).fetchone() == (
+            300_000,)

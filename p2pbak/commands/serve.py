@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -57,14 +58,13 @@ def serve(
     def started(url: str) -> None:
         out.status(action="start", url=url, db=str(path))
         if not json and not quiet:
-            out.err.print(f"p2pbak serve: listening on {url} (database {path})", markup=False,
-                          highlight=False)
+            print(f"p2pbak serve: listening on {url} (database {path})", file=sys.stderr,
+                  flush=True)
 
     def stopped() -> None:
         out.status(action="stop", url=f"{host}:{port}")
         if not json and not quiet:
-            out.err.print("p2pbak serve: stopped, database closed", markup=False,
-                          highlight=False)
+            print("p2pbak serve: stopped, database closed", file=sys.stderr, flush=True)
 
     asyncio.run(run(opts, started, stopped))
 

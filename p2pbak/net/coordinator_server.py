@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from p2pbak.errors import P2pbakError
 from p2pbak.net.coordinator import make_app
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,39 @@ def prepare_db_path(path: Path) -> Path:
     return path
 
 
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them. (aiohttp's own
+    graceful shutdown stops reading request bodies, which would strand an upload.)"""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.active += 1
+        self.idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self.idle.set()
+
+    async def drain(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout)
+
+
 async def serve(opts: ServeOptions, on_start: Callable[[str], None],
                 on_stop: Callable[[], None]) -> None:
     """Serve until SIGTERM or SIGINT. `on_start` gets the URL actually listened on."""
     ctx = tls_context(opts.tls_cert, opts.tls_key)
-    runner = web.AppRunner(make_app(prepare_db_path(opts.db), opts.online_window),
-                           access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    app = make_app(prepare_db_path(opts.db), opts.online_window)
+    inflight = InFlight()
+    app.middlewares.insert(0, inflight.middleware)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
         site = web.TCPSite(runner, opts.host, opts.port, ssl_context=ctx)
@@ -70,6 +100,8 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
                               f"{exc.strerror or exc}: choose another --listen") from None
         on_start(_url(runner, ctx is not None))
         await _wait_for_signal()
+        await site.stop()  # no new connections; requests under way run to the end
+        await inflight.drain(SHUTDOWN_GRACE)
     finally:
         await runner.cleanup()
     on_stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -45,12 +46,20 @@ class Database:
         writer = await _connect(path)
         if fresh:
             os.chmod(path, 0o600)  # it holds the ticket signing key
-        await writer.execute("PRAGMA journal_mode=WAL")
         db = cls(path, writer, await _connect(path))
-        if migrate:
-            from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            if migrate:
+                from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations
 
-            await apply_migrations(db, MIGRATIONS)
+                await apply_migrations(db, MIGRATIONS)
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise P2pbakError(f"cannot use database {path}: {exc}: is it a p2pbak "
+                              "coordinator database?") from None
+        except BaseException:
+            await db.close()
+            raise
         return db
 
     async def close(self) -> None:
@@ -87,7 +96,7 @@ class Database:
 async def _connect(path: Path) -> aiosqlite.Connection:
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
-    except Exception as exc:  # sqlite3.OperationalError and friends
+    except sqlite3.Error as exc:
         raise P2pbakError(f"cannot open database {path}: {exc}: check the path and "
                           "its permissions") from None
     conn.row_factory = aiosqlite.Row

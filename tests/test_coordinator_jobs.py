@@ -1,0 +1,40 @@
+"""The background job runner: periodic, errors logged and survived, stopped cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from p2pbak.coordinator.jobs import Job, JobRunner, builtin_jobs
+
+
+def test_failing_job_is_logged_and_keeps_running(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+
+    async def flaky(coord: object) -> None:
+        calls.append("flaky")
+        if len(calls) % 2:
+            raise RuntimeError("boom")
+
+    async def scenario() -> JobRunner:
+        runner = JobRunner([Job("flaky", 0.001, flaky)])
+        runner.start(object())  # type: ignore[arg-type]
+        while runner.runs["flaky"] < 4:
+            await asyncio.sleep(0.001)
+        await runner.stop()
+        return runner
+
+    with caplog.at_level(logging.ERROR):
+        runner = asyncio.run(scenario())
+    assert runner.runs["flaky"] >= 4
+    assert len(calls) >= 4
+    assert "background job flaky failed" in caplog.text
+    assert "boom" in caplog.text
+
+
+def test_builtin_jobs_include_the_availability_sweep() -> None:
+    jobs = {job.name: job for job in builtin_jobs(180)}
+    assert "availability-sweep" in jobs
+    assert jobs["availability-sweep"].interval <= 180 / 4
