@@ -261,3 +261,32 @@ def test_upload_cap_throttles_fetches(tmp_path: Path) -> None:
         assert srv.state.upload.waited >= 0.5 - 1e-9
 
     run(go, tmp_path, caps=Supply(upload=100_000))
+
+
+def test_agent_picks_up_new_caps_from_the_config(tmp_path: Path) -> None:
+    import os
+
+    from p2pbak import config
+    from p2pbak.net.peer import PeerState
+    from p2pbak.net.peer_agent import Agent
+    from p2pbak.store.fragments import FragmentStore
+
+    cfg = config.Config(path=tmp_path / "c.toml", coordinator="http://127.0.0.1:1", user="u",
+                        machine_id="m", secret="s", supply=Supply(1000, 10, 20))
+    config.save(cfg)
+    agent = Agent(cfg.path, tmp_path / "storage")
+    agent._load()
+    store = FragmentStore(tmp_path / "storage").open()
+    state = PeerState(store, "m", Ed25519PrivateKey.generate().public_key(), cfg.supply)
+    assert not agent._reload(state)  # unchanged file
+    cfg.supply = Supply(5000, 0, 300)
+    config.save(cfg)
+    os.utime(cfg.path, (1, 1))  # a new mtime even on coarse clocks
+    assert agent._reload(state)
+    assert (state.caps, state.upload.rate, state.download.rate) == (cfg.supply, 0, 300)
+    assert state.free_bytes() == min(5000, store.disk_free())
+    cfg.path.write_text("broken = [")
+    os.utime(cfg.path, (2, 2))
+    assert not agent._reload(state)  # a broken edit keeps the caps in force
+    assert state.caps == cfg.supply
+    store.close()
