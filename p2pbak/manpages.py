@@ -300,18 +300,39 @@ def _named_list(title: str, table: dict[str, str], names: list[str], page: str) 
     return f".SH {title}\n" + "\n".join(items) if items else ""
 
 
-def _check_commands(page: Page, spec: dict[str, Any], root: Any) -> None:
-    """Every p2pbak command line in the hand-written text must still be a valid one."""
+def _texts(spec: dict[str, Any]) -> list[str]:
+    """All hand-written prose of a sections file."""
     texts = [str(spec.get("description", ""))]
     texts += [str(s.get("text", "")) for s in spec.get("sections", [])]
+    texts += [str(ex.get("text", "")) for ex in spec.get("examples", [])]
+    for table in ("exit_status", "environment", "files"):
+        if isinstance(spec.get(table), dict):
+            texts += [str(v) for v in spec[table].values()]
+    return texts
+
+
+def check_commands(name: str, spec: dict[str, Any], root: Any) -> None:
+    """Every p2pbak command line in hand-written text (examples, indented blocks and
+    `p2pbak ...` code spans) must still be valid: commands and options that exist."""
+    texts = _texts(spec)
     codes = [str(ex.get("code", "")) for ex in spec.get("examples", [])]
     codes += ["\n".join(ln[4:] for ln in t.split("\n") if ln.startswith("    "))
               for t in texts]
+    codes += [span for t in texts for span in re.findall(r"`(p2pbak [^`]*)`", t)]
     for code in codes:
         for argv in command_lines(code):
-            problems = unknown_options(argv, root)
+            problems = unknown_options(_leading_command(argv, root), root)
             if problems:
-                raise ManError(f"man/sections/{page.name}.toml: {problems[0]}")
+                raise ManError(f"man/sections/{name}.toml: {problems[0]}")
+
+
+def _leading_command(argv: list[str], root: Any) -> list[str]:
+    """A span may name a group alone (`p2pbak supply`): check it as its first member."""
+    path, cmd, rest = find_command(argv, root)
+    subs = getattr(cmd, "commands", {})
+    if subs and not rest:
+        return [*path, next(iter(subs))]
+    return argv
 
 
 def _examples(spec: dict[str, Any]) -> str:
@@ -361,7 +382,7 @@ def _see_also(page: Page, pages: list[Page], spec: dict[str, Any]) -> str:
 def render(page: Page, pages: list[Page], common: dict[str, Any], spec: dict[str, Any],
            root: Any) -> str:
     _check_page_keys(page.name, spec)
-    _check_commands(page, spec, root)
+    check_commands(page.name, spec, root)
     default_env = list(common.get("environment", {}))
     default_files = [] if page.path else list(common.get("files", {}))
     extra = [f".SH {escape(s['title'].upper())}\n{markup(s['text'])}"
@@ -391,6 +412,7 @@ def build(section_dir: Path, root: Any | None = None) -> dict[str, str]:
     pages = walk(root)
     sections = load_sections(section_dir)
     common = sections.pop(COMMON, {})
+    check_commands(COMMON, common, root)
     orphans = sorted(set(sections) - {p.name for p in pages})
     if orphans:
         raise ManError(f"man/sections has pages for commands that do not exist: {orphans}")

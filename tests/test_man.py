@@ -162,6 +162,7 @@ def test_orphan_section_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("toml", [
     '[[examples]]\ntext = "x"\ncode = "p2pbak backup --frobnicate ~"\n',
     'description = """\nLike this:\n\n    p2pbak backup --frobnicate ~\n"""\n',
+    'description = "Run `p2pbak backup --frobnicate ~` each night."\n',
 ])
 def test_command_line_with_a_stale_option_is_refused(tmp_path: Path, toml: str) -> None:
     sections = tmp_path / "sections"
