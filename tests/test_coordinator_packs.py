@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from p2pbak.coordinator.placement import spare_count
 from p2pbak.net import tickets
 from tests.test_coordinator_support import Api, coordinator, grid
 
@@ -42,9 +43,10 @@ def test_plan_never_includes_caller_nor_a_peer_twice(world: tuple[Api, list[Api]
     known = {p.machine_id for p in peers}
     for caller in peers:
         plan = caller.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
-        ids = [p["peer_id"] for p in plan["peers"]]
-        assert len(ids) == plan["n"] == plan["total"]
+        ids = [p["peer_id"] for p in plan["peers"]]  # n suppliers, then spares
+        assert plan["n"] == plan["total"] <= len(ids) <= plan["n"] + spare_count(plan["n"])
         assert len(set(ids)) == len(ids)
+        assert len(ids) == min(len(peers) - 1, plan["n"] + spare_count(plan["n"]))
         assert caller.machine_id not in ids
         assert set(ids) <= known
         assert 1 <= plan["k"] <= plan["repair"] <= plan["success"] <= plan["n"]
@@ -181,3 +183,19 @@ def test_not_enough_online_peers_is_409(tmp_path: Path) -> None:
         plan = solo.ok("POST", "/v1/packs/plan", {"size": 100})
         chosen = {p["peer_id"] for p in plan["peers"]}
         assert solo.machine_id not in chosen and chosen & tiny
+
+
+def test_a_fragment_moved_to_a_spare_commits(world: tuple[Api, list[Api]]) -> None:
+    _, peers = world
+    owner = peers[5]
+    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
+    spares = plan["peers"][plan["n"]:]
+    assert spares, plan
+    pack = fid("moved")
+    frags = fragments(plan, pack)
+    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
+    moved = dict(frags[0], peer_id=spares[0]["peer_id"])
+    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": [moved]})
+    owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, [moved, *frags[1:]]))
+    got = owner.ok("GET", f"/v1/packs/{pack}")
+    assert got["fragments"][0]["peer_id"] == spares[0]["peer_id"]

@@ -39,8 +39,11 @@ def test_place_gives_n_distinct_peers_with_room(peers: list[Peer], size: int,
         return
     ids = [p.id for p in chosen.peers]
     assert len(ids) == len(set(ids)) == chosen.code.n
-    assert set(ids) <= {p.id for p in peers}
-    assert all(p.free_bytes >= chosen.fragment_size for p in chosen.peers)
+    spares = [p.id for p in chosen.spares]
+    assert len(spares) <= placement.spare_count(chosen.code.n)
+    assert len(set(ids + spares)) == len(ids) + len(spares)
+    assert set(ids + spares) <= {p.id for p in peers}
+    assert all(p.free_bytes >= chosen.fragment_size for p in chosen.peers + chosen.spares)
     assert chosen.fragment_size == placement.fragment_size(size, chosen.code.k)
     assert chosen.code.k <= 2 * chosen.code.n / 3
 

@@ -34,6 +34,11 @@ class Placement:
     code: Code
     peers: tuple[Peer, ...]  # code.n of them, distinct
     fragment_size: int
+    spares: tuple[Peer, ...] = ()  # next in line, for fragments whose upload fails
+
+
+def spare_count(n: int) -> int:
+    return max(2, n // 4)
 
 
 def subnet_of(url: str) -> str:
@@ -108,5 +113,6 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
         frag = fragment_size(size, code.k)
         fitting = [p for p in candidates if p.free_bytes >= frag]
         if len(fitting) == len(candidates):
-            return Placement(code, tuple(candidates[:code.n]), frag)
+            return Placement(code, tuple(candidates[:code.n]), frag,
+                             tuple(candidates[code.n:code.n + spare_count(code.n)]))
         candidates = fitting

@@ -75,7 +75,7 @@ async def plan(request: web.Request) -> web.Response:
         "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
         "total": code.total, "availability": code.availability,
         "meets_target": code.meets_target, "fragment_size": chosen.fragment_size,
-        "peers": [{"peer_id": p.id, "url": p.url} for p in chosen.peers],
+        "peers": [{"peer_id": p.id, "url": p.url} for p in chosen.peers + chosen.spares],
     })
 
 
