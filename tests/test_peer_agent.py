@@ -217,6 +217,7 @@ def test_corrupt_file_is_never_served(tmp_path: Path) -> None:
         await c.put_fragment(srv.url, fid, data, srv.ticket("store", fid, len(data)))
         (path,) = stored_files(tmp_path)
         path.write_bytes(b"bitrot" + data[6:])
+        assert not await c.has_fragment(srv.url, fid, srv.ticket("exists", fid))
         status, _ = await raw(srv, "GET", fid, srv.ticket("fetch", fid))
         assert status == 404
         assert not path.exists()

@@ -201,7 +201,9 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
 async def head_fragment(request: web.Request) -> web.Response:
     state, fid, t = _admit(request, "exists")
     _spend(state, t)
-    return web.Response(status=200 if state.store.has(fid) else 404)
+    # verified like a fetch: a copy that rotted must not count as held
+    held = await asyncio.to_thread(state.store.read, fid) is not None
+    return web.Response(status=200 if held else 404)
 
 
 async def delete_fragment(request: web.Request) -> web.Response:
