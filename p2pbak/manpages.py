@@ -358,7 +358,11 @@ def _synopsis(page: Page) -> str:
 
 def _description(page: Page, spec: dict[str, Any]) -> str:
     text = spec.get("description") or _plain(page.command.help or "", page.command)
-    return ".SH DESCRIPTION\n" + markup(text or summary_line(page) + ".")
+    text = text or summary_line(page) + "."
+    if getattr(page.command, "deprecated", False):
+        text = "Deprecated: this command will be removed.\n\n" + text
+    epilog = _plain(getattr(page.command, "epilog", None) or "", page.command)
+    return ".SH DESCRIPTION\n" + markup(f"{text}\n\n{epilog}" if epilog else text)
 
 
 def _commands(page: Page, pages: list[Page]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import shutil
 import subprocess
@@ -171,3 +172,71 @@ def test_command_line_with_a_stale_option_is_refused(tmp_path: Path, toml: str) 
     (sections / "p2pbak-backup.toml").write_text(toml)
     with pytest.raises(manpages.ManError, match="--frobnicate"):
         manpages.build(sections)
+
+
+class Mode(enum.StrEnum):
+    fast = "fast"
+    safe = "safe"
+
+
+def _odd_app() -> object:
+    """A CLI with everything a future command might bring to the generator."""
+    import typer
+    import typer.main
+
+    app = typer.Typer(rich_markup_mode="rich")
+    sub = typer.Typer(help="A group.")
+    inner = typer.Typer(help="A group in a group.")
+
+    @app.command("odd", epilog="After the options: see [bold]also[/bold] this.")
+    def odd(target: str = typer.Argument(..., help=".dot first \\ and a back\\slash"),
+            mode: Mode = typer.Option(Mode.safe, "--mode", help="How ×2 – fast.",
+                                      show_default=True),
+            colour: bool = typer.Option(True, "--colour/--no-colour", help="'quoted' start"),
+            secret: str = typer.Option("", "--secret", hidden=True)) -> None:
+        """Do [bold]odd[/bold] things.
+
+        .A line that starts with a dot.
+        'And one with a quote.
+        """
+
+    @app.command("old", deprecated=True)
+    def old() -> None:
+        """Old."""
+
+    @app.command("ghost", hidden=True)
+    def ghost() -> None:
+        """Hidden."""
+
+    @inner.command("leaf")
+    def leaf(n: int = typer.Option(3, "--n", "-n", min=1, max=9)) -> None:
+        pass
+
+    sub.add_typer(inner, name="inner")
+    app.add_typer(sub, name="grp")
+    return typer.main.get_command(app)
+
+
+@pytest.mark.skipif(GROFF is None, reason=NO_GROFF)
+def test_generator_copes_with_any_command(tmp_path: Path) -> None:
+    sections = tmp_path / "sections"
+    sections.mkdir()
+    codes = "".join(f'{c.name} = "{c.name.lower()}"\n' for c in ExitCode)
+    (sections / "common.toml").write_text(f"[exit_status]\n{codes}")
+    pages = manpages.build(sections, _odd_app())
+    assert set(pages) == {"p2pbak.1", "p2pbak-odd.1", "p2pbak-old.1", "p2pbak-grp.1",
+                          "p2pbak-grp-inner.1", "p2pbak-grp-inner-leaf.1"}
+    for name, text in pages.items():
+        assert text.isascii(), name
+        (tmp_path / name).write_text(text, encoding="ascii")
+        r = _groff(tmp_path / name)
+        assert r.stderr == "", f"{name}:\n{r.stderr}"
+    shown = _render(pages["p2pbak-odd.1"].split("\n", 2)[2], tmp_path)
+    for words in ["Do odd things.", ".A line that starts with a dot.", "'And one with a quote.",
+                  "After the options: see also this.", ".dot first \\ and a back\\slash",
+                  "--colour, --no-colour", "How ×2 – fast.", "[default: safe]",
+                  "<fast|safe>"]:
+        assert words in " ".join(shown.split()), words
+    assert "--secret" not in shown
+    assert "Deprecated" in pages["p2pbak-old.1"]
+    assert "\\fBgrp inner leaf\\fR" in pages["p2pbak.1"]
