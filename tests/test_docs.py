@@ -144,8 +144,30 @@ def test_json_lines_of_real_runs_are_documented(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGTERM)
     kinds = {ln["message_type"] for ln in lines}
     assert {"summary", "snapshot", "node", "status"} <= kinds
+    assert_documented(lines)
+
+
+def assert_documented(lines: list[dict[str, Any]]) -> None:
     missing = sorted({k for ln in lines for k in _keys(ln) if not documented(k)})
     assert not missing, f"fields printed with --json but not in docs/json.md: {missing}"
+    kinds = sorted({ln["message_type"] for ln in lines if not documented(ln["message_type"])})
+    assert not kinds, f"message types printed but not in docs/json.md: {kinds}"
+
+
+# Commands that need no grid: every line they print with --json must be documented.
+OFFLINE = [
+    ["market", "erasure", "--availability", "0.5"],
+    ["market", "erasure", "--availability", "0.5", "--peers", "10"],
+]
+
+
+@pytest.mark.parametrize("args", OFFLINE, ids=" ".join)
+def test_json_lines_of_offline_commands_are_documented(args: list[str]) -> None:
+    r = _cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(ln) for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert lines and all("message_type" in ln for ln in lines)
+    assert_documented(lines)
 
 
 # -- contrib: systemd units and crontab -----------------------------------------------------
