@@ -85,8 +85,8 @@ class EncodeOnlyRepository:
         pass
 
 
-def raw_zfec(data: memoryview, k: int, n: int, threads: int) -> float:
-    """Seconds for zfec alone to encode `data` in pack-sized pieces."""
+def raw_zfec(data: memoryview, k: int, n: int, threads: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for zfec alone to encode `data` in pack-sized pieces."""
     encoder = zfec.Encoder(k, n)
 
     def encode(start: int) -> None:
@@ -97,10 +97,21 @@ def raw_zfec(data: memoryview, k: int, n: int, threads: int) -> float:
         encoder.encode(blocks)
 
     starts = range(0, len(data), DEFAULT_PACK_SIZE)
-    began = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(encode, starts))
-    return time.perf_counter() - began
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def pipeline(src: Path, k: int, n: int, uploads: int) -> tuple[float, float, str]:
+    """(wall, CPU) seconds for a backup of `src`, and what it produced."""
+    repo = EncodeOnlyRepository(k, n)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = asyncio.run(backup(repo, bytes(32), [src], uploads=uploads))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    what = (f"{result.summary.packs_added} packs, {repo.fragments} fragments, "
+            f"{repo.fragment_bytes / MiB:.0f} MiB out")
+    return wall, cpu, what
 
 
 def main() -> None:
@@ -122,28 +133,25 @@ def main() -> None:
         for i in range(0, len(data), per_file):
             (src / f"file{i // per_file:03d}").write_bytes(data[i:i + per_file])
         view = memoryview(data)
-        one = raw_zfec(view, k, n, 1)
-        full = pipeline = float("inf")
+        one = raw_zfec(view, k, n, 1)[0]
+        full = pipe = (float("inf"), float("inf"))
         for _ in range(args.rounds):  # interleaved, best of each: fair on a busy machine
             full = min(full, raw_zfec(view, k, n, cores))
-            repo = EncodeOnlyRepository(k, n)
-            began = time.perf_counter()
-            result = asyncio.run(backup(repo, bytes(32), [src], uploads=cores))
-            pipeline = min(pipeline, time.perf_counter() - began)
+            wall, cpu, what = pipeline(src, k, n, cores)
+            pipe = min(pipe, (wall, cpu))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     mb = args.size
-    ratio = full / pipeline
+    ratio = full[0] / pipe[0]
     print(f"data: {mb} MiB random, code k={k} n={n} (factor {code.factor:.2f}), {cores} cores")
-    print(f"raw zfec, 1 thread:       {mb / one:8.1f} MiB/s")
-    print(f"raw zfec, {cores} threads:      {mb / full:8.1f} MiB/s   (the bound)")
-    print(f"pipeline (chunk+compress+encrypt+pack+encode): {mb / pipeline:8.1f} MiB/s "
-          f"({result.summary.packs_added} packs, {repo.fragments} fragments, "
-          f"{repo.fragment_bytes / MiB:.0f} MiB out)")
+    print(f"raw zfec, 1 thread:        {mb / one:8.1f} MiB/s")
+    print(f"raw zfec, {cores} threads:       {mb / full[0]:8.1f} MiB/s  (the bound)")
+    print(f"pipeline, chunk+compress+encrypt+pack+encode: {mb / pipe[0]:8.1f} MiB/s  ({what})")
+    print(f"CPU seconds: raw zfec {full[1]:.2f}, pipeline {pipe[1]:.2f} "
+          f"(ratio {full[1] / pipe[1]:.3f}: the pipeline's work beyond zfec)")
     verdict = "ok" if ratio >= args.bound else "BELOW"
-    print(f"ratio pipeline / raw zfec ({cores} threads): {ratio:.3f}  bound {args.bound}  "
-          f"{verdict}")
-
+    print(f"ratio pipeline / raw zfec ({cores} threads), wall clock: {ratio:.3f}  "
+          f"bound {args.bound}  {verdict}")
 
 if __name__ == "__main__":
     main()

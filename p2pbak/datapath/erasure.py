@@ -88,19 +88,20 @@ def _stripe_pool() -> ThreadPoolExecutor:
 
 
 def _encode_columns(blocks: list[memoryview], k: int, n: int, start: int,
-                    stop: int) -> list[bytes]:
-    return [bytes(s) for s in zfec.Encoder(k, n).encode(tuple(b[start:stop] for b in blocks))]
+                    stop: int) -> list[bytes | memoryview]:
+    return list(zfec.Encoder(k, n).encode(tuple(b[start:stop] for b in blocks)))
 
 
-def _encode_shares(blocks: list[memoryview], k: int, n: int) -> list[bytes]:
+def _encode_shares(blocks: list[memoryview], k: int, n: int) -> list[list[bytes | memoryview]]:
+    """Each share of the code, as the column stripes that make it up."""
     size = len(blocks[0])
     stripes = min(os.cpu_count() or 1, size // _STRIPE_MIN)
     if stripes <= 1:
-        return _encode_columns(blocks, k, n, 0, size)
+        return [[share] for share in _encode_columns(blocks, k, n, 0, size)]
     bounds = [size * i // stripes for i in range(stripes + 1)]
     parts = list(_stripe_pool().map(lambda i: _encode_columns(blocks, k, n, bounds[i],
                                                               bounds[i + 1]), range(stripes)))
-    return [b"".join(part[index] for part in parts) for index in range(n)]
+    return [[part[index] for part in parts] for index in range(n)]
 
 
 def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
@@ -112,11 +113,12 @@ def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
     blocks = [view[i * size:(i + 1) * size] for i in range(k)]
     blocks = [b if len(b) == size else memoryview(bytes(b).ljust(size, b"\0")) for b in blocks]
     out = []
-    for index, share in enumerate(_encode_shares(blocks, k, n)):
+    for index, parts in enumerate(_encode_shares(blocks, k, n)):
         fields = _FIELDS.pack(MAGIC, VERSION, raw_id, k, n, index, len(data))
         digest = blake3.blake3(fields)
-        digest.update(share)
-        out.append(b"".join((fields, digest.digest(), share)))
+        for part in parts:
+            digest.update(part)
+        out.append(b"".join([fields, digest.digest(), *parts]))
     return out
 
 
