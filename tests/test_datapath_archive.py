@@ -264,3 +264,17 @@ def test_dry_run_progress_and_snapshot_lookup(tmp_path: Path) -> None:
         run(backup(repo, MASTER, [tmp_path / "missing"]))
     with pytest.raises(P2pbakError):
         run(restore(repo, bytes(32), "latest", tmp_path / "x"))  # another key
+
+
+def test_failed_upload_saves_no_snapshot(tmp_path: Path) -> None:
+    class Unreachable(LocalRepository):
+        async def put_pack(self, pack_id: str, data: bytes) -> None:
+            raise P2pbakError("suppliers unreachable")
+
+    src = tmp_path / "src"
+    build(src, {f"f{i}": (os.urandom(5000), 0o644) for i in range(20)}, [])
+    new_repo(tmp_path / "repo")
+    repo = Unreachable(tmp_path / "repo")
+    with pytest.raises(P2pbakError, match="unreachable"):
+        run(backup(repo, MASTER, [src], pack_size=4096))
+    assert run(list_snapshots(repo, MASTER)) == [] and run(repo.list_indexes()) == []

@@ -99,6 +99,10 @@ class _Uploader:
         finally:
             self._slots.release()
 
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -125,6 +129,7 @@ class _Walker:
         self.state = BackupProgress()
         self.on_progress = progress
         self.totals_lock = threading.Lock()
+        self.stop = threading.Event()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -137,6 +142,8 @@ class _Walker:
 
     # Blobs and packs.
     def _save_blob(self, kind: BlobType, data: bytes | memoryview) -> str:
+        if self.stop.is_set():
+            raise P2pbakError("backup interrupted")
         blob_id = self.keys.chunk_id_of(data)
         if blob_id in self.index or blob_id in self.pending:
             return blob_id
@@ -353,6 +360,11 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         await asyncio.to_thread(walker.finish)
         if uploader is not None:
             await uploader.drain()
+    except BaseException:
+        walker.stop.set()  # the worker thread stops at its next chunk
+        if uploader is not None:
+            uploader.cancel()
+        raise
     finally:
         stop.set()
         if reader is not None:
