@@ -98,3 +98,20 @@ def test_pack_header_and_index_round_trip() -> None:
     loc = index.get(entries[1].blob_id)
     assert loc is not None and (loc.offset, loc.length) == (entries[1].offset, entries[1].length)
     assert len(index_id) == 64
+
+
+@pytest.mark.parametrize(("path", "patterns", "expected"), [
+    ("/home/a/x.tmp", ["*.tmp"], True),
+    ("/home/a/x.tmp/y", ["*.tmp"], False),  # only the base name is matched
+    ("/home/a/.cache", [".cache"], True),
+    ("/home/a/build/out", ["build/out"], True),
+    ("/home/a/rebuild/out", ["build/out"], False),
+    ("/home/a/Downloads", ["/home/*/Downloads"], True),
+    ("/x/home/a/Downloads", ["/home/*/Downloads"], False),
+    ("/home/a/keep", ["*.tmp", "/nope"], False),
+    ("/home/a/keep", ["", "/"], False),
+])
+def test_exclude_patterns(path: str, patterns: list[str], expected: bool) -> None:
+    from p2pbak.datapath.excludes import excluded
+
+    assert excluded(path, patterns) is expected
