@@ -101,7 +101,14 @@ _V1: tuple[str, ...] = (
         PRIMARY KEY (user_name, kind, id))""",
 )
 
+def _bank_v() -> tuple[str, ...]:
+    from p2pbak.store.bank import MIGRATION
+
+    return MIGRATION
+
+
 MIGRATIONS: list[Migration] = [_V1]
+MIGRATIONS.append(_bank_v())  # the bank: accounts, ledger, price history, alerts
 
 
 async def schema_version(db: Database) -> int:
