@@ -114,12 +114,16 @@ def test_bad_parameters() -> None:
         encode_pack("zz", data, 1, 2)
 
 
-def test_striped_encoding_gives_the_same_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_striped_coding_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     import p2pbak.datapath.erasure as erasure
 
     pid, data = pack(3 * 200 * 1024 + 7)
     monkeypatch.setattr(erasure.os, "cpu_count", lambda: 3)
-    striped = encode_pack(pid, data, 3, 7)  # 200 KiB shares: three stripes
+    assert len(erasure._stripe_bounds(200 * 1024 + 3)) == 4  # three stripes
+    striped = encode_pack(pid, data, 3, 7)
+    for subset in ([4, 5, 6], [0, 3, 6], [1, 2, 5]):
+        assert decode_pack(pid, [striped[i] for i in subset]) == data
     monkeypatch.setattr(erasure, "_STRIPE_MIN", 1 << 30)
+    assert len(erasure._stripe_bounds(200 * 1024 + 3)) == 2  # one stripe
     assert encode_pack(pid, data, 3, 7) == striped
     assert decode_pack(pid, striped[4:]) == data

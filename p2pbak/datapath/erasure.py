@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import blake3
 import zfec
@@ -25,6 +26,7 @@ _FIELDS = struct.Struct(">4sB32sHHHQ")  # magic, version, pack id, k, n, index, 
 CHECKSUM_LEN = 32
 HEADER_LEN = _FIELDS.size + CHECKSUM_LEN
 MAX_N = 256
+T = TypeVar("T")
 
 
 class CorruptFragment(P2pbakError):
@@ -92,15 +94,23 @@ def _encode_columns(blocks: list[memoryview], k: int, n: int, start: int,
     return list(zfec.Encoder(k, n).encode(tuple(b[start:stop] for b in blocks)))
 
 
+def _stripe_bounds(size: int) -> list[int]:
+    stripes = max(1, min(os.cpu_count() or 1, size // _STRIPE_MIN))
+    return [size * i // stripes for i in range(stripes + 1)]
+
+
+def _by_stripes(size: int, code: Callable[[int, int], list[T]]) -> list[list[T]]:
+    """code(start, stop) for each column stripe, on the pool when there are several."""
+    bounds = _stripe_bounds(size)
+    if len(bounds) == 2:
+        return [code(0, size)]
+    return list(_stripe_pool().map(lambda i: code(bounds[i], bounds[i + 1]),
+                                   range(len(bounds) - 1)))
+
+
 def _encode_shares(blocks: list[memoryview], k: int, n: int) -> list[list[bytes | memoryview]]:
     """Each share of the code, as the column stripes that make it up."""
-    size = len(blocks[0])
-    stripes = min(os.cpu_count() or 1, size // _STRIPE_MIN)
-    if stripes <= 1:
-        return [[share] for share in _encode_columns(blocks, k, n, 0, size)]
-    bounds = [size * i // stripes for i in range(stripes + 1)]
-    parts = list(_stripe_pool().map(lambda i: _encode_columns(blocks, k, n, bounds[i],
-                                                              bounds[i + 1]), range(stripes)))
+    parts = _by_stripes(len(blocks[0]), lambda a, b: _encode_columns(blocks, k, n, a, b))
     return [[part[index] for part in parts] for index in range(n)]
 
 
@@ -151,7 +161,7 @@ def decode_pack(pack_id: str, fragments: Iterable[bytes]) -> bytes:
     iterable (downloads) can stop early.
     """
     _pack_bytes(pack_id)
-    groups: dict[tuple[int, int, int], dict[int, bytes]] = {}
+    groups: dict[tuple[int, int, int], dict[int, memoryview]] = {}
     seen = skipped = 0
     for fragment in fragments:
         seen += 1
@@ -176,14 +186,22 @@ def decode_pack(pack_id: str, fragments: Iterable[bytes]) -> bytes:
         f"({seen} received, {skipped} damaged or foreign); bring more suppliers online")
 
 
-def _decode(pack_id: str, key: tuple[int, int, int], shares: dict[int, bytes]) -> bytes:
+def _decode_columns(blocks: list[memoryview], indexes: list[int], k: int, n: int,
+                    start: int, stop: int) -> list[bytes]:
+    return list(zfec.Decoder(k, n).decode([b[start:stop] for b in blocks], indexes))
+
+
+def _decode(pack_id: str, key: tuple[int, int, int],
+            shares: dict[int, memoryview]) -> bytes:
     k, n, length = key
     indexes = sorted(shares)
     blocks = [shares[i] for i in indexes]
     if indexes == list(range(k)):
         data = b"".join(blocks)
     else:
-        data = b"".join(zfec.Decoder(k, n).decode(blocks, indexes))
+        parts = _by_stripes(len(blocks[0]),
+                            lambda a, b: _decode_columns(blocks, indexes, k, n, a, b))
+        data = b"".join(part[i] for i in range(k) for part in parts)
     data = data[:length]
     if blake3.blake3(data).hexdigest() != pack_id:
         raise CorruptFragment(
