@@ -10,7 +10,7 @@ from pydantic import Field
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import B64, BLOB_BODY, BLOB_MAX, Body, b64, fail, parse, path_id
 from p2pbak.store import coordinator_blobs as blobs
-from p2pbak.store.coordinator_users import Conflict
+from p2pbak.store.coordinator_db import Conflict
 
 routes = web.RouteTableDef()
 

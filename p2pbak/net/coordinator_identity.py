@@ -11,6 +11,7 @@ from p2pbak.net import auth
 from p2pbak.net.coordinator_common import caller, coordinator, ok
 from p2pbak.net.validate import B64, Body, Name, b64, fail, parse
 from p2pbak.store import coordinator_users as users
+from p2pbak.store.coordinator_db import Conflict
 
 routes = web.RouteTableDef()
 
@@ -59,7 +60,7 @@ async def create_user(request: web.Request) -> web.Response:
                                 login_hash_key=login.login_hash_key, keyfile=body.keyfile,
                                 machine_id=machine_id, machine_name=body.machine,
                                 secret_hash=auth.hash_secret(secret))
-    except users.Conflict:
+    except Conflict:
         fail(409, f"user '{body.user}' exists: pick another name, or run `p2pbak recover` "
                   "to add this machine to it")
     return web.json_response({"user": body.user, "machine_id": machine_id, "secret": secret},

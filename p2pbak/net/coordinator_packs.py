@@ -17,7 +17,8 @@ from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
 from p2pbak.store import coordinator_packs as packs
 from p2pbak.store import coordinator_peers
-from p2pbak.store.coordinator_users import Conflict, Machine
+from p2pbak.store.coordinator_db import Conflict
+from p2pbak.store.coordinator_users import Machine
 
 routes = web.RouteTableDef()
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pbak.store.coordinator_db import Database, fetch_one, now
-from p2pbak.store.coordinator_users import Conflict
+from p2pbak.store.coordinator_db import Conflict, Database, fetch_one, now
 
 KINDS = frozenset({"snapshot", "index"})
 

@@ -24,6 +24,10 @@ from p2pbak.errors import P2pbakError
 Row = aiosqlite.Row
 
 
+class Conflict(Exception):
+    """The row exists already (with other content)."""
+
+
 def now() -> int:
     """Unix seconds: the coordinator's one clock for every timestamp column."""
     return int(time.time())

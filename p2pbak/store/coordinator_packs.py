@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.store.coordinator_db import Database, fetch_all, fetch_one, now
-from p2pbak.store.coordinator_users import Conflict
+from p2pbak.store.coordinator_db import Conflict, Database, fetch_all, fetch_one, now
 
 GRANT_SLACK = 3600  # seconds a grant outlives its ticket, for a slow upload's commit
 

@@ -6,11 +6,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.store.coordinator_db import Database, fetch_one, now
-
-
-class Conflict(Exception):
-    """The row already exists."""
+from p2pbak.store.coordinator_db import Conflict, Database, fetch_one, now
 
 
 @dataclass(frozen=True)
