@@ -281,3 +281,24 @@ def test_failed_upload_saves_no_snapshot(tmp_path: Path) -> None:
     with pytest.raises(P2pbakError, match="unreachable"):
         run(backup(repo, MASTER, [src], pack_size=4096))
     assert run(list_snapshots(repo, MASTER)) == [] and run(repo.list_indexes()) == []
+
+
+def test_lost_data_pack_is_reported_per_file(tmp_path: Path) -> None:
+    from p2pbak.datapath.crypto import Keys
+    from p2pbak.datapath.index import load_index
+
+    src = tmp_path / "src"
+    build(src, {"a": (os.urandom(5000), 0o644), "b": (os.urandom(5000), 0o644)}, [])
+    repo = new_repo(tmp_path / "repo")
+    run(backup(repo, MASTER, [src], pack_size=1))  # one pack per blob
+    index = run(load_index(repo, Keys.derive(MASTER)))
+    node = run(list_tree(repo, MASTER, "latest", "src/a"))[0]
+    lost = index.get(node.content[0])
+    assert lost is not None
+    for path in repo.fragment_paths(lost.pack_id):
+        path.unlink()
+    result = run(restore(repo, MASTER, "latest", tmp_path / "out"))
+    assert len(result.errors) == 1 and result.errors[0].startswith(str(tmp_path / "out/src/a"))
+    assert (tmp_path / "out" / "src" / "b").read_bytes() == (src / "b").read_bytes()
+    assert not (tmp_path / "out" / "src" / "a").exists()
+    assert [p.name for p in (tmp_path / "out" / "src").iterdir()] == ["b"]  # no temp left
