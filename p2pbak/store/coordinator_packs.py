@@ -53,7 +53,8 @@ async def add_grants(db: Database, user: str, pack_id: str, fragments: Sequence[
     async with db.transaction() as conn:
         await conn.executemany(
             "INSERT INTO grants(user_name, pack_id, idx, fragment_id, size, peer_id, expires)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET idx = excluded.idx,"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(user_name, pack_id, fragment_id, peer_id)"
+            " DO UPDATE SET idx = excluded.idx,"
             " size = excluded.size, expires = excluded.expires",
             [(user, pack_id, f.index, f.fragment_id, f.size, f.peer_id, expires)
              for f in fragments])

@@ -85,7 +85,7 @@ async def setting(db: Database, name: str) -> bytes | None:
 async def setting_or_create(db: Database, name: str, value: bytes) -> bytes:
     """The stored value of `name`, storing `value` first if there is none."""
     async with db.transaction() as conn:
-        await conn.execute("INSERT OR IGNORE INTO settings(name, value) VALUES (?, ?)",
-                           (name, value))
+        await conn.execute("INSERT INTO settings(name, value) VALUES (?, ?)"
+                           " ON CONFLICT(name) DO NOTHING", (name, value))
         row = await fetch_one(conn, "SELECT value FROM settings WHERE name = ?", (name,))
     return value if row is None else bytes(row[0])
