@@ -98,3 +98,22 @@ def test_secrets_are_stored_only_hashed(server: Server) -> None:
         dump = "\n".join(conn.iterdump())
     assert secret not in dump
     assert b64(b"H" * 32) not in dump and (b"H" * 32).hex() not in dump.lower()
+
+
+def test_concurrent_registrations_and_heartbeats_all_succeed(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def member(i: int) -> int:
+        m = api.register(f"crowd{i}")
+        m.announce(f"http://10.0.{i}.1:8421")
+        for _ in range(5):
+            m.heartbeat(f"http://10.0.{i}.1:8421", stored=i)
+        return int(m.ok("GET", "/v1/status")["bytes_stored_for_others"])
+
+    with ThreadPoolExecutor(16) as pool:
+        stored = list(pool.map(member, range(32)))
+    assert stored == list(range(32))
+    r = api.call("POST", "/v1/users", {"user": "crowd0", "salt": b64(b"s" * 16),
+                                       "login_key": b64(b"k" * 32), "keyfile": b64(b"x"),
+                                       "machine": "m"})
+    assert r.status == 409
