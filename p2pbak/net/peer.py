@@ -32,20 +32,27 @@ CHUNK = 64 * 1024
 
 
 class TokenBucket:
-    """Average rate `rate` bytes/s with bursts up to one second's worth; 0 = unlimited."""
+    """At most `rate` bytes/s: over any span T, no more than rate·T + `burst` bytes pass,
+    the burst a tenth of a second's worth (the cap is a cap, not an average); 0 = no cap."""
+
+    BURST_SECONDS = 0.1
 
     def __init__(self, rate: int = 0, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.rate = rate
         self.waited = 0.0  # seconds spent holding bytes back, for status and tests
         self._clock, self._sleep = clock, sleep
-        self._tokens = float(rate)
+        self._tokens = self.burst
         self._stamp = clock()
         self._lock = asyncio.Lock()
 
+    @property
+    def burst(self) -> float:
+        return self.rate * self.BURST_SECONDS
+
     def set_rate(self, rate: int) -> None:
         self.rate = rate
-        self._tokens = min(self._tokens, float(rate))
+        self._tokens = min(self._tokens, self.burst)
 
     async def take(self, n: int) -> None:
         """Wait until `n` bytes may pass (callers queue, so the cap holds across them)."""
@@ -53,8 +60,7 @@ class TokenBucket:
             return
         async with self._lock:
             now = self._clock()
-            self._tokens = min(float(self.rate),
-                               self._tokens + (now - self._stamp) * self.rate)
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             self._tokens -= n
             if self._tokens < 0:
@@ -186,6 +192,8 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
     data = await asyncio.to_thread(state.store.read, fid)
     if data is None:
         fail(404, f"this peer does not hold fragment {fid}")
+    if state.upload.rate <= 0:  # no cap: one write
+        return web.Response(body=data, content_type="application/octet-stream")
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     resp.content_length = len(data)
     await resp.prepare(request)

@@ -189,7 +189,7 @@ class FragmentStore:
             data = p.read_bytes()
         except FileNotFoundError:
             return None
-        if blake3.blake3(data).hexdigest() != fragment_id:
+        if blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() != fragment_id:
             log.warning("fragment %s is corrupt on disk: removed", fragment_id)
             self._remove(p, len(data))
             return None
