@@ -111,6 +111,15 @@ MIGRATIONS: list[Migration] = [_V1]
 MIGRATIONS.append(_bank_v())  # the bank: accounts, ledger, price history, alerts
 
 
+def _repair_v() -> tuple[str, ...]:
+    from p2pbak.store.repair import MIGRATION
+
+    return MIGRATION
+
+
+MIGRATIONS.append(_repair_v())  # repair, audits, testing: tasks, audits, availability samples
+
+
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")
