@@ -117,3 +117,14 @@ def test_concurrent_registrations_and_heartbeats_all_succeed(api: Api) -> None:
                                        "login_key": b64(b"k" * 32), "keyfile": b64(b"x"),
                                        "machine": "m"})
     assert r.status == 409
+
+
+@pytest.mark.parametrize(("user", "machine"), [("a/b", "m"), ("", "m"), ("x" * 65, "m"),
+                                               ("ok", ""), ("ok", "two\nlines"),
+                                               ("ok", "nul\x00")])
+def test_bad_names_are_400(api: Api, user: str, machine: str) -> None:
+    r = api.call("POST", "/v1/users", {"user": user, "salt": b64(b"s" * 16),
+                                       "login_key": b64(b"k" * 32), "keyfile": b64(b"x"),
+                                       "machine": machine})
+    assert r.status == 400, r
+    assert "user" in r.error or "machine" in r.error

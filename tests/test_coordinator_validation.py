@@ -40,6 +40,9 @@ def bad_bodies(valid: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
     yield "not-utf8", b"\xff\xfe{}"
     yield "array", b"[1, 2]"
     yield "empty", b""
+    yield "deeply nested", b"[" * 200_000 + b"]" * 200_000
+    yield "huge number", json.dumps({**valid, next(iter(valid)): 10**400}).encode()
+    yield "nan", b'{"size": NaN}'
     yield "unknown field", json.dumps({**valid, "surprise": 1}).encode()
     for name, value in valid.items():
         missing = {k: v for k, v in valid.items() if k != name}

@@ -107,6 +107,8 @@ def validate(model: type[M], data: bytes) -> M:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(400, f"body is not valid JSON ({exc}): send a JSON object")
+    except RecursionError:
+        fail(400, "body is nested too deeply: send a flat JSON object")
     if not isinstance(obj, dict):
         fail(400, "body must be a JSON object")
     try:
