@@ -1,0 +1,67 @@
+"""`p2pbak market sweep`: convergence of both price update rules from many starts (§5.2)."""
+
+from __future__ import annotations
+
+import typer
+
+from p2pbak.commands import groups
+from p2pbak.commands.market_simulate import check_market_options
+from p2pbak.commands.output import Reporter
+from p2pbak.errors import P2pbakError
+
+
+def parse_factors(text: str) -> list[float]:
+    try:
+        factors = [float(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise P2pbakError(f"--factors must be numbers separated by commas, got {text!r}") \
+            from None
+    if not factors or min(factors) < 1:
+        raise P2pbakError("--factors must list starting distances >= 1, e.g. 2,10,100")
+    return factors
+
+
+def sweep_cmd(
+    trials: int = typer.Option(20, "--trials", "-t", help="Markets per factor and rule."),
+    factors: str = typer.Option("2,10,100,10000", "--factors",
+                                help="Starting distances from equilibrium, comma-separated."),
+    agents: int = typer.Option(100, "--agents", "-n", help="Simulated users per market."),
+    rounds: int = typer.Option(100, "--rounds", "-r", help="Most price updates per market."),
+    noise: float = typer.Option(0.0, "--noise", help="Relative noise on measured S and d."),
+    lag: float = typer.Option(1.0, "--lag", help="Share of users re-optimising per round."),
+    rho: float = typer.Option(0.5, "--rho", help="CES parameter ρ of every user (< 1)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed."),
+    json: bool = typer.Option(False, "--json", help="One JSON object per (rule, factor)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+) -> None:
+    """Convergence rate and rounds of the paper's and the safe price update, side by side."""
+    out = Reporter(json=json, quiet=quiet)
+    check_market_options(agents, rounds, noise, lag, rho)
+    if trials < 1:
+        raise P2pbakError("--trials must be at least 1")
+    wanted = parse_factors(factors)
+    from p2pbak.market.sweep import Setup, round_bound, sweep
+
+    setup = Setup(agents=agents, rounds=rounds, seed=seed, noise=noise, lag=lag, rho=rho)
+    rows = sweep(wanted, trials, setup)
+    for row in rows:
+        out.summary(**row.to_dict(), round_bound=round_bound(row.factor))
+    if json or quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{trials} markets of {agents} users per row "
+                        f"(noise {noise:g}, share re-optimising {lag:g})")
+    for col in ("factor", "update", "converged", "median rounds", "max rounds",
+                "≤ ⌈log2 F⌉+6", "negative prices"):
+        table.add_column(col, justify="right")
+    for r in sorted(rows, key=lambda r: (r.factor, r.update)):
+        table.add_row(f"{r.factor:g}", r.update, f"{r.converged}/{r.trials}",
+                      "-" if r.median_rounds is None else f"{r.median_rounds:g}",
+                      "-" if r.max_rounds is None else str(r.max_rounds),
+                      f"{r.within_bound}/{r.trials}", str(r.negative_prices))
+    out.out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    groups.market_app.command("sweep")(sweep_cmd)
