@@ -155,11 +155,29 @@ def test_other_user_cannot_list_fetch_or_delete(grid: Grid, alice: dict,
     for idx in json.loads(raw)["indexes"]:
         assert http("GET", f"{grid.url}/v1/indexes/{idx['id']}",
                     headers=bob["auth"])[0] == 404
+    _bob_cannot_touch_alices_fragment(grid, alice, bob)
     r = grid.cli("restore", snap, "--target", "/nonexistent/x", config=bob["config"])
     one_line_error(r)
     # alice still has everything
     r = grid.cli("snapshots", "--json", config=alice["config"])
     assert snap in r.stdout
+
+
+def _bob_cannot_touch_alices_fragment(grid: Grid, alice: dict, bob: dict) -> None:
+    """The only tickets bob can get for alice's fragment are store tickets: useless."""
+    _, pack = _pack(grid, alice)
+    frag = pack["fragments"][0]
+    fake_pack = blake3.blake3(b"bob's own pack").hexdigest()
+    status, raw = http("POST", f"{grid.url}/v1/packs/{fake_pack}/tickets", {"fragments": [
+        {"index": 0, "fragment_id": frag["fragment_id"], "size": frag["size"],
+         "peer_id": frag["peer_id"]}]}, bob["auth"])
+    assert status == 200, raw
+    ticket = {tickets.HEADER: json.loads(raw)["tickets"][0]}
+    assert http("DELETE", _frag_url(frag), headers=ticket)[0] == 403
+    assert http("GET", _frag_url(frag), headers=ticket)[0] == 403
+    _, again = _pack(grid, alice)
+    same = next(f for f in again["fragments"] if f["fragment_id"] == frag["fragment_id"])
+    assert http("GET", _frag_url(same), headers={tickets.HEADER: same["ticket"]})[0] == 200
 
 
 def test_database_holds_no_file_names(grid: Grid, alice: dict, tree: Path) -> None:
