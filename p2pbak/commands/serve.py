@@ -37,6 +37,21 @@ def serve(
     online_window: int = typer.Option(180, "--online-window", min=1,
                                       help="Seconds since a peer's last heartbeat for it to "
                                       "count as online."),
+    price_interval: float = typer.Option(86400.0, "--price-interval", min=0.1,
+                                         help="Seconds between price updates (the daily "
+                                         "price job)."),
+    billing_interval: float = typer.Option(3600.0, "--billing-interval", min=0.1,
+                                           help="Seconds between storage billing and "
+                                           "low-balance checks."),
+    max_deficit: str = typer.Option("", "--max-deficit",
+                                    help="Largest debt in credits (e.g. 10 or 0.5) before "
+                                    "an account's backups freeze. Default: 14 days of the "
+                                    "user's storage bill, at least 10."),
+    smtp_host: str = typer.Option("", "--smtp-host", help="Mail low-balance alerts to users "
+                                  "whose user name is an e-mail address, via this server."),
+    smtp_port: int = typer.Option(25, "--smtp-port", min=1, max=65535,
+                                  help="Port of --smtp-host."),
+    smtp_from: str = typer.Option("", "--smtp-from", help="Sender address of alert mails."),
     json: bool = typer.Option(False, "--json", help="Start/stop lines as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
 ) -> None:
@@ -44,6 +59,7 @@ def serve(
     import asyncio
     import logging
 
+    from p2pbak.coordinator.billing import MarketSettings, parse_credits
     from p2pbak.net.coordinator_server import ServeOptions
     from p2pbak.net.coordinator_server import serve as run
 
@@ -52,8 +68,11 @@ def serve(
     path = (db or default_db()).expanduser()
     logging.basicConfig(level=logging.INFO, format="p2pbak serve: %(levelname)s %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    market = MarketSettings(price_interval=price_interval, billing_interval=billing_interval,
+                            max_deficit=parse_credits(max_deficit) if max_deficit else None,
+                            smtp_host=smtp_host, smtp_port=smtp_port, smtp_from=smtp_from)
     opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
-                        tls_cert=tls_cert, tls_key=tls_key)
+                        tls_cert=tls_cert, tls_key=tls_key, market=market)
 
     def started(url: str) -> None:
         out.status(action="start", url=url, db=str(path))

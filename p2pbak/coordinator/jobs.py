@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from p2pbak.coordinator.billing import MarketSettings
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.jobs")
@@ -60,10 +61,16 @@ class JobRunner:
             await asyncio.sleep(job.interval)
 
 
-def builtin_jobs(online_window: int) -> list[Job]:
+def builtin_jobs(online_window: int, market: MarketSettings | None = None) -> list[Job]:
     """Every job the coordinator runs, with its period."""
+    from p2pbak.coordinator.billing import MarketSettings, billing_job
+    from p2pbak.coordinator.prices import price_job
     from p2pbak.coordinator.sweep import availability_sweep
 
+    market = market or MarketSettings()
     return [
         Job("availability-sweep", max(1.0, min(30.0, online_window / 4)), availability_sweep),
+        Job("billing", market.billing_interval, billing_job),
+        # wakes often, writes a row once per price interval (a restart does not add one)
+        Job("prices", min(market.price_interval, 60.0), price_job),
     ]

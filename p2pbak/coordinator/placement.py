@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -80,10 +80,20 @@ def spread_subnets(peers: Sequence[Peer]) -> list[Peer]:
     return [p for _, _, p in ranked]
 
 
-def order_candidates(peers: Sequence[Peer], rng: random.Random) -> list[Peer]:
-    """Preference order of eligible suppliers. The paper allocates work to the lowest
-    balances (§2.4); until accounts exist, a free-space-weighted shuffle stands in."""
-    return spread_subnets(weighted_order(peers, rng))
+def order_candidates(peers: Sequence[Peer], rng: random.Random,
+                     balances: Mapping[str, int] | None = None) -> list[Peer]:
+    """Preference order of eligible suppliers: the lowest balances first (§2.4), distinct
+    subnets first (p2pbak.market.allocation); without balances, a free-space-weighted
+    shuffle."""
+    if balances is None:
+        return spread_subnets(weighted_order(peers, rng))
+    from p2pbak.market.allocation import Candidate, order_by_balance
+
+    by_id = {p.id: p for p in peers}
+    order = order_by_balance([Candidate(p.id, balances.get(p.id, 0), p.subnet)
+                              for p in sorted(peers, key=lambda p: p.id)],
+                             seed=rng.getrandbits(64))
+    return [by_id[i] for i in order]
 
 
 def availability(peer: Peer) -> float:
@@ -97,14 +107,14 @@ def fragment_size(pack_length: int, k: int) -> int:
 
 
 def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
-          target: float | None = None) -> Placement:
+          target: float | None = None, balances: Mapping[str, int] | None = None) -> Placement:
     """Choose the code and its n suppliers for a pack of `size` bytes.
 
     A code chosen for fewer peers may have a smaller k and so bigger fragments, which may
     exclude more peers: the candidate set shrinks each round until every one has room.
     """
     need = min_n_for_k(1)
-    candidates = order_candidates(peers, rng)
+    candidates = order_candidates(peers, rng, balances)
     while True:
         if len(candidates) < need:
             raise NotEnoughPeers(len(candidates), need)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
 from p2pbak.net import tickets
 from p2pbak.store import coordinator_users
@@ -22,6 +23,7 @@ class Coordinator:
     signing_key: Ed25519PrivateKey
     online_window: int = DEFAULT_ONLINE_WINDOW
     jobs: JobRunner = field(default_factory=lambda: JobRunner([]))
+    market: MarketSettings = field(default_factory=MarketSettings)
 
     @property
     def ticket_key(self) -> str:
@@ -34,7 +36,8 @@ class Coordinator:
 
     @classmethod
     async def start(cls, db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
-                    run_jobs: bool = True) -> Coordinator:
+                    run_jobs: bool = True,
+                    market: MarketSettings | None = None) -> Coordinator:
         """Open (and migrate) the database, load or create the signing key, start jobs."""
         db = await Database.open(db_path)
         try:
@@ -42,7 +45,9 @@ class Coordinator:
         except BaseException:
             await db.close()
             raise
-        coord = cls(db, key, online_window, JobRunner(builtin_jobs(online_window)))
+        market = market or MarketSettings()
+        coord = cls(db, key, online_window, JobRunner(builtin_jobs(online_window, market)),
+                    market)
         if run_jobs:
             coord.jobs.start(coord)
         return coord

@@ -12,8 +12,15 @@ from pathlib import Path
 from aiohttp import web
 
 from p2pbak import __version__
+from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.service import DEFAULT_ONLINE_WINDOW, Coordinator
-from p2pbak.net import coordinator_blobs, coordinator_identity, coordinator_packs, coordinator_peers
+from p2pbak.net import (
+    coordinator_blobs,
+    coordinator_identity,
+    coordinator_market,
+    coordinator_packs,
+    coordinator_peers,
+)
 from p2pbak.net.coordinator_common import COORD, coordinator
 from p2pbak.net.validate import BLOB_BODY, error_middleware
 
@@ -27,12 +34,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
-             run_jobs: bool = True) -> web.Application:
+             run_jobs: bool = True, market: MarketSettings | None = None) -> web.Application:
     """The coordinator app; its database opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[error_middleware], client_max_size=BLOB_BODY)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        coord = await Coordinator.start(db_path, online_window, run_jobs)
+        coord = await Coordinator.start(db_path, online_window, run_jobs, market)
         app[COORD] = coord
         yield
         await coord.stop()
@@ -41,4 +48,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
     for module_routes in (routes, coordinator_identity.routes, coordinator_peers.routes,
                           coordinator_packs.routes, coordinator_blobs.routes):
         app.add_routes(module_routes)
+    app.add_routes(coordinator_market.routes)
     return app

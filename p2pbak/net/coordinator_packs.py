@@ -10,13 +10,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import placement
+from p2pbak.coordinator import billing, placement
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net import tickets
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
+from p2pbak.store import bank, coordinator_peers
 from p2pbak.store import coordinator_packs as packs
-from p2pbak.store import coordinator_peers
 from p2pbak.store.coordinator_db import Conflict
 from p2pbak.store.coordinator_users import Machine
 
@@ -66,9 +66,13 @@ class ExistsBody(Body):
 async def plan(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, PlanBody)
+    refusal = await billing.backup_refusal(coord, machine.user)
+    if refusal is not None:  # frozen (§2.4): no new backups; restores never ask
+        fail(402, refusal)
     peers = await coordinator_peers.online(coord.db, coord.online_window, exclude=machine.id)
+    balances = await bank.peer_balances(coord.db, [p.id for p in peers])
     try:
-        chosen = placement.place(peers, body.size, random.Random())
+        chosen = placement.place(peers, body.size, random.Random(), balances=balances)
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code
@@ -141,7 +145,8 @@ async def commit(request: web.Request) -> web.Response:
     pack = packs.Pack(pack_id, body.k, body.n, body.repair, body.success, body.length, 0,
                       tuple(f.record() for f in body.fragments))
     try:
-        await packs.commit(coord.db, machine.user, machine.id, pack)
+        if await packs.commit(coord.db, machine.user, machine.id, pack):
+            await billing.charge_backup(coord, machine.user, pack_id, body.length)
     except packs.NotGranted as exc:
         fail(409, f"no store ticket was issued for {exc}: request tickets before storing")
     except Conflict:

@@ -335,3 +335,18 @@ async def user_accounts(db: Database) -> list[tuple[str, int]]:
         "SELECT u.name, coalesce(a.balance, 0) FROM users u LEFT JOIN accounts a"
         " ON a.name = ? || u.name ORDER BY u.name", (USER_PREFIX,))
     return [(r[0], int(r[1])) for r in rows]
+
+
+async def first_use(db: Database, user: str) -> int | None:
+    """When the user's first operation was booked (None: never)."""
+    value = await db.scalar("SELECT min(at) FROM transactions WHERE user_name = ?", (user,))
+    return None if value is None else int(value)
+
+
+async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
+                        download: int) -> bool:
+    """New caps for an announced peer; False if the machine has no peer yet."""
+    async with db.transaction() as conn:
+        cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
+                                 "WHERE id = ?", (space, upload, download, peer_id))
+    return cur.rowcount > 0

@@ -1,0 +1,300 @@
+"""Billing (paper §2.4, Table 1): who pays the bank and whom the bank pays, and when.
+
+* backup: the pack owner pays q_B per GB when the pack is committed; each supplier is paid
+  p_D per GB it downloaded when it hands in the store ticket it honoured (a receipt);
+* storage: a periodic job charges owners q_S per GB-day of their packs and pays holders
+  p_S per effective GB-day (bytes × availability × 2/3);
+* retrieval: a fetch receipt charges the fragment's owner q_R per GB and pays the supplier
+  p_U per GB; a fetch of someone else's fragment (repair, testing) is paid by the bank;
+* repair and testing: `pay_upkeep` pays both bandwidths from the bank.
+
+A receipt pays only for a ticket this coordinator signed, naming the peer that hands it in,
+and only once (the ledger's unique `ref`). Amounts come from p2pbak.market.bank's rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from p2pbak.market import bank as rules
+from p2pbak.market.prices import Overheads
+from p2pbak.market.resources import Resources, prices
+from p2pbak.net import tickets
+from p2pbak.store import bank
+from p2pbak.store.bank import user_account
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.billing")
+
+DAY = 86_400
+RECEIPT_MAX_AGE = 7 * DAY  # a receipt for a ticket expired longer ago is refused
+STORAGE_MARK = "bank_storage_accrued_at"
+INITIAL_PRICES = prices(1.0, 1.0)  # p = (1, p_U, p_D) before the first price update
+
+
+@dataclass(frozen=True)
+class MarketSettings:
+    """`serve` options of the market."""
+
+    price_interval: float = float(DAY)
+    billing_interval: float = 3600.0
+    max_deficit: int | None = None  # µc for every account; None: market.bank.max_deficit
+    rule: str = "safe"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+
+
+OVERHEADS = Overheads()
+
+
+async def current_prices(coord: Coordinator) -> tuple[Resources, rules.PriceTable]:
+    """Today's p and its price table (µc): the last history row, else the initial prices."""
+    row = await bank.latest_price(coord.db)
+    if row is None:
+        return INITIAL_PRICES, rules.PriceTable.from_prices(INITIAL_PRICES, OVERHEADS)
+    return prices(row.p_upload, row.p_download), rules.PriceTable.from_dict(row.prices)
+
+
+# -- backup -------------------------------------------------------------------------------
+
+async def charge_backup(coord: Coordinator, user: str, pack_id: str, length: int) -> bool:
+    """Op. 1, consumer side: the owner of a newly committed pack pays q_B per GB."""
+    _, table = await current_prices(coord)
+    postings = rules.backup_postings(user_account(user), length, [], table)
+    return await bank.book(coord.db, kind="backup", postings=postings,
+                           ref=f"pack:{user}:{pack_id}", user=user, quantity=length)
+
+
+# -- receipts -----------------------------------------------------------------------------
+
+class ReceiptRefused(ValueError):
+    """A receipt that pays nothing; the message says why."""
+
+
+def _claimed(wire: str) -> dict[str, object]:
+    """The ticket's fields as written (unverified): which op and fragment to verify for."""
+    try:
+        body = wire.split(".", 1)[0]
+        d = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError):
+        raise ReceiptRefused("malformed ticket") from None
+    if not isinstance(d, dict):
+        raise ReceiptRefused("malformed ticket")
+    return d
+
+
+def verify_receipt(coord: Coordinator, peer_id: str, wire: str) -> tickets.Ticket:
+    """The ticket, if this coordinator signed it for `peer_id` and it is recent enough."""
+    claimed = _claimed(wire)
+    try:
+        t = tickets.verify(coord.signing_key.public_key(), wire, op=str(claimed.get("op")),
+                           fragment=str(claimed.get("fragment")), to=peer_id, now=0)
+    except tickets.TicketError as exc:
+        raise ReceiptRefused(str(exc)) from None
+    if t.op not in ("store", "fetch"):
+        raise ReceiptRefused(f"a {t.op} ticket moves no data: nothing to pay")
+    if t.exp < time.time() - RECEIPT_MAX_AGE:
+        raise ReceiptRefused("ticket expired more than 7 days ago: too old to pay")
+    return t
+
+
+async def settle_receipt(coord: Coordinator, peer_id: str, wire: str) -> tuple[bool, int]:
+    """Pay `peer_id` for one honoured ticket: (booked now, µc paid); (False, 0) when the
+    ticket was paid before."""
+    t = verify_receipt(coord, peer_id, wire)
+    owners = await bank.peer_owners(coord.db, [peer_id, t.from_])
+    supplier = owners.get(peer_id)
+    if supplier is None:
+        raise ReceiptRefused("this peer is unknown to the bank")
+    _, table = await current_prices(coord)
+    consumer = owners.get(t.from_)
+    kind, user = ("store", consumer)
+    if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
+        postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
+    elif consumer and await bank.fragment_owner(coord.db, t.fragment, peer_id) == consumer:
+        kind = "retrieval"  # op. 3: the owner fetches its own fragment and pays q_R
+        postings = rules.retrieval_postings(user_account(consumer), t.size,
+                                            [(user_account(supplier), t.size)], table)
+    else:  # someone else's fragment: repair or testing, upkeep paid by the bank
+        kind, user = "fetch", None
+        postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
+    booked = await bank.book(coord.db, kind=kind, postings=postings, ref=f"ticket:{t.id}",
+                             user=user, quantity=t.size)
+    paid = sum(p.amount for p in postings if p.account == user_account(supplier))
+    return booked, paid if booked else 0
+
+
+async def pay_upkeep(coord: Coordinator, transfers: Sequence[tuple[str, int, int]],
+                     ref: str) -> bool:
+    """Ops. 4-5 (repair, testing): the bank pays each peer (peer id, bytes uploaded, bytes
+    downloaded) for both bandwidths; once per `ref` (e.g. 'repair:<task id>')."""
+    owners = await bank.peer_owners(coord.db, [p for p, _, _ in transfers])
+    _, table = await current_prices(coord)
+    postings = rules.upkeep_postings(
+        [(user_account(owners[p]), up, down) for p, up, down in transfers if p in owners], table)
+    return await bank.book(coord.db, kind="upkeep", postings=postings, ref=ref,
+                           quantity=sum(up + down for _, up, down in transfers))
+
+
+# -- storage ------------------------------------------------------------------------------
+
+async def accrue_storage(coord: Coordinator) -> int:
+    """Op. 2 since the last run: owners pay per GB-day stored, holders are paid per
+    effective GB-day held. Returns the seconds accrued (0 on the first run)."""
+    db = coord.db
+    t = int(time.time())
+    last = await bank.marker(db, STORAGE_MARK)
+    seconds = 0 if last is None else t - last
+    if last is not None and seconds <= 0:
+        return 0
+    data, holdings = await bank.holdings(db)
+    owners = await bank.peer_owners(db, [h.peer_id for h in holdings])
+    _, table = await current_prices(coord)
+    async with db.transaction() as conn:
+        for user, size in data.items() if seconds else ():
+            holders = [(user_account(owners[h.peer_id]), h.bytes, h.availability)
+                       for h in holdings if h.user == user and h.peer_id in owners]
+            postings = rules.storage_postings(user_account(user), size, seconds, holders, table)
+            await bank.book_in(conn, kind="storage", postings=postings, user=user,
+                               ref=f"storage:{user}:{t}", quantity=size * seconds)
+        await bank.set_marker_in(conn, STORAGE_MARK, t)
+    return seconds
+
+
+# -- deficits, freezing, alerts (§2.4, §3.1) ----------------------------------------------
+
+@dataclass(frozen=True)
+class AccountState:
+    balance: int  # µc
+    limit: int  # maximum deficit, µc (positive)
+    frozen: bool
+    low: bool
+
+    @property
+    def health(self) -> str:
+        if self.frozen:
+            return ("frozen: backups paused until this computer earns "
+                    f"{credits(1 - self.limit - self.balance)} credits "
+                    "(keep its peer online)")
+        if self.low:
+            return "low: keep this computer online to earn"
+        return "healthy"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"balance": self.balance, "max_deficit": self.limit, "frozen": self.frozen,
+                "low": self.low, "health": self.health,
+                "alert_threshold": rules.alert_threshold(self.limit)}
+
+
+def credits(micro: int) -> str:
+    """µc as credits with 6 decimals, trailing zeros dropped: -1500000 → '-1.5'."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), rules.MICRO)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return sign + text
+
+
+async def daily_storage_charge(coord: Coordinator, user: str) -> int:
+    """What a day of the user's current data costs at today's prices (µc)."""
+    _, table = await current_prices(coord)
+    data, _ = await bank.holdings(coord.db)
+    return math.ceil(table.storage * data.get(user, 0) / rules.GB)
+
+
+async def account_state(coord: Coordinator, user: str) -> AccountState:
+    settings: MarketSettings = coord.market
+    limit = settings.max_deficit if settings.max_deficit is not None else \
+        rules.max_deficit(await daily_storage_charge(coord, user))
+    bal = await bank.balance(coord.db, user_account(user))
+    return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit))
+
+
+async def backup_refusal(coord: Coordinator, user: str) -> str | None:
+    """Why this user may not start a backup now (None: it may). Restores never ask."""
+    state = await account_state(coord, user)
+    if not state.frozen:
+        return None
+    return (f"account frozen: balance {credits(state.balance)} credits is at the maximum "
+            f"deficit of {credits(state.limit)}; keep this computer's peer online to earn "
+            "credits (restores still work, nothing stored is touched)")
+
+
+async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
+    """Raise, worsen or clear each user's alert; email new ones. Returns (user, level) of
+    the alerts raised now."""
+    raised = []
+    for user, _ in await bank.user_accounts(coord.db):
+        state = await account_state(coord, user)
+        level = "frozen" if state.frozen else "low" if state.low else None
+        if await bank.set_alert(coord.db, user, level) and level is not None:
+            raised.append((user, level))
+            if await _email(coord.market, user, state):
+                await bank.mark_emailed(coord.db, user)
+    return raised
+
+
+def email_address(user: str) -> str | None:
+    """User names that are e-mail addresses are written to; others have no address."""
+    local, at, domain = user.partition("@")
+    return user if at and local and "." in domain.strip(".") else None
+
+
+async def _email(settings: MarketSettings, user: str, state: AccountState) -> bool:
+    to = email_address(user)
+    if not (settings.smtp_host and settings.smtp_from and to):
+        return False
+    try:
+        await asyncio.to_thread(send_mail, settings, to, state)
+    except OSError as exc:
+        log.warning("low-balance mail to %s failed: %s", to, exc)
+        return False
+    return True
+
+
+def send_mail(settings: MarketSettings, to: str, state: AccountState) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"] = settings.smtp_from, to
+    msg["Subject"] = f"p2pbak: your backup account is {state.health.split(':')[0]}"
+    msg.set_content(
+        f"Your p2pbak account balance is {credits(state.balance)} credits; backups pause "
+        f"at -{credits(state.limit)}.\n\n{state.health}.\nRestores always work. Keep a "
+        "computer running `p2pbak peer run` online to earn credits, or lend more space or "
+        "bandwidth with `p2pbak supply set`.\n")
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        smtp.send_message(msg)
+
+
+async def billing_job(coord: Coordinator) -> None:
+    """The periodic bank job: accrue storage, then re-check every account's alerts."""
+    await accrue_storage(coord)
+    await check_accounts(coord)
+
+
+def parse_credits(text: str) -> int:
+    """'10', '0.5', '0.000001' credits → exact µc (a one-line error otherwise)."""
+    from decimal import Decimal, InvalidOperation
+
+    from p2pbak.errors import P2pbakError
+
+    try:
+        value = Decimal(text.strip()) * rules.MICRO
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
+        raise P2pbakError(f"cannot read credits {text!r}: write a non-negative amount with "
+                          "at most 6 decimals, e.g. 10 or 0.5")
+    return int(value)

@@ -1,0 +1,157 @@
+"""The daily price job (§4–5) and the supply quote behind `p2pbak supply show` (§3.1).
+
+Price job, once per price interval: aggregate maximum supply S (every recently seen peer's
+caps, space as effective space, each within the ratio constraints of eq. 4) and the demand
+d the ledger booked over the interval (Table 1 services → resources through q = Aᵀp);
+then g(p) (Definition 3) and the safe update of p2pbak.market.update, whose state is kept
+in the price history row. Without both a supply and a demand there is no market to read:
+the row keeps the prices and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from p2pbak.coordinator.billing import DAY, OVERHEADS, current_prices
+from p2pbak.market import bank as rules
+from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
+from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
+from p2pbak.market.resources import Resources, Services
+from p2pbak.market.supply import (
+    DEFAULT_MIX,
+    GB,
+    RatioLimits,
+    backup_balance,
+    effective_supply,
+)
+from p2pbak.market.update import UpdateState, update
+from p2pbak.store import bank, coordinator_packs, coordinator_peers
+from p2pbak.store.bank import PriceRow
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
+MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
+
+
+def _positive(r: Resources | None) -> bool:
+    return r is not None and min(r.as_tuple()) > 0
+
+
+async def measured_demand(coord: Coordinator, since: int, until: int) -> Resources | None:
+    """Aggregate resource demand per day over [since, until) from the ledger (None if none)."""
+    used = await bank.usage_since(coord.db, since)
+    data, _ = await bank.holdings(coord.db)
+    seconds = max(1, until - since)
+    mix = mix_from_usage(used.get("backup", 0), used.get("storage", 0),
+                         used.get("retrieval", 0), seconds)
+    if mix is None and data:  # nothing accrued yet: what is stored now
+        days = seconds / DAY
+        mix = Services(used.get("backup", 0) / GB / days, sum(data.values()) / GB,
+                       used.get("retrieval", 0) / GB / days)
+    if mix is None:
+        return None
+    demand = aggregate_demand([mix], OVERHEADS)
+    return demand if _positive(demand) else None
+
+
+def default_demand() -> Resources:
+    """The demand ratios assumed before any was measured: one user of the default mix."""
+    return aggregate_demand([DEFAULT_MIX], OVERHEADS)
+
+
+async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
+                         window: int) -> Resources | None:
+    """Σ over peers seen within `window` s of their caps in market units, within eq. (4)."""
+    peers = await coordinator_peers.online(coord.db, window)
+    vectors = []
+    for p in peers:
+        s = supply_from_caps(p.space, p.upload, p.download, p.availability,
+                             p.stored_bytes + p.free_bytes)
+        vectors.append(effective_supply(s, limits) if limits is not None else s)
+    total = aggregate(vectors)
+    return total if _positive(total) else None
+
+
+async def price_job(coord: Coordinator) -> PriceRow | None:
+    """Write the next price history row when a price interval has passed (or none exists)."""
+    settings = coord.market
+    last = await bank.latest_price(coord.db)
+    t = int(time.time())
+    if last is not None and t - last.at < settings.price_interval:
+        return None
+    p, _ = await current_prices(coord)
+    state = UpdateState.from_dict(last.state) if last is not None and last.state else None
+    if last is None:
+        return await _record(coord, t, p, state, None, None, None, "initial prices")
+    demand = await measured_demand(coord, last.at, t)
+    limits = RatioLimits.from_demand(demand) if demand is not None else None
+    window = max(int(settings.price_interval), coord.online_window)
+    supply = await maximum_supply(coord, limits, window)
+    if supply is None or demand is None:
+        why = "no supply" if supply is None else "no demand"
+        return await _record(coord, t, p, state, None, supply, demand,
+                             f"{why} measured: prices held")
+    measured = g(supply, demand)
+    new_p, new_state = update(p, supply, demand, state, rule=settings.rule)
+    return await _record(coord, t, new_p, new_state, measured, supply, demand, "")
+
+
+async def _record(coord: Coordinator, t: int, p: Resources, state: UpdateState | None,
+                  measured: tuple[float, float] | None, supply: Resources | None,
+                  demand: Resources | None, note: str) -> PriceRow:
+    from p2pbak.market.update import new_state
+
+    state = state or new_state(coord.market.rule)
+    row = PriceRow(at=t, rule=state.rule, p_upload=p.upload, p_download=p.download,
+                   prices=rules.PriceTable.from_prices(p, OVERHEADS).to_dict(), g=measured,
+                   supply=None if supply is None else supply.to_dict(),
+                   demand=None if demand is None else demand.to_dict(),
+                   state=state.to_dict(), note=note)
+    row_id = await bank.add_price(coord.db, row)
+    return PriceRow(**{**row.__dict__, "id": row_id})
+
+
+# -- supply quote (§3.1) ------------------------------------------------------------------
+
+async def user_mix(coord: Coordinator, user: str) -> tuple[Services, bool]:
+    """The user's own B:S:R mix over the last MIX_WINDOW, else the default (flag False)."""
+    t = int(time.time())
+    used = await bank.usage_since(coord.db, t - MIX_WINDOW, user)
+    first = await bank.first_use(coord.db, user)
+    seconds = min(MIX_WINDOW, t - first) if first is not None else 0
+    mix = mix_from_usage(used.get("backup", 0), used.get("storage", 0),
+                         used.get("retrieval", 0), seconds)
+    return (mix, True) if mix is not None else (DEFAULT_MIX, False)
+
+
+async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: int,
+                       upload: int, download: int) -> dict[str, Any]:
+    """Backup space in use and available under these caps, and each cap's effective
+    region (the value beyond which raising it buys nothing), at today's prices."""
+    p, table = await current_prices(coord)
+    last = await bank.latest_price(coord.db)
+    demand = Resources.from_dict(last.demand) if last is not None and last.demand else \
+        default_demand()
+    peer = await coordinator_peers.get(coord.db, machine_id)
+    avail = peer.availability if peer is not None else PRIOR_AVAILABILITY
+    disk = peer.stored_bytes + peer.free_bytes if peer is not None else 0
+    caps = supply_from_caps(space, upload, download, avail, disk)
+    mix, own = await user_mix(coord, user)
+    _, backed_up = await coordinator_packs.totals(coord.db, user)
+    bal = backup_balance(caps, p, OVERHEADS, RatioLimits.from_demand(demand),
+                         backed_up / GB, mix)
+    region = caps_from_supply(bal.regions, avail)
+    return {
+        "caps": {"space": space, "upload": upload, "download": download},
+        "in_use_bytes": backed_up, "total_bytes": int(bal.total * GB),
+        "available_bytes": int(bal.available * GB),
+        "regions": {"space": region[0], "upload": region[1], "download": region[2]},
+        "availability": avail, "peer_known": peer is not None,
+        "mix": mix.to_dict(), "own_mix": own,
+        "market": {"supply": caps.to_dict(), "effective": bal.effective.to_dict(),
+                   "regions": bal.regions.to_dict(), "demand": demand.to_dict()},
+        "prices": {"p": p.to_dict(), "micro": table.to_dict()},
+    }
