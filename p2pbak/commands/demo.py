@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         else:
             for d in r.differences[:20]:
                 rep.warn(f"restore differs: {d}")
-        if keep:
-            for line in keep_instructions(r):
-                rep.say(line)
+        if keep and not json:
+            for line in keep_instructions(r):  # whole lines, so they can be pasted
+                rep.out.print(line, soft_wrap=True, markup=False, highlight=False)
         if not r.verified:
             raise typer.Exit(int(ExitCode.FAILED))
