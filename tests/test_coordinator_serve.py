@@ -228,7 +228,8 @@ def test_json_start_and_stop_lines(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
     assert [(x["message_type"], x["action"]) for x in lines] == [("status", "start"),
                                                                 ("status", "stop")]
-    assert lines[0]["url"] == f"http://127.0.0.1:{port}"
+    assert lines[0]["url"] == lines[1]["url"] == f"http://127.0.0.1:{port}"
+    assert lines[0]["db"] == str(tmp_path / "c.db")
 
 
 def test_not_a_database_is_one_line_exit_1(tmp_path: Path) -> None:

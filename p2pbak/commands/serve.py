@@ -74,14 +74,17 @@ def serve(
     opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
                         tls_cert=tls_cert, tls_key=tls_key, market=market)
 
+    listening: list[str] = []
+
     def started(url: str) -> None:
+        listening.append(url)
         out.status(action="start", url=url, db=str(path))
         if not json and not quiet:
             print(f"p2pbak serve: listening on {url} (database {path})", file=sys.stderr,
                   flush=True)
 
     def stopped() -> None:
-        out.status(action="stop", url=f"{host}:{port}")
+        out.status(action="stop", url=listening[0] if listening else f"{host}:{port}")
         if not json and not quiet:
             print("p2pbak serve: stopped, database closed", file=sys.stderr, flush=True)
 
