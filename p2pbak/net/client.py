@@ -251,6 +251,26 @@ class CoordinatorClient(_Session):
     async def status(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/status")
 
+    # -- the market --------------------------------------------------------------------
+
+    async def receipts(self, wires: list[str]) -> dict[str, Any]:
+        """Hand in tickets this peer honoured → {"paid", "accepted", "replayed", "refused"}."""
+        return await self.call("POST", "/v1/receipts", {"receipts": wires})
+
+    async def account(self) -> dict[str, Any]:
+        return await self.call("GET", "/v1/account")
+
+    async def prices(self, limit: int = 100) -> dict[str, Any]:
+        return await self.call("GET", f"/v1/prices?limit={limit}", auth=False)
+
+    async def set_supply(self, caps: Supply) -> dict[str, Any]:
+        return await self.call("PUT", "/v1/supply", {
+            "space": caps.space, "upload": caps.upload, "download": caps.download})
+
+    async def supply_quote(self, caps: Supply) -> dict[str, Any]:
+        return await self.call("POST", "/v1/supply/quote", {
+            "space": caps.space, "upload": caps.upload, "download": caps.download})
+
 
 class PeerClient(_Session):
     """Fragment transfers to and from peer agents, one pooled session for all of them."""

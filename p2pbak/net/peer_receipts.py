@@ -1,0 +1,59 @@
+"""Receipts: the tickets a peer agent honoured, handed to the coordinator to be paid.
+
+A supplier is paid only for a transfer proven by its ticket (paper §2.4, Table 1): after
+each store (its download) and fetch (its upload) the agent keeps the ticket's wire form and
+sends the batch with its heartbeats (`POST /v1/receipts`). The coordinator pays each
+ticket once, so sending one again after a lost answer costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pbak.errors import P2pbakError
+from p2pbak.net.client import CoordinatorClient
+from p2pbak.net.tickets import Ticket
+
+log = logging.getLogger("p2pbak.peer")
+
+PAID_OPS = frozenset({"store", "fetch"})  # the ops that move bytes
+MAX_PENDING = 100_000  # receipts kept while the coordinator is away
+BATCH = 1000  # the coordinator's cap per request
+
+
+@dataclass
+class ReceiptBook:
+    pending: list[str] = field(default_factory=list)
+    paid: int = 0  # µc the coordinator paid for our receipts since start
+
+    def served(self, ticket: Ticket, wire: str) -> None:
+        """A `PeerState.served_hooks` entry: keep tickets of transfers done."""
+        if ticket.op in PAID_OPS and wire and len(self.pending) < MAX_PENDING:
+            self.pending.append(wire)
+
+    async def flush(self, coord: CoordinatorClient) -> int:
+        """Send every pending receipt; keep those not delivered. Returns µc paid now."""
+        paid = 0
+        while self.pending:
+            batch = self.pending[:BATCH]
+            try:
+                answer = await coord.receipts(batch)
+            except P2pbakError as exc:
+                log.debug("receipts not delivered, kept for the next heartbeat: %s", exc)
+                break
+            del self.pending[:len(batch)]
+            paid += _note(answer)
+        self.paid += paid
+        return paid
+
+    async def heartbeat_hook(self, ctx: Any, answer: dict[str, Any]) -> None:
+        """A heartbeat hook: each heartbeat also hands in the receipts gathered."""
+        await self.flush(ctx.coord)
+
+
+def _note(answer: dict[str, Any]) -> int:
+    for item in answer.get("refused", []) or []:
+        log.warning("the coordinator refused a receipt: %s", item.get("error", "?"))
+    return int(answer.get("paid", 0) or 0)
