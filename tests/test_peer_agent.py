@@ -291,3 +291,19 @@ def test_agent_picks_up_new_caps_from_the_config(tmp_path: Path) -> None:
     assert not agent._reload(state)  # a broken edit keeps the caps in force
     assert state.caps == cfg.supply
     store.close()
+
+
+def test_served_hooks_see_each_completed_transfer(tmp_path: Path) -> None:
+    async def go(srv: Served, c: PeerClient) -> None:
+        seen: list[tuple[str, int, str]] = []
+        srv.state.served_hooks.append(lambda t, wire: seen.append((t.op, t.size, wire)))
+        fid, data = fragment(1000)
+        store = srv.ticket("store", fid, len(data))
+        await c.put_fragment(srv.url, fid, data, store)
+        await raw(srv, "PUT", fid, srv.ticket("store", fid, len(data)), b"wrong size")
+        assert await c.get_fragment(srv.url, fid, srv.ticket("fetch", fid)) == data
+        missing = fragment(10)[0]
+        assert not await c.has_fragment(srv.url, missing, srv.ticket("exists", missing))
+        assert seen == [("store", 1000, store), ("fetch", 0, seen[1][2])]
+
+    run(go, tmp_path)

@@ -203,3 +203,52 @@ def test_start_errors_are_one_line(grid: Grid, tmp_path: Path) -> None:
     code, err = _run(["--storage", str(tmp_path / "s")], tmp_path / "missing.toml")
     assert code == 10 and "p2pbak init" in err
     assert not os.path.exists(tmp_path / "s" / "fragments") or not stored_files(tmp_path / "s")
+
+
+def test_agent_runs_workers_and_heartbeat_hooks(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from p2pbak.net.peer_agent import Agent, AgentContext
+
+    g = coordinator_only(tmp_path)
+    try:
+        cfg = config.load(g.add_user("frank"))
+        answers: list[dict] = []
+        events: list[str] = []
+
+        async def hook(ctx: AgentContext, answer: dict) -> None:
+            answers.append(answer)
+
+        async def failing_hook(ctx: AgentContext, answer: dict) -> None:
+            raise ValueError("hook broke")
+
+        async def worker(ctx: AgentContext) -> None:
+            events.append(f"started {ctx.state.peer_id} {ctx.url}")
+            assert (await ctx.peers.health(ctx.url))["peer_id"] == cfg.machine_id
+            try:
+                await asyncio.Event().wait()
+            finally:
+                events.append("cancelled")
+
+        async def flaky(ctx: AgentContext) -> None:
+            events.append("flaky")
+            raise KeyError("boom")
+
+        async def go() -> None:
+            stop = asyncio.Event()
+            agent = Agent(cfg.path, tmp_path / "storage", port=free_port(), interval=0.2,
+                          workers=[worker, flaky], heartbeat_hooks=[failing_hook, hook])
+            running = asyncio.create_task(agent.run(stop))
+            while len(answers) < 3 and not running.done():
+                await asyncio.sleep(0.05)
+            stop.set()
+            await running
+
+        asyncio.run(go())
+    finally:
+        g.stop()
+    assert len(answers) >= 3 and all(a.get("ok") for a in answers)
+    assert events[0].startswith(f"started {cfg.machine_id} http://127.0.0.1:")
+    assert sum(e.startswith("started") for e in events) == 1  # it never failed
+    assert events[-1] == "cancelled" and "flaky" in events
+    broke = [r for r in caplog.records if "hook broke" in r.getMessage()]
+    assert len(broke) == 1  # logged once, though it failed on every heartbeat

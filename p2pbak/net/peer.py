@@ -76,6 +76,8 @@ class PeerState:
     ticket_key: Ed25519PublicKey
     caps: Supply = field(default_factory=Supply)
     reserved: int = 0  # bytes promised to stores in flight
+    # called with (ticket, wire form) after each transfer done (a 404 is not), e.g. receipts
+    served_hooks: list[Callable[[tickets.Ticket, str], None]] = field(default_factory=list)
     download: TokenBucket = field(default_factory=TokenBucket)  # bytes we receive
     upload: TokenBucket = field(default_factory=TokenBucket)  # bytes we send
 
@@ -89,6 +91,10 @@ class PeerState:
 
     def free_bytes(self) -> int:
         return self.store.free_bytes(self.caps.space, self.reserved)
+
+    def served(self, request: web.Request, t: tickets.Ticket) -> None:
+        for hook in self.served_hooks:
+            hook(t, request.headers.get(tickets.HEADER, ""))
 
 
 STATE = web.AppKey("peer_state", PeerState)
@@ -164,6 +170,7 @@ async def put_fragment(request: web.Request) -> web.Response:
         fail(507, "this peer's disk is full: store the fragment elsewhere")
     finally:
         state.reserved -= t.size
+    state.served(request, t)
     return web.json_response({"ok": True, "fragment_id": fid}, status=201)
 
 
@@ -193,6 +200,7 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
     if data is None:
         fail(404, f"this peer does not hold fragment {fid}")
     if state.upload.rate <= 0:  # no cap: one write
+        state.served(request, t)
         return web.Response(body=data, content_type="application/octet-stream")
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     resp.content_length = len(data)
@@ -203,6 +211,7 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
         await state.upload.take(len(piece))
         await resp.write(piece)
     await resp.write_eof()
+    state.served(request, t)
     return resp
 
 
@@ -210,8 +219,10 @@ async def head_fragment(request: web.Request) -> web.Response:
     state, fid, t = _admit(request, "exists")
     _spend(state, t)
     # verified like a fetch: a copy that rotted must not count as held
-    held = await asyncio.to_thread(state.store.read, fid) is not None
-    return web.Response(status=200 if held else 404)
+    if await asyncio.to_thread(state.store.read, fid) is None:
+        return web.Response(status=404)
+    state.served(request, t)
+    return web.Response(status=200)
 
 
 async def delete_fragment(request: web.Request) -> web.Response:
@@ -219,4 +230,5 @@ async def delete_fragment(request: web.Request) -> web.Response:
     _spend(state, t)
     if await asyncio.to_thread(state.store.delete, fid):
         log.info("deleted fragment %s", fid[:12])
+    state.served(request, t)
     return web.Response(status=204)

@@ -2,15 +2,18 @@
 
 The coordinator may come and go; the agent keeps serving fragments while it is away,
 retries with backoff, and logs one line per change of state rather than one per failure.
+Other duties plug in as `workers` (long-running loops, e.g. polling for tasks) and
+`heartbeat_hooks` (acting on what a heartbeat answer carries), both given an AgentContext.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,11 +22,29 @@ from p2pbak import config
 from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
 from p2pbak.net import tickets
-from p2pbak.net.client import CoordinatorClient
+from p2pbak.net.client import CoordinatorClient, PeerClient
 from p2pbak.net.peer import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore, StoreError
 
 log = logging.getLogger("p2pbak.peer")
+
+
+@dataclass
+class AgentContext:
+    """What the agent's background workers and heartbeat hooks get."""
+
+    cfg: Config
+    coord: CoordinatorClient
+    peers: PeerClient
+    state: PeerState
+    url: str
+
+
+# A worker runs beside the heartbeats until the agent stops (it is cancelled then); one
+# that fails is logged and restarted. A heartbeat hook sees every heartbeat answer.
+Worker = Callable[[AgentContext], Awaitable[None]]
+HeartbeatHook = Callable[[AgentContext, dict[str, Any]], Awaitable[None]]
+RESTART_DELAY = 5.0
 
 
 @dataclass
@@ -37,9 +58,12 @@ class Agent:
     advertise: str = ""
     interval: float = 60.0
     grace: float = 5.0
+    workers: list[Worker] = field(default_factory=list)
+    heartbeat_hooks: list[HeartbeatHook] = field(default_factory=list)
     _cfg: Config | None = None
     _mtime: float = 0.0
     _online: bool | None = None  # last state logged (None: not yet known)
+    _hook_errors: dict[int, str] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then finish in-flight transfers (up to `grace`)."""
@@ -50,7 +74,7 @@ class Agent:
         except StoreError as exc:
             raise P2pbakError(f"{exc}: choose a --storage folder this user can write") from None
         try:
-            async with CoordinatorClient.from_config(cfg) as coord:
+            async with CoordinatorClient.from_config(cfg) as coord, PeerClient() as peers:
                 key = await self._ticket_key(cfg, coord)
                 app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
                 # short lingering: a refused body is not drained past the caps for long
@@ -61,16 +85,34 @@ class Agent:
                     await self._listen(runner)
                     log.info("serving fragments at %s (peer %s, storage %s)", self.url(),
                              cfg.machine_id, self.storage)
-                    beat = asyncio.create_task(self._heartbeats(coord, app[STATE]))
-                    await stop.wait()
-                    log.info("stopping: finishing transfers in flight")
-                    beat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await beat
+                    ctx = AgentContext(cfg, coord, peers, app[STATE], self.url())
+                    await self._until(stop, ctx)
                 finally:
                     await runner.cleanup()
         finally:
             store.close()
+
+    async def _until(self, stop: asyncio.Event, ctx: AgentContext) -> None:
+        jobs = [asyncio.create_task(self._heartbeats(ctx))]
+        jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in self.workers]
+        try:
+            await stop.wait()
+            log.info("stopping: finishing transfers in flight")
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _supervise(self, worker: Worker, ctx: AgentContext) -> None:
+        name = getattr(worker, "__qualname__", repr(worker))
+        while True:
+            try:
+                await worker(ctx)
+                return
+            except Exception as exc:  # a supervisor: log, keep the agent serving, restart
+                log.warning("%s failed (%s: %s); restarting in %.0f s", name,
+                            type(exc).__name__, exc, RESTART_DELAY)
+            await asyncio.sleep(RESTART_DELAY)
 
     def url(self) -> str:
         return self.advertise or f"http://{self.host}:{self.port}"
@@ -102,17 +144,18 @@ class Agent:
             raise P2pbakError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): "
                               "stop what uses it or choose another --listen") from None
 
-    async def _heartbeats(self, coord: CoordinatorClient, state: PeerState) -> None:
+    async def _heartbeats(self, ctx: AgentContext) -> None:
         """Announce, then heartbeat every interval; back off while the coordinator is away."""
         announced, delay = False, min(1.0, self.interval)
+        state = ctx.state
         while True:
             announced = announced and not self._reload(state)
             try:
                 if not announced:
-                    await coord.announce_peer(self.url(), state.caps)
+                    await ctx.coord.announce_peer(self.url(), state.caps)
                     announced = True
-                answer = await coord.heartbeat(self.url(), state.store.stored_bytes,
-                                               state.free_bytes())
+                answer = await ctx.coord.heartbeat(self.url(), state.store.stored_bytes,
+                                                   state.free_bytes())
             except P2pbakError as exc:
                 announced = False  # the coordinator may have lost us: announce again
                 self._note(False, str(exc))
@@ -121,8 +164,21 @@ class Agent:
                 continue
             self._note(True, "")
             self._check_key(answer)
+            await self._run_hooks(ctx, answer)
             delay = min(1.0, self.interval)
             await asyncio.sleep(self.interval)
+
+    async def _run_hooks(self, ctx: AgentContext, answer: dict[str, Any]) -> None:
+        """Each hook in turn; a failing one is logged when its error changes, not each time."""
+        for hook in self.heartbeat_hooks:
+            try:
+                await hook(ctx, answer)
+                self._hook_errors.pop(id(hook), None)
+            except Exception as exc:  # one hook's failure must not stop the heartbeats
+                if self._hook_errors.get(id(hook)) != str(exc):
+                    self._hook_errors[id(hook)] = str(exc)
+                    log.warning("after a heartbeat, %s failed: %s",
+                                getattr(hook, "__qualname__", repr(hook)), exc)
 
     def _reload(self, state: PeerState) -> bool:
         """Pick up new caps after `p2pbak supply set`; True if they changed."""
@@ -157,7 +213,7 @@ class Agent:
         else:
             log.warning("coordinator unavailable (%s); still serving fragments, retrying", why)
 
-    def _check_key(self, answer: dict[str, object]) -> None:
+    def _check_key(self, answer: dict[str, Any]) -> None:
         key = answer.get("ticket_key")
         if self._cfg and self._cfg.ticket_key and key and key != self._cfg.ticket_key:
             log.warning("the coordinator now signs with another ticket key than the one "
