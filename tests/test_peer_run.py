@@ -223,6 +223,7 @@ def test_agent_runs_workers_and_heartbeat_hooks(tmp_path: Path,
 
         async def worker(ctx: AgentContext) -> None:
             events.append(f"started {ctx.state.peer_id} {ctx.url}")
+            assert len(ctx.state.served_hooks) == 1
             assert (await ctx.peers.health(ctx.url))["peer_id"] == cfg.machine_id
             try:
                 await asyncio.Event().wait()
@@ -236,7 +237,8 @@ def test_agent_runs_workers_and_heartbeat_hooks(tmp_path: Path,
         async def go() -> None:
             stop = asyncio.Event()
             agent = Agent(cfg.path, tmp_path / "storage", port=free_port(), interval=0.2,
-                          workers=[worker, flaky], heartbeat_hooks=[failing_hook, hook])
+                          workers=[worker, flaky], heartbeat_hooks=[failing_hook, hook],
+                          served_hooks=[lambda t, wire: None])
             running = asyncio.create_task(agent.run(stop))
             while len(answers) < 3 and not running.done():
                 await asyncio.sleep(0.05)

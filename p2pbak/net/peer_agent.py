@@ -44,6 +44,7 @@ class AgentContext:
 # that fails is logged and restarted. A heartbeat hook sees every heartbeat answer.
 Worker = Callable[[AgentContext], Awaitable[None]]
 HeartbeatHook = Callable[[AgentContext, dict[str, Any]], Awaitable[None]]
+ServedHook = Callable[[tickets.Ticket, str], None]
 RESTART_DELAY = 5.0
 
 
@@ -60,6 +61,7 @@ class Agent:
     grace: float = 5.0
     workers: list[Worker] = field(default_factory=list)
     heartbeat_hooks: list[HeartbeatHook] = field(default_factory=list)
+    served_hooks: list[ServedHook] = field(default_factory=list)  # see PeerState
     _cfg: Config | None = None
     _mtime: float = 0.0
     _online: bool | None = None  # last state logged (None: not yet known)
@@ -77,6 +79,7 @@ class Agent:
             async with CoordinatorClient.from_config(cfg) as coord, PeerClient() as peers:
                 key = await self._ticket_key(cfg, coord)
                 app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
+                app[STATE].served_hooks.extend(self.served_hooks)
                 # short lingering: a refused body is not drained past the caps for long
                 runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
                                        lingering_time=2.0)
