@@ -19,7 +19,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def serve(routes: list[web.RouteDef], body: Callable[[str], Awaitable[Any]]) -> Any:
     app = web.Application()
     app.add_routes(routes)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -119,3 +119,16 @@ def test_unreachable_peer_is_peer_error() -> None:
         assert e.value.status == 0 and e.value.exit_code == ExitCode.UNREACHABLE
 
     asyncio.run(go())
+
+
+def test_stalled_coordinator_times_out_as_unreachable() -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    async def body(url: str) -> None:
+        async with CoordinatorClient(url, timeout=0.3) as c:
+            with pytest.raises(Unreachable, match="cannot reach the coordinator"):
+                await c.health()
+
+    asyncio.run(serve([web.get("/v1/health", stall)], body))

@@ -99,7 +99,9 @@ class _Session:
 class CoordinatorClient(_Session):
     def __init__(self, base_url: str, *, machine_id: str = "", secret: str = "",
                  timeout: float = 30) -> None:
-        super().__init__(aiohttp.ClientTimeout(total=timeout))
+        # a stall of `timeout` seconds fails; a big blob on a slow link may take longer
+        super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=timeout,
+                                               sock_read=timeout))
         self.base_url = base_url.rstrip("/")
         self.machine_id = machine_id
         self._secret = secret
