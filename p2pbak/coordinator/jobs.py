@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.billing import MarketSettings
+    from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.jobs")
@@ -61,16 +62,25 @@ class JobRunner:
             await asyncio.sleep(job.interval)
 
 
-def builtin_jobs(online_window: int, market: MarketSettings | None = None) -> list[Job]:
+def builtin_jobs(online_window: int, market: MarketSettings | None = None,
+                 repair: RepairSettings | None = None) -> list[Job]:
     """Every job the coordinator runs, with its period."""
+    from p2pbak.coordinator.audit import audit_job
+    from p2pbak.coordinator.availability import availability_job, sample_period
     from p2pbak.coordinator.billing import MarketSettings, billing_job
+    from p2pbak.coordinator.checker import checker_job
     from p2pbak.coordinator.prices import price_job
+    from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.coordinator.sweep import availability_sweep
 
     market = market or MarketSettings()
+    repair = repair or RepairSettings()
     return [
         Job("availability-sweep", max(1.0, min(30.0, online_window / 4)), availability_sweep),
         Job("billing", market.billing_interval, billing_job),
         # wakes often, writes a row once per price interval (a restart does not add one)
         Job("prices", min(market.price_interval, 60.0), price_job),
+        Job("availability", sample_period(online_window), availability_job),
+        Job("repair-checker", repair.checker_interval, checker_job),
+        Job("audits", repair.audit_interval, audit_job),
     ]

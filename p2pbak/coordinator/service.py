@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
+from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.net import tickets
 from p2pbak.store import coordinator_users
 from p2pbak.store.coordinator_db import Database
@@ -24,6 +25,7 @@ class Coordinator:
     online_window: int = DEFAULT_ONLINE_WINDOW
     jobs: JobRunner = field(default_factory=lambda: JobRunner([]))
     market: MarketSettings = field(default_factory=MarketSettings)
+    repair: RepairSettings = field(default_factory=RepairSettings)
 
     @property
     def ticket_key(self) -> str:
@@ -37,7 +39,8 @@ class Coordinator:
     @classmethod
     async def start(cls, db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
                     run_jobs: bool = True,
-                    market: MarketSettings | None = None) -> Coordinator:
+                    market: MarketSettings | None = None,
+                    repair: RepairSettings | None = None) -> Coordinator:
         """Open (and migrate) the database, load or create the signing key, start jobs."""
         db = await Database.open(db_path)
         try:
@@ -46,8 +49,9 @@ class Coordinator:
             await db.close()
             raise
         market = market or MarketSettings()
-        coord = cls(db, key, online_window, JobRunner(builtin_jobs(online_window, market)),
-                    market)
+        repair = repair or RepairSettings()
+        coord = cls(db, key, online_window,
+                    JobRunner(builtin_jobs(online_window, market, repair)), market, repair)
         if run_jobs:
             coord.jobs.start(coord)
         return coord

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from p2pbak import __version__
 from p2pbak.coordinator.billing import MarketSettings
+from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.coordinator.service import DEFAULT_ONLINE_WINDOW, Coordinator
 from p2pbak.net import (
     coordinator_blobs,
@@ -20,6 +21,7 @@ from p2pbak.net import (
     coordinator_market,
     coordinator_packs,
     coordinator_peers,
+    coordinator_tasks,
 )
 from p2pbak.net.coordinator_common import COORD, coordinator
 from p2pbak.net.validate import BLOB_BODY, error_middleware
@@ -34,12 +36,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
-             run_jobs: bool = True, market: MarketSettings | None = None) -> web.Application:
+             run_jobs: bool = True, market: MarketSettings | None = None,
+             repair: RepairSettings | None = None) -> web.Application:
     """The coordinator app; its database opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[error_middleware], client_max_size=BLOB_BODY)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        coord = await Coordinator.start(db_path, online_window, run_jobs, market)
+        coord = await Coordinator.start(db_path, online_window, run_jobs, market, repair)
         app[COORD] = coord
         yield
         await coord.stop()
@@ -49,4 +52,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
                           coordinator_packs.routes, coordinator_blobs.routes):
         app.add_routes(module_routes)
     app.add_routes(coordinator_market.routes)
+    app.add_routes(coordinator_tasks.routes)
     return app

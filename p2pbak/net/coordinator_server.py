@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from p2pbak.coordinator.billing import MarketSettings
+from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.errors import P2pbakError
 from p2pbak.net.coordinator import make_app
 
@@ -31,6 +32,7 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     market: MarketSettings | None = None
+    repair: RepairSettings | None = None
 
 
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -88,7 +90,8 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
                 on_stop: Callable[[], None]) -> None:
     """Serve until SIGTERM or SIGINT. `on_start` gets the URL actually listened on."""
     ctx = tls_context(opts.tls_cert, opts.tls_key)
-    app = make_app(prepare_db_path(opts.db), opts.online_window, market=opts.market)
+    app = make_app(prepare_db_path(opts.db), opts.online_window, market=opts.market,
+                   repair=opts.repair)
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)

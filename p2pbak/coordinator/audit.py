@@ -1,0 +1,90 @@
+"""Audits: a peer fetches a random fragment from another and checks it against its id.
+
+Outcomes feed a reputation score (the share of passed audits among the last
+`REPUTATION_WINDOW` that reached the peer); a peer failing `FAIL_LIMIT` of its last
+`RECENT` audits is disqualified, and the checker then repairs its fragments elsewhere. An
+unreachable peer is offline, not failing: its availability estimate says so already.
+Test transfers (operation 5) travel the same way; their results go to availability.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from p2pbak.coordinator import availability
+from p2pbak.store import repair as store
+from p2pbak.store.coordinator_db import now
+from p2pbak.store.coordinator_peers import Peer
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.audit")
+
+RECENT = 5
+FAIL_LIMIT = 3  # failures among the last RECENT audits that disqualify
+REPUTATION_WINDOW = 20
+OUTCOMES = (store.OK_OUTCOME, store.FAILED_OUTCOME, store.OFFLINE_OUTCOME)
+
+
+def judge(recent: list[str]) -> tuple[float, bool]:
+    """(reputation, disqualify) from outcomes newest first (offline ones left out)."""
+    window = recent[:REPUTATION_WINDOW]
+    passed = sum(1 for o in window if o == store.OK_OUTCOME)
+    reputation = passed / len(window) if window else 1.0
+    failed = sum(1 for o in recent[:RECENT] if o == store.FAILED_OUTCOME)
+    return reputation, failed >= FAIL_LIMIT
+
+
+async def audit_job(coord: Coordinator) -> int:
+    """Queue one audit of a random held fragment for each online peer without one."""
+    t = now()
+    picks = await store.audit_candidates(coord.db, t - coord.online_window)
+    return await store.add_checks(coord.db, store.AUDIT, [
+        {"target": peer, "pack_pk": pk, "fragment_id": fid, "size": size}
+        for peer, pk, fid, size in picks], t)
+
+
+def check_payload(coord: Coordinator, task: store.Task, worker: str,
+                  online: Mapping[str, Peer]) -> dict[str, Any] | None:
+    """An audit's or test's transfer orders; None while its target is offline."""
+    target = online.get(task.target or "")
+    if target is None or task.fragment_id is None or task.size is None:
+        return None
+
+    def ticket(op: str) -> str:
+        assert task.fragment_id is not None and task.size is not None
+        return coord.ticket(op=op, fragment=task.fragment_id, size=task.size, from_=worker,
+                            to=target.id)
+
+    body: dict[str, Any] = {"target": target.id, "url": target.url,
+                            "fragment_id": task.fragment_id, "size": task.size}
+    if task.kind == store.AUDIT:
+        body["ticket"] = ticket("fetch")
+    elif task.kind == store.TEST_STORE:
+        assert task.seed is not None
+        body |= {"seed": task.seed.hex(), "ticket": ticket("store")}
+    else:
+        body |= {"ticket": ticket("fetch"), "delete_ticket": ticket("delete")}
+    return body
+
+
+async def report(coord: Coordinator, task: store.Task, worker: str, outcome: str,
+                 detail: str) -> None:
+    """Close an audit or test with the worker's outcome and act on it."""
+    assert task.target is not None and task.fragment_id is not None
+    await store.finish(coord.db, task.id, store.DONE, {"outcome": outcome, "detail": detail})
+    if task.kind != store.AUDIT:
+        await availability.test_result(coord, task, outcome)
+        return
+    await store.record_audit(coord.db, task.target, worker, task.fragment_id, outcome)
+    if outcome == store.OFFLINE_OUTCOME:
+        return
+    reputation, drop = judge(await store.recent_audits(coord.db, task.target,
+                                                       REPUTATION_WINDOW))
+    if await store.set_reputation(coord.db, task.target, reputation, drop):
+        log.warning("peer %s disqualified: failed %d of its last %d audits (%s); its "
+                    "fragments will be repaired elsewhere", task.target, FAIL_LIMIT, RECENT,
+                    detail or outcome)

@@ -1,0 +1,211 @@
+"""Repair (paper §2.3 operation 4) and the dispatch of every task to peer agents.
+
+Peer agents poll; a queued task goes to the poller if it is the first in the work
+allocation order (§2.4: lowest balance first) among the online, idle peers that may run
+it, or to any such poller once the task has waited `DISPATCH_GRACE` seconds (the first
+one may not be polling). A repair task names k+ live sources with fetch tickets and the
+missing indices; the worker decodes the pack, re-encodes it at the same k/n (identical
+fragments), asks for store tickets on new suppliers, stores, and reports; the placements
+move in one transaction. Repair works on ciphertext: no key is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from p2pbak.coordinator import placement
+from p2pbak.market.allocation import Candidate, order_by_balance
+from p2pbak.store import coordinator_peers
+from p2pbak.store import repair as store
+from p2pbak.store.coordinator_db import now
+from p2pbak.store.coordinator_packs import Fragment
+from p2pbak.store.coordinator_peers import Peer
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.repair")
+
+DAY = 86_400
+REPAIR_LEASE = 900  # seconds a worker has to fetch, rebuild, store and report
+CHECK_LEASE = 180  # audits and tests
+DISPATCH_GRACE = 30  # after this long queued, any eligible poller may take a task
+SCAN = 200  # queued tasks looked at per poll
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    """`p2pbak serve` options of the repair machinery."""
+
+    checker_interval: float = 300.0
+    departure_timeout: int = 72 * 3600
+    audit_interval: float = 300.0
+    availability_window: int = 7 * DAY
+
+
+class NoSupplier(Exception):
+    """No online peer without a fragment of the pack can take a new one."""
+
+
+async def balances(coord: Coordinator, peer_ids: Sequence[str]) -> dict[str, int]:
+    """Each peer's account balance in µc (0 for all until the bank books any)."""
+    return dict.fromkeys(peer_ids, 0)
+
+
+async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int) -> list[Peer]:
+    """Work allocation (§2.4): lowest balance first, distinct subnets first."""
+    money = await balances(coord, [p.id for p in peers])
+    by_id = {p.id: p for p in peers}
+    ids = order_by_balance([Candidate(p.id, money[p.id], p.subnet) for p in peers], seed)
+    return [by_id[i] for i in ids]
+
+
+# -- dispatch ------------------------------------------------------------------------
+
+async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
+    """Lease the first task this worker should run now; its payload, or None."""
+    from p2pbak.coordinator import audit
+
+    t = now()
+    await store.requeue_expired(coord.db, _max_attempts(), t)
+    busy = await store.busy_workers(coord.db)
+    if worker in busy:
+        return None
+    online = await coordinator_peers.online(coord.db, coord.online_window)
+    by_id = {p.id: p for p in online}
+    if worker not in by_id:
+        return None
+    idle = [p for p in online if p.id not in busy]
+    for task in await store.queued(coord.db, SCAN, t):
+        excluded = await _excluded(coord, task)
+        if worker in excluded:
+            continue
+        if t - task.not_before < DISPATCH_GRACE:
+            order = await allocation_order(coord, [p for p in idle if p.id not in excluded],
+                                           task.id)
+            if not order or order[0].id != worker:
+                continue
+        if task.kind == store.REPAIR:
+            payload = await _repair_payload(coord, task, worker, t)
+        else:
+            payload = audit.check_payload(coord, task, worker, by_id)
+        if payload is None:
+            continue
+        lease = REPAIR_LEASE if task.kind == store.REPAIR else CHECK_LEASE
+        if await store.lease(coord.db, task.id, worker, lease, t):
+            return {"task_id": task.id, "kind": task.kind, "lease": lease, **payload}
+    return None
+
+
+def _max_attempts() -> int:
+    from p2pbak.coordinator.checker import MAX_ATTEMPTS
+
+    return MAX_ATTEMPTS
+
+
+async def _excluded(coord: Coordinator, task: store.Task) -> set[str]:
+    """Peers that must not run `task`: a pack's holders and owner, an audit's target."""
+    if task.kind != store.REPAIR:
+        return {task.target} if task.target else set()
+    assert task.pack_pk is not None
+    info = await store.pack_info(coord.db, task.pack_pk)
+    owner = {info.machine_id} if info is not None and info.machine_id else set()
+    return owner | {h.peer_id for h in await store.holders(coord.db, task.pack_pk)}
+
+
+def _healthy(coord: Coordinator, h: store.Holder, t: int) -> bool:
+    return (h.state in store.HEALTHY_STATES and h.last_seen is not None
+            and h.last_seen >= t - coord.repair.departure_timeout)
+
+
+async def _repair_payload(coord: Coordinator, task: store.Task, worker: str,
+                          t: int) -> dict[str, Any] | None:
+    """What the worker needs, or None (task closed, or too few sources online now)."""
+    assert task.pack_pk is not None
+    info = await store.pack_info(coord.db, task.pack_pk)
+    holders = await store.holders(coord.db, task.pack_pk)
+    if info is None:
+        return None
+    kept = {h.index for h in holders if _healthy(coord, h, t)}  # leaving ones are not
+    missing = [i for i in range(info.n) if i not in kept]
+    if not missing:
+        await store.finish(coord.db, task.id, store.DONE, {"moved": 0}, t)
+        return None
+    sources = [h for h in holders if h.state != store.LEFT and h.last_seen is not None
+               and h.last_seen >= t - coord.online_window]
+    if len(sources) < info.k:
+        return None
+    random.shuffle(sources)
+    return {
+        "pack_id": info.id, "k": info.k, "n": info.n, "length": info.length,
+        "missing": missing,
+        "fragment_ids": {str(h.index): h.fragment_id for h in holders},
+        "sources": [{"index": h.index, "fragment_id": h.fragment_id, "size": h.size,
+                     "peer_id": h.peer_id, "url": h.url,
+                     "ticket": coord.ticket(op="fetch", fragment=h.fragment_id, size=h.size,
+                                            from_=worker, to=h.peer_id)}
+                    for h in sources],
+    }
+
+
+# -- store tickets and completion ----------------------------------------------------
+
+def check_fragments(info: store.PackInfo, holders: Sequence[store.Holder],
+                    fragments: Sequence[tuple[int, str, int]]) -> str | None:
+    """Why a worker's rebuilt fragments cannot be right, or None."""
+    size = placement.fragment_size(info.length, info.k)
+    known = {h.index: h.fragment_id for h in holders}
+    for index, fid, fsize in fragments:
+        if index >= info.n:
+            return f"index {index} is not below n={info.n}"
+        if fsize != size:
+            return f"fragment {index} has {fsize} bytes, the code makes {size}"
+        if known.get(index, fid) != fid:
+            return f"fragment {index} does not match the recorded fragment id"
+    return None
+
+
+async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
+                       fragments: Sequence[tuple[int, str, int]],
+                       exclude: set[str]) -> list[dict[str, Any]]:
+    """Choose a new distinct supplier for each rebuilt fragment and sign store tickets.
+
+    Fragments get suppliers in order while there are any; NoSupplier when none can.
+    """
+    assert task.pack_pk is not None
+    info = await store.pack_info(coord.db, task.pack_pk)
+    holders = await store.holders(coord.db, task.pack_pk)
+    assert info is not None
+    granted = await store.grants(coord.db, task.id)
+    wanted = {index for index, _, _ in fragments}
+    taken = {g.peer_id for g in granted if g.index not in wanted}
+    skip = exclude | taken | {h.peer_id for h in holders} | {worker, info.machine_id or ""}
+    size = placement.fragment_size(info.length, info.k)
+    peers = [p for p in await coordinator_peers.online(coord.db, coord.online_window)
+             if p.id not in skip and p.free_bytes >= size]
+    chosen = (await allocation_order(coord, peers, task.id))[:len(fragments)]
+    if not chosen:
+        raise NoSupplier("no online peer without a fragment of this pack has room: "
+                         "wait for more peers")
+    records = [Fragment(index, fid, fsize, peer.id)
+               for (index, fid, fsize), peer in zip(fragments, chosen, strict=False)]
+    await store.add_grants(coord.db, task.id, records)
+    return [{"index": r.index, "fragment_id": r.fragment_id, "size": r.size,
+             "peer_id": peer.id, "url": peer.url,
+             "ticket": coord.ticket(op="store", fragment=r.fragment_id, size=r.size,
+                                    from_=worker, to=peer.id)}
+            for r, peer in zip(records, chosen, strict=True)]
+
+
+async def complete(coord: Coordinator, task: store.Task, worker: str,
+                   stored: Sequence[Fragment]) -> list[Fragment]:
+    """Move the placements of the stored fragments; the task is done."""
+    moved = await store.move_placements(coord.db, task, worker, stored)
+    if moved:
+        log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
+                 task.pack_pk, len(moved))
+    return moved
