@@ -1,0 +1,72 @@
+"""`p2pbak supply set`: the caps of what this machine lends (§3.1 sliders)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from p2pbak.commands import groups
+from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
+from p2pbak.errors import P2pbakError
+
+SizeOpt = Annotated[str | None, typer.Option(
+    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB (0: no cap).")]
+UploadOpt = Annotated[str | None, typer.Option(
+    "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s (0: no cap).")]
+DownloadOpt = Annotated[str | None, typer.Option(
+    "--download", help="Download bandwidth to lend, e.g. 2MB/s (0: no cap).")]
+
+
+def cap_text(value: int, rate: bool) -> str:
+    from p2pbak.config import format_rate, format_size
+
+    if not value:
+        return "no cap"
+    return format_rate(value) if rate else format_size(value)
+
+
+def caps_dict(supply: Any) -> dict[str, int]:
+    return {"space": supply.space, "upload": supply.upload, "download": supply.download}
+
+
+async def _send(cfg: Any) -> dict[str, Any]:
+    from p2pbak.net.client import CoordinatorClient
+
+    async with CoordinatorClient.from_config(cfg) as coord:
+        return await coord.set_supply(cfg.supply)
+
+
+def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
+               json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
+    """Set the caps on what this machine lends; the peer agent never uses more."""
+    from p2pbak.config import load, parse_rate, parse_size, save
+
+    rep = reporter(json, quiet)
+    if space is None and upload is None and download is None:
+        raise P2pbakError("nothing to set: give --space, --upload and/or --download "
+                          "(see `p2pbak supply show` for the current caps)")
+    cfg = load(config)
+    if space is not None:
+        cfg.supply.space = parse_size(space)
+    if upload is not None:
+        cfg.supply.upload = parse_rate(upload)
+    if download is not None:
+        cfg.supply.download = parse_rate(download)
+    save(cfg)  # the running peer agent re-reads it at its next heartbeat
+    sent = True
+    try:
+        answer = run(_send(cfg))
+    except P2pbakError as exc:
+        sent, answer = False, {}
+        rep.warn(f"caps saved in {cfg.path} but not sent to the coordinator ({exc}); "
+                 "the peer agent sends them when it next reaches it")
+    rep.summary(caps=caps_dict(cfg.supply), config=str(cfg.path), sent=sent,
+                peer_known=bool(answer.get("peer_known", False)))
+    rep.say(f"space {cap_text(cfg.supply.space, False)}, upload "
+            f"{cap_text(cfg.supply.upload, True)}, download "
+            f"{cap_text(cfg.supply.download, True)} (saved in {cfg.path})")
+
+
+def register(app: typer.Typer) -> None:
+    groups.supply_app.command("set")(supply_set)

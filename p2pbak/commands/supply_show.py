@@ -1,0 +1,72 @@
+"""`p2pbak supply show`: what the caps buy, in the hidden market's terms (§3.1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from p2pbak.commands import groups
+from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.commands.supply_set import cap_text, caps_dict
+
+PricesOpt = Annotated[bool, typer.Option(
+    "--prices", help="Also show today's prices and this account's balance.")]
+NAMES = (("space", False), ("upload", True), ("download", True))
+
+
+async def _quote(cfg: Any) -> dict[str, Any]:
+    from p2pbak.net.client import CoordinatorClient
+
+    async with CoordinatorClient.from_config(cfg) as coord:
+        return await coord.supply_quote(cfg.supply)
+
+
+def _region_lines(q: dict[str, Any]) -> list[str]:
+    out = []
+    for name, rate in NAMES:
+        cap, region = int(q["caps"][name]), int(q["regions"][name])
+        where = "beyond it: lower it or raise the others" if cap == 0 or cap > region \
+            else "inside"
+        out.append(f"  {name:<9} counts up to {cap_text(region, rate)} "
+                   f"(yours: {cap_text(cap, rate)}, {where})")
+    return out
+
+
+def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
+    from p2pbak.config import format_size
+    from p2pbak.coordinator.billing import credits
+
+    caps = q["caps"]
+    rep.say("lending: " + ", ".join(f"{n} {cap_text(int(caps[n]), r)}" for n, r in NAMES))
+    rep.say(f"backup space in use: {format_size(int(q['in_use_bytes']))}")
+    rep.say(f"additional backup space available: {format_size(int(q['available_bytes']))}")
+    rep.say("where raising a cap stops adding backup space:")
+    for line in _region_lines(q):
+        rep.say(line)
+    rep.say(f"this machine's availability: {float(q['availability']):.0%}"
+            + ("" if q["peer_known"] else " (assumed: its peer agent has not run yet)"))
+    if prices:
+        p, acct = q["prices"]["p"], q["account"]
+        rep.say(f"prices (space = 1): upload {p['upload']:.4g}, download {p['download']:.4g}")
+        rep.say(f"balance: {credits(int(acct['balance']))} credits ({acct['health']})")
+
+
+def supply_show(prices: PricesOpt = False, json: JsonOpt = False,
+                config: ConfigOpt = None) -> None:
+    """Show the caps, backup space in use and available, and each cap's effective region."""
+    from p2pbak.config import load
+
+    rep = reporter(json)
+    cfg = load(config)
+    q = run(_quote(cfg))
+    fields = {k: q[k] for k in ("in_use_bytes", "available_bytes", "total_bytes", "regions",
+                                "availability", "peer_known", "mix", "own_mix", "market")}
+    if prices:
+        fields.update(prices=q["prices"], account=q["account"])
+    rep.summary(caps=caps_dict(cfg.supply), **fields)
+    _say(rep, q, prices)
+
+
+def register(app: typer.Typer) -> None:
+    groups.supply_app.command("show")(supply_show)
