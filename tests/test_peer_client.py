@@ -128,7 +128,7 @@ def test_stalled_coordinator_times_out_as_unreachable() -> None:
 
     async def body(url: str) -> None:
         async with CoordinatorClient(url, timeout=0.3) as c:
-            with pytest.raises(Unreachable, match="cannot reach the coordinator"):
+            with pytest.raises(Unreachable, match=r"no answer within 0\.3 s"):
                 await c.health()
 
     asyncio.run(serve([web.get("/v1/health", stall)], body))

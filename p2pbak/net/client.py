@@ -56,6 +56,12 @@ def unb64(text: Any, what: str = "blob") -> bytes:
         raise P2pbakError(f"the coordinator sent a malformed {what}") from None
 
 
+def _why(exc: BaseException, timeout: aiohttp.ClientTimeout) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer within {timeout.sock_read or timeout.total or 0:g} s"
+    return str(exc) or type(exc).__name__
+
+
 async def _error_text(resp: aiohttp.ClientResponse) -> str:
     """The server's `{"error": ...}` text, else its status line."""
     try:
@@ -123,7 +129,7 @@ class CoordinatorClient(_Session):
                     raise await self._refusal(resp)
                 raw = await resp.read()
         except _NETWORK_ERRORS as exc:
-            why = str(exc) or type(exc).__name__
+            why = _why(exc, self._timeout)
             raise Unreachable(f"cannot reach the coordinator at {self.base_url}: {why}; "
                               "is `p2pbak serve` running?") from None
         if not raw:
@@ -302,8 +308,7 @@ class PeerClient(_Session):
                                             resp.status)
                 return resp.status, bytes(body)
         except _NETWORK_ERRORS as exc:
-            why = str(exc) or type(exc).__name__
-            raise PeerError(f"cannot reach peer {url}: {why}") from None
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
 
     async def put_fragment(self, url: str, fragment_id: str, data: bytes, ticket: str) -> None:
         if len(data) > MAX_FRAGMENT:
@@ -340,7 +345,7 @@ class PeerClient(_Session):
                     raise PeerError(f"peer {url}: {await _error_text(resp)}", resp.status)
                 body = await resp.json(content_type=None)
         except _NETWORK_ERRORS as exc:
-            raise PeerError(f"cannot reach peer {url}: {exc or type(exc).__name__}") from None
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
         except ValueError:
             raise PeerError(f"peer {url} sent a non-JSON health answer", 200) from None
         return body if isinstance(body, dict) else {}
