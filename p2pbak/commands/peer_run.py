@@ -67,6 +67,7 @@ def run(
 
     from p2pbak.config import config_path
     from p2pbak.net.peer_agent import Agent
+    from p2pbak.net.peer_receipts import ReceiptBook
 
     # a log, not a page: one line per event however long
     reporter = Reporter(json=json, quiet=quiet, out=Console(highlight=False, soft_wrap=True),
@@ -74,6 +75,9 @@ def run(
     host, port = parse_listen(listen)
     agent = Agent(config_path(config), storage.expanduser(), host, port,
                   advertise.rstrip("/"), heartbeat_interval)
+    receipts = ReceiptBook()  # tickets honoured, handed in to be paid with each heartbeat
+    agent.served_hooks.append(receipts.served)
+    agent.heartbeat_hooks.append(receipts.heartbeat_hook)
     handler = _ToReporter(reporter)
     logger = logging.getLogger("p2pbak")
     logger.addHandler(handler)
