@@ -307,3 +307,19 @@ def test_served_hooks_see_each_completed_transfer(tmp_path: Path) -> None:
         assert seen == [("store", 1000, store), ("fetch", 0, seen[1][2])]
 
     run(go, tmp_path)
+
+
+def test_listen_and_advertise_defaults() -> None:
+    from p2pbak.commands.peer_run import parse_listen
+    from p2pbak.errors import P2pbakError
+    from p2pbak.net.peer_agent import Agent
+
+    assert parse_listen("127.0.0.1:8421") == ("127.0.0.1", 8421)
+    assert parse_listen("[::1]:9000") == ("::1", 9000)
+    for bad in ("8421", "host:", ":80", "h:0", "h:70000", "h:x"):
+        with pytest.raises(P2pbakError, match="HOST:PORT"):
+            parse_listen(bad)
+    assert Agent(Path("c"), Path("s"), "::1", 9000).url() == "http://[::1]:9000"
+    assert Agent(Path("c"), Path("s"), "10.0.0.2", 1).url() == "http://10.0.0.2:1"
+    assert Agent(Path("c"), Path("s"), advertise="https://me.example").url() \
+        == "https://me.example"

@@ -118,7 +118,8 @@ class Agent:
             await asyncio.sleep(RESTART_DELAY)
 
     def url(self) -> str:
-        return self.advertise or f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return self.advertise or f"http://{host}:{self.port}"
 
     def _load(self) -> Config:
         cfg = config.load(self.config_path)
