@@ -72,8 +72,8 @@ class NetworkRepository:
         peers = list(plan["peers"])
         if len(peers) < n:
             raise P2pbakError(f"coordinator planned {n} fragments but named {len(peers)} peers")
-        frags = await self._cpu(encode_pack, pack_id, data, k, n)
-        uploads = [_Upload(i, f, fragment_id(f), peers[i], "") for i, f in enumerate(frags)]
+        coded = await self._cpu(_encode, pack_id, data, k, n)
+        uploads = [_Upload(i, f, fid, peers[i], "") for i, (f, fid) in enumerate(coded)]
         tickets = await self.coord.tickets(pack_id, [_entry(u) for u in uploads])
         for u, t in zip(uploads, tickets, strict=True):
             u.ticket = t
@@ -279,6 +279,11 @@ class NetworkRepository:
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         """CPU-heavy work (erasure coding) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _encode(pack_id: str, data: bytes, k: int, n: int) -> list[tuple[bytes, str]]:
+    """The n fragments and their ids (both CPU work, done together off the loop)."""
+    return [(f, fragment_id(f)) for f in encode_pack(pack_id, data, k, n)]
 
 
 def _entry(u: _Upload) -> dict[str, Any]:
