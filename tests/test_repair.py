@@ -16,17 +16,11 @@ from p2pbak.net import tickets
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_db import now
 from p2pbak.store.coordinator_packs import Fragment
-from tests.test_repair_support import ONLINE_WINDOW, SETTINGS, World, fid, world
+from tests.test_repair_support import ONLINE_WINDOW, SETTINGS, age_tasks, fid, world
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
-
-
-async def age_tasks(w: World, seconds: int) -> None:
-    """Make every queued task look older (past the allocation grace)."""
-    async with w.db.transaction() as conn:
-        await conn.execute("UPDATE tasks SET not_before = not_before - ?", (seconds,))
 
 
 health = st.builds(

@@ -84,6 +84,12 @@ class World:
         return int(await self.db.scalar("SELECT pk FROM packs WHERE id = ?", (pack_id,)))
 
 
+async def age_tasks(w: World, seconds: int) -> None:
+    """Make every queued task look older (past the allocation grace)."""
+    async with w.db.transaction() as conn:
+        await conn.execute("UPDATE tasks SET not_before = not_before - ?", (seconds,))
+
+
 @contextlib.asynccontextmanager
 async def world(tmp: Path, peers: int, settings: RepairSettings = SETTINGS,
                 ) -> AsyncIterator[World]:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import availability
+from p2pbak.coordinator import availability, repair
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_db import now
 from p2pbak.store.coordinator_peers import Peer
@@ -76,6 +76,9 @@ async def report(coord: Coordinator, task: store.Task, worker: str, outcome: str
     """Close an audit or test with the worker's outcome and act on it."""
     assert task.target is not None and task.fragment_id is not None
     await store.finish(coord.db, task.id, store.DONE, {"outcome": outcome, "detail": detail})
+    if outcome != store.OFFLINE_OUTCOME and task.size:
+        up = task.size if task.kind == store.TEST_STORE else 0
+        await repair.pay_worker(coord, task, worker, up, task.size - up)
     if task.kind != store.AUDIT:
         await availability.test_result(coord, task, outcome)
         return

@@ -52,8 +52,21 @@ class NoSupplier(Exception):
 
 
 async def balances(coord: Coordinator, peer_ids: Sequence[str]) -> dict[str, int]:
-    """Each peer's account balance in µc (0 for all until the bank books any)."""
-    return dict.fromkeys(peer_ids, 0)
+    """Each peer's owner's account balance in µc (0 for an account never booked)."""
+    from p2pbak.store import bank
+
+    found = await bank.peer_balances(coord.db, peer_ids)
+    return {p: found.get(p, 0) for p in peer_ids}
+
+
+async def pay_worker(coord: Coordinator, task: store.Task, worker: str, uploaded: int,
+                     downloaded: int) -> None:
+    """Table 1: repair and testing pay both bandwidths; the bank pays the worker once per
+    task (the peers it fetched from and stored on hand in their tickets as receipts)."""
+    from p2pbak.coordinator.billing import pay_upkeep
+
+    if uploaded or downloaded:
+        await pay_upkeep(coord, [(worker, uploaded, downloaded)], f"task:{task.id}")
 
 
 async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int) -> list[Peer]:
@@ -205,6 +218,10 @@ async def complete(coord: Coordinator, task: store.Task, worker: str,
                    stored: Sequence[Fragment]) -> list[Fragment]:
     """Move the placements of the stored fragments; the task is done."""
     moved = await store.move_placements(coord.db, task, worker, stored)
+    info = await store.pack_info(coord.db, task.pack_pk or 0)
+    if info is not None:
+        size = placement.fragment_size(info.length, info.k)
+        await pay_worker(coord, task, worker, size * len(moved), size * info.k)
     if moved:
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))
