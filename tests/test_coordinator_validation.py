@@ -110,3 +110,38 @@ def test_valid_bodies_never_5xx(api: Api) -> None:
     for method, route, valid in ROUTES:
         r = api.call(method, route, valid)
         assert r.status < 500, (route, r)
+
+
+def every_route() -> list[tuple[str, str]]:
+    """(method, path) of every route the coordinator app serves, path ids filled in."""
+    import re
+    from pathlib import Path
+
+    from p2pbak.net.coordinator import make_app
+
+    app = make_app(Path("unused.db"), run_jobs=False)  # never started: no file is opened
+    out = []
+    for route in app.router.routes():
+        if route.method in ("HEAD", "OPTIONS", "*"):
+            continue
+        info = route.resource.get_info() if route.resource is not None else {}
+        pattern = info.get("path") or info.get("formatter", "")
+        for kind in ("snapshots", "indexes"):
+            path = re.sub(r"\{[^}]+\}", HID, pattern.replace("{kind}", kind))
+            out.append((route.method, path))
+    return sorted(set(out))
+
+
+def test_every_route_answers_garbage_with_4xx(api: Api) -> None:
+    routes = every_route()
+    assert {("POST", "/v1/packs/plan"), ("GET", "/v1/health"), ("GET", "/v1/indexes"),
+            ("PUT", f"/v1/snapshots/{HID}")} <= set(routes)
+    garbage = [b'{"x": ', b"[]", b'{"surprise": 1}', b"\xff", b"[" * 5000]
+    for method, route in routes:
+        for data in garbage:
+            r = api.raw(method, route, data)
+            assert r.status < 500, (method, route, data[:20], r)
+            if method in ("POST", "PUT"):
+                assert 400 <= r.status < 500 and r.error, (method, route, data[:20], r)
+        anonymous = Api(api.url).raw(method, route, b'{"x": ')
+        assert anonymous.status < 500, (method, route, anonymous)
