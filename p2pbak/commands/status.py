@@ -24,7 +24,9 @@ async def _status(cfg: Any) -> dict[str, Any]:
         status = await coord.status()
     pinned = not cfg.ticket_key or health.get("ticket_key") == cfg.ticket_key
     return {"coordinator": cfg.coordinator, "coordinator_reachable": True,
-            "ticket_key_matches": pinned, **status}
+            "ticket_key_matches": pinned, **status,
+            "caps": {"space": cfg.supply.space, "upload": cfg.supply.upload,
+                     "download": cfg.supply.download}}
 
 
 def _human(key: str, value: Any) -> str:
@@ -42,6 +44,20 @@ def _human(key: str, value: Any) -> str:
     if value is None:
         return "not enough online peers"
     return str(value)
+
+
+def _account(rep: Any, account: Any) -> None:
+    """Account health in words (§2.4: the balance itself is not for people) and the alert."""
+    if not isinstance(account, dict):
+        return
+    rep.say(f"account: {account.get('health', '?')}")
+    alert = account.get("alert")
+    if isinstance(alert, dict):
+        import time
+
+        since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(alert.get("raised", 0))))
+        rep.say(f"[bold]alert[/]: balance {alert.get('level')} since {since}: "
+                f"{account.get('health', '')}")
 
 
 def register(app: typer.Typer) -> None:
@@ -65,3 +81,4 @@ def register(app: typer.Typer) -> None:
         for key, label in LABELS:
             if key in fields:
                 rep.say(f"{label}: {_human(key, fields[key])}")
+        _account(rep, fields.get("account"))

@@ -220,6 +220,16 @@ async def account_state(coord: Coordinator, user: str) -> AccountState:
     return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit))
 
 
+async def account_summary(coord: Coordinator, user: str) -> dict[str, object]:
+    """The account as `status` and GET /v1/account show it: state, open alert, prices."""
+    state = await account_state(coord, user)
+    raised = await bank.alert(coord.db, user)
+    p, table = await current_prices(coord)
+    return {**state.to_dict(),
+            "alert": None if raised is None else {"level": raised[0], "raised": raised[1]},
+            "prices": {"p": p.to_dict(), "micro": table.to_dict()}}
+
+
 async def backup_refusal(coord: Coordinator, user: str) -> str | None:
     """Why this user may not start a backup now (None: it may). Restores never ask."""
     state = await account_state(coord, user)

@@ -52,11 +52,8 @@ async def receipts(request: web.Request) -> web.Response:
 @routes.get("/v1/account")
 async def account(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    state = await billing.account_state(coord, machine.user)
-    raised = await bank.alert(coord.db, machine.user)
-    return web.json_response({
-        "user": machine.user, **state.to_dict(),
-        "alert": None if raised is None else {"level": raised[0], "raised": raised[1]}})
+    return web.json_response({"user": machine.user,
+                              **await billing.account_summary(coord, machine.user)})
 
 
 @routes.get("/v1/prices")

@@ -1,0 +1,144 @@
+"""The market on a real grid: freezing, receipts paid by the bank, the price job, status.
+
+One coordinator started with a tiny --max-deficit and short billing and price intervals,
+four peer agents and a consumer without a peer of its own; every process is real.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pbak.demo import compare_trees, restored_root
+from p2pbak.grid import HOST, Grid, free_port, spawn, wait_for, wait_http
+from tests.grid import one_line_error, summary
+
+pytestmark = pytest.mark.slow
+
+PEERS = 4
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
+    root = tmp_path_factory.mktemp("market")
+    (root / "logs").mkdir()
+    password = root / "passphrase"
+    password.write_text("correct horse battery\n")
+    port = free_port()
+    db = root / "coordinator.db"
+    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}",
+                                  "--max-deficit", "0.000001", "--billing-interval", "0.5",
+                                  "--price-interval", "1"],
+                  root / "logs" / "coordinator.log", f"http://{HOST}:{port}")
+    g = Grid(root=root, coordinator=coord, db=db, password_file=password)
+    try:
+        wait_http(f"{coord.url}/v1/health", coord)
+        g.wait_peers([g.start_peer(f"peer{i}", heartbeat=0.5) for i in range(PEERS)])
+        yield g
+    finally:
+        g.stop()
+    for proc in g.processes():
+        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+
+
+@pytest.fixture(scope="module")
+def alice(grid: Grid) -> Path:
+    return grid.add_user("alice")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("src")
+    (src / "notes.txt").write_text("the market decides\n" * 1000)
+    # incompressible, so each fragment is big enough to earn whole micro-credits
+    (src / "data.bin").write_bytes(random.Random(7).randbytes(2_000_000))
+    return src
+
+
+def ledger(db: Path) -> tuple[int, dict[str, int]]:
+    """(Σ entries, balance per account) read straight from the coordinator's SQLite file."""
+    with sqlite3.connect(db) as conn:
+        total = conn.execute("SELECT coalesce(sum(amount), 0) FROM entries").fetchone()[0]
+        rows = conn.execute("SELECT name, balance FROM accounts").fetchall()
+    return int(total), {name: int(bal) for name, bal in rows}
+
+
+@pytest.fixture(scope="module")
+def first_backup(grid: Grid, alice: Path, tree: Path) -> dict:
+    return summary(grid.cli("backup", str(tree), "--json", config=alice))
+
+
+def test_first_backup_is_charged_and_suppliers_paid_by_receipt(grid: Grid,
+                                                               first_backup: dict) -> None:
+    assert first_backup["snapshot_id"]
+
+    def suppliers_paid() -> bool:
+        _, balances = ledger(grid.db)
+        return any(name.startswith("user:peer") and bal > 0 for name, bal in balances.items())
+
+    wait_for(suppliers_paid, 30, "no supplier was paid for its receipts")
+    total, balances = ledger(grid.db)
+    assert total == 0
+    assert sum(balances.values()) == 0
+    assert balances["user:alice"] < 0
+
+
+def test_frozen_account_cannot_back_up(grid: Grid, alice: Path, tree: Path,
+                                       first_backup: dict) -> None:
+    (tree / "new.txt").write_text("one more file\n")
+    before = ledger(grid.db)[1]["user:alice"]
+    r = grid.cli("backup", str(tree), "--json", config=alice)
+    assert r.returncode == 13, r.stderr
+    r = grid.cli("backup", str(tree), config=alice)
+    assert r.returncode == 13
+    text = one_line_error(r)
+    assert "frozen" in text and "restores still work" in text
+    assert ledger(grid.db)[1]["user:alice"] <= before  # nothing charged for a refusal
+
+
+def test_frozen_account_can_still_restore(grid: Grid, alice: Path, tree: Path,
+                                          first_backup: dict, tmp_path: Path) -> None:
+    target = tmp_path / "restore"
+    r = grid.cli("restore", first_backup["snapshot_id"], "--target", str(target), "--json",
+                 config=alice)
+    summary(r)
+    (tree / "new.txt").unlink(missing_ok=True)
+    assert compare_trees(tree, restored_root(target, tree)) == []
+
+
+def test_status_shows_the_alert(grid: Grid, alice: Path, first_backup: dict) -> None:
+    def alerted() -> bool:
+        return summary(grid.cli("status", "--json", config=alice))["account"]["alert"] \
+            is not None
+
+    wait_for(alerted, 30, "no alert was raised for a frozen account")
+    fields = summary(grid.cli("status", "--json", config=alice))
+    account = fields["account"]
+    assert account["frozen"] and account["alert"]["level"] == "frozen"
+    assert account["balance"] <= -account["max_deficit"]
+    assert set(fields["caps"]) == {"space", "upload", "download"}
+    text = grid.cli("status", config=alice).stdout
+    assert "frozen: backups paused" in " ".join(text.split())
+    assert str(account["balance"]) not in text  # no balance for people unless asked
+
+
+def test_price_job_writes_history(grid: Grid, alice: Path, first_backup: dict) -> None:
+    def rows() -> list[dict]:
+        return summary(grid.cli("market", "prices", "--json", config=alice))["history"]
+
+    wait_for(lambda: any(r["g"] is not None for r in rows()), 30,
+             "the price job wrote no row with a measured g(p)")
+    history = rows()
+    assert history[0]["note"] == "initial prices"
+    measured = [r for r in history if r["g"] is not None]
+    assert all(r["p_upload"] > 0 and r["p_download"] > 0 for r in history)
+    assert measured[0]["demand"]["space"] > 0 and measured[0]["supply"]["space"] > 0
+    ats = [r["at"] for r in history]
+    assert ats == sorted(ats) and time.time() - ats[-1] < 600
+    text = grid.cli("market", "prices", config=alice).stdout
+    assert "initial prices" in text
