@@ -68,6 +68,7 @@ def run(
     from p2pbak.config import config_path
     from p2pbak.net.peer_agent import Agent
     from p2pbak.net.peer_receipts import ReceiptBook
+    from p2pbak.net.peer_tasks import task_worker
 
     # a log, not a page: one line per event however long
     reporter = Reporter(json=json, quiet=quiet, out=Console(highlight=False, soft_wrap=True),
@@ -78,6 +79,7 @@ def run(
     receipts = ReceiptBook()  # tickets honoured, handed in to be paid with each heartbeat
     agent.served_hooks.append(receipts.served)
     agent.heartbeat_hooks.append(receipts.heartbeat_hook)
+    agent.workers.append(task_worker(heartbeat_interval))  # repairs, audits, tests
     handler = _ToReporter(reporter)
     logger = logging.getLogger("p2pbak")
     logger.addHandler(handler)

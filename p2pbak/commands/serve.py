@@ -52,6 +52,17 @@ def serve(
     smtp_port: int = typer.Option(25, "--smtp-port", min=1, max=65535,
                                   help="Port of --smtp-host."),
     smtp_from: str = typer.Option("", "--smtp-from", help="Sender address of alert mails."),
+    checker_interval: float = typer.Option(300.0, "--checker-interval", min=0.1,
+                                           help="Seconds between repair checker runs."),
+    departure_timeout: int = typer.Option(72 * 3600, "--departure-timeout", min=1,
+                                          help="Seconds without a heartbeat after which a "
+                                          "peer's fragments count as lost and are repaired."),
+    audit_interval: float = typer.Option(300.0, "--audit-interval", min=0.1,
+                                         help="Seconds between audit rounds (one random "
+                                         "fragment of each online peer)."),
+    availability_window: int = typer.Option(7 * 86400, "--availability-window", min=60,
+                                            help="Seconds of heartbeat history behind each "
+                                            "peer's availability estimate."),
     json: bool = typer.Option(False, "--json", help="Start/stop lines as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
 ) -> None:
@@ -60,6 +71,7 @@ def serve(
     import logging
 
     from p2pbak.coordinator.billing import MarketSettings, parse_credits
+    from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.net.coordinator_server import ServeOptions
     from p2pbak.net.coordinator_server import serve as run
 
@@ -72,7 +84,9 @@ def serve(
                             max_deficit=parse_credits(max_deficit) if max_deficit else None,
                             smtp_host=smtp_host, smtp_port=smtp_port, smtp_from=smtp_from)
     opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
-                        tls_cert=tls_cert, tls_key=tls_key, market=market)
+                        tls_cert=tls_cert, tls_key=tls_key, market=market,
+                        repair=RepairSettings(checker_interval, departure_timeout,
+                                              audit_interval, availability_window))
 
     listening: list[str] = []
 
