@@ -44,13 +44,18 @@ def start_agent(grid: Grid, name: str, *, supply: config.Supply | None = None,
         cfg.supply = supply
         config.save(cfg)
     storage = cfg_path.parent / "storage"
+    return spawn_agent(grid, name, cfg_path, storage, extra), storage, cfg
+
+
+def spawn_agent(grid: Grid, name: str, cfg_path: Path, storage: Path,
+                extra: tuple[str, ...] = ()) -> Process:
     port = free_port()
+    log = grid.root / "logs" / f"{name}-{port}.log"
     proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
                         f"127.0.0.1:{port}", "--config", str(cfg_path),
-                        "--heartbeat-interval", "0.5", *extra],
-                 grid.root / "logs" / f"{name}.log", f"http://127.0.0.1:{port}")
+                        "--heartbeat-interval", "0.5", *extra], log, f"http://127.0.0.1:{port}")
     wait_http(f"{proc.url}/v1/health", proc)
-    return proc, storage, cfg
+    return proc
 
 
 def coordinator_sees(grid: Grid, cfg: config.Config, online: bool) -> None:
@@ -133,6 +138,49 @@ def test_sigterm_lets_a_transfer_in_flight_finish(grid: Grid) -> None:
     assert "stopping" in log and "Traceback" not in log
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", int(proc.url.rsplit(":", 1)[1])), 1).close()
+
+
+def test_sigkill_mid_store_leaves_nothing_to_serve(grid: Grid) -> None:
+    proc, storage, cfg = start_agent(grid, "gina", supply=config.Supply(download=50_000))
+    coordinator_sees(grid, cfg, online=True)
+    hank = config.load(grid.add_user("hank"))
+    fid, data = fragment(150_000)
+    errors: list[Exception] = []
+
+    async def store_ticket() -> str:
+        async with CoordinatorClient.from_config(hank) as c:
+            (wire,) = await c.tickets(fragment(64)[0], [{
+                "index": 0, "fragment_id": fid, "size": len(data), "peer_id": cfg.machine_id}])
+            return wire
+
+    ticket = asyncio.run(store_ticket())
+
+    async def upload(url: str, wire: str) -> None:
+        async with PeerClient() as p:
+            try:
+                await p.put_fragment(url, fid, data, wire)
+            except PeerError as exc:
+                errors.append(exc)
+
+    worker = threading.Thread(target=lambda: asyncio.run(upload(proc.url, ticket)))
+    worker.start()
+    wait_for(lambda: any(p.name.endswith(".tmp") for p in (storage / "fragments").rglob("*")),
+             30, "the upload did not start")
+    proc.kill()
+    worker.join(30)
+    assert len(errors) == 1  # the client saw the failure
+    assert [p for p in stored_files(storage) if p.name.endswith(".tmp")]  # left behind
+
+    again = spawn_agent(grid, "gina", cfg.path, storage)
+    try:
+        assert stored_files(storage) == []  # the half-written file is gone
+        assert wait_http(f"{again.url}/v1/health")["stored_bytes"] == 0
+        errors.clear()
+        asyncio.run(upload(again.url, ticket))  # the spent ticket stays spent
+        assert len(errors) == 1 and errors[0].status == 409
+    finally:
+        again.stop()
+    assert again.popen.returncode == 0
 
 
 def coordinator_only(root: Path) -> Grid:
