@@ -1,0 +1,293 @@
+"""The bank against a real SQLite coordinator database: the ledger always sums to exactly 0,
+receipts pay once and only the peer a genuine ticket names, freezing and alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from p2pbak.coordinator import billing
+from p2pbak.coordinator.billing import MarketSettings
+from p2pbak.coordinator.service import Coordinator
+from p2pbak.market import bank as rules
+from p2pbak.market.resources import prices
+from p2pbak.net import tickets
+from p2pbak.store import bank, coordinator_packs, coordinator_peers, coordinator_users
+from p2pbak.store.bank import PriceRow, user_account
+
+USERS = ("alice", "bob", "carol", "dave")
+MB = 1_000_000
+
+
+def machine_id(i: int) -> str:
+    return f"{i + 1:032x}"
+
+
+async def open_coord(path: Path, **market: Any) -> Coordinator:
+    coord = await Coordinator.start(path / "c.db", run_jobs=False,
+                                    market=MarketSettings(**market))
+    for i, user in enumerate(USERS):
+        await coordinator_users.create_user(
+            coord.db, user=user, salt=b"s", login_hash=b"h", login_hash_key=b"k",
+            keyfile=b"f", machine_id=machine_id(i), machine_name="m", secret_hash=b"x")
+        await coordinator_peers.announce(coord.db, peer_id=machine_id(i),
+                                         url=f"http://127.0.0.1:{9000 + i}",
+                                         subnet="127.0.0.0/24", space=10**12, upload=0,
+                                         download=0)
+    return coord
+
+
+async def store_pack(coord: Coordinator, owner: int, pack_id: str,
+                     holders: list[int], size: int = MB) -> list[str]:
+    """Commit a pack of `owner` with one fragment of `size` bytes on each holder."""
+    frags = [coordinator_packs.Fragment(i, f"{owner:02x}{i:02x}{pack_id[:4]}".ljust(64, "0"),
+                                        size, machine_id(h)) for i, h in enumerate(holders)]
+    await coordinator_packs.add_grants(coord.db, USERS[owner], pack_id, frags, 2**40)
+    pack = coordinator_packs.Pack(pack_id, 1, len(holders), 1, 1, size, 0, tuple(frags))
+    await coordinator_packs.commit(coord.db, USERS[owner], machine_id(owner), pack)
+    return [f.fragment_id for f in frags]
+
+
+def run(scenario: Callable[[Path], Awaitable[None]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))
+
+
+async def check_ledger(coord: Coordinator) -> bank.Audit:
+    audit = await bank.audit(coord.db)
+    assert audit.ok, audit
+    assert audit.sum == 0 and audit.balance_sum == 0
+    return audit
+
+
+def ticket(coord: Coordinator, op: str, frm: int, to: int, size: int,
+           fragment: str = "ab" * 32) -> str:
+    return coord.ticket(op=op, fragment=fragment, size=size, from_=machine_id(frm),
+                        to=machine_id(to))
+
+
+# -- random sequences of operations -------------------------------------------------------
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("backup"), st.integers(0, 3), st.integers(1, 10**10)),
+    st.tuples(st.just("store"), st.integers(0, 3), st.integers(0, 3), st.integers(1, 10**9),
+              st.booleans()),
+    st.tuples(st.just("fetch"), st.integers(0, 3), st.integers(1, 10**9), st.booleans()),
+    st.tuples(st.just("storage"), st.integers(1, 30 * 86400)),
+    st.tuples(st.just("upkeep"), st.integers(0, 3), st.integers(0, 10**9),
+              st.integers(0, 10**9)),
+    st.tuples(st.just("price"), st.floats(0.01, 100), st.floats(0.01, 100)),
+), min_size=1, max_size=12)
+
+
+async def apply(coord: Coordinator, op: tuple, frags: list[str], n: int) -> None:
+    kind = op[0]
+    if kind == "backup":
+        await billing.charge_backup(coord, USERS[op[1]], f"{n:064x}", op[2])
+    elif kind == "store":
+        wire = ticket(coord, "store", op[1], op[2], op[3])
+        for _ in range(2 if op[4] else 1):  # a replay books nothing
+            await billing.settle_receipt(coord, machine_id(op[2]), wire)
+    elif kind == "fetch":  # alice fetching her own fragment (retrieval) or bob's (upkeep)
+        holder = 1 + op[1] % 2
+        wire = ticket(coord, "fetch", 0 if op[3] else 3, holder, op[2], frags[holder - 1])
+        await billing.settle_receipt(coord, machine_id(holder), wire)
+    elif kind == "storage":
+        async with coord.db.transaction() as conn:  # pretend the last run was op[1] s ago
+            t = await bank.marker(coord.db, billing.STORAGE_MARK) or 0
+            await bank.set_marker_in(conn, billing.STORAGE_MARK, t - op[1])
+        await billing.accrue_storage(coord)
+    elif kind == "upkeep":
+        await billing.pay_upkeep(coord, [(machine_id(op[1]), op[2], op[3])], f"repair:{n}")
+    else:
+        p = prices(op[1], op[2])
+        await bank.add_price(coord.db, PriceRow(
+            at=0, rule="safe", p_upload=op[1], p_download=op[2],
+            prices=rules.PriceTable.from_prices(p, billing.OVERHEADS).to_dict(), g=None,
+            supply=None, demand=None, state={"rule": "safe"}))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_ledger_sums_to_zero_after_every_operation(sequence: list[tuple]) -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            frags = await store_pack(coord, 0, "aa" * 32, [1, 2])
+            await billing.accrue_storage(coord)  # first run: sets the mark, books nothing
+            for n, op in enumerate(sequence):
+                await apply(coord, op, frags, n)
+                audit = await check_ledger(coord)
+                entries = await coord.db.all("SELECT amount FROM entries")
+                assert sum(r[0] for r in entries) == 0
+                assert audit.entries % 2 == 0  # every movement is two rows
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+# -- receipts -----------------------------------------------------------------------------
+
+def test_replayed_receipt_pays_nothing_the_second_time() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            wire = ticket(coord, "store", 0, 1, 50 * MB)
+            booked, paid = await billing.settle_receipt(coord, machine_id(1), wire)
+            _, table = await billing.current_prices(coord)
+            assert booked and paid == table.download * 50 * MB // rules.GB > 0
+            bob = await bank.balance(coord.db, user_account("bob"))
+            assert bob == paid
+            assert await billing.settle_receipt(coord, machine_id(1), wire) == (False, 0)
+            assert await bank.balance(coord.db, user_account("bob")) == bob
+            await check_ledger(coord)
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("case", ["forged", "other peer", "delete op", "garbage", "too old"])
+def test_bad_receipt_is_refused_and_pays_nothing(case: str) -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            if case == "forged":
+                wire = tickets.issue(Ed25519PrivateKey.generate(), op="store",
+                                     fragment="ab" * 32, size=MB, from_=machine_id(0),
+                                     to=machine_id(1))
+            elif case == "other peer":  # a genuine ticket, handed in by a peer it does not name
+                wire = ticket(coord, "store", 0, 2, MB)
+            elif case == "delete op":
+                wire = ticket(coord, "delete", 0, 1, MB)
+            elif case == "too old":
+                wire = tickets.issue(coord.signing_key, op="store", fragment="ab" * 32,
+                                     size=MB, from_=machine_id(0), to=machine_id(1),
+                                     now=0)
+            else:
+                wire = "not.a-ticket"
+            with pytest.raises(billing.ReceiptRefused):
+                await billing.settle_receipt(coord, machine_id(1), wire)
+            audit = await check_ledger(coord)
+            assert audit.entries == 0 and audit.transactions == 0
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_concurrent_receipts_leave_exact_balances() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            _, table = await billing.current_prices(coord)
+            sizes = [(i * 7919) % (64 * MB) + 1 for i in range(200)]
+            wires = [ticket(coord, "store", 0, 1 + i % 3, s) for i, s in enumerate(sizes)]
+            results = await asyncio.gather(*(
+                billing.settle_receipt(coord, machine_id(1 + i % 3), w)
+                for i, w in enumerate(wires)))
+            assert all(booked for booked, _ in results)
+            for j, user in enumerate(("bob", "carol", "dave")):
+                want = sum(table.download * s // rules.GB for i, s in enumerate(sizes)
+                           if i % 3 == j)
+                assert await bank.balance(coord.db, user_account(user)) == want
+            await check_ledger(coord)
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            frags = await store_pack(coord, 0, "cd" * 32, [1, 2])
+            own = ticket(coord, "fetch", 0, 1, MB, frags[0])
+            await billing.settle_receipt(coord, machine_id(1), own)
+            _, table = await billing.current_prices(coord)
+            assert await bank.balance(coord.db, user_account("alice")) == \
+                -table.retrieval * MB // rules.GB
+            other = ticket(coord, "fetch", 3, 2, MB, frags[1])  # dave fetching alice's data
+            await billing.settle_receipt(coord, machine_id(2), other)
+            assert await bank.balance(coord.db, user_account("dave")) == 0
+            assert await bank.balance(coord.db, user_account("carol")) == \
+                table.upload * MB // rules.GB
+            await check_ledger(coord)
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+# -- freezing and alerts ------------------------------------------------------------------
+
+def test_freezing_and_alerts_follow_the_balance() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, max_deficit=1000)
+        try:
+            assert await billing.backup_refusal(coord, "alice") is None
+            _, table = await billing.current_prices(coord)
+            # a backup costing 800 µc: past the alert line (750), not frozen
+            await billing.charge_backup(coord, "alice", "01" * 32, 800 * rules.GB // table.backup)
+            state = await billing.account_state(coord, "alice")
+            assert state.low and not state.frozen and state.health.startswith("low")
+            assert await billing.check_accounts(coord) == [("alice", "low")]
+            assert await billing.check_accounts(coord) == []  # raised once
+            await billing.charge_backup(coord, "alice", "02" * 32, 300 * rules.GB // table.backup)
+            refusal = await billing.backup_refusal(coord, "alice")
+            assert refusal is not None and "frozen" in refusal and "\n" not in refusal
+            assert await billing.check_accounts(coord) == [("alice", "frozen")]
+            assert (await bank.alert(coord.db, "alice"))[0] == "frozen"  # type: ignore[index]
+            # earning (a receipt for alice's peer) brings it back above the limit
+            await billing.settle_receipt(coord, machine_id(0), ticket(coord, "store", 1, 0,
+                                                                      rules.GB))
+            assert await billing.backup_refusal(coord, "alice") is None
+            await billing.check_accounts(coord)
+            assert await bank.alert(coord.db, "alice") is None
+            await check_ledger(coord)
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_credits_are_parsed_and_shown_exactly() -> None:
+    assert billing.parse_credits("0.000001") == 1
+    assert billing.parse_credits("10") == 10 * rules.MICRO
+    assert billing.credits(-1_500_000) == "-1.5" and billing.credits(7) == "0.000007"
+    for bad in ("-1", "0.0000001", "ten", "nan"):
+        with pytest.raises(Exception, match="cannot read credits"):
+            billing.parse_credits(bad)
+
+
+def test_email_only_to_addresses() -> None:
+    assert billing.email_address("ann@example.org") == "ann@example.org"
+    assert billing.email_address("ann") is None and billing.email_address("a@b") is None
+
+
+def test_audit_catches_a_broken_ledger() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            await billing.charge_backup(coord, "alice", "03" * 32, rules.GB)
+            assert (await check_ledger(coord)).entries == 2
+            async with coord.db.transaction() as conn:  # one lone row: sum and pairing break
+                await conn.execute("INSERT INTO entries(txn, movement, account, amount)"
+                                   " VALUES (1, 5, 'bank', 1)")
+            audit = await bank.audit(coord.db)
+            assert not audit.ok and audit.sum == 1 and audit.unpaired == 1
+            assert audit.drifted == 1  # the bank's cached balance no longer matches
+        finally:
+            await coord.stop()
+
+    run(scenario)
