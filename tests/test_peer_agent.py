@@ -323,3 +323,20 @@ def test_listen_and_advertise_defaults() -> None:
     assert Agent(Path("c"), Path("s"), "10.0.0.2", 1).url() == "http://10.0.0.2:1"
     assert Agent(Path("c"), Path("s"), advertise="https://me.example").url() \
         == "https://me.example"
+
+
+def test_foreign_ticket_key_is_warned_once(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    from p2pbak import config
+    from p2pbak.net.peer_agent import Agent
+
+    cfg = config.Config(path=tmp_path / "c.toml", coordinator="http://127.0.0.1:1", user="u",
+                        machine_id="m", secret="s", ticket_key="aa" * 32)
+    config.save(cfg)
+    agent = Agent(cfg.path, tmp_path / "storage")
+    agent._load()
+    for _ in range(3):
+        agent._check_key({"ok": True, "ticket_key": "aa" * 32})
+        agent._check_key({"ok": True, "ticket_key": "bb" * 32})
+    warned = [r for r in caplog.records if "another ticket key" in r.getMessage()]
+    assert len(warned) == 1

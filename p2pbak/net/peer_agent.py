@@ -66,6 +66,7 @@ class Agent:
     _mtime: float = 0.0
     _online: bool | None = None  # last state logged (None: not yet known)
     _hook_errors: dict[int, str] = field(default_factory=dict)
+    _key_warned: str = ""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then finish in-flight transfers (up to `grace`)."""
@@ -218,10 +219,14 @@ class Agent:
             log.warning("coordinator unavailable (%s); still serving fragments, retrying", why)
 
     def _check_key(self, answer: dict[str, Any]) -> None:
+        """Warn once if the coordinator's key is not the pinned one (its tickets will fail)."""
         key = answer.get("ticket_key")
-        if self._cfg and self._cfg.ticket_key and key and key != self._cfg.ticket_key:
+        pinned = self._cfg.ticket_key if self._cfg else ""
+        if pinned and key and key != pinned and key != self._key_warned:
+            self._key_warned = str(key)
             log.warning("the coordinator now signs with another ticket key than the one "
-                        "pinned in %s: tickets it issues are refused", self._cfg.path)
+                        "pinned in %s: tickets it issues are refused; if the change is "
+                        "expected, run `p2pbak recover` to pin the new key", self._cfg.path)
 
 
 def _mtime(path: Path) -> float:
