@@ -45,7 +45,13 @@ def plot_runs(runs: dict[str, Run], p_star: tuple[float, float], path: Path,
         for i, (name, style) in enumerate((("p_U", "-"), ("p_D", "--"))):
             rel = [p[i] / p_star[i] if p[i] > 0 else math.nan for p in run.prices]
             ax_p.plot(rounds, rel, style, marker=".", label=f"{label}: {name}/{name}*")
-        ax_g.plot(range(len(run.gap)), run.gap, marker=".", label=label)
+        ax_g.plot(range(len(run.gap)), run.gap, marker="o" if label == "paper" else ".",
+                  fillstyle="none", label=label)
+        if run.negative or run.diverged:
+            what = "next price ≤ 0" if run.negative else "prices ran away"
+            ax_g.annotate(f"{label}: {what}", (len(run.gap) - 1, run.gap[-1]),
+                          textcoords="offset points", xytext=(5, -25), fontsize=8,
+                          arrowprops={"arrowstyle": "->"})
     ax_p.set_yscale("log")
     ax_p.axhline(1.0, color="grey", lw=0.8)
     ax_p.set_ylabel("price / equilibrium price")

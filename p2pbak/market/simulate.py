@@ -89,6 +89,7 @@ def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: st
             break
         if max(p.upload, p.download, 1 / p.upload, 1 / p.download) > PRICE_LIMIT:
             run.diverged = True
+            run.prices.append((p.upload, p.download))
             break
     run.lagging = bool(state and state.lagging)
     return run

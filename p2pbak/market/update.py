@@ -14,10 +14,11 @@ Nothing else is guarded: it may return a non-positive price, which is what §5.2
   * slope m_X = Δh/Δx kept positive and clipped to [min_slope, max_slope]; re-measured only
     after a move of at least min_dx (else the last slope is kept);
   * step −h/m capped at ±cap (cap ≤ ln 2: at most ×2 or ÷2 a day); the cap halves on a
-    sign flip without progress (|h| > progress·|h'|), doubles back toward ln 2 otherwise;
+    sign flip without progress (|h| > progress·|h'| and |h| > flip_floor, so that noise
+    around a balanced resource is no overshoot), doubles back toward ln 2 otherwise;
   * a market whose users re-optimise late shows as repeated flips without progress (the
     secant slope, measured across days on an unsettled market, is too shallow): after
-    `lag_after` such flips above `flip_floor` the rule switches, for good, to the damped
+    `lag_after` such flips the rule switches, for good, to the damped
     step x ← x − η·h capped at ln 2 (DESIGN.md §5);
   * prices stay positive by construction (they move by a factor e^{step}).
 """
@@ -48,7 +49,7 @@ class Params:
     slope0: float = 1.0  # safe: slope assumed before two points are known
     min_slope: float = 0.05
     max_slope: float = 20.0
-    min_dx: float = 1e-6
+    min_dx: float = 1e-6  # slopes from smaller moves are mostly measurement noise
     progress: float = 0.5
     flip_floor: float = 0.05
     lag_after: int = 2
@@ -157,12 +158,13 @@ def _measure(xi: float, hi: float, state: UpdateState, i: int,
         m = (hi - prev_h) / dx
         if math.isfinite(m) and m > 0:
             slope = min(max(m, params.min_slope), params.max_slope)
-    flip = hi * prev_h < 0 and abs(hi) > params.progress * abs(prev_h)
+    # an overshoot: the sign flipped without progress, by more than measurement noise
+    flip = hi * prev_h < 0 and abs(hi) > max(params.progress * abs(prev_h), params.flip_floor)
     if flip:
         cap = max(cap / 2, params.min_cap)
-    elif hi * prev_h > 0:
+    elif hi * prev_h > 0 or abs(hi) <= params.flip_floor:
         cap = min(cap * 2, params.max_step)
-    return slope, cap, int(flip and abs(hi) > params.flip_floor)
+    return slope, cap, int(flip)
 
 
 def _clip(v: float, bound: float) -> float:
