@@ -132,3 +132,9 @@ def test_stalled_coordinator_times_out_as_unreachable() -> None:
                 await c.health()
 
     asyncio.run(serve([web.get("/v1/health", stall)], body))
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8420", "ftp://x", ""])
+def test_coordinator_url_needs_a_scheme(url: str) -> None:
+    with pytest.raises(P2pbakError, match="http:// or https://"):
+        CoordinatorClient(url)

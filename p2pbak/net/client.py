@@ -108,6 +108,9 @@ class CoordinatorClient(_Session):
         # a stall of `timeout` seconds fails; a big blob on a slow link may take longer
         super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                                sock_read=timeout))
+        if not base_url.startswith(("http://", "https://")):
+            raise P2pbakError(f"coordinator URL {base_url!r} must start with http:// or "
+                              "https://, e.g. http://backup.example.org:8420")
         self.base_url = base_url.rstrip("/")
         self.machine_id = machine_id
         self._secret = secret
