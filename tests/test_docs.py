@@ -136,7 +136,9 @@ def test_json_lines_of_real_runs_are_documented(tmp_path: Path) -> None:
     try:
         lines = demo
         for args in (["backup", str(src)], ["snapshots"], ["ls", "latest"],
-                     ["restore", "latest", "--target", str(tmp_path / "r")], ["status"]):
+                     ["restore", "latest", "--target", str(tmp_path / "r")], ["status"],
+                     ["supply", "set", "--space", "1GB"], ["supply", "show", "--prices"],
+                     ["market", "prices"]):
             lines += _json_lines(_cli(*args, "--json", env=env))
     finally:
         for pid in pids:
@@ -158,6 +160,8 @@ def assert_documented(lines: list[dict[str, Any]]) -> None:
 OFFLINE = [
     ["market", "erasure", "--availability", "0.5"],
     ["market", "erasure", "--availability", "0.5", "--peers", "10"],
+    ["market", "simulate", "--agents", "20", "--rounds", "5"],
+    ["market", "sweep", "--trials", "1", "--factors", "2", "--agents", "10", "--rounds", "10"],
 ]
 
 
