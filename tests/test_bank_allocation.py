@@ -1,0 +1,100 @@
+"""Work allocation by balance (§2.4): placement picks the lowest balances, and over many
+backups billed through the real ledger that keeps balances closer together than random
+placement does."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pbak.coordinator import billing, placement
+from p2pbak.coordinator.service import Coordinator
+from p2pbak.store import bank, coordinator_peers, coordinator_users
+from p2pbak.store.bank import user_account
+from p2pbak.store.coordinator_peers import Peer
+
+PACK = 16 * 2**20
+
+
+def peer(i: int, subnet: str = "10.0.0.0/24") -> Peer:
+    return Peer(id=f"{i:032x}", url=f"http://10.0.0.{i}:1", subnet=subnet, space=10**12,
+                upload=1, download=1, stored_bytes=0, free_bytes=10**12, first_seen=0,
+                last_seen=0, availability=0.9, reputation=1.0, state="active")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-10**9, 10**9), min_size=12, max_size=40), st.integers(0, 2**32))
+def test_placement_takes_the_lowest_balances_first(money: list[int], seed: int) -> None:
+    peers = [peer(i) for i in range(len(money))]
+    balances = {p.id: b for p, b in zip(peers, money, strict=True)}
+    chosen = placement.place(peers, PACK, random.Random(seed), balances=balances)
+    picked = [balances[p.id] for p in chosen.peers]
+    left = [balances[p.id] for p in peers if p not in chosen.peers]
+    assert picked[0] == min(money)  # the most negative supplier always comes first
+    assert picked == sorted(picked)
+    assert not left or max(picked) <= min(left)
+
+
+def test_distinct_subnets_still_come_before_a_lower_balance() -> None:
+    peers = [peer(0, "a"), peer(1, "a"), peer(2, "b")]
+    balances = {peers[0].id: -5, peers[1].id: -4, peers[2].id: 100}
+    order = placement.order_candidates(peers, random.Random(1), balances)
+    assert [p.id for p in order] == [peers[0].id, peers[2].id, peers[1].id]
+
+
+USERS = 30
+
+
+async def _simulate(tmp: Path, by_balance: bool, rounds: int) -> list[int]:
+    """`rounds` backups by random owners, billed as the grid bills them (charge at commit,
+    each supplier paid by receipt); returns every user's final balance."""
+    coord = await Coordinator.start(tmp / "c.db", run_jobs=False)
+    try:
+        ids = [f"{i + 1:032x}" for i in range(USERS)]
+        for i, mid in enumerate(ids):
+            await coordinator_users.create_user(
+                coord.db, user=f"u{i}", salt=b"s", login_hash=b"h", login_hash_key=b"k",
+                keyfile=b"f", machine_id=mid, machine_name="m", secret_hash=b"x")
+            await coordinator_peers.announce(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
+                                             subnet=f"10.0.{i}.0/24", space=10**12,
+                                             upload=0, download=0)
+            await coordinator_peers.heartbeat(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
+                                              subnet=f"10.0.{i}.0/24", stored_bytes=0,
+                                              free_bytes=10**12)
+        owners = random.Random(42)
+        rng = random.Random(7)
+        for r in range(rounds):
+            owner = owners.randrange(USERS)
+            peers = await coordinator_peers.online(coord.db, 3600, exclude=ids[owner])
+            peers = [Peer(**{**p.__dict__, "availability": 0.99}) for p in peers]
+            balances = await bank.peer_balances(coord.db, [p.id for p in peers]) \
+                if by_balance else None
+            chosen = placement.place(peers, PACK, rng, balances=balances)
+            await billing.charge_backup(coord, f"u{owner}", f"{r:064x}", PACK)
+            for p in chosen.peers:
+                wire = coord.ticket(op="store", fragment="ab" * 32, size=chosen.fragment_size,
+                                    from_=ids[owner], to=p.id)
+                await billing.settle_receipt(coord, p.id, wire)
+        assert (await bank.audit(coord.db)).ok
+        got = await bank.balances(coord.db, [user_account(f"u{i}") for i in range(USERS)])
+        return list(got.values())
+    finally:
+        await coord.stop()
+
+
+def test_lowest_balance_first_keeps_balances_closer_than_random() -> None:
+    def run(by_balance: bool) -> list[int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            return asyncio.run(_simulate(Path(tmp), by_balance, rounds=60))
+
+    fair, rand = run(True), run(False)
+    assert sum(fair) == sum(rand)  # the same backups, the same total paid in and out
+    spread_fair, spread_rand = statistics.pstdev(fair), statistics.pstdev(rand)
+    assert spread_fair < 0.8 * spread_rand, (spread_fair, spread_rand)
+    assert max(fair) - min(fair) < max(rand) - min(rand)
