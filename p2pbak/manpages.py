@@ -324,6 +324,21 @@ def check_commands(name: str, spec: dict[str, Any], root: Any) -> None:
             problems = unknown_options(_leading_command(argv, root), root)
             if problems:
                 raise ManError(f"man/sections/{name}.toml: {problems[0]}")
+    known = _all_options(root)
+    for t in texts:
+        for opt in re.findall(r"`(--?[A-Za-z][\w-]*)", t):
+            if opt not in known:
+                raise ManError(f"man/sections/{name}.toml: no command has the option {opt}")
+
+
+def _all_options(cmd: Any) -> set[str]:
+    from typer._click import Context
+
+    ctx = Context(cmd, info_name=PROG)
+    names = {o for p in cmd.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}
+    for sub in getattr(cmd, "commands", {}).values():
+        names |= _all_options(sub)
+    return names
 
 
 def _leading_command(argv: list[str], root: Any) -> list[str]:

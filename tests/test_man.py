@@ -164,6 +164,7 @@ def test_orphan_section_file_is_refused(tmp_path: Path) -> None:
     '[[examples]]\ntext = "x"\ncode = "p2pbak backup --frobnicate ~"\n',
     'description = """\nLike this:\n\n    p2pbak backup --frobnicate ~\n"""\n',
     'description = "Run `p2pbak backup --frobnicate ~` each night."\n',
+    'description = "With `--frobnicate` it goes faster."\n',
 ])
 def test_command_line_with_a_stale_option_is_refused(tmp_path: Path, toml: str) -> None:
     sections = tmp_path / "sections"
