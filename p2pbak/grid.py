@@ -95,10 +95,21 @@ class Grid:
             extra["P2PBAK_CONFIG"] = str(config)
         return run_cli(list(args), env={**extra, **(env or {})}, timeout=timeout)
 
-    def add_user(self, name: str, *, machine: str | None = None) -> Path:
-        """`p2pbak init` a new user (and machine) with its own config; returns the config."""
+    def add_user(self, name: str, *, machine: str | None = None, cli: bool = True) -> Path:
+        """`p2pbak init` a new user (and machine) with its own config; returns the config.
+
+        cli=False runs the same init code in this process (no interpreter start: peers).
+        """
         config = self.root / "users" / name / "config.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
+        if not cli:
+            import asyncio
+
+            from p2pbak.commands.init import initialise
+
+            passphrase = self.password_file.read_text().rstrip("\n")
+            asyncio.run(initialise(self.url, name, machine or name, passphrase, config))
+            return config
         args = ["init", "--coordinator", self.url, "--user", name, "--config", str(config),
                 "--password-file", str(self.password_file), "--json"]
         if machine:
@@ -109,7 +120,7 @@ class Grid:
         return config
 
     def start_peer(self, name: str, *, heartbeat: float = 2.0) -> Peer:
-        config = self.add_user(name)
+        config = self.add_user(name, cli=False)
         storage = self.root / "users" / name / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         port = free_port()
