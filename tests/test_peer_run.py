@@ -251,6 +251,9 @@ def test_start_errors_are_one_line(grid: Grid, tmp_path: Path) -> None:
     code, err = _run(["--storage", str(tmp_path / "s"), "--listen", f"0.0.0.0:{free_port()}"],
                      cfg)
     assert code == 1 and "--advertise" in err
+    code, err = _run(["--storage", str(grid.peers[0].storage),
+                      "--listen", f"127.0.0.1:{free_port()}"], cfg)
+    assert code == 1 and "in use" in err and "pid" in err  # the running agent's folder
     code, err = _run(["--storage", str(tmp_path / "s")], tmp_path / "missing.toml")
     assert code == 10 and "p2pbak init" in err
     assert not os.path.exists(tmp_path / "s" / "fragments") or not stored_files(tmp_path / "s")

@@ -125,3 +125,11 @@ def test_unlimited_bucket_never_waits() -> None:
     bucket = TokenBucket(0, clock=clock, sleep=clock.sleep)
     asyncio.run(bucket.take(10**12))
     assert clock.slept == []
+
+
+def test_one_store_per_folder(tmp_path: Path) -> None:
+    first = FragmentStore(tmp_path).open()
+    with pytest.raises(StoreError, match=r"in use: .*pid"):
+        FragmentStore(tmp_path).open()
+    first.close()
+    FragmentStore(tmp_path).open().close()  # free again once closed

@@ -9,8 +9,9 @@ Other duties plug in as `workers` (long-running loops, e.g. polling for tasks) a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,28 +72,31 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then finish in-flight transfers (up to `grace`)."""
         cfg = self._load()
-        store = FragmentStore(self.storage)
+        async with contextlib.AsyncExitStack() as stack:
+            store = stack.enter_context(self._open_store())
+            coord = await stack.enter_async_context(CoordinatorClient.from_config(cfg))
+            peers = await stack.enter_async_context(PeerClient())
+            key = await self._ticket_key(cfg, coord)
+            app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
+            app[STATE].served_hooks.extend(self.served_hooks)
+            # short lingering: a refused body is not drained past the caps for long
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
+                                   lingering_time=2.0)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await self._listen(runner)
+            log.info("serving fragments at %s (peer %s, storage %s)", self.url(),
+                     cfg.machine_id, self.storage)
+            await self._until(stop, AgentContext(cfg, coord, peers, app[STATE], self.url()))
+
+    @contextlib.contextmanager
+    def _open_store(self) -> Iterator[FragmentStore]:
         try:
-            store.open()
+            store = FragmentStore(self.storage).open()
         except StoreError as exc:
-            raise P2pbakError(f"{exc}: choose a --storage folder this user can write") from None
+            raise P2pbakError(str(exc)) from None
         try:
-            async with CoordinatorClient.from_config(cfg) as coord, PeerClient() as peers:
-                key = await self._ticket_key(cfg, coord)
-                app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
-                app[STATE].served_hooks.extend(self.served_hooks)
-                # short lingering: a refused body is not drained past the caps for long
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
-                                       lingering_time=2.0)
-                await runner.setup()
-                try:
-                    await self._listen(runner)
-                    log.info("serving fragments at %s (peer %s, storage %s)", self.url(),
-                             cfg.machine_id, self.storage)
-                    ctx = AgentContext(cfg, coord, peers, app[STATE], self.url())
-                    await self._until(stop, ctx)
-                finally:
-                    await runner.cleanup()
+            yield store
         finally:
             store.close()
 

@@ -10,6 +10,7 @@ replayed, not even across a restart.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -25,6 +26,8 @@ from typing import BinaryIO
 import blake3
 
 from p2pbak.config import fsync_dir
+from p2pbak.errors import Locked
+from p2pbak.lock import machine_lock
 
 log = logging.getLogger("p2pbak.peer")
 
@@ -107,36 +110,54 @@ class FragmentStore:
         self._db: sqlite3.Connection | None = None
         self._seq = 0
         self._lock = threading.Lock()  # commits run in worker threads
+        self._hold = contextlib.ExitStack()  # the folder's lock while open
 
     def count(self, delta: int) -> None:
         with self._lock:
             self.stored_bytes = max(0, self.stored_bytes + delta)
 
     def open(self) -> FragmentStore:
-        """Create the layout, drop temp files a killed writer left, count what is stored."""
+        """Lock the folder, create the layout, drop temp files a killed writer left, count
+        what is stored. One agent per folder: a second would delete the first's temp files."""
         if self.root.exists() and not self.root.is_dir():
-            raise StoreError(f"storage {self.root} is not a folder")
+            raise StoreError(f"storage {self.root} is not a folder: choose a folder for "
+                             "--storage")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
-            self._db = sqlite3.connect(self.root / _DB_NAME, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS used_tickets "
-                             "(id TEXT PRIMARY KEY, exp INTEGER NOT NULL)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS used_tickets_exp "
-                             "ON used_tickets(exp)")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"storage {self.root} is not writable: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"storage {self.root} is not writable ({exc.strerror}): choose "
+                             "a --storage folder this user can write") from None
+        try:
+            self._hold.enter_context(machine_lock(self.root, command="peer run"))
+        except Locked as exc:
+            holder = str(exc).split(";")[0]
+            raise StoreError(f"storage {self.root} is in use: {holder}; stop that agent or "
+                             "choose another --storage") from None
+        try:
+            self._db = self._open_db()
+        except sqlite3.Error as exc:
+            self._hold.close()
+            raise StoreError(f"storage {self.root}: cannot open {_DB_NAME} ({exc})") from None
         self.stored_bytes = self._scan()
         return self
+
+    def _open_db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / _DB_NAME, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS used_tickets "
+                   "(id TEXT PRIMARY KEY, exp INTEGER NOT NULL)")
+        db.execute("CREATE INDEX IF NOT EXISTS used_tickets_exp ON used_tickets(exp)")
+        return db
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._hold.close()
 
     def _scan(self) -> int:
         total = 0
