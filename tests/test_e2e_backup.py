@@ -95,6 +95,22 @@ def test_snapshots_ls_and_status(grid: Grid, alice: Path, tree: Path,
     assert status["bytes_backed_up"] > 0
 
 
+def test_dry_run_with_excludes_uploads_nothing(grid: Grid, alice: Path, tree: Path,
+                                              tmp_path: Path) -> None:
+    before = summary(grid.cli("status", "--json", config=alice))
+    patterns = tmp_path / "excludes"
+    patterns.write_text("# comment\n*.py\n")
+    r = grid.cli("backup", str(tree), "--dry-run", "--exclude", "*.bin", "--exclude-file",
+                 str(patterns), "--json", config=alice)
+    dry = summary(r)
+    kept = [p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()
+            and p.suffix not in (".bin", ".py")]
+    assert dry["total_files_processed"] == len(kept)
+    assert dry["snapshot_id"] is None and dry["dry_run"] is True
+    after = summary(grid.cli("status", "--json", config=alice))
+    assert (after["snapshots"], after["packs"]) == (before["snapshots"], before["packs"])
+
+
 def test_restore_refuses_to_overwrite(grid: Grid, alice: Path, tree: Path,
                                       first_backup: dict, tmp_path: Path) -> None:
     assert grid.cli("restore", "latest", "--target", str(tmp_path), config=alice).returncode == 0
