@@ -57,6 +57,17 @@ def test_restore_is_byte_identical(grid: Grid, alice: Path, tree: Path,
     assert compare_trees(tree, restored_root(tmp_path, tree)) == []
 
 
+def test_restore_include_takes_only_that_folder(grid: Grid, alice: Path, tree: Path,
+                                                first_backup: dict, tmp_path: Path) -> None:
+    r = grid.cli("restore", "latest", "--target", str(tmp_path), "--include",
+                 str(tree / "Lib" / "json"), "--json", config=alice)
+    summary(r)
+    got = restored_root(tmp_path, tree)
+    assert compare_trees(tree / "Lib" / "json", got / "Lib" / "json") == []
+    assert sorted(p.name for p in got.iterdir()) == ["Lib"]
+    assert sorted(p.name for p in (got / "Lib").iterdir()) == ["json"]
+
+
 def test_every_pack_is_spread_over_distinct_peers(grid: Grid,
                                                   first_backup: dict) -> None:
     packs = fragment_files(grid)

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
 
+ID_BATCH = 5000  # pack ids per garbage request
 # After `success` fragments are stored, the rest get this share of the time taken so far
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
 TAIL_GRACE = 0.5
@@ -90,6 +92,8 @@ class NetworkRepository:
         except CoordinatorError as exc:
             if exc.status == 402:  # the bank refuses: account below its maximum deficit
                 raise Frozen(str(exc)) from None
+            if exc.status == 409:  # not enough online suppliers
+                raise Unreachable(str(exc)) from None
             raise
 
     async def _upload_all(self, pack_id: str, uploads: list[_Upload],
@@ -273,6 +277,39 @@ class NetworkRepository:
 
     async def put_keyfile(self, blob: bytes) -> None:
         await self.coord.put_keyfile(blob)
+
+    async def delete_index(self, index_id: str) -> None:
+        await self.coord.call("DELETE", f"/v1/indexes/{quote(index_id, safe='')}")
+
+    # -- garbage: what the coordinator holds for this user (prune, check) -----------------
+
+    async def list_packs(self) -> dict[str, int]:
+        """Every pack committed for this user → its length in bytes."""
+        body = await self.coord.call("GET", "/v1/packs")
+        return {str(p["id"]): int(p["length"]) for p in body.get("packs", [])}
+
+    async def pack_placements(self, pack_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """pack id → {"k", "n", "placed", "online"} for those of `pack_ids` committed."""
+        out: dict[str, dict[str, int]] = {}
+        ids = list(pack_ids)
+        for start in range(0, len(ids), ID_BATCH):
+            body = await self.coord.call("POST", "/v1/packs/placements",
+                                         {"pack_ids": ids[start:start + ID_BATCH]})
+            out.update({str(p["id"]): {k: int(p[k]) for k in ("k", "n", "placed", "online")}
+                        for p in body.get("packs", [])})
+        return out
+
+    async def drop_packs(self, pack_ids: Sequence[str]) -> dict[str, int]:
+        """Drop packs: their fragments go on the suppliers' delete lists. → totals."""
+        totals = {"packs": 0, "fragments": 0, "bytes": 0, "fragment_bytes": 0}
+        ids = list(pack_ids)
+        for start in range(0, len(ids), ID_BATCH):
+            body = await self.coord.call("POST", "/v1/packs/drop",
+                                         {"pack_ids": ids[start:start + ID_BATCH]})
+            for key in totals:
+                totals[key] += int(body.get(key, 0))
+        self._known.difference_update(ids)
+        return totals
 
     # -- helpers ----------------------------------------------------------------------------
 
