@@ -142,3 +142,18 @@ def test_price_job_writes_history(grid: Grid, alice: Path, first_backup: dict) -
     assert ats == sorted(ats) and time.time() - ats[-1] < 600
     text = grid.cli("market", "prices", config=alice).stdout
     assert "initial prices" in text
+
+
+def test_supply_set_reaches_the_coordinator_and_the_running_agent(grid: Grid) -> None:
+    peer = grid.peers[0]
+    r = grid.cli("supply", "set", "--space", "3GB", "--upload", "2MB/s", "--json",
+                 config=peer.config)
+    assert summary(r)["sent"] and summary(r)["peer_known"]
+    with sqlite3.connect(grid.db) as conn:
+        row = conn.execute("SELECT space, upload FROM peers WHERE id = ?",
+                           (peer.peer_id,)).fetchone()
+    assert tuple(row) == (3_000_000_000, 2_000_000)
+    wait_for(lambda: "caps changed" in peer.process.output(), 30,
+             "the peer agent did not pick up the new caps")
+    shown = summary(grid.cli("supply", "show", "--json", config=peer.config))
+    assert shown["peer_known"] and shown["caps"]["space"] == 3_000_000_000
