@@ -186,6 +186,16 @@ def test_restore_survives_total_minus_k_holders_killed(grid: Grid, alice: Path,
     r = grid.cli("restore", "latest", "--target", str(tmp_path), "--json", config=alice)
     summary(r)
     assert compare_trees(tree, restored_root(tmp_path, tree)) == []
+    # a new backup cannot place its fragments now: exit 14, one line, nothing saved
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "fresh.bin").write_bytes(bytes(range(256)) * 4096)
+    before = summary(grid.cli("status", "--json", config=alice))
+    r = grid.cli("backup", str(new), config=alice)
+    assert r.returncode == 14, r.stderr
+    one_line_error(r)
+    after = summary(grid.cli("status", "--json", config=alice))
+    assert after["snapshots"] == before["snapshots"]
 
 
 def _peers_to_kill(packs: dict[str, list[tuple[str, Path]]]) -> set[str]:
