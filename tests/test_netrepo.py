@@ -182,3 +182,28 @@ def test_fragments_are_the_data_paths() -> None:
     asyncio.run(repo.put_pack(pid, data))
     assert {fragment_id(f) for f in encode_pack(pid, data, 2, 4)} == {
         fid for _, fid in peers.store}
+
+
+def test_a_failed_peer_is_asked_last_for_the_next_pack() -> None:
+    coord, peers = Coordinator(k=2, n=6, success=6), Peers()
+    repo = NetworkRepository(coord, peers, extra_fetch=0)  # type: ignore[arg-type]
+    packs = [_pack(5_000) for _ in range(2)]
+    asyncio.run(_put_all(repo, packs))
+    repo.stats.peer_latency.update({f"p{i}": 0.001 * (i + 1) for i in range(6)})  # p0 fastest
+    peers.down = {"http://p0"}
+    assert asyncio.run(repo.get_pack(packs[0][0])) == packs[0][1]
+    asked: list[str] = []
+    real_get = peers.get_fragment
+
+    async def spy(url: str, fid: str, ticket: str) -> bytes:
+        asked.append(url)
+        return await real_get(url, fid, ticket)
+
+    peers.get_fragment = spy  # type: ignore[method-assign]
+    assert asyncio.run(repo.get_pack(packs[1][0])) == packs[1][1]
+    assert "http://p0" not in asked and len(asked) == 2
+
+
+async def _put_all(repo: NetworkRepository, packs: list[tuple[str, bytes]]) -> None:
+    for pid, data in packs:
+        await repo.put_pack(pid, data)

@@ -24,6 +24,8 @@ ID_BATCH = 5000  # pack ids per garbage request
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
+# A peer that failed a transfer counts as this slow (seconds), so later packs ask it last.
+FAILED_PENALTY = 30.0
 
 
 @dataclass
@@ -120,6 +122,7 @@ class NetworkRepository:
                         stored.append(u)
                         continue
                     self.stats.fragments_failed += 1
+                    self._note_latency(u.peer["peer_id"], FAILED_PENALTY)
                     retry = await self._move_to_spare(pack_id, u, spares)
                     if retry is not None:
                         tasks[asyncio.create_task(self._put(retry))] = retry
@@ -192,6 +195,7 @@ class NetworkRepository:
                         got.append(task.result())
                         continue
                     failures.append(f"{frag.get('url', '?')}: {exc}")
+                    self._note_latency(frag["peer_id"], FAILED_PENALTY)
                     launch(1)
         finally:
             await _cancel(tasks)
