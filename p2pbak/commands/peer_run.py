@@ -67,6 +67,7 @@ def run(
 
     from p2pbak.config import config_path
     from p2pbak.net.peer_agent import Agent
+    from p2pbak.net.peer_garbage import DeleteList
     from p2pbak.net.peer_receipts import ReceiptBook
     from p2pbak.net.peer_tasks import task_worker
 
@@ -80,6 +81,7 @@ def run(
     agent.served_hooks.append(receipts.served)
     agent.heartbeat_hooks.append(receipts.heartbeat_hook)
     agent.workers.append(task_worker(heartbeat_interval))  # repairs, audits, tests
+    agent.heartbeat_hooks.append(DeleteList().heartbeat_hook)  # garbage off this disk
     handler = _ToReporter(reporter)
     logger = logging.getLogger("p2pbak")
     logger.addHandler(handler)

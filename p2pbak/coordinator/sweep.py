@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from p2pbak.store import coordinator_packs, coordinator_peers
+from p2pbak.store import coordinator_peers, garbage
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -18,4 +18,5 @@ async def availability_sweep(coord: Coordinator) -> None:
     if gone:
         log.info("%d peer(s) marked offline after %ss without a heartbeat",
                  gone, coord.online_window)
-    await coordinator_packs.prune_grants(coord.db)
+    # store tickets never committed: what they stored goes on the suppliers' delete lists
+    await garbage.expire_grants(coord.db)

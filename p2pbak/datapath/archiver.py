@@ -13,7 +13,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,8 +75,10 @@ class BackupResult:
 class _Uploader:
     """Puts packs into the repository, at most `limit` at once (event-loop side)."""
 
-    def __init__(self, repo: Repository, limit: int) -> None:
+    def __init__(self, repo: Repository, limit: int,
+                 committed: Callable[[Pack], Awaitable[None]] | None = None) -> None:
         self.repo = repo
+        self.committed = committed
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -93,6 +95,8 @@ class _Uploader:
     async def _put(self, pack: Pack) -> None:
         try:
             await self.repo.put_pack(pack.pack_id, pack.data)
+            if self.committed is not None:
+                await self.committed(pack)
         except BaseException as exc:
             self._failure = self._failure or exc
             raise
@@ -349,7 +353,8 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     index = await load_index(repo, keys)
     previous = await _choose_parent(repo, master, parent, host, [str(r) for r in roots])
     reader = BlobReader(repo, keys, index) if previous else None
-    uploader = None if dry_run else _Uploader(repo, max(1, uploads))
+    checkpoints = _Checkpoints(repo, keys)
+    uploader = None if dry_run else _Uploader(repo, max(1, uploads), checkpoints.add)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
     stop = threading.Event()
@@ -382,7 +387,27 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         keys, datetime.now(UTC), host, [str(r) for r in roots], tree, result.parent,
         list(excludes), summary.as_dict())
     await repo.put_snapshot(result.snapshot_id, record)
+    await checkpoints.drop()  # the index written above lists every one of their packs
     return result
+
+
+class _Checkpoints:
+    """Crash safety: each pack is indexed as soon as it is committed, so a backup killed
+    later leaves no committed pack unknown and the next run reuses it; the snapshot is
+    registered last. After a whole run these one-pack index blobs are replaced by one."""
+
+    def __init__(self, repo: Repository, keys: Keys) -> None:
+        self.repo, self.keys = repo, keys
+        self.ids: list[str] = []
+
+    async def add(self, pack: Pack) -> None:
+        index_id, blob = encode_index(self.keys, [(pack.pack_id, pack.entries)])
+        await self.repo.put_index(index_id, blob)
+        self.ids.append(index_id)
+
+    async def drop(self) -> None:
+        for index_id in self.ids:
+            await self.repo.delete_index(index_id)
 
 
 def _set_totals(walker: _Walker, future: asyncio.Future[tuple[int, int]]) -> None:

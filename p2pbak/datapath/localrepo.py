@@ -132,6 +132,10 @@ class LocalRepository:
     async def list_indexes(self) -> list[str]:
         return self._list("index")
 
+    async def delete_index(self, index_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "index" / _check_id(index_id)).unlink()
+
     async def get_keyfile(self) -> bytes:
         try:
             return (self.root / "keyfile").read_bytes()

@@ -17,6 +17,7 @@ from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.coordinator.service import DEFAULT_ONLINE_WINDOW, Coordinator
 from p2pbak.net import (
     coordinator_blobs,
+    coordinator_garbage,
     coordinator_identity,
     coordinator_market,
     coordinator_packs,
@@ -53,4 +54,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
         app.add_routes(module_routes)
     app.add_routes(coordinator_market.routes)
     app.add_routes(coordinator_tasks.routes)
+    app.add_routes(coordinator_garbage.routes)
     return app

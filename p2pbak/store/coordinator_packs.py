@@ -64,6 +64,8 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
     """Record `pack` and its stored fragments atomically. True if new, False if it was
     already committed with the same content; Conflict if with other content,
     NotGranted if a fragment lacks a grant."""
+    from p2pbak.store import garbage  # it imports this module
+
     async with db.transaction() as conn:
         old = await _load(conn, user, pack.id)
         if old is not None:
@@ -81,6 +83,8 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(cur.lastrowid, f.index, f.fragment_id, f.size, f.peer_id, now())
              for f in pack.fragments])
+        # granted but not committed (slow tail cancelled, moved to a spare): garbage
+        await garbage.queue_unused_grants(conn, user, pack.id)
         await conn.execute("DELETE FROM grants WHERE user_name = ? AND pack_id = ?",
                            (user, pack.id))
     return True

@@ -120,6 +120,15 @@ def _repair_v() -> tuple[str, ...]:
 MIGRATIONS.append(_repair_v())  # repair, audits, testing: tasks, audits, availability samples
 
 
+def _garbage_v() -> tuple[str, ...]:
+    from p2pbak.store.garbage import MIGRATION
+
+    return MIGRATION
+
+
+MIGRATIONS.append(_garbage_v())  # delete lists: fragments suppliers should drop
+
+
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")

@@ -1,0 +1,73 @@
+"""`p2pbak check`: verify snapshots, index and placements; `--read-data` reads every pack."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from p2pbak.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    PasswordCommandOpt,
+    PasswordFileOpt,
+    QuietOpt,
+    Session,
+    connect,
+    open_session,
+    reporter,
+    run,
+    unlock,
+)
+from p2pbak.commands.output import Reporter
+from p2pbak.errors import ExitCode
+
+if TYPE_CHECKING:
+    from p2pbak.datapath.check import CheckResult
+
+
+async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResult:
+    from p2pbak.datapath.check import check
+
+    def progress(done: int, total: int) -> None:
+        rep.status(packs_read=done, total_packs=total,
+                   percent_done=round(done / total, 4) if total else 1.0)
+
+    async with connect(session.config) as repo:
+        master = await unlock(repo, session.passphrase)
+        return await check(repo, master, read_data, progress)
+
+
+def check_cmd(read_data: Annotated[bool, typer.Option(
+                  "--read-data", help="Also fetch every pack and verify every blob in it.")]
+              = False,
+              json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
+              password_file: PasswordFileOpt = None,
+              password_command: PasswordCommandOpt = None) -> None:
+    """Check that every snapshot can be restored (exit 1 lists the problems)."""
+    rep = reporter(json, quiet)
+    session = open_session(config, password_file, password_command)
+    result = run(_check(session, read_data, rep))
+    for problem in result.problems:
+        if rep.json:
+            rep.emit("error", message=problem, fatal=False)
+        else:
+            rep.err.print(f"p2pbak: problem: {problem}", markup=False)
+    rep.summary(snapshots=result.snapshots, trees=result.trees, blobs=result.blobs,
+                packs=result.packs, packs_read=result.packs_read,
+                unindexed_packs=result.unindexed_packs, problems=len(result.problems),
+                read_data=read_data)
+    read = f", {result.packs_read} packs read and verified" if read_data else ""
+    rep.say(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
+            f"{result.packs} packs{read}")
+    if result.unindexed_packs:
+        rep.say(f"{result.unindexed_packs} packs are listed in no index (left by an "
+                "interrupted backup): `p2pbak prune` drops them")
+    if result.problems:
+        rep.say(f"{len(result.problems)} problem(s) found")
+        raise typer.Exit(int(ExitCode.FAILED))
+    rep.say("no problems found")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check_cmd)

@@ -1,0 +1,98 @@
+"""`prune`: drop the packs no snapshot uses, so stored and paid-for bytes agree.
+
+Only the client can read trees and indexes, so the client decides: it walks every
+snapshot (check.walk), keeps every pack holding a blob in use, and drops the rest: packs
+whose blobs no snapshot uses any more, and committed packs no index lists (an interrupted
+backup's). A pack with some blob in use is kept whole (no repacking).
+
+Order, so a crash at any step loses nothing a snapshot needs: (1) index blobs that list
+dropped packs are rewritten without them (new blob first), (2) the old ones are deleted,
+(3) the coordinator drops the packs and queues their fragments on the suppliers' delete
+lists. A crash after (1) leaves duplicate index entries (harmless), after (2) unindexed
+packs that the next prune drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2pbak.datapath.check import GarbageRepository, Loaded, load, walk
+from p2pbak.datapath.crypto import Keys
+from p2pbak.datapath.index import encode_index
+from p2pbak.datapath.reader import BlobReader
+from p2pbak.errors import P2pbakError
+
+
+@dataclass
+class PrunePlan:
+    drop: dict[str, int] = field(default_factory=dict)  # pack id → length
+    keep: int = 0  # packs kept
+    kept_bytes: int = 0
+    unused_in_kept: int = 0  # sealed bytes of unused blobs in kept packs
+    rewrite: dict[str, list[str]] = field(default_factory=dict)  # index blob → packs kept
+
+    @property
+    def drop_bytes(self) -> int:
+        return sum(self.drop.values())
+
+
+@dataclass
+class PruneResult:
+    plan: PrunePlan
+    dry_run: bool
+    packs_dropped: int = 0
+    bytes_freed: int = 0  # pack bytes no longer stored (and no longer billed)
+    fragment_bytes_freed: int = 0  # bytes the suppliers delete
+    indexes_rewritten: int = 0
+
+
+async def plan(repo: GarbageRepository, keys: Keys) -> tuple[PrunePlan, Loaded]:
+    loaded = await load(repo, keys)
+    reader = BlobReader(repo, keys, loaded.index)
+    try:
+        walked = await walk(reader, loaded.snapshots)
+    finally:
+        reader.close()
+    problems = loaded.problems + walked.problems
+    if problems:
+        raise P2pbakError(f"prune stopped, nothing deleted: {problems[0]} ({len(problems)} "
+                          "problem(s)); run `p2pbak check` and fix the repository first")
+    used_packs = {loc.pack_id for b in walked.used if (loc := loaded.index.get(b))}
+    committed = await repo.list_packs()
+    indexed = loaded.indexed()
+    out = PrunePlan()
+    for pack_id, length in committed.items():
+        if pack_id not in used_packs:
+            out.drop[pack_id] = length
+            continue
+        out.keep += 1
+        out.kept_bytes += length
+        out.unused_in_kept += sum(e.length for b, e in indexed.get(pack_id, {}).items()
+                                  if b not in walked.used)
+    gone = set(out.drop) | (set(indexed) - set(committed) - used_packs)
+    for blob_id, entries in loaded.blobs.items():
+        if gone & set(entries.packs):
+            out.rewrite[blob_id] = [p for p in entries.packs if p not in gone]
+    return out, loaded
+
+
+async def prune(repo: GarbageRepository, master: bytes, dry_run: bool = False) -> PruneResult:
+    keys = Keys.derive(master)
+    todo, loaded = await plan(repo, keys)
+    result = PruneResult(todo, dry_run)
+    if dry_run:
+        return result
+    for blob_id, keep in todo.rewrite.items():
+        if keep:
+            packs = loaded.blobs[blob_id].packs
+            new_id, sealed = encode_index(keys, [(p, list(packs[p].values())) for p in keep])
+            await repo.put_index(new_id, sealed)
+    for blob_id in todo.rewrite:
+        await repo.delete_index(blob_id)
+    result.indexes_rewritten = len(todo.rewrite)
+    if todo.drop:
+        dropped = await repo.drop_packs(sorted(todo.drop))
+        result.packs_dropped = dropped["packs"]
+        result.bytes_freed = dropped["bytes"]
+        result.fragment_bytes_freed = dropped["fragment_bytes"]
+    return result
