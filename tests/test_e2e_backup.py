@@ -87,6 +87,7 @@ def test_unchanged_rerun_uploads_nothing(grid: Grid, alice: Path, tree: Path,
     assert second["packs_added"] == 0
     assert second["files_new"] == 0 and second["files_changed"] == 0
     assert second["files_unmodified"] == first_backup["files_new"]
+    assert second["bytes_read"] == 0  # unchanged files are not read again
     assert second["snapshot_id"] != first_backup["snapshot_id"]
 
 
