@@ -1,8 +1,9 @@
 """Convergence of the price update rules on simulated CES markets (paper §5.2).
 
 Prints, per starting distance F from the buffer equilibrium: the paper's Definition 4
-against the safe rule (convergence rate, median/max rounds, rounds over the target
-⌈|ln F| / ln 2⌉ + 6, negative prices); then the safe rule with 1% measurement noise and
+against the safe rule (convergence rate, median/max rounds, max rounds over the target
+⌈|ln F| / ln 2⌉ + 6, runs within it, runs within the path target ⌈(|ln F_U| + |ln F_D|) /
+ln 2⌉ + 6, negative prices); then the safe rule with 1% measurement noise and
 with only 30% of users re-optimising per round; then Theorem 2 checked numerically; and
 saves a plot of one far start under both rules.
 
@@ -41,14 +42,15 @@ def _job(args: tuple[float, str, int, Setup]) -> SweepRow:
 def _table(title: str, rows: list[SweepRow]) -> None:
     print(f"\n{title}")
     print(f"{'F':>7} {'rule':>5} {'converged':>10} {'median':>7} {'max':>5} "
-          f"{'target':>6} {'max/target':>10} {'negative':>8}")
+          f"{'target':>6} {'max/target':>10} {'in target':>9} {'in path':>7} {'negative':>8}")
     for r in rows:
         bound = round_bound(r.factor)
         ratio = "-" if r.max_rounds is None else f"{r.max_rounds / bound:.2f}"
         print(f"{r.factor:>7g} {r.update:>5} {r.converged:>4}/{r.trials:<5} "
               f"{'-' if r.median_rounds is None else f'{r.median_rounds:g}':>7} "
               f"{'-' if r.max_rounds is None else r.max_rounds:>5} {bound:>6} "
-              f"{ratio:>10} {r.negative_prices:>8}")
+              f"{ratio:>10} {r.within_bound:>9} {r.within_path_bound:>7} "
+              f"{r.negative_prices:>8}")
 
 
 def _grid(pool: ProcessPoolExecutor, trials: int, setup: Setup,

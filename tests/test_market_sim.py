@@ -22,6 +22,7 @@ from p2pbak.market.sweep import (
     Setup,
     check_uniqueness,
     effective_tol,
+    path_bound,
     round_bound,
     summarise,
     sweep,
@@ -128,9 +129,10 @@ def test_equilibrium_has_equal_buffers_and_is_unique() -> None:
 
 @pytest.mark.parametrize("angle", [0.4, 2.2, 3.9, 5.5])
 def test_safe_rule_converges_from_far_within_bound(angle: float) -> None:
-    run = simulate(ECON, far_start(P_STAR, 1000.0, angle), rounds=60, rule="safe")
+    start = far_start(P_STAR, 1000.0, angle)
+    run = simulate(ECON, start, rounds=60, rule="safe")
     assert run.converged and not run.negative
-    assert run.converged_round <= 2 * round_bound(1000.0)
+    assert run.converged_round <= path_bound(P_STAR, start) <= 2 * round_bound(1000.0)
     assert run.final == pytest.approx(P_STAR, rel=0.01)
 
 
@@ -169,4 +171,5 @@ def test_sweep_rows() -> None:
     assert safe["trials"] == 2 and safe["converged"] == 2
     empty = summarise("paper", 10.0, [])
     assert empty.median_rounds is None and empty.converged == 0
-    assert round_bound(1e4) == 20
+    assert round_bound(1e4) == 20 and round_bound(2.0) == 7
+    assert path_bound((1.0, 1.0), (8.0, 1 / 4)) == 3 + 2 + 6

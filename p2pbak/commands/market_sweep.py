@@ -53,13 +53,14 @@ def sweep_cmd(
     table = Table(title=f"{trials} markets of {agents} users per row "
                         f"(noise {noise:g}, share re-optimising {lag:g})")
     for col in ("factor", "update", "converged", "median rounds", "max rounds",
-                "≤ ⌈log2 F⌉+6", "negative prices"):
+                "≤ ⌈log2 F⌉+6", "≤ path target", "negative prices"):
         table.add_column(col, justify="right")
     for r in sorted(rows, key=lambda r: (r.factor, r.update)):
         table.add_row(f"{r.factor:g}", r.update, f"{r.converged}/{r.trials}",
                       "-" if r.median_rounds is None else f"{r.median_rounds:g}",
                       "-" if r.max_rounds is None else str(r.max_rounds),
-                      f"{r.within_bound}/{r.trials}", str(r.negative_prices))
+                      f"{r.within_bound}/{r.trials}", f"{r.within_path_bound}/{r.trials}",
+                      str(r.negative_prices))
     out.out.print(table)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pbak.market.agents import Economy, subset, supply_at
+from p2pbak.market.equilibrium import g as g_of
 from p2pbak.market.equilibrium import h as h_of
 from p2pbak.market.equilibrium import relative_gap
 from p2pbak.market.resources import Resources
@@ -71,11 +72,7 @@ def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: st
     for t in range(rounds + 1):
         chosen = _respond(e, p, chosen, lag, rng)
         supply = chosen.sum(axis=0)
-        truth_s, truth_d = _resources(supply), _resources(demand)
-        run.prices.append((p.upload, p.download))
-        run.gap.append(relative_gap(truth_s, truth_d))
-        run.g.append(tuple(float(x) for x in _g(truth_s, truth_d)))  # type: ignore[arg-type]
-        run.buffers = tuple(float(x) for x in supply / demand)  # type: ignore[assignment]
+        _record(run, p, supply, demand)
         if run.gap[-1] <= tol:
             run.converged_round = t
             break
@@ -83,22 +80,31 @@ def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: st
             break
         p, state = update(p, _noisy(supply, noise, rng), _noisy(demand, noise, rng), state,
                           rule, params)
-        if not (p.upload > 0 and p.download > 0) or not math.isfinite(p.upload + p.download):
-            run.negative = True
-            run.prices.append((p.upload, p.download))
-            break
-        if max(p.upload, p.download, 1 / p.upload, 1 / p.download) > PRICE_LIMIT:
-            run.diverged = True
-            run.prices.append((p.upload, p.download))
+        if _halted(run, p):
             break
     run.lagging = bool(state and state.lagging)
     return run
 
 
-def _g(s: Resources, d: Resources) -> tuple[float, float]:
-    from p2pbak.market.equilibrium import g
+def _record(run: Run, p: Resources, supply: np.ndarray, demand: np.ndarray) -> None:
+    truth_s, truth_d = _resources(supply), _resources(demand)
+    run.prices.append((p.upload, p.download))
+    run.gap.append(relative_gap(truth_s, truth_d))
+    run.g.append(g_of(truth_s, truth_d))
+    run.buffers = (float(supply[0] / demand[0]), float(supply[1] / demand[1]),
+                   float(supply[2] / demand[2]))
 
-    return g(s, d)
+
+def _halted(run: Run, p: Resources) -> bool:
+    """A price the market cannot run at: non-positive (paper's rule) or run away."""
+    if not (p.upload > 0 and p.download > 0):
+        run.negative = True
+    elif max(p.upload, p.download, 1 / p.upload, 1 / p.download) > PRICE_LIMIT:
+        run.diverged = True
+    else:
+        return False
+    run.prices.append((p.upload, p.download))
+    return True
 
 
 def _respond(e: Economy, p: Resources, chosen: np.ndarray | None, lag: float,

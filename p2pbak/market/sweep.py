@@ -38,6 +38,7 @@ class SweepRow:
     max_rounds: int | None
     negative_prices: int  # trials in which a price went ≤ 0
     within_bound: int  # converged within ⌈|ln F| / ln 2⌉ + 6 rounds
+    within_path_bound: int  # within ⌈(|ln F_U| + |ln F_D|) / ln 2⌉ + 6 (path_bound)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -45,7 +46,14 @@ class SweepRow:
 
 def round_bound(factor: float) -> int:
     """The target for the safe rule from a start `factor`× away: full ×2 steps, then 6."""
-    return math.ceil(abs(math.log(factor)) / math.log(2.0)) + 6
+    return math.ceil(abs(math.log(factor)) / math.log(2.0) - 1e-9) + 6
+
+
+def path_bound(p_star: tuple[float, float], start: tuple[float, float]) -> int:
+    """The target when the two prices can only travel one after the other (a resource
+    tied to another by eq. 4): full ×2 steps over both log-distances, then 6."""
+    dist = sum(abs(math.log(s / p)) for s, p in zip(start, p_star, strict=True))
+    return math.ceil(dist / math.log(2.0) - 1e-9) + 6
 
 
 def effective_tol(tol: float, noise: float) -> float:
@@ -70,30 +78,35 @@ def sweep(factors: Sequence[float], trials: int, setup: Setup = Setup(),
     for factor in factors:
         starts = trial_starts(setup, factor, trials)
         for rule in rules:
-            runs = []
+            runs, paths = [], []
             for k, (econ, angle) in enumerate(starts):
                 if econ not in economies:
                     e = make_economy(setup.agents, setup.seed + econ, setup.rho)
                     economies[econ] = (e, equilibrium(e))
                 e, p_star = economies[econ]
-                run = simulate(e, far_start(p_star, factor, angle), setup.rounds, rule,
-                               setup.noise, setup.lag, setup.seed + k,
-                               effective_tol(setup.tol, setup.noise))
+                start = far_start(p_star, factor, angle)
+                run = simulate(e, start, setup.rounds, rule, setup.noise, setup.lag,
+                               setup.seed + k, effective_tol(setup.tol, setup.noise))
                 runs.append(run)
+                paths.append(path_bound(p_star, start))
                 if progress:
                     progress(rule, factor, k, run)
-            rows.append(summarise(rule, factor, runs))
+            rows.append(summarise(rule, factor, runs, paths))
     return rows
 
 
-def summarise(rule: str, factor: float, runs: Sequence[Run]) -> SweepRow:
+def summarise(rule: str, factor: float, runs: Sequence[Run],
+              paths: Sequence[int] | None = None) -> SweepRow:
     done = [r.converged_round for r in runs if r.converged_round is not None]
+    paths = paths if paths is not None else [round_bound(factor)] * len(runs)
     return SweepRow(
         update=rule, factor=factor, trials=len(runs), converged=len(done),
         median_rounds=float(statistics.median(done)) if done else None,
         max_rounds=max(done) if done else None,
         negative_prices=sum(r.negative for r in runs),
-        within_bound=sum(1 for r in done if r <= round_bound(factor)))
+        within_bound=sum(1 for r in done if r <= round_bound(factor)),
+        within_path_bound=sum(1 for r, b in zip(runs, paths, strict=True)
+                              if r.converged_round is not None and r.converged_round <= b))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Params:
     slope0: float = 1.0  # safe: slope assumed before two points are known
     min_slope: float = 0.05
     max_slope: float = 20.0
-    min_dx: float = 1e-6  # slopes from smaller moves are mostly measurement noise
+    min_dx: float = 1e-6  # slopes from smaller moves are floating-point noise
     progress: float = 0.5
     flip_floor: float = 0.05
     lag_after: int = 2
@@ -96,7 +96,9 @@ def new_state(rule: str = "safe", params: Params = Params()) -> UpdateState:
 def update(p: Resources, supply: Resources, demand: Resources,
            state: UpdateState | None = None, rule: str = "safe",
            params: Params = Params()) -> tuple[Resources, UpdateState]:
-    """Tomorrow's prices from today's p, S(p) and d(p); returns (p', state')."""
+    """Tomorrow's prices from today's p, S(p) and d(p); returns (p', state').
+
+    `rule` picks the rule for a fresh start (state None); a stored state keeps its own."""
     state = state or new_state(rule, params)
     cur: Pair = (p.upload, p.download)
     if state.rule == "paper":
