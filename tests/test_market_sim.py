@@ -173,3 +173,17 @@ def test_sweep_rows() -> None:
     assert empty.median_rounds is None and empty.converged == 0
     assert round_bound(1e4) == 20 and round_bound(2.0) == 7
     assert path_bound((1.0, 1.0), (8.0, 1 / 4)) == 3 + 2 + 6
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_kept_resources_are_gross_substitutes(rho: float) -> None:
+    # Assumption 3 in excess-demand form: a dearer resource is supplied more, the others less
+    e = make_economy(12, seed=8, rho=rho)
+    p = np.array([1.0, *equilibrium_guess(e)])
+    base = supply_at(e, p).sum(axis=0)
+    for dear in range(3):
+        q = p.copy()
+        q[dear] *= 1.1
+        change = supply_at(e, q).sum(axis=0) - base
+        for k in range(3):
+            assert (change[k] > 0) == (k == dear)
