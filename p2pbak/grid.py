@@ -253,6 +253,10 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _last_line(text: str) -> str:
+    """The last error a process printed (unfolded), else its last line."""
+    where = text.rfind("p2pbak: error:")
+    if where >= 0:
+        return " ".join(text[where:].split())
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "(no output)"
 
