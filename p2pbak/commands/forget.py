@@ -127,7 +127,8 @@ def forget_cmd(
     groups = run(_decide(session, ids, policy, host, dry_run))
     fields = _report(rep, groups, dry_run)
     if prune:
-        result = locked(session, lambda: run(prune_repo(session, dry_run)))
+        gone = frozenset(snap["id"] for g in groups for snap in g["remove"])
+        result = locked(session, lambda: run(prune_repo(session, dry_run, gone)))
         report_prune(rep, result, fields)
     else:
         rep.summary(**fields)

@@ -28,12 +28,13 @@ DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", "-n", help="Show what would be dropped; drop nothing.")]
 
 
-async def prune_repo(session: Session, dry_run: bool) -> PruneResult:
+async def prune_repo(session: Session, dry_run: bool,
+                     forgotten: frozenset[str] = frozenset()) -> PruneResult:
     from p2pbak.datapath.prune import prune
 
     async with connect(session.config) as repo:
         master = await unlock(repo, session.passphrase)
-        return await prune(repo, master, dry_run=dry_run)
+        return await prune(repo, master, dry_run=dry_run, forgotten=forgotten)
 
 
 def locked(session: Session, fn: Any) -> Any:

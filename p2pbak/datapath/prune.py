@@ -46,8 +46,11 @@ class PruneResult:
     indexes_rewritten: int = 0
 
 
-async def plan(repo: GarbageRepository, keys: Keys) -> tuple[PrunePlan, Loaded]:
+async def plan(repo: GarbageRepository, keys: Keys,
+               forgotten: frozenset[str] = frozenset()) -> tuple[PrunePlan, Loaded]:
+    """What to drop; snapshots in `forgotten` count as gone (a dry run of forget)."""
     loaded = await load(repo, keys)
+    loaded.snapshots = [r for r in loaded.snapshots if r.id not in forgotten]
     reader = BlobReader(repo, keys, loaded.index)
     try:
         walked = await walk(reader, loaded.snapshots)
@@ -76,9 +79,10 @@ async def plan(repo: GarbageRepository, keys: Keys) -> tuple[PrunePlan, Loaded]:
     return out, loaded
 
 
-async def prune(repo: GarbageRepository, master: bytes, dry_run: bool = False) -> PruneResult:
+async def prune(repo: GarbageRepository, master: bytes, dry_run: bool = False,
+                forgotten: frozenset[str] = frozenset()) -> PruneResult:
     keys = Keys.derive(master)
-    todo, loaded = await plan(repo, keys)
+    todo, loaded = await plan(repo, keys, forgotten)
     result = PruneResult(todo, dry_run)
     if dry_run:
         return result
