@@ -150,7 +150,7 @@ def test_repair_payload_grants_and_one_transaction_move(tmp_path: Path) -> None:
             assert repair.check_fragments(info, holders, [(0, fid("p/0"), size)]) is None
             (target,) = await repair.grant_stores(w.coord, task, worker,
                                                   [(0, fid("p/0"), size)], set())
-            assert target["peer_id"] not in {*p[0:6], worker}
+            assert target["peer_id"] not in p[0:6]  # not a holder, not the owner
             tickets.verify(key, target["ticket"], op="store", fragment=fid("p/0"),
                            to=target["peer_id"])
             forged = Fragment(1, fid("p/1"), size, p[8] if target["peer_id"] != p[8] else p[6])
@@ -181,10 +181,38 @@ def test_no_supplier_left_is_a_clear_refusal(tmp_path: Path) -> None:
             assert task is not None
             size = (await store.holders(w.db, task.pack_pk or 0))[0].size
             try:
-                await repair.grant_stores(w.coord, task, p[6], [(0, fid("p/0"), size)], set())
+                await repair.grant_stores(w.coord, task, p[6], [(0, fid("p/0"), size)], {p[6]})
             except repair.NoSupplier as exc:
                 assert "no online peer" in str(exc)
             else:
                 raise AssertionError("a store was granted with no eligible supplier")
+
+    run(scenario())
+
+
+def test_failed_repair_backs_off_and_a_silent_worker_loses_its_lease(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with world(tmp_path, 8) as w:
+            p = w.peers
+            await w.add_pack("p", p[1:6], k=2, n=5)
+            await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
+            await checker.checker_job(w.coord)
+            await age_tasks(w, repair.DISPATCH_GRACE + 1)
+            payload = await repair.next_task(w.coord, p[6])
+            assert payload is not None
+            task = await store.get_task(w.db, payload["task_id"])
+            assert task is not None
+            await repair.retry_later(w.coord, task, "no supplier")
+            again = await store.get_task(w.db, task.id)
+            assert again is not None and again.state == store.QUEUED
+            assert again.attempts == 1 and again.not_before >= now() + 4
+            assert await repair.next_task(w.coord, p[7]) is None  # not yet due
+            async with w.db.transaction() as conn:
+                await conn.execute("UPDATE tasks SET not_before = 0")
+            assert await repair.next_task(w.coord, p[7]) is not None
+            await w.set_seen(p[7], now() - ONLINE_WINDOW - 1)  # the worker went silent
+            await checker.checker_job(w.coord)
+            back = await store.get_task(w.db, task.id)
+            assert back is not None and back.state == store.QUEUED and back.worker is None
 
     run(scenario())

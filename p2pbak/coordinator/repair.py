@@ -196,7 +196,8 @@ async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
     granted = await store.grants(coord.db, task.id)
     wanted = {index for index, _, _ in fragments}
     taken = {g.peer_id for g in granted if g.index not in wanted}
-    skip = exclude | taken | {h.peer_id for h in holders} | {worker, info.machine_id or ""}
+    # the worker may keep one rebuilt fragment itself: it holds none of this pack
+    skip = exclude | taken | {h.peer_id for h in holders} | {info.machine_id or ""}
     size = placement.fragment_size(info.length, info.k)
     peers = [p for p in await coordinator_peers.online(coord.db, coord.online_window)
              if p.id not in skip and p.free_bytes >= size]
@@ -226,3 +227,14 @@ async def complete(coord: Coordinator, task: store.Task, worker: str,
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))
     return moved
+
+
+async def retry_later(coord: Coordinator, task: store.Task, why: str) -> None:
+    """A repair that moved nothing waits before its next try (5 s, doubling, ≤ 5 min);
+    after MAX_ATTEMPTS tries it is closed and the checker queues a fresh one."""
+    from p2pbak.coordinator.checker import MAX_ATTEMPTS
+
+    if task.attempts + 1 >= MAX_ATTEMPTS:
+        await store.finish(coord.db, task.id, store.FAILED, {"detail": why})
+        return
+    await store.retry(coord.db, task.id, min(300, 5 * 2 ** task.attempts), why)

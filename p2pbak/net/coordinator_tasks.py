@@ -102,8 +102,7 @@ async def report(request: web.Request) -> web.Response:
         return ok()
     stored = [Fragment(f.index, f.fragment_id, f.size, f.peer_id) for f in body.stored]
     if not stored:
-        await store.finish(coord.db, task.id, store.FAILED,
-                           {"outcome": body.outcome, "detail": body.detail})
+        await repair.retry_later(coord, task, body.detail or body.outcome)
         return ok(moved=0)
     moved = await repair.complete(coord, task, worker, stored)
     return ok(moved=len(moved))

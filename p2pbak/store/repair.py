@@ -269,6 +269,19 @@ async def requeue_expired(db: Database, max_attempts: int, t: int | None = None)
     return cur.rowcount
 
 
+async def release_silent(db: Database, online_since: int) -> int:
+    """Leases held by workers that stopped heartbeating go back to the queue at once."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE tasks SET state = ?, worker = NULL, lease_expires = NULL,"
+            " attempts = attempts + 1 WHERE state = ? AND worker IN"
+            " (SELECT id FROM peers WHERE coalesce(last_seen, 0) < ? OR state != ?)",
+            (QUEUED, LEASED, online_since, ACTIVE))
+        await conn.execute("DELETE FROM task_grants WHERE task_id IN"
+                           " (SELECT id FROM tasks WHERE state != ?)", (LEASED,))
+    return cur.rowcount
+
+
 async def queued(db: Database, limit: int, t: int | None = None) -> list[Task]:
     at = now() if t is None else t
     rows = await db.all(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = ? AND not_before <= ?"
@@ -308,6 +321,18 @@ async def finish(db: Database, task_id: int, state: str, result: Any,
             (state, at, json.dumps(result), task_id, QUEUED, LEASED))
         await conn.execute("DELETE FROM task_grants WHERE task_id = ?", (task_id,))
     return cur.rowcount == 1
+
+
+async def retry(db: Database, task_id: int, delay: int, why: str,
+                t: int | None = None) -> None:
+    """Back to the queue, not before `delay` seconds from now."""
+    at = now() if t is None else t
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET state = ?, worker = NULL, lease_expires = NULL,"
+            " attempts = attempts + 1, not_before = ?, result = ? WHERE id = ? AND state = ?",
+            (QUEUED, at + delay, json.dumps({"detail": why}), task_id, LEASED))
+        await conn.execute("DELETE FROM task_grants WHERE task_id = ?", (task_id,))
 
 
 async def task_counts(db: Database) -> dict[str, dict[str, int]]:
