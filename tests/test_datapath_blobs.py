@@ -115,3 +115,13 @@ def test_exclude_patterns(path: str, patterns: list[str], expected: bool) -> Non
     from p2pbak.datapath.excludes import excluded
 
     assert excluded(path, patterns) is expected
+
+
+def test_big_blobs_compress_unless_samples_say_no() -> None:
+    noise = os.urandom(1024 * 1024)
+    text = b"the quick brown fox " * 50000
+    assert compress(noise)[:1] == b"\0" and len(compress(noise)) == len(noise) + 1
+    assert compress(text)[:1] == b"\1" and len(compress(text)) < len(text) // 50
+    # Noisy start and end, compressible middle: one shrinking sample is enough to try.
+    mixed = noise[:20000] + b"\0" * 500000 + noise[:20000]
+    assert compress(mixed)[:1] == b"\1" and decompress(compress(mixed)) == mixed

@@ -15,6 +15,7 @@ from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
 _STORED = b"\0"
 _ZSTD = b"\1"
 ZSTD_LEVEL = 3
+_SAMPLE = 16 * 1024
 
 
 class BlobType(IntEnum):
@@ -26,12 +27,25 @@ def _aad(kind: BlobType, blob_id: str) -> bytes:
     return bytes([kind]) + bytes.fromhex(blob_id)
 
 
+def _looks_incompressible(data: bytes | memoryview) -> bool:
+    """A big blob whose samples (start, middle, end) zstd cannot shrink is not tried whole:
+    already-compressed media and ciphertext cost a full compression pass for nothing."""
+    if len(data) < 4 * _SAMPLE:
+        return False
+    view = memoryview(data)
+    middle = len(view) // 2
+    sample = b"".join((view[:_SAMPLE], view[middle:middle + _SAMPLE], view[-_SAMPLE:]))
+    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(sample)
+    return len(packed) >= len(sample) * 0.98
+
+
 def compress(data: bytes | memoryview) -> bytes:
     """flag || payload: zstd when it makes the blob smaller, the raw bytes otherwise."""
-    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
-    if len(packed) < len(data):
-        return _ZSTD + packed
-    return _STORED + bytes(data)
+    if not _looks_incompressible(data):
+        packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+        if len(packed) < len(data):
+            return _ZSTD + packed
+    return b"".join((_STORED, data))
 
 
 def decompress(framed: bytes) -> bytes:
