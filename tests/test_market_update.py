@@ -147,3 +147,10 @@ def test_safe_cap_halves_on_overshoot() -> None:
     _, st2 = update(p1, Resources(1, 0.4, 1.0), d, st1)
     assert st2.cap[0] == pytest.approx(LN2 / 2)
     assert st2.overshoots == 1
+
+
+def test_empty_market_holds_prices() -> None:
+    p = prices(0.5, 2.0)
+    for rule in ("paper", "safe"):
+        new, state = update(p, Resources(10, 1, 1), Resources(5, 0, 1), None, rule)
+        assert new == p and state == new_state(rule)

@@ -50,7 +50,7 @@ def plot_runs(runs: dict[str, Run], p_star: tuple[float, float], path: Path,
         if run.negative or run.diverged:
             what = "next price ≤ 0" if run.negative else "prices ran away"
             ax_g.annotate(f"{label}: {what}", (len(run.gap) - 1, run.gap[-1]),
-                          textcoords="offset points", xytext=(5, -25), fontsize=8,
+                          textcoords="offset points", xytext=(-110, -30), fontsize=8,
                           arrowprops={"arrowstyle": "->"})
     ax_p.set_yscale("log")
     ax_p.axhline(1.0, color="grey", lw=0.8)

@@ -98,9 +98,12 @@ def update(p: Resources, supply: Resources, demand: Resources,
            params: Params = Params()) -> tuple[Resources, UpdateState]:
     """Tomorrow's prices from today's p, S(p) and d(p); returns (p', state').
 
-    `rule` picks the rule for a fresh start (state None); a stored state keeps its own."""
+    `rule` picks the rule for a fresh start (state None); a stored state keeps its own.
+    A day with no supply or no demand of some resource measures nothing: prices are held."""
     state = state or new_state(rule, params)
     cur: Pair = (p.upload, p.download)
+    if min(supply.as_tuple()) <= 0 or min(demand.as_tuple()) <= 0:
+        return p, state
     if state.rule == "paper":
         val = g_of(supply, demand)
         # rounding noise relative to d_X/d_S, so that "g = 0" and "g = g'" mean the same
