@@ -180,6 +180,25 @@ def _bob_cannot_touch_alices_fragment(grid: Grid, alice: dict, bob: dict) -> Non
     assert http("GET", _frag_url(same), headers={tickets.HEADER: same["ticket"]})[0] == 200
 
 
+def test_bad_requests_get_4xx_with_a_message(grid: Grid, alice: dict) -> None:
+    peer = grid.peers[0].process.url
+    auth = {**alice["auth"], "Content-Type": "application/json"}
+    cases = [
+        ("POST", f"{grid.url}/v1/packs/plan", b"{not json", auth),
+        ("POST", f"{grid.url}/v1/packs/plan", b'{"size": 10, "extra": 1}', auth),
+        ("POST", f"{grid.url}/v1/packs/plan", b'{"size": "ten"}', auth),
+        ("POST", f"{grid.url}/v1/packs/exists", b"[]", auth),
+        ("GET", f"{grid.url}/v1/packs/..%2F..%2Fetc", None, auth),
+        ("GET", f"{peer}/v1/fragments/..%2F..%2Fconfig.toml", None, {}),
+        ("GET", f"{peer}/v1/fragments/{'g' * 64}", None, {}),
+        ("PUT", f"{peer}/v1/fragments/{'a' * 63}", b"x", {}),
+    ]
+    for method, url, body, headers in cases:
+        status, raw = http(method, url, body, headers)
+        assert 400 <= status < 500, (method, url, status, raw)
+        assert json.loads(raw)["error"], (method, url)
+
+
 def test_database_holds_no_file_names(grid: Grid, alice: dict, tree: Path) -> None:
     raw = b"".join(p.read_bytes() for p in grid.db.parent.glob(grid.db.name + "*"))
     assert raw, "the coordinator database is empty"
