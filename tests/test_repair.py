@@ -160,6 +160,8 @@ def test_repair_payload_grants_and_one_transaction_move(tmp_path: Path) -> None:
             assert moved == [good]
             placed = {h.index: h.peer_id for h in await store.holders(w.db, pk)}
             assert placed[0] == target["peer_id"] and placed[1] == p[2]
+            dropped = await w.db.all("SELECT peer_id, fragment_id FROM deletions")
+            assert [tuple(r) for r in dropped] == [(p[1], fid("p/0"))]  # the departed copy
             done = await store.get_task(w.db, task.id)
             assert done is not None and done.state == store.DONE
             assert await checker.checker_job(w.coord) == 0  # back at total

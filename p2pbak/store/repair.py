@@ -376,8 +376,9 @@ async def grants(db: Database, task_id: int) -> list[Fragment]:
 
 async def move_placements(db: Database, task: Task, worker: str, stored: Sequence[Fragment],
                           t: int | None = None) -> list[Fragment]:
-    """In one transaction: each granted stored fragment replaces its index's placement, and
-    the task is done. Returns the fragments moved (ungranted or clashing ones are not)."""
+    """In one transaction: each granted stored fragment replaces its index's placement (the
+    old copy goes on its holder's delete list), and the task is done. Returns the fragments
+    moved (ungranted or clashing ones are not)."""
     at = now() if t is None else t
     moved = []
     async with db.transaction() as conn:
@@ -388,8 +389,13 @@ async def move_placements(db: Database, task: Task, worker: str, stored: Sequenc
         for f in stored:
             if not await _granted(conn, task.id, f) or await _holds(conn, task.pack_pk, f):
                 continue
+            old = await fetch_one(conn, "SELECT peer_id, fragment_id, size FROM fragments"
+                                  " WHERE pack_pk = ? AND idx = ?", (task.pack_pk, f.index))
             await conn.execute("DELETE FROM fragments WHERE pack_pk = ? AND idx = ?",
                                (task.pack_pk, f.index))
+            if old is not None and old[0] != f.peer_id:
+                await conn.execute("INSERT OR IGNORE INTO deletions(peer_id, fragment_id, size,"
+                                   " queued) VALUES (?, ?, ?, ?)", (*old, at))
             await conn.execute(
                 "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
