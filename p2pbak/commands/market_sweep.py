@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.market_simulate import check_market_options
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import P2pbakError
+
+if TYPE_CHECKING:
+    from p2pbak.market.sweep import Setup, SweepRow
 
 
 def parse_factors(text: str) -> list[float]:
@@ -40,10 +45,10 @@ def sweep_cmd(
     if trials < 1:
         raise P2pbakError("--trials must be at least 1")
     wanted = parse_factors(factors)
-    from p2pbak.market.sweep import Setup, round_bound, sweep
+    from p2pbak.market.sweep import Setup, round_bound
 
     setup = Setup(agents=agents, rounds=rounds, seed=seed, noise=noise, lag=lag, rho=rho)
-    rows = sweep(wanted, trials, setup)
+    rows = _run(wanted, trials, setup, show=not (json or quiet))
     for row in rows:
         out.summary(**row.to_dict(), round_bound=round_bound(row.factor))
     if json or quiet:
@@ -51,9 +56,11 @@ def sweep_cmd(
     from rich.table import Table
 
     table = Table(title=f"{trials} markets of {agents} users per row "
-                        f"(noise {noise:g}, share re-optimising {lag:g})")
-    for col in ("factor", "update", "converged", "median rounds", "max rounds",
-                "≤ ⌈log2 F⌉+6", "≤ path target", "negative prices"):
+                        f"(noise {noise:g}, share re-optimising {lag:g})",
+                  caption="rounds to convergence; in target: ≤ ⌈log2 F⌉+6, "
+                          "in path: ≤ ⌈log2 F_U + log2 F_D⌉+6")
+    for col in ("F", "rule", "converged", "median", "max", "in target", "in path",
+                "negative"):
         table.add_column(col, justify="right")
     for r in sorted(rows, key=lambda r: (r.factor, r.update)):
         table.add_row(f"{r.factor:g}", r.update, f"{r.converged}/{r.trials}",
@@ -62,6 +69,20 @@ def sweep_cmd(
                       f"{r.within_bound}/{r.trials}", f"{r.within_path_bound}/{r.trials}",
                       str(r.negative_prices))
     out.out.print(table)
+
+
+def _run(factors: list[float], trials: int, setup: Setup, show: bool) -> list[SweepRow]:
+    """The sweep, with a progress bar for people."""
+    from p2pbak.market.sweep import sweep
+
+    if not show:
+        return sweep(factors, trials, setup)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("markets", total=len(factors) * trials * 2)
+        return sweep(factors, trials, setup,
+                     progress=lambda rule, factor, k, run: bar.advance(task))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,5 @@
 """The market simulator (§5.2): agents re-optimise each round at the current prices, the
-price update (THE SAME `update.update` the coordinator's daily job calls) moves p.
+price update (the very `update.update` the coordinator's daily job calls) moves p.
 
 Options: multiplicative noise on the S and d the update sees (the truth decides
 convergence), and lag (only a share of agents re-optimise each round; the rest keep
