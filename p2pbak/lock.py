@@ -28,6 +28,7 @@ LOCK_NAME = "backup.lock"
 _POLL = 0.2  # seconds between attempts while waiting for --retry-lock
 _UNWRITTEN_GRACE = 10.0  # a lock file still empty after this long lost its creator
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS}
+RETRY_HINT = "wait or use --retry-lock 5m"
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ class Holder:
 
 
 @contextmanager
-def machine_lock(lock_dir: Path, *, retry: float = 0.0,
-                 command: str = "backup") -> Iterator[None]:
+def machine_lock(lock_dir: Path, *, retry: float = 0.0, command: str = "backup",
+                 hint: str = RETRY_HINT) -> Iterator[None]:
     """Hold this machine's lock for the body; wait up to `retry` seconds for a live holder.
 
-    Raises errors.Locked (exit code 11) when the lock is still held after `retry` seconds.
+    Raises errors.Locked (exit code 11) when the lock is still held after `retry` seconds;
+    its message names the holder and ends with `hint` (what the user can do).
     """
     lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = lock_dir / LOCK_NAME
@@ -63,7 +65,7 @@ def machine_lock(lock_dir: Path, *, retry: float = 0.0,
         if fd is not None:
             break
         if time.monotonic() >= deadline:
-            raise Locked(_held_message(command, holder))
+            raise Locked(_held_message(command, holder, hint))
         time.sleep(min(_POLL, max(deadline - time.monotonic(), 0.0)))
     try:
         yield
@@ -93,10 +95,9 @@ def parse_duration(text: str) -> float:
     return float(sum(float(n) * scale[u] for n, u in parts))
 
 
-def _held_message(command: str, holder: Holder | None) -> str:
+def _held_message(command: str, holder: Holder | None, hint: str) -> str:
     who = f" ({holder.describe()})" if holder is not None else ""
-    return (f"another {holder.command if holder else command} is running{who}; "
-            "wait or use --retry-lock 5m")
+    return f"another {holder.command if holder else command} is running{who}; {hint}"
 
 
 def _try_acquire(path: Path, command: str) -> tuple[int | None, Holder | None]:
@@ -201,4 +202,5 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["LOCK_NAME", "Holder", "machine_lock", "parse_duration", "read_holder"]
+__all__ = ["LOCK_NAME", "RETRY_HINT", "Holder", "machine_lock", "parse_duration",
+           "read_holder"]

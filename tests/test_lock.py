@@ -124,6 +124,15 @@ def test_same_process_cannot_take_it_twice(tmp_path: Path) -> None:
         pass
 
 
+def test_message_names_the_holders_command_and_the_hint(tmp_path: Path) -> None:
+    with (machine_lock(tmp_path, command="prune"), pytest.raises(Locked) as caught,
+          machine_lock(tmp_path, hint="try later")):
+        pass
+    text = str(caught.value)
+    assert text.startswith(f"another prune is running (pid {os.getpid()} on ")
+    assert text.endswith("; try later")
+
+
 def test_empty_lock_file_of_a_live_creator_is_respected(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text("")  # a creator between O_EXCL and writing its record
     with pytest.raises(Locked), machine_lock(tmp_path):
