@@ -3,7 +3,8 @@
 total−k holders of a pack are SIGKILLed and it still restores; the coordinator (fast
 checker, short departure timeout) has peer agents rebuild the lost fragments on fresh
 peers until every pack is back at `total`; then total−k more holders die, every original
-holder among them, and the backup restores again from repaired fragments alone.
+holder among them, and the backup restores again from repaired fragments alone. The
+coordinator is SIGKILLed and restarted while repairs are under way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.test_e2e_repair_support import (
     live_holders,
     placed_on,
     query,
+    restart_coordinator,
     start_fast_grid,
     wait_until,
 )
@@ -79,6 +81,10 @@ def test_repair_brings_packs_back_to_total_and_survives_a_second_loss(
         "some pack must be left with exactly k holders"
     restore_identical(grid, alice, tree, tmp_path / "after-first-loss")
 
+    # the coordinator dies mid-repair: tasks, leases and placements are in its database
+    wait_until(lambda: query(grid, "SELECT count(*) FROM tasks WHERE kind = 'repair'")[0][0]
+               > 0, 60, "a repair queued", grid)
+    restart_coordinator(grid)
     wait_until(lambda: all_at_total(grid), 150, "every pack back at total", grid)
     done = query(grid, "SELECT count(*) FROM tasks WHERE kind = 'repair' AND state = 'done'")
     assert done[0][0] >= len(code)

@@ -43,6 +43,18 @@ def start_fast_grid(root: Path, peers: int, serve_args: Sequence[str] = SERVE_AR
     return grid
 
 
+def restart_coordinator(grid: Grid, serve_args: Sequence[str] = SERVE_ARGS) -> None:
+    """SIGKILL the coordinator and start it again on the same port and database."""
+    from urllib.parse import urlsplit
+
+    grid.coordinator.kill()
+    port = urlsplit(grid.url).port
+    grid.coordinator = spawn("coordinator", ["serve", "--db", str(grid.db), "--listen",
+                                             f"{HOST}:{port}", *serve_args],
+                             grid.root / "logs" / "coordinator-restarted.log", grid.url)
+    wait_http(f"{grid.url}/v1/health", grid.coordinator)
+
+
 def add_peers(grid: Grid, count: int) -> list[Peer]:
     first = len(grid.peers) + 1
     started = [grid.start_peer(f"peer{i:02d}", heartbeat=HEARTBEAT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("p2pbak.peer")
 
 STORE_ROUNDS = 3  # ticket requests per repair: failed suppliers are excluded next round
-REPORT_TRIES = 3
 
 Report = dict[str, Any]
 
@@ -86,8 +86,12 @@ class TaskLoop:
         return {"outcome": "failed", "detail": f"unknown task kind {kind!r}"}
 
     async def _report(self, task: dict[str, Any], report: Report) -> None:
+        """Hand the outcome in; while the coordinator is away, retry until the lease lapses
+        (then the task runs again elsewhere and this report would be refused anyway)."""
         path = f"/v1/tasks/{int(task['task_id'])}/report"
-        for attempt in range(REPORT_TRIES):
+        give_up = time.monotonic() + float(task.get("lease", 60))
+        delay = min(1.0, self.interval)
+        while True:
             try:
                 await self.coord.call("POST", path, report)
                 return
@@ -95,9 +99,12 @@ class TaskLoop:
                 log.warning("report of task %s refused: %s", task["task_id"], exc)
                 return
             except P2pbakError:
-                await asyncio.sleep(self.interval * (attempt + 1))
-        log.warning("could not report task %s: its lease will lapse and it runs again",
-                    task["task_id"])
+                if time.monotonic() + delay > give_up:
+                    log.warning("could not report task %s: it will run again",
+                                task["task_id"])
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 # -- audits and tests ----------------------------------------------------------------
