@@ -138,14 +138,15 @@ def test_json_lines_of_real_runs_are_documented(tmp_path: Path) -> None:
         for args in (["backup", str(src)], ["snapshots"], ["ls", "latest"],
                      ["restore", "latest", "--target", str(tmp_path / "r")], ["status"],
                      ["supply", "set", "--space", "1GB"], ["supply", "show", "--prices"],
-                     ["market", "prices"]):
+                     ["market", "prices"], ["check"],
+                     ["forget", "--keep-last", "1", "--dry-run"], ["prune", "--dry-run"]):
             lines += _json_lines(_cli(*args, "--json", env=env))
     finally:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
     kinds = {ln["message_type"] for ln in lines}
-    assert {"summary", "snapshot", "node", "status"} <= kinds
+    assert {"summary", "snapshot", "node", "status", "group"} <= kinds
     assert_documented(lines)
 
 
