@@ -83,10 +83,13 @@ async def read_body(request: web.Request, cap: int) -> bytes:
     if declared is not None and declared > cap:
         fail(413, f"request body of {declared} bytes is over this route's limit of {cap}")
     data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * KIB):
-        data += chunk
-        if len(data) > cap:
-            fail(413, f"request body is over this route's limit of {cap} bytes")
+    try:
+        async for chunk in request.content.iter_chunked(64 * KIB):
+            data += chunk
+            if len(data) > cap:
+                fail(413, f"request body is over this route's limit of {cap} bytes")
+    except ConnectionResetError:  # the client went away mid-body (killed, stopping)
+        fail(400, "the connection was lost before the whole body arrived")
     return bytes(data)
 
 
