@@ -4,7 +4,9 @@ receipts pay once and only the peer a genuine ticket names, freezing and alerts.
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pbak.coordinator import billing
+from p2pbak.coordinator import accounts, billing
 from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
@@ -235,25 +237,24 @@ def test_freezing_and_alerts_follow_the_balance() -> None:
     async def scenario(tmp: Path) -> None:
         coord = await open_coord(tmp, max_deficit=1000)
         try:
-            assert await billing.backup_refusal(coord, "alice") is None
+            assert await accounts.backup_refusal(coord, "alice") is None
             _, table = await billing.current_prices(coord)
             # a backup costing 800 µc: past the alert line (750), not frozen
             await billing.charge_backup(coord, "alice", "01" * 32, 800 * rules.GB // table.backup)
-            state = await billing.account_state(coord, "alice")
+            state = await accounts.account_state(coord, "alice")
             assert state.low and not state.frozen and state.health.startswith("low")
-            assert await billing.check_accounts(coord) == [("alice", "low")]
-            assert await billing.check_accounts(coord) == []  # raised once
+            assert await bank.alert(coord.db, "alice") is not None  # raised by the charge
+            assert (await bank.alert(coord.db, "alice"))[0] == "low"  # type: ignore[index]
+            assert await accounts.check_accounts(coord) == []  # no SMTP: nothing mailed
             await billing.charge_backup(coord, "alice", "02" * 32, 300 * rules.GB // table.backup)
-            refusal = await billing.backup_refusal(coord, "alice")
+            refusal = await accounts.backup_refusal(coord, "alice")
             assert refusal is not None and "frozen" in refusal and "\n" not in refusal
-            assert await billing.check_accounts(coord) == [("alice", "frozen")]
             assert (await bank.alert(coord.db, "alice"))[0] == "frozen"  # type: ignore[index]
             # earning (a receipt for alice's peer) brings it back above the limit
             await billing.settle_receipt(coord, machine_id(0), ticket(coord, "store", 1, 0,
                                                                       rules.GB))
-            assert await billing.backup_refusal(coord, "alice") is None
-            await billing.check_accounts(coord)
-            assert await bank.alert(coord.db, "alice") is None
+            assert await accounts.backup_refusal(coord, "alice") is None
+            assert await bank.alert(coord.db, "alice") is None  # cleared by the earning
             await check_ledger(coord)
         finally:
             await coord.stop()
@@ -262,17 +263,17 @@ def test_freezing_and_alerts_follow_the_balance() -> None:
 
 
 def test_credits_are_parsed_and_shown_exactly() -> None:
-    assert billing.parse_credits("0.000001") == 1
-    assert billing.parse_credits("10") == 10 * rules.MICRO
-    assert billing.credits(-1_500_000) == "-1.5" and billing.credits(7) == "0.000007"
+    assert accounts.parse_credits("0.000001") == 1
+    assert accounts.parse_credits("10") == 10 * rules.MICRO
+    assert accounts.credits(-1_500_000) == "-1.5" and accounts.credits(7) == "0.000007"
     for bad in ("-1", "0.0000001", "ten", "nan"):
         with pytest.raises(Exception, match="cannot read credits"):
-            billing.parse_credits(bad)
+            accounts.parse_credits(bad)
 
 
 def test_email_only_to_addresses() -> None:
-    assert billing.email_address("ann@example.org") == "ann@example.org"
-    assert billing.email_address("ann") is None and billing.email_address("a@b") is None
+    assert accounts.email_address("ann@example.org") == "ann@example.org"
+    assert accounts.email_address("ann") is None and accounts.email_address("a@b") is None
 
 
 def test_audit_catches_a_broken_ledger() -> None:
@@ -291,3 +292,66 @@ def test_audit_catches_a_broken_ledger() -> None:
             await coord.stop()
 
     run(scenario)
+
+
+def smtp_server() -> tuple[int, list[bytes], threading.Thread]:
+    """A one-session SMTP server on loopback that keeps the messages it is sent."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    got: list[bytes] = []
+
+    def session() -> None:
+        conn, _ = srv.accept()
+        with conn, srv, conn.makefile("rb") as lines:
+            conn.sendall(b"220 test ESMTP\r\n")
+            body: list[bytes] | None = None
+            for line in lines:
+                if body is not None:
+                    if line == b".\r\n":
+                        got.append(b"".join(body))
+                        body = None
+                        conn.sendall(b"250 queued\r\n")
+                    else:
+                        body.append(line)
+                    continue
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    body = []
+                    conn.sendall(b"354 go on\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=session, daemon=True)
+    thread.start()
+    return srv.getsockname()[1], got, thread
+
+
+def test_new_alert_is_mailed_once() -> None:
+    port, got, thread = smtp_server()
+
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, max_deficit=1000, smtp_host="127.0.0.1",
+                                 smtp_port=port, smtp_from="bank@example.org")
+        try:
+            await coordinator_users.create_user(
+                coord.db, user="ann@example.org", salt=b"s", login_hash=b"h",
+                login_hash_key=b"k", keyfile=b"f", machine_id="f" * 32, machine_name="m",
+                secret_hash=b"x")
+            _, table = await billing.current_prices(coord)
+            await billing.charge_backup(coord, "ann@example.org", "04" * 32,
+                                        900 * rules.GB // table.backup)
+            assert await accounts.check_accounts(coord) == [("ann@example.org", "low")]
+            assert await accounts.check_accounts(coord) == []  # mailed once
+        finally:
+            await coord.stop()
+
+    run(scenario)
+    thread.join(10)
+    assert len(got) == 1
+    mail = got[0].decode()
+    assert "To: ann@example.org" in mail and "From: bank@example.org" in mail
+    assert "low" in mail and "p2pbak supply set" in mail

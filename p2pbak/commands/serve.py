@@ -70,7 +70,8 @@ def serve(
     import asyncio
     import logging
 
-    from p2pbak.coordinator.billing import MarketSettings, parse_credits
+    from p2pbak.coordinator.accounts import parse_credits
+    from p2pbak.coordinator.billing import MarketSettings
     from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.net.coordinator_server import ServeOptions
     from p2pbak.net.coordinator_server import serve as run

@@ -35,7 +35,7 @@ def _region_lines(q: dict[str, Any]) -> list[str]:
 
 def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
     from p2pbak.config import format_size
-    from p2pbak.coordinator.billing import credits
+    from p2pbak.coordinator.accounts import credits
 
     caps = q["caps"]
     rep.say("lending: " + ", ".join(f"{n} {cap_text(int(caps[n]), r)}" for n, r in NAMES))

@@ -7,7 +7,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import billing
+from p2pbak.coordinator import accounts, billing
 from p2pbak.coordinator import prices as market_prices
 from p2pbak.net.coordinator_common import caller, coordinator, ok
 from p2pbak.net.validate import Body, Count, fail, parse
@@ -53,7 +53,7 @@ async def receipts(request: web.Request) -> web.Response:
 async def account(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     return web.json_response({"user": machine.user,
-                              **await billing.account_summary(coord, machine.user)})
+                              **await accounts.account_summary(coord, machine.user)})
 
 
 @routes.get("/v1/prices")
@@ -84,5 +84,5 @@ async def quote(request: web.Request) -> web.Response:
     body = await parse(request, CapsBody)
     answer = await market_prices.supply_quote(coord, machine.user, machine.id, body.space,
                                               body.upload, body.download)
-    answer["account"] = (await billing.account_state(coord, machine.user)).to_dict()
+    answer["account"] = (await accounts.account_state(coord, machine.user)).to_dict()
     return web.json_response(answer)

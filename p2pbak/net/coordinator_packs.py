@@ -10,7 +10,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import billing, placement
+from p2pbak.coordinator import accounts, billing, placement
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net import tickets
 from p2pbak.net.coordinator_common import caller, ok
@@ -66,7 +66,7 @@ class ExistsBody(Body):
 async def plan(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, PlanBody)
-    refusal = await billing.backup_refusal(coord, machine.user)
+    refusal = await accounts.backup_refusal(coord, machine.user)
     if refusal is not None:  # frozen (§2.4): no new backups; restores never ask
         fail(402, refusal)
     peers = await coordinator_peers.online(coord.db, coord.online_window, exclude=machine.id)

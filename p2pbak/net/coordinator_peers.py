@@ -8,7 +8,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import AfterValidator
 
-from p2pbak.coordinator import billing, placement
+from p2pbak.coordinator import accounts, placement
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import Body, Count, fail, parse
 from p2pbak.store import coordinator_blobs, coordinator_packs, coordinator_peers
@@ -91,5 +91,5 @@ async def status(request: web.Request) -> web.Response:
             "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
             "availability": code.availability, "meets_target": code.meets_target},
         "availability": None if code is None else code.availability,
-        "account": await billing.account_summary(coord, machine.user),  # §2.4 bank
+        "account": await accounts.account_summary(coord, machine.user),  # §2.4 bank
     })

@@ -324,6 +324,13 @@ async def set_alert(db: Database, user: str, level: str | None) -> bool:
     return old is None or (old[0], level) == ("low", "frozen")
 
 
+async def unmailed_alerts(db: Database) -> list[tuple[str, str]]:
+    """(user, level) of open alerts no e-mail was sent for yet."""
+    rows = await db.all("SELECT user_name, level FROM alerts WHERE emailed = 0"
+                        " ORDER BY user_name")
+    return [(r[0], r[1]) for r in rows]
+
+
 async def mark_emailed(db: Database, user: str) -> None:
     async with db.transaction() as conn:
         await conn.execute("UPDATE alerts SET emailed = 1 WHERE user_name = ?", (user,))

@@ -1,0 +1,165 @@
+"""Accounts (paper §2.4, §3.1 "Handling Low Account Balances"): the maximum deficit,
+freezing, low-balance alerts and the e-mail that tells the user.
+
+An account at or below −max deficit may not start a backup (the plan route answers 402);
+restores are never refused. At ¾ of the limit (p2pbak.market.bank) an alert is raised. Alerts
+are refreshed whenever a user's balance moves and by the billing job; the job also mails
+alerts not yet sent, through `serve --smtp-host`, to users whose name is an e-mail address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from p2pbak.coordinator.billing import MarketSettings, current_prices
+from p2pbak.market import bank as rules
+from p2pbak.store import bank
+from p2pbak.store.bank import user_account
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.accounts")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    balance: int  # µc
+    limit: int  # maximum deficit, µc (positive)
+    frozen: bool
+    low: bool
+
+    @property
+    def health(self) -> str:
+        if self.frozen:
+            return ("frozen: backups paused until this computer earns "
+                    f"{credits(1 - self.limit - self.balance)} credits "
+                    "(keep its peer online)")
+        if self.low:
+            return "low: keep this computer online to earn"
+        return "healthy"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"balance": self.balance, "max_deficit": self.limit, "frozen": self.frozen,
+                "low": self.low, "health": self.health,
+                "alert_threshold": rules.alert_threshold(self.limit)}
+
+
+def credits(micro: int) -> str:
+    """µc as credits with 6 decimals, trailing zeros dropped: -1500000 → '-1.5'."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), rules.MICRO)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return sign + text
+
+
+async def daily_storage_charge(coord: Coordinator, user: str) -> int:
+    """What a day of the user's current data costs at today's prices (µc)."""
+    _, table = await current_prices(coord)
+    data, _ = await bank.holdings(coord.db)
+    return math.ceil(table.storage * data.get(user, 0) / rules.GB)
+
+
+async def account_state(coord: Coordinator, user: str) -> AccountState:
+    settings: MarketSettings = coord.market
+    limit = settings.max_deficit if settings.max_deficit is not None else \
+        rules.max_deficit(await daily_storage_charge(coord, user))
+    bal = await bank.balance(coord.db, user_account(user))
+    return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit))
+
+
+async def account_summary(coord: Coordinator, user: str) -> dict[str, object]:
+    """The account as `status` and GET /v1/account show it: state, open alert, prices."""
+    state = await account_state(coord, user)
+    raised = await bank.alert(coord.db, user)
+    p, table = await current_prices(coord)
+    return {**state.to_dict(),
+            "alert": None if raised is None else {"level": raised[0], "raised": raised[1]},
+            "prices": {"p": p.to_dict(), "micro": table.to_dict()}}
+
+
+async def backup_refusal(coord: Coordinator, user: str) -> str | None:
+    """Why this user may not start a backup now (None: it may). Restores never ask."""
+    state = await account_state(coord, user)
+    if not state.frozen:
+        return None
+    return (f"account frozen: balance {credits(state.balance)} credits is at the maximum "
+            f"deficit of {credits(state.limit)}; keep this computer's peer online to earn "
+            "credits (restores still work, nothing stored is touched)")
+
+
+async def refresh_alert(coord: Coordinator, user: str) -> str | None:
+    """Raise, worsen or clear the user's alert from its balance now; the level in force."""
+    state = await account_state(coord, user)
+    level = "frozen" if state.frozen else "low" if state.low else None
+    await bank.set_alert(coord.db, user, level)
+    return level
+
+
+async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
+    """Refresh every user's alert, then mail those not mailed yet (when serve has SMTP
+    settings and the user name is an address). Returns the (user, level) mailed."""
+    for user, _ in await bank.user_accounts(coord.db):
+        await refresh_alert(coord, user)
+    mailed = []
+    for user, level in await bank.unmailed_alerts(coord.db):
+        if await _email(coord.market, user, await account_state(coord, user)):
+            await bank.mark_emailed(coord.db, user)
+            mailed.append((user, level))
+    return mailed
+
+
+def email_address(user: str) -> str | None:
+    """User names that are e-mail addresses are written to; others have no address."""
+    local, at, domain = user.partition("@")
+    return user if at and local and "." in domain.strip(".") else None
+
+
+async def _email(settings: MarketSettings, user: str, state: AccountState) -> bool:
+    to = email_address(user)
+    if not (settings.smtp_host and settings.smtp_from and to):
+        return False
+    try:
+        await asyncio.to_thread(send_mail, settings, to, state)
+    except OSError as exc:
+        log.warning("low-balance mail to %s failed: %s", to, exc)
+        return False
+    return True
+
+
+def send_mail(settings: MarketSettings, to: str, state: AccountState) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"] = settings.smtp_from, to
+    msg["Subject"] = f"p2pbak: your backup account is {state.health.split(':')[0]}"
+    msg.set_content(
+        f"Your p2pbak account balance is {credits(state.balance)} credits; backups pause "
+        f"at -{credits(state.limit)}.\n\n{state.health}.\nRestores always work. Keep a "
+        "computer running `p2pbak peer run` online to earn credits, or lend more space or "
+        "bandwidth with `p2pbak supply set`.\n")
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        smtp.send_message(msg)
+
+
+
+
+def parse_credits(text: str) -> int:
+    """'10', '0.5', '0.000001' credits → exact µc (a one-line error otherwise)."""
+    from decimal import Decimal, InvalidOperation
+
+    from p2pbak.errors import P2pbakError
+
+    try:
+        value = Decimal(text.strip()) * rules.MICRO
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
+        raise P2pbakError(f"cannot read credits {text!r}: write a non-negative amount with "
+                          "at most 6 decimals, e.g. 10 or 0.5")
+    return int(value)
