@@ -17,7 +17,7 @@ from p2pbak.coordinator.billing import DAY, OVERHEADS, current_prices
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
-from p2pbak.market.resources import Resources, Services
+from p2pbak.market.resources import Resources, Services, prices
 from p2pbak.market.supply import (
     DEFAULT_MIX,
     GB,
@@ -32,6 +32,9 @@ from p2pbak.store.bank import PriceRow
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
+# Caps are the supply users state, and they rarely move: a gap that prices cannot close
+# (S does not answer p) must not walk a price to 0 or to infinity.
+PRICE_BOUNDS = (1e-3, 1e3)
 PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
 
@@ -96,7 +99,10 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
                              f"{why} measured: prices held")
     measured = g(supply, demand)
     new_p, new_state = update(p, supply, demand, state, rule=settings.rule)
-    return await _record(coord, t, new_p, new_state, measured, supply, demand, "")
+    bounded = prices(*(min(max(x, PRICE_BOUNDS[0]), PRICE_BOUNDS[1])
+                       for x in (new_p.upload, new_p.download)))
+    note = "" if bounded == new_p else "price held at its bound"
+    return await _record(coord, t, bounded, new_state, measured, supply, demand, note)
 
 
 async def _record(coord: Coordinator, t: int, p: Resources, state: UpdateState | None,

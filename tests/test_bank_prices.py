@@ -1,0 +1,82 @@
+"""The price job on a real coordinator database: history rows, g(p) from the measured S and
+d, the update's direction, its state carried from row to row, prices kept in bounds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from p2pbak.coordinator import prices as job
+from p2pbak.market.equilibrium import g, h
+from p2pbak.market.resources import Resources
+from p2pbak.store import bank, coordinator_peers
+from tests.test_bank import USERS, machine_id, open_coord, run, store_pack
+
+
+async def _online(coord: object, n: int) -> None:
+    for i in range(n):
+        await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(i),  # type: ignore[attr-defined]
+                                          url=f"http://127.0.0.1:{9000 + i}",
+                                          subnet="127.0.0.0/24", stored_bytes=0,
+                                          free_bytes=10**11)
+
+
+def test_price_job_measures_g_and_moves_prices_against_it() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, price_interval=0)
+        try:
+            await _online(coord, len(USERS))
+            first = await job.price_job(coord)
+            assert first is not None and first.note == "initial prices" and first.g is None
+            assert (first.p_upload, first.p_download) == (1.0, 1.0)
+            held = await job.price_job(coord)  # nothing stored yet: no demand to read
+            assert held is not None and held.g is None and "no demand" in held.note
+            await store_pack(coord, 0, "ee" * 32, [1, 2, 3], size=10**9)
+            row = await job.price_job(coord)
+            assert row is not None and row.g is not None and row.note == ""
+            supply = Resources.from_dict(row.supply)  # type: ignore[arg-type]
+            demand = Resources.from_dict(row.demand)  # type: ignore[arg-type]
+            assert row.g == g(supply, demand)
+            hu, hd = h(supply, demand)
+            # a resource in surplus (h > 0) gets cheaper, a scarce one dearer
+            assert math.copysign(1, 1.0 - row.p_upload) == math.copysign(1, hu)
+            assert math.copysign(1, 1.0 - row.p_download) == math.copysign(1, hd)
+            assert await job.price_job(coord) is not None
+            history = await bank.price_history(coord.db)
+            assert [r.id for r in history] == sorted(r.id for r in history)
+            assert history[-1].state["p"] == [row.p_upload, row.p_download]
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_prices_stay_positive_and_bounded_whatever_the_gap() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, price_interval=0)
+        try:
+            await _online(coord, len(USERS))
+            await store_pack(coord, 0, "ef" * 32, [1, 2], size=10**6)
+            for _ in range(40):  # caps do not answer prices: the gap never closes
+                await job.price_job(coord)
+            lo, hi = job.PRICE_BOUNDS
+            for r in await bank.price_history(coord.db):
+                assert lo <= r.p_upload <= hi and lo <= r.p_download <= hi
+                assert r.prices["upload"] >= 0 and r.prices["space"] == 1_000_000
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_no_new_row_before_the_interval_is_over() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, price_interval=3600)
+        try:
+            assert await job.price_job(coord) is not None
+            assert await job.price_job(coord) is None  # a restart adds no row either
+            assert len(await bank.price_history(coord.db)) == 1
+        finally:
+            await coord.stop()
+
+    run(scenario)
