@@ -9,4 +9,7 @@ supply_app = typer.Typer(help="What this machine lends: space, upload, download 
 peer_app = typer.Typer(help="The peer agent that stores other users' fragments.",
                        no_args_is_help=True)
 
-GROUPS = {"market": market_app, "supply": supply_app, "peer": peer_app}
+admin_app = typer.Typer(help="Operator tools for the coordinator's database.",
+                        no_args_is_help=True)
+
+GROUPS = {"market": market_app, "supply": supply_app, "peer": peer_app, "admin": admin_app}

@@ -22,8 +22,11 @@ from p2pbak.store.bank import user_account
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
+    from p2pbak.store.coordinator_db import Database
 
 log = logging.getLogger("p2pbak.coordinator.accounts")
+
+LIMIT_SETTING = "bank_max_deficit"  # serve's --max-deficit in µc ('' for the rule), for audits
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ async def refresh_alert(coord: Coordinator, user: str) -> str | None:
 async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
     """Refresh every user's alert, then mail those not mailed yet (when serve has SMTP
     settings and the user name is an address). Returns the (user, level) mailed."""
+    await bank.set_setting(coord.db, LIMIT_SETTING, str(coord.market.max_deficit or ""))
     for user, _ in await bank.user_accounts(coord.db):
         await refresh_alert(coord, user)
     mailed = []
@@ -111,6 +115,24 @@ async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
             await bank.mark_emailed(coord.db, user)
             mailed.append((user, level))
     return mailed
+
+
+async def unfrozen(coord: Coordinator) -> list[str]:
+    """Users at or below their maximum deficit whose alert does not say frozen (an audit
+    invariant: the billing job and every charge keep it empty)."""
+    out = []
+    for user, _ in await bank.user_accounts(coord.db):
+        if (await account_state(coord, user)).frozen:
+            raised = await bank.alert(coord.db, user)
+            if raised is None or raised[0] != "frozen":
+                out.append(user)
+    return out
+
+
+async def stored_limit(db: Database) -> int | None:
+    """The --max-deficit the coordinator last ran with (None: the per-account rule)."""
+    value = await bank.setting(db, LIMIT_SETTING)
+    return int(value) if value else None
 
 
 def email_address(user: str) -> str | None:

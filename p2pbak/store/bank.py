@@ -230,7 +230,17 @@ async def marker(db: Database, name: str) -> int | None:
     return None if value is None else int(value)
 
 
-async def set_marker_in(conn: aiosqlite.Connection, name: str, value: int) -> None:
+async def setting(db: Database, name: str) -> str | None:
+    value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+    return None if value is None else str(value)
+
+
+async def set_setting(db: Database, name: str, value: str) -> None:
+    async with db.transaction() as conn:
+        await set_marker_in(conn, name, value)
+
+
+async def set_marker_in(conn: aiosqlite.Connection, name: str, value: int | str) -> None:
     await conn.execute("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name)"
                        " DO UPDATE SET value = excluded.value", (name, str(value)))
 

@@ -1,0 +1,79 @@
+"""`p2pbak admin audit`: check the bank's ledger invariants in a coordinator database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from p2pbak.commands import groups
+from p2pbak.commands.common import JsonOpt, QuietOpt, reporter, run
+from p2pbak.errors import P2pbakError
+
+DbOpt = Annotated[Path, typer.Option("--db", help="The coordinator's SQLite database file.",
+                                     dir_okay=False)]
+
+
+async def _audit(path: Path) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    from p2pbak.coordinator.accounts import stored_limit, unfrozen
+    from p2pbak.coordinator.billing import MarketSettings
+    from p2pbak.store import bank
+    from p2pbak.store.coordinator_db import Database
+
+    if not path.is_file():
+        raise P2pbakError(f"no database at {path}: give the file `p2pbak serve --db` uses")
+    db = await Database.open(path, migrate=False)
+    try:
+        try:
+            audit = await bank.audit(db)
+        except Exception as exc:  # sqlite: no such table
+            raise P2pbakError(f"{path} has no bank ledger ({exc}): is it a p2pbak "
+                              "coordinator database, started by this version?") from None
+        # the read-only pieces of a coordinator that account_state needs
+        coord: Any = SimpleNamespace(db=db, market=MarketSettings(
+            max_deficit=await stored_limit(db)))
+        stuck = await unfrozen(coord)
+        users = await bank.user_accounts(db)
+        bank_balance = await bank.balance(db, "bank")
+    finally:
+        await db.close()
+    return {"ok": audit.ok and not stuck, "sum": audit.sum, "entries": audit.entries,
+            "accounts": audit.accounts, "transactions": audit.transactions,
+            "unpaired": audit.unpaired, "drifted": audit.drifted, "balance_sum": audit.balance_sum,
+            "unfrozen": stuck, "bank_balance": bank_balance,
+            "users_balance": sum(b for _, b in users), "users": len(users)}
+
+
+def _say(rep: Any, r: dict[str, Any]) -> None:
+    from p2pbak.coordinator.accounts import credits
+
+    def mark(good: bool) -> str:
+        return "ok" if good else "[bold red]FAILED[/]"
+
+    rep.say(f"ledger: {r['entries']} entries in {r['transactions']} transactions, "
+            f"{r['accounts']} accounts")
+    rep.say(f"sum over all accounts: {r['sum']} µc: {mark(r['sum'] == 0)}")
+    rep.say(f"every movement two entries summing to 0: {mark(not r['unpaired'])}")
+    rep.say(f"balances equal their entries: {mark(not r['drifted'] and not r['balance_sum'])}")
+    rep.say(f"accounts at their maximum deficit without a freeze: {len(r['unfrozen'])}: "
+            f"{mark(not r['unfrozen'])}")
+    rep.say(f"bank {credits(r['bank_balance'])} credits, {r['users']} users "
+            f"{credits(r['users_balance'])} credits")
+
+
+def audit(db: DbOpt, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Check the ledger: sum exactly 0, every entry paired, no account below its limit
+    without a freeze (exit 1 if any fails)."""
+    rep = reporter(json, quiet)
+    result = run(_audit(db.expanduser()))
+    rep.summary(**result)
+    _say(rep, result)
+    if not result["ok"]:
+        raise P2pbakError("ledger audit failed: see the lines marked FAILED")
+
+
+def register(app: typer.Typer) -> None:
+    groups.admin_app.command("audit")(audit)
