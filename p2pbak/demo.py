@@ -140,6 +140,7 @@ class DemoReport:
     snapshot_id: str = ""
     data_added: int = 0
     packs_added: int = 0
+    bytes_uploaded: int = 0
     backup_seconds: float = 0.0
     restore_seconds: float = 0.0
     fragments_per_peer: dict[str, int] = field(default_factory=dict)
@@ -192,6 +193,7 @@ def _backup_restore(grid: Grid, source: Path, report: DemoReport, say: Any) -> N
     report.bytes = int(summary["total_bytes_processed"])
     report.data_added = int(summary["data_added"])
     report.packs_added = int(summary["packs_added"])
+    report.bytes_uploaded = int(summary["bytes_uploaded"])
     target = grid.root / "restored"
     say(f"restoring snapshot {report.snapshot_id[:8]} into {target} ...")
     t0 = time.monotonic()

@@ -72,6 +72,9 @@ def test_every_pack_is_spread_over_distinct_peers(grid: Grid,
                                                   first_backup: dict) -> None:
     packs = fragment_files(grid)
     assert len(packs) == first_backup["packs_added"]
+    assert first_backup["fragments_uploaded"] == sum(len(h) for h in packs.values())
+    assert first_backup["bytes_uploaded"] == sum(
+        path.stat().st_size for h in packs.values() for _, path in h)
     for holders in packs.values():
         k, n = pack_code(holders[0][1])
         names = [name for name, _ in holders]
@@ -88,6 +91,7 @@ def test_unchanged_rerun_uploads_nothing(grid: Grid, alice: Path, tree: Path,
     assert second["files_new"] == 0 and second["files_changed"] == 0
     assert second["files_unmodified"] == first_backup["files_new"]
     assert second["bytes_read"] == 0  # unchanged files are not read again
+    assert second["bytes_uploaded"] == 0 and second["fragments_uploaded"] == 0
     assert second["snapshot_id"] != first_backup["snapshot_id"]
 
 

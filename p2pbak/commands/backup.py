@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from p2pbak.commands.common import (
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode, P2pbakError
 
+if TYPE_CHECKING:
+    from p2pbak.net.netrepo import Stats
+
 PathsArg = Annotated[list[Path], typer.Argument(help="Files and folders to back up.")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--exclude", "-e", help="Skip paths matching this glob (repeatable).")]
@@ -35,16 +38,17 @@ ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
 
 
 async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
-                  dry_run: bool, view: ProgressView) -> Any:
+                  dry_run: bool, view: ProgressView) -> tuple[Any, Stats]:
     from p2pbak.datapath.archiver import backup
 
     async with connect(session.config) as repo:
         master = await unlock(repo, session.passphrase)
-        return await backup(repo, master, paths, excludes=excludes, host=host,
-                            dry_run=dry_run, progress=view.update)
+        result = await backup(repo, master, paths, excludes=excludes, host=host,
+                              dry_run=dry_run, progress=view.update)
+        return result, repo.stats
 
 
-def summary_fields(result: Any) -> dict[str, Any]:
+def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
     """restic's backup summary fields from the archiver's result."""
     s = as_dict(result.summary)
     return {
@@ -54,6 +58,8 @@ def summary_fields(result: Any) -> dict[str, Any]:
         "total_files_processed": s["total_files"],
         "total_bytes_processed": s["total_bytes"],
         "bytes_read": s["bytes_read"],
+        "fragments_uploaded": stats.fragments_put,  # data_added × n/k goes over the wire
+        "bytes_uploaded": stats.bytes_uploaded,
         "total_duration": round(float(s["duration"]), 3),
         "snapshot_id": result.snapshot_id,
     }
@@ -77,7 +83,9 @@ def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], warnings: 
             f"{fields['files_unmodified']} unmodified")
     rep.say(f"Added {format_size(int(fields['data_added']))} in {fields['packs_added']} packs "
             f"({format_size(int(fields['total_bytes_processed']))} processed, "
-            f"{fields['total_duration']:.1f} s)")
+            f"{fields['total_duration']:.1f} s); uploaded "
+            f"{format_size(int(fields['bytes_uploaded']))} in {fields['fragments_uploaded']} "
+            "erasure-coded fragments")
     if fields["snapshot_id"]:
         rep.say(f"snapshot [bold]{str(fields['snapshot_id'])[:8]}[/] saved")
     elif dry_run:
@@ -111,8 +119,9 @@ def register(app: typer.Typer) -> None:
         session = open_session(config, password_file, password_command)
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
-            result = run(_backup(session, targets, excludes, host, dry_run, view))
-        _report(rep, summary_fields(result), list(result.errors), list(result.warnings), dry_run)
+            result, stats = run(_backup(session, targets, excludes, host, dry_run, view))
+        _report(rep, summary_fields(result, stats), list(result.errors), list(result.warnings),
+                dry_run)
         if result.errors:
             saved = result.snapshot_id or dry_run
             raise typer.Exit(int(ExitCode.PARTIAL if saved else ExitCode.FAILED))

@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         rep.summary(**asdict(r))
         counts = sorted(r.fragments_per_peer.values())
         rep.say(f"backed up {r.files} files, {format_size(r.bytes)} "
-                f"({format_size(r.data_added)} new, {r.packs_added} packs) "
-                f"in {r.backup_seconds:.1f} s")
+                f"({format_size(r.data_added)} new, {r.packs_added} packs, "
+                f"{format_size(r.bytes_uploaded)} of fragments sent) in {r.backup_seconds:.1f} s")
         rep.say(f"erasure code k={r.k} of n={r.n}: any {r.k} of a pack's {r.n} fragments "
                 f"restore it; fragments per peer {counts[0]}..{counts[-1]}" if counts else "")
         rep.say(f"restored in {r.restore_seconds:.1f} s")

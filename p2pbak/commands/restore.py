@@ -28,7 +28,7 @@ SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or 
 
 
 async def _restore(session: Session, ref: str, target: Path, include: list[str],
-                   overwrite: bool, view: ProgressView) -> tuple[str, Any]:
+                   overwrite: bool, view: ProgressView) -> tuple[str, Any, int]:
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
@@ -37,7 +37,7 @@ async def _restore(session: Session, ref: str, target: Path, include: list[str],
         snap = await find_snapshot(repo, master, ref)
         result = await restore(repo, master, snap.id, target, include=include,
                                overwrite=overwrite, progress=view.update)
-        return snap.id, result
+        return snap.id, result, repo.stats.bytes_downloaded
 
 
 def register(app: typer.Typer) -> None:
@@ -60,13 +60,13 @@ def register(app: typer.Typer) -> None:
         rep = reporter(json, quiet)
         session = open_session(config, password_file, password_command)
         with ProgressView(rep, "restore") as view:
-            snap_id, result = run(_restore(session, snapshot, target.absolute(),
+            snap_id, result, downloaded = run(_restore(session, snapshot, target.absolute(),
                                            list(include or []), overwrite, view))
         fields = as_dict(result)
         errors = fields.pop("errors")
         for err in errors:
             rep.warn(f"could not restore {err}")
-        rep.summary(target=str(target), **fields)
+        rep.summary(target=str(target), bytes_downloaded=downloaded, **fields)
         rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: "
                 f"{fields['files_restored']} files, {format_size(fields['bytes_restored'])}")
         if errors:
