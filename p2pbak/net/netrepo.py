@@ -30,14 +30,12 @@ FAILED_PENALTY = 30.0
 
 @dataclass
 class Stats:
-    """What this repository moved, for progress reports and the demo."""
+    """What this repository moved (for the command summaries) and how fast each peer was."""
 
-    packs_put: int = 0
     fragments_put: int = 0
     bytes_uploaded: int = 0
     fragments_cancelled: int = 0
     fragments_failed: int = 0
-    packs_got: int = 0
     bytes_downloaded: int = 0
     peer_latency: dict[str, float] = field(default_factory=dict)
 
@@ -86,7 +84,6 @@ class NetworkRepository:
                                 success=int(plan["success"]), length=len(data),
                                 fragments=[_entry(u) for u in stored])
         self._known.add(pack_id)
-        self.stats.packs_put += 1
 
     async def _plan(self, size: int) -> dict[str, Any]:
         try:
@@ -161,9 +158,7 @@ class NetworkRepository:
         k = int(info["k"])
         candidates = sorted(info["fragments"], key=self._fetch_order)
         frags = await self._fetch_k(pack_id, k, candidates)
-        data = await self._cpu(decode_pack, pack_id, frags)
-        self.stats.packs_got += 1
-        return data
+        return await self._cpu(decode_pack, pack_id, frags)
 
     def _fetch_order(self, frag: dict[str, Any]) -> tuple[int, float]:
         """Online peers first, then the fastest seen so far (unknown ones in between)."""
