@@ -104,6 +104,7 @@ class NetworkRepository:
         """
         start = time.monotonic()
         stored: list[_Upload] = []
+        why = ""
         tasks = {asyncio.create_task(self._put(u)): u for u in uploads}
         deadline: float | None = None
         try:
@@ -119,6 +120,7 @@ class NetworkRepository:
                         stored.append(u)
                         continue
                     self.stats.fragments_failed += 1
+                    why = str(task.exception())
                     self._note_latency(u.peer["peer_id"], FAILED_PENALTY)
                     retry = await self._move_to_spare(pack_id, u, spares)
                     if retry is not None:
@@ -131,8 +133,8 @@ class NetworkRepository:
             await _cancel(tasks)
         if len(stored) < success:
             raise Unreachable(f"pack {pack_id[:12]}: only {len(stored)} of {len(uploads)} "
-                              f"fragments could be stored (need {success}): too many supplier "
-                              "peers unreachable, try again later")
+                              f"fragments could be stored (need {success}; last refusal: "
+                              f"{why}); too many supplier peers unreachable, try again later")
         return sorted(stored, key=lambda u: u.index)
 
     async def _put(self, u: _Upload) -> None:
