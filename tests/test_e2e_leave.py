@@ -23,9 +23,14 @@ from tests.test_e2e_repair_support import (
     placed_on,
     query,
     start_fast_grid,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
+
+
+def fragment_files_of(storage: Path) -> list[Path]:
+    return [f for f in (storage / "fragments").rglob("*") if f.is_file()]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,9 @@ def test_leave_moves_every_fragment_then_finishes(grid: Grid, erin: Path, src: P
         assert len(holders[pack] - {leaver.name}) >= n_of[pack]
     state = query(grid, "SELECT state FROM peers WHERE id = ?", (leaver.peer_id,))
     assert state == [("left",)]
+    # the moved copies were on its delete list: its agent emptied its disk
+    wait_until(lambda: not fragment_files_of(leaver.storage), 60, "the leaver's disk empty",
+               grid)
     leaver.process.stop()
     r = grid.cli("restore", "latest", "--target", str(tmp_path), "--json", config=erin)
     summary(r)

@@ -17,7 +17,7 @@ import aiosqlite
 
 from p2pbak.store.coordinator_db import Database, fetch_all, now
 from p2pbak.store.coordinator_peers import ACTIVE, OFFLINE
-from p2pbak.store.repair import LEAVING, LEFT
+from p2pbak.store.repair import LEAVING, LEFT, TEST_FETCH, TEST_STORE
 
 BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
 KNOWN_STATES = (ACTIVE, OFFLINE, LEAVING)  # a fragment there can still be fetched
@@ -192,10 +192,18 @@ class Leave:
 
 
 async def begin_leave(db: Database, peer_id: str) -> str | None:
-    """Mark the peer leaving (from active or offline); its state after, None if unknown."""
+    """Mark the peer leaving (from active or offline); its state after, None if unknown.
+    Test fragments stored on it (availability testing) go on its delete list."""
     async with db.transaction() as conn:
-        await conn.execute("UPDATE peers SET state = ? WHERE id = ? AND state IN (?, ?)",
-                           (LEAVING, peer_id, ACTIVE, OFFLINE))
+        cur = await conn.execute("UPDATE peers SET state = ? WHERE id = ? AND state IN (?, ?)",
+                                 (LEAVING, peer_id, ACTIVE, OFFLINE))
+        if cur.rowcount:
+            await conn.execute(
+                "INSERT INTO deletions(peer_id, fragment_id, size, queued)"
+                " SELECT DISTINCT target, fragment_id, size, ? FROM tasks"
+                " WHERE target = ? AND kind IN (?, ?) AND fragment_id IS NOT NULL"
+                " ON CONFLICT(peer_id, fragment_id) DO NOTHING",
+                (now(), peer_id, TEST_STORE, TEST_FETCH))
         rows = await fetch_all(conn, "SELECT state FROM peers WHERE id = ?", (peer_id,))
     return str(rows[0][0]) if rows else None
 
