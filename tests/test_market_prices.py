@@ -169,11 +169,14 @@ def test_raising_one_slider_widens_the_others_regions(caps: Resources, k: float)
         for j in range(3):
             if j != i:
                 assert after.as_tuple()[j] >= before.as_tuple()[j]
-        # and at least one other region strictly grows when i is what limits it
-        limited_by_i = [j for j in range(3) if j != i and math.isclose(
-            before.as_tuple()[j], LIMITS.r[j][i] * caps.as_tuple()[i])]
-        for j in limited_by_i:
-            assert after.as_tuple()[j] > before.as_tuple()[j]
+        # and a region grows strictly when cap i alone is what limits it
+        for j in range(3):
+            if j == i:
+                continue
+            terms = {y: LIMITS.r[j][y] * caps.as_tuple()[y] for y in range(3) if y != j}
+            other = min(v for y, v in terms.items() if y != i)
+            if terms[i] < other and not math.isclose(terms[i], other):
+                assert after.as_tuple()[j] > before.as_tuple()[j]
 
 
 def test_balance_to_dict_keys() -> None:
