@@ -78,6 +78,9 @@ class EncodeOnlyRepository:
     async def list_indexes(self) -> list[str]:
         return list(self.blobs["index"])
 
+    async def delete_index(self, index_id: str) -> None:
+        self.blobs["index"].pop(index_id, None)
+
     async def get_keyfile(self) -> bytes:
         return b""
 
