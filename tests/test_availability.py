@@ -106,3 +106,26 @@ def test_little_known_peers_get_a_test_store_then_a_later_fetch(tmp_path: Path) 
                                                 availability.TEST_EVIDENCE)
 
     asyncio.run(scenario())
+
+
+def test_a_test_fragment_on_a_peer_that_leaves_goes_on_its_delete_list(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        from p2pbak.coordinator import checker
+
+        async with world(tmp_path, 3) as w:
+            target = w.peers[1]
+            await store.add_checks(w.db, store.TEST_FETCH, [
+                {"target": target, "fragment_id": "ab" * 32, "size": 64, "seed": b"s"}])
+            await store.add_checks(w.db, store.AUDIT, [
+                {"target": w.peers[2], "fragment_id": "cd" * 32, "size": 64}])
+            await checker.checker_job(w.coord)
+            assert len(await store.queued(w.db, 10, now() + 10)) == 2  # both still wanted
+            await w.set_seen(target, now(), store.LEAVING)
+            await checker.checker_job(w.coord)
+            (left,) = await store.queued(w.db, 10, now() + 10)
+            assert left.target == w.peers[2]
+            rows = await w.db.all("SELECT peer_id, fragment_id, size FROM deletions")
+            assert [tuple(r) for r in rows] == [(target, "ab" * 32, 64)]
+
+    asyncio.run(scenario())

@@ -45,6 +45,7 @@ async def checker_job(coord: Coordinator) -> int:
     t = now()
     await store.requeue_expired(coord.db, MAX_ATTEMPTS, t)
     await store.release_silent(coord.db, t - coord.online_window)
+    await store.close_stale_checks(coord.db, t - coord.repair.departure_timeout, t)
     packs = await store.pack_health(coord.db, t - coord.repair.departure_timeout)
     wanted = plan_repairs(packs)
     lost = sum(1 for _, prio in wanted if prio < 0)

@@ -235,6 +235,26 @@ async def add_checks(db: Database, kind: str, checks: Sequence[dict[str, Any]],
     return added
 
 
+async def close_stale_checks(db: Database, departed_before: int,
+                             t: int | None = None) -> int:
+    """Queued audits and tests of peers that are gone (departed, leaving, left or
+    disqualified) are closed; a test fragment left on such a peer goes on its delete list."""
+    at = now() if t is None else t
+    gone = ("SELECT id FROM peers WHERE state NOT IN (?, ?)"
+            " OR coalesce(last_seen, first_seen) < ?")
+    params = (*HEALTHY_STATES, departed_before)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT OR IGNORE INTO deletions(peer_id, fragment_id, size, queued)"
+            f" SELECT target, fragment_id, size, ? FROM tasks WHERE kind = ? AND state = ?"
+            f" AND target IN ({gone})", (at, TEST_FETCH, QUEUED, *params))
+        cur = await conn.execute(
+            "UPDATE tasks SET state = ?, finished = ?, result = ?"
+            f" WHERE kind != ? AND state = ? AND target IN ({gone})",
+            (FAILED, at, json.dumps({"detail": "target gone"}), REPAIR, QUEUED, *params))
+    return cur.rowcount
+
+
 async def test_due(db: Database, online_since: int, observed_below: int, since: int,
                    retest_after: int) -> list[str]:
     """Online active peers with under `observed_below` seconds of samples since `since`,
