@@ -101,9 +101,13 @@ def test_little_known_peers_get_a_test_store_then_a_later_fetch(tmp_path: Path) 
             assert [t.target for t in fetches] == [task.target]
             assert fetches[0].not_before >= now() + availability.TEST_HOLD - 1
             assert fetches[0].fragment_id == task.fragment_id
+            fetch = fetches[0]
+            await availability.test_result(w.coord, fetch, store.OFFLINE_OUTCOME)
+            rows = await w.db.all("SELECT peer_id, fragment_id FROM deletions")
+            assert [tuple(r) for r in rows] == [(task.target, task.fragment_id)]
             found = await store.evidence(w.db, 0)
             assert found[task.target or ""] == (availability.TEST_EVIDENCE,
-                                                availability.TEST_EVIDENCE)
+                                                2 * availability.TEST_EVIDENCE)
 
     asyncio.run(scenario())
 

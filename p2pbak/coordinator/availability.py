@@ -103,6 +103,10 @@ async def test_result(coord: Coordinator, task: store.Task, outcome: str) -> Non
     await store.add_samples(coord.db, [(task.target, TEST_EVIDENCE, online, "test")])
     if outcome == store.FAILED_OUTCOME:
         log.info("peer %s failed a test transfer", task.target)
+    if task.kind == store.TEST_FETCH and outcome == store.OFFLINE_OUTCOME:
+        # unreachable, so the tester could not delete it: the peer will, from its list
+        await store.queue_deletion(coord.db, task.target, task.fragment_id or "",
+                                   task.size or 0)
     if task.kind == store.TEST_STORE and outcome == store.OK_OUTCOME:
         await store.add_checks(coord.db, store.TEST_FETCH, [{
             "target": task.target, "fragment_id": task.fragment_id, "size": task.size,

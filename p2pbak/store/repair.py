@@ -255,6 +255,13 @@ async def close_stale_checks(db: Database, departed_before: int,
     return cur.rowcount
 
 
+async def queue_deletion(db: Database, peer_id: str, fragment_id: str, size: int) -> None:
+    """Put one fragment on a peer's delete list (a test fragment nobody fetched back)."""
+    async with db.transaction() as conn:
+        await conn.execute("INSERT OR IGNORE INTO deletions(peer_id, fragment_id, size, queued)"
+                           " VALUES (?, ?, ?, ?)", (peer_id, fragment_id, size, now()))
+
+
 async def test_due(db: Database, online_since: int, observed_below: int, since: int,
                    retest_after: int) -> list[str]:
     """Online active peers with under `observed_below` seconds of samples since `since`,
