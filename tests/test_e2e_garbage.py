@@ -102,7 +102,9 @@ def test_forget_prune_frees_the_suppliers_disks(grid: Grid, alice: Path, src: Pa
     r = grid.cli("restore", "latest", "--target", str(tmp_path), "--json", config=alice)
     summary(r)
     assert compare_trees(src, restored_root(tmp_path, src)) == []
-    assert summary(grid.cli("check", "--read-data", "--json", config=alice))["problems"] == 0
+    c = summary(grid.cli("check", "--read-data", "--json", config=alice))
+    assert c["problems"] == 0
+    assert c["packs"] == c["packs_read"] == len(kept)  # the index no longer lists dropped ones
 
 
 def test_second_prune_has_nothing_to_do(grid: Grid, alice: Path) -> None:
@@ -134,3 +136,14 @@ def test_check_reports_a_lost_pack(grid: Grid, alice: Path) -> None:
     errors = [m for m in lines(r.stderr) if m["message_type"] == "error"]
     assert errors and all(not m["fatal"] for m in errors)
     assert any(victim[:12] in m["message"] for m in errors)
+
+
+def test_host_limits_the_policy_to_that_hosts_snapshots(grid: Grid, alice: Path,
+                                                        src: Path) -> None:
+    for _ in range(2):
+        summary(grid.cli("backup", str(src), "--host", "other", "--json", config=alice))
+    r = grid.cli("forget", "--keep-last", "1", "--host", "other", "--json", config=alice)
+    s = summary(r)
+    assert s["snapshots_removed"] == 1 and s["snapshots_kept"] == 1
+    hosts = [m["host"] for m in lines(grid.cli("snapshots", "--json", config=alice).stdout)]
+    assert hosts.count("other") == 1 and len(hosts) == 2  # the laptop's one is untouched
