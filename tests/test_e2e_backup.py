@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, run_cli
+from p2pbak.grid import Grid, run_cli, wait_for
 from tests.grid import (
     fragment_files,
     grid_fixture,  # noqa: F401
@@ -109,6 +109,15 @@ def test_snapshots_ls_and_status(grid: Grid, alice: Path, tree: Path,
     assert status["coordinator_reachable"] is True
     assert status["snapshots"] == len(snaps)
     assert status["bytes_backed_up"] > 0
+    holder = next(p for p in grid.peers
+                  if any(f.is_file() for f in (p.storage / "fragments").rglob("*")))
+
+    def lent() -> dict:
+        return summary(grid.cli("status", "--json", config=holder.config))
+
+    wait_for(lambda: lent()["bytes_stored_for_others"] > 0, 30, "no heartbeat reported bytes")
+    lender = lent()
+    assert lender["peer_online"] is True and lender["snapshots"] == 0
 
 
 def test_dry_run_with_excludes_uploads_nothing(grid: Grid, alice: Path, tree: Path,
