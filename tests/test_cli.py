@@ -25,3 +25,10 @@ def test_unknown_command_is_usage_error_without_traceback() -> None:
     r = run("no-such-command")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_long_error_stays_on_one_line() -> None:
+    r = run("restore", "latest", "--target", "/tmp/x", "--config", "/nonexistent/" + "d" * 120)
+    errors = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 10
+    assert len(errors) == 1 and errors[0].startswith("p2pbak: error: ")

@@ -51,13 +51,13 @@ class Reporter:
         if self.json:
             self.emit("error", message=text, fatal=False)
         else:
-            self.err.print(f"p2pbak: warning: {text}", markup=False)
+            self.err.print(f"p2pbak: warning: {text}", markup=False, soft_wrap=True)
 
     def error(self, text: str, code: int) -> None:
         if self.json:
             self.emit("error", message=text, fatal=True, exit_code=code)
         else:
-            self.err.print(f"p2pbak: error: {text}", markup=False)
+            self.err.print(f"p2pbak: error: {text}", markup=False, soft_wrap=True)
 
 
 def current() -> Reporter:
