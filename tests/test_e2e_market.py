@@ -123,14 +123,17 @@ def test_status_shows_the_alert(grid: Grid, alice: Path, first_backup: dict) -> 
     assert account["frozen"] and account["alert"]["level"] == "frozen"
     assert account["balance"] <= -account["max_deficit"]
     assert set(fields["caps"]) == {"space", "upload", "download"}
+    assert fields["backup_space_available"] >= 0 and fields["machine_availability"] == 0.5
     text = grid.cli("status", config=alice).stdout
-    assert "frozen: backups paused" in " ".join(text.split())
+    flat = " ".join(text.split())
+    assert "frozen: backups paused" in flat and "more available" in flat
     assert str(account["balance"]) not in text  # no balance for people unless asked
 
 
 def test_price_job_writes_history(grid: Grid, alice: Path, first_backup: dict) -> None:
     def rows() -> list[dict]:
-        return summary(grid.cli("market", "prices", "--json", config=alice))["history"]
+        r = grid.cli("market", "prices", "--json", "--limit", "10000", config=alice)
+        return summary(r)["history"]
 
     wait_for(lambda: any(r["g"] is not None for r in rows()), 30,
              "the price job wrote no row with a measured g(p)")

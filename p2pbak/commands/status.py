@@ -22,9 +22,12 @@ async def _status(cfg: Any) -> dict[str, Any]:
     async with CoordinatorClient.from_config(cfg) as coord:
         health = await coord.health()
         status = await coord.status()
+        quote = await coord.supply_quote(cfg.supply)  # §3.1: backup space in market terms
     pinned = not cfg.ticket_key or health.get("ticket_key") == cfg.ticket_key
     return {"coordinator": cfg.coordinator, "coordinator_reachable": True,
             "ticket_key_matches": pinned, **status,
+            "backup_space_available": quote.get("available_bytes"),
+            "machine_availability": quote.get("availability"),
             "caps": {"space": cfg.supply.space, "upload": cfg.supply.upload,
                      "download": cfg.supply.download}}
 
@@ -46,10 +49,19 @@ def _human(key: str, value: Any) -> str:
     return str(value)
 
 
-def _account(rep: Any, account: Any) -> None:
+def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:
     """Account health in words (§2.4: the balance itself is not for people) and the alert."""
     if not isinstance(account, dict):
         return
+    from p2pbak.config import format_size
+
+    available = fields.get("backup_space_available")
+    if isinstance(available, int):
+        rep.say(f"backup space: {format_size(int(fields.get('bytes_backed_up') or 0))} used, "
+                f"{format_size(available)} more available with this machine's caps")
+    if isinstance(fields.get("machine_availability"), float):
+        rep.say(f"this machine online: {fields['machine_availability']:.0%} of the time "
+                "(estimate)")
     rep.say(f"account: {account.get('health', '?')}")
     alert = account.get("alert")
     if isinstance(alert, dict):
@@ -81,4 +93,4 @@ def register(app: typer.Typer) -> None:
         for key, label in LABELS:
             if key in fields:
                 rep.say(f"{label}: {_human(key, fields[key])}")
-        _account(rep, fields.get("account"))
+        _account(rep, fields.get("account"), fields)
