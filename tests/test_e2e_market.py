@@ -161,3 +161,83 @@ def test_supply_set_reaches_the_coordinator_and_the_running_agent(grid: Grid) ->
              "the peer agent did not pick up the new caps")
     shown = summary(grid.cli("supply", "show", "--json", config=peer.config))
     assert shown["peer_known"] and shown["caps"]["space"] == 3_000_000_000
+
+
+def call(grid: Grid, config: Path | None, method: str, path: str,
+         body: object = None) -> tuple[int, dict]:
+    """One request to the coordinator as the machine of `config` (None: no credentials)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from p2pbak.config import load
+
+    headers = {"Content-Type": "application/json"}
+    if config is not None:
+        cfg = load(config)
+        headers["Authorization"] = f"Bearer {cfg.machine_id}.{cfg.secret}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(grid.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_receipts_route_pays_the_named_peer_once(grid: Grid, alice: Path,
+                                                 first_backup: dict) -> None:
+    with sqlite3.connect(grid.db) as conn:
+        pack_id = conn.execute("SELECT id FROM packs WHERE user_name = 'alice'"
+                               " ORDER BY length DESC").fetchone()[0]
+    status, pack = call(grid, alice, "GET", f"/v1/packs/{pack_id}")
+    assert status == 200
+    frag = pack["fragments"][0]  # a fetch ticket naming this fragment's holder
+    holder = grid.peer_by_id(frag["peer_id"])
+    other = next(p for p in grid.peers if p.peer_id != frag["peer_id"])
+    before = ledger(grid.db)[1]
+    status, answer = call(grid, other.config, "POST", "/v1/receipts",
+                          {"receipts": [frag["ticket"]]})
+    assert status == 200 and answer["accepted"] == 0 and answer["paid"] == 0
+    assert "another peer" in answer["refused"][0]["error"]
+    status, answer = call(grid, holder.config, "POST", "/v1/receipts",
+                          {"receipts": [frag["ticket"], frag["ticket"]]})
+    assert status == 200 and answer["accepted"] == 1 and answer["replayed"] == 1
+    assert not answer["refused"]  # paid what today's (moving) price gives, maybe 0 µc
+    after = ledger(grid.db)[1]
+    assert after[f"user:{holder.name}"] - before[f"user:{holder.name}"] == answer["paid"]
+    assert after["user:alice"] <= before["user:alice"]  # a retrieval is the owner's to pay
+    with sqlite3.connect(grid.db) as conn:  # booked once, as a retrieval
+        kinds = conn.execute("SELECT kind FROM transactions WHERE ref = ?",
+                             ("ticket:" + _ticket_id(frag["ticket"]),)).fetchall()
+    assert kinds == [("retrieval",)]
+    assert ledger(grid.db)[0] == 0
+
+
+def _ticket_id(wire: str) -> str:
+    import base64
+    import json
+
+    body = wire.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["id"])
+
+
+@pytest.mark.parametrize("body", [{}, {"receipts": []}, {"receipts": "x"},
+                                  {"receipts": ["a"], "extra": 1}, {"receipts": ["a" * 5000]}])
+def test_receipts_route_refuses_bad_bodies_with_400(grid: Grid, alice: Path,
+                                                    body: dict) -> None:
+    status, answer = call(grid, alice, "POST", "/v1/receipts", body)
+    assert status == 400 and answer["error"]
+
+
+def test_market_routes_validate_and_authenticate(grid: Grid, alice: Path) -> None:
+    assert call(grid, None, "GET", "/v1/prices?limit=0")[0] == 400
+    assert call(grid, None, "GET", "/v1/prices?limit=x")[0] == 400
+    assert call(grid, None, "GET", "/v1/account")[0] == 401
+    assert call(grid, None, "POST", "/v1/receipts", {"receipts": ["a"]})[0] == 401
+    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": -1, "upload": 0,
+                                                             "download": 0})
+    assert status == 400 and "space" in answer["error"]
+    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": 1, "upload": 0,
+                                                             "download": 0})
+    assert status == 200 and answer["peer_known"] is False  # alice runs no peer agent
