@@ -68,7 +68,7 @@ def run(
     from p2pbak.config import config_path
     from p2pbak.net.peer_agent import Agent
     from p2pbak.net.peer_garbage import DeleteList
-    from p2pbak.net.peer_receipts import ReceiptBook
+    from p2pbak.net.peer_receipts import RECEIPTS_FILE, ReceiptBook
     from p2pbak.net.peer_tasks import task_worker
 
     # a log, not a page: one line per event however long
@@ -77,7 +77,8 @@ def run(
     host, port = parse_listen(listen)
     agent = Agent(config_path(config), storage.expanduser(), host, port,
                   advertise.rstrip("/"), heartbeat_interval)
-    receipts = ReceiptBook()  # tickets honoured, handed in to be paid with each heartbeat
+    # tickets honoured, handed in to be paid with each heartbeat
+    receipts = ReceiptBook(agent.storage / RECEIPTS_FILE)
     agent.served_hooks.append(receipts.served)
     agent.heartbeat_hooks.append(receipts.heartbeat_hook)
     agent.workers.append(task_worker(heartbeat_interval))  # repairs, audits, tests
