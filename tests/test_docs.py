@@ -139,7 +139,8 @@ def test_json_lines_of_real_runs_are_documented(tmp_path: Path) -> None:
                      ["restore", "latest", "--target", str(tmp_path / "r")], ["status"],
                      ["supply", "set", "--space", "1GB"], ["supply", "show", "--prices"],
                      ["market", "prices"], ["check"],
-                     ["forget", "--keep-last", "1", "--dry-run"], ["prune", "--dry-run"]):
+                     ["forget", "--keep-last", "1", "--dry-run"], ["prune", "--dry-run"],
+                     ["admin", "audit", "--db", f"{kept['root']}/coordinator/coordinator.db"]):
             lines += _json_lines(_cli(*args, "--json", env=env))
     finally:
         for pid in pids:
@@ -159,6 +160,7 @@ def assert_documented(lines: list[dict[str, Any]]) -> None:
 
 # Commands that need no grid: every line they print with --json must be documented.
 OFFLINE = [
+    ["market", "explain"],
     ["market", "erasure", "--availability", "0.5"],
     ["market", "erasure", "--availability", "0.5", "--peers", "10"],
     ["market", "simulate", "--agents", "20", "--rounds", "5"],
