@@ -63,7 +63,7 @@ def inline(text: str) -> str:
     """Text as filled roff lines, `code` in bold."""
     parts = text.split("`")
     if len(parts) % 2 == 0:  # an unpaired backtick stays a literal one
-        return fill(escape(text))
+        return inline(text)
     return fill("".join(f"\\fB{escape(p)}\\fR" if i % 2 else escape(p)
                         for i, p in enumerate(parts)))
 
@@ -181,7 +181,7 @@ def _param_help(param: Any, page: Page) -> str:
     raw = param.help or ""
     if raw and text.startswith(raw):  # markup stripped from the author's text only
         text = _plain(raw, page.command) + text[len(raw):]
-    return fill(escape(text))
+    return inline(text)
 
 
 def _param_list(page: Page, kind: str) -> str:
