@@ -63,7 +63,7 @@ def inline(text: str) -> str:
     """Text as filled roff lines, `code` in bold."""
     parts = text.split("`")
     if len(parts) % 2 == 0:  # an unpaired backtick stays a literal one
-        return inline(text)
+        return fill(escape(text))
     return fill("".join(f"\\fB{escape(p)}\\fR" if i % 2 else escape(p)
                         for i, p in enumerate(parts)))
 

@@ -193,7 +193,8 @@ def _odd_app() -> object:
     def odd(target: str = typer.Argument(..., help=".dot first \\ and a back\\slash"),
             mode: Mode = typer.Option(Mode.safe, "--mode", help="How ×2 – fast.",
                                       show_default=True),
-            colour: bool = typer.Option(True, "--colour/--no-colour", help="'quoted' start"),
+            colour: bool = typer.Option(True, "--colour/--no-colour",
+                                        help="'quoted' start, a lone ` and a `span`"),
             secret: str = typer.Option("", "--secret", hidden=True)) -> None:
         """Do [bold]odd[/bold] things.
 
@@ -236,7 +237,7 @@ def test_generator_copes_with_any_command(tmp_path: Path) -> None:
     for words in ["Do odd things.", ".A line that starts with a dot.", "'And one with a quote.",
                   "After the options: see also this.", ".dot first \\ and a back\\slash",
                   "--colour, --no-colour", "How ×2 – fast.", "[default: safe]",
-                  "<fast|safe>"]:
+                  "<fast|safe>", "a lone ` and a `span`"]:
         assert words in " ".join(shown.split()), words
     assert "--secret" not in shown
     assert "Deprecated" in pages["p2pbak-old.1"]
