@@ -135,7 +135,7 @@ def test_price_job_writes_history(grid: Grid, alice: Path, first_backup: dict) -
         r = grid.cli("market", "prices", "--json", "--limit", "10000", config=alice)
         return summary(r)["history"]
 
-    wait_for(lambda: any(r["g"] is not None for r in rows()), 30,
+    wait_for(lambda: any(r["g"] is not None for r in rows()), 60,
              "the price job wrote no row with a measured g(p)")
     history = rows()
     assert history[0]["note"] == "initial prices"
