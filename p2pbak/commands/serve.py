@@ -47,6 +47,10 @@ def serve(
                                     help="Largest debt in credits (e.g. 10 or 0.5) before "
                                     "an account's backups freeze. Default: 14 days of the "
                                     "user's storage bill, at least 10."),
+    price_rule: str = typer.Option("safe", "--price-rule",
+                                   help="Price update: safe (safeguarded secant, damped when "
+                                   "users react late) or paper (Definition 4 as printed). "
+                                   "Used from the first price update on."),
     smtp_host: str = typer.Option("", "--smtp-host", help="Mail low-balance alerts to users "
                                   "whose user name is an e-mail address, via this server."),
     smtp_port: int = typer.Option(25, "--smtp-port", min=1, max=65535,
@@ -72,6 +76,7 @@ def serve(
 
     from p2pbak.coordinator.accounts import parse_credits
     from p2pbak.coordinator.billing import MarketSettings
+    from p2pbak.coordinator.prices import check_rule
     from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.net.coordinator_server import ServeOptions
     from p2pbak.net.coordinator_server import serve as run
@@ -83,6 +88,7 @@ def serve(
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     market = MarketSettings(price_interval=price_interval, billing_interval=billing_interval,
                             max_deficit=parse_credits(max_deficit) if max_deficit else None,
+                            rule=check_rule(price_rule),
                             smtp_host=smtp_host, smtp_port=smtp_port, smtp_from=smtp_from)
     opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
                         tls_cert=tls_cert, tls_key=tls_key, market=market,

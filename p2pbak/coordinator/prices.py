@@ -39,6 +39,16 @@ PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
 
 
+def check_rule(rule: str) -> str:
+    """A price update rule name, or a one-line error naming the choices."""
+    from p2pbak.errors import P2pbakError
+    from p2pbak.market.update import RULES
+
+    if rule not in RULES:
+        raise P2pbakError(f"unknown price rule {rule!r}: choose {' or '.join(RULES)}")
+    return rule
+
+
 def _positive(r: Resources | None) -> bool:
     return r is not None and min(r.as_tuple()) > 0
 
