@@ -39,7 +39,7 @@ async def prune_repo(session: Session, dry_run: bool,
 
 def locked(session: Session, fn: Any) -> Any:
     """Run `fn()` under this machine's lock: a backup running here must not lose the packs
-    it has committed but not yet listed in a snapshot."""
+    it has committed before its snapshot lists them."""
     from p2pbak.lock import machine_lock
 
     with machine_lock(session.config.cache, command="prune"):

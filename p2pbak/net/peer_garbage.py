@@ -24,7 +24,7 @@ ROUNDS = 20  # delete batches per heartbeat at most; the rest wait for the next 
 
 class DeleteList:
     def __init__(self) -> None:
-        self.done: list[str] = []  # deleted, not yet confirmed
+        self.done: list[str] = []  # deleted, confirmation still to send
         self.deleted = 0
         self.freed = 0
 
