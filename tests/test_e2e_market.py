@@ -144,7 +144,7 @@ def test_price_job_writes_history(grid: Grid, alice: Path, first_backup: dict) -
     assert measured[0]["demand"]["space"] > 0 and measured[0]["supply"]["space"] > 0
     ats = [r["at"] for r in history]
     assert ats == sorted(ats) and time.time() - ats[-1] < 600
-    text = grid.cli("market", "prices", config=alice).stdout
+    text = grid.cli("market", "prices", "--limit", "10000", config=alice).stdout
     assert "initial prices" in text
 
 
