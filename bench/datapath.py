@@ -152,6 +152,10 @@ def main() -> None:
     print(f"pipeline, chunk+compress+encrypt+pack+encode: {mb / pipe[0]:8.1f} MiB/s  ({what})")
     print(f"CPU seconds: raw zfec {full[1]:.2f}, pipeline {pipe[1]:.2f} "
           f"(ratio {full[1] / pipe[1]:.3f}: the pipeline's work beyond zfec)")
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {cores} cores"
+          + ("" if load <= cores else ": busy machine, the wall clock ratio is noisy; "
+             "the CPU ratio is the steadier figure"))
     verdict = "ok" if ratio >= args.bound else "BELOW"
     print(f"ratio pipeline / raw zfec ({cores} threads), wall clock: {ratio:.3f}  "
           f"bound {args.bound}  {verdict}")
