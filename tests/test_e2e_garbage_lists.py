@@ -9,6 +9,7 @@ could sign; the peer agent deletes under it and nothing else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Iterator
@@ -199,3 +200,39 @@ def test_the_agent_deletes_only_under_a_coordinator_ticket(tmp_path: Path) -> No
         assert hook.deleted == 1
     finally:
         store.close()
+
+
+def test_repository_locks_keep_prune_and_other_machines_backups_apart(
+        world: tuple[Server, list[Api]]) -> None:
+    server, _ = world
+    laptop = server.api.register("lockuser", login_key=b"L" * 32, machine="laptop")
+    body = server.api.ok("POST", "/v1/users/lockuser/machines",
+                         {"login_key": base64.b64encode(b"L" * 32).decode(), "machine": "nas"})
+    nas = server.api.as_(f"{body['machine_id']}.{body['secret']}")
+    stranger = server.api.register("lockstranger")
+    shared, exclusive = {"exclusive": False, "ttl": 60}, {"exclusive": True, "ttl": 60}
+    laptop.ok("POST", "/v1/lock", shared)  # a backup on the laptop
+    nas.ok("POST", "/v1/lock", shared)  # and one on the nas: both may run
+    laptop.ok("DELETE", "/v1/lock")
+    r = laptop.call("POST", "/v1/lock", exclusive)  # prune waits for the nas's backup
+    assert r.status == 409 and "'nas'" in r.error and "backs up" in r.error
+    stranger.ok("POST", "/v1/lock", exclusive)  # another user's repository is another one
+    nas.ok("DELETE", "/v1/lock")
+    laptop.ok("POST", "/v1/lock", exclusive)
+    laptop.ok("POST", "/v1/lock", exclusive)  # renewing one's own lock
+    r = nas.call("POST", "/v1/lock", shared)
+    assert r.status == 409 and "'laptop'" in r.error and "prunes" in r.error
+
+    async def lapse() -> None:  # the laptop died holding it: its lock runs out
+        db = await Database.open(server.db, migrate=False)
+        try:
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE repo_locks SET expires = 0")
+        finally:
+            await db.close()
+
+    asyncio.run(lapse())
+    nas.ok("POST", "/v1/lock", shared)
+    for bad in ({"exclusive": True}, {"exclusive": "yes", "ttl": 60},
+                {"exclusive": True, "ttl": 5}):
+        assert nas.call("POST", "/v1/lock", bad).status == 400

@@ -40,8 +40,10 @@ ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
 async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
                   dry_run: bool, view: ProgressView) -> tuple[Any, Stats]:
     from p2pbak.datapath.archiver import backup
+    from p2pbak.net.repolock import repo_lock
 
-    async with connect(session.config) as repo:
+    # shared: a prune on another machine of this user waits until this backup is done
+    async with connect(session.config) as repo, repo_lock(repo.coord, exclusive=False):
         master = await unlock(repo, session.passphrase)
         result = await backup(repo, master, paths, excludes=excludes, host=host,
                               dry_run=dry_run, progress=view.update)

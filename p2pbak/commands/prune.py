@@ -31,15 +31,17 @@ DryRunOpt = Annotated[bool, typer.Option(
 async def prune_repo(session: Session, dry_run: bool,
                      forgotten: frozenset[str] = frozenset()) -> PruneResult:
     from p2pbak.datapath.prune import prune
+    from p2pbak.net.repolock import repo_lock
 
-    async with connect(session.config) as repo:
+    async with connect(session.config) as repo, repo_lock(repo.coord, exclusive=not dry_run):
         master = await unlock(repo, session.passphrase)
         return await prune(repo, master, dry_run=dry_run, forgotten=forgotten)
 
 
 def locked(session: Session, fn: Any) -> Any:
     """Run `fn()` under this machine's lock: a backup running here must not lose the packs
-    it has committed before its snapshot lists them."""
+    it has committed before its snapshot lists them. (Backups of the user's other machines
+    are kept off by the coordinator's repository lock, taken exclusively in `prune_repo`.)"""
     from p2pbak.lock import machine_lock
 
     with machine_lock(session.config.cache, command="prune"):

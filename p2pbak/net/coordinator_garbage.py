@@ -16,7 +16,7 @@ from pydantic import Field
 
 from p2pbak.net.coordinator_common import caller
 from p2pbak.net.validate import Body, HexId, fail, parse
-from p2pbak.store import garbage
+from p2pbak.store import garbage, locks
 from p2pbak.store.coordinator_db import now
 from p2pbak.store.repair import DISQUALIFIED
 
@@ -38,6 +38,11 @@ class GarbageBody(Body):
 
 class LeaveBody(Body):
     pass
+
+
+class LockBody(Body):
+    exclusive: bool
+    ttl: Annotated[int, Field(ge=10, le=3600)]
 
 
 @routes.get("/v1/packs")
@@ -105,3 +110,24 @@ async def leave(request: web.Request) -> web.Response:
 @routes.get("/v1/supply/leave")
 async def leave_status(request: web.Request) -> web.Response:
     return await _progress(request, start=False)
+
+
+@routes.post("/v1/lock")
+async def lock(request: web.Request) -> web.Response:
+    """Take or renew this machine's repository lock (shared: backup, exclusive: prune)."""
+    coord, machine = await caller(request)
+    body = await parse(request, LockBody)
+    other = await locks.take(coord.db, machine.user, machine.id, body.exclusive, body.ttl)
+    if other is not None:
+        what = "prunes" if other.exclusive else "backs up"
+        fail(409, f"machine {other.machine!r} of this user {what} right now (its lock lapses "
+                  f"within {max(0, other.expires - now())} s unless renewed): try again when "
+                  "it has finished")
+    return web.json_response({"ok": True, "expires": now() + body.ttl})
+
+
+@routes.delete("/v1/lock")
+async def unlock(request: web.Request) -> web.Response:
+    coord, machine = await caller(request)
+    await locks.release(coord.db, machine.user, machine.id)
+    return web.json_response({"ok": True})

@@ -129,6 +129,15 @@ def _garbage_v() -> tuple[str, ...]:
 MIGRATIONS.append(_garbage_v())  # delete lists: fragments suppliers should drop
 
 
+def _locks_v() -> tuple[str, ...]:
+    from p2pbak.store.locks import MIGRATION
+
+    return MIGRATION
+
+
+MIGRATIONS.append(_locks_v())  # repository locks across a user's machines (backup, prune)
+
+
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")
