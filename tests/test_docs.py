@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -143,12 +145,25 @@ def test_json_lines_of_real_runs_are_documented(tmp_path: Path) -> None:
                      ["admin", "audit", "--db", f"{kept['root']}/coordinator/coordinator.db"]):
             lines += _json_lines(_cli(*args, "--json", env=env))
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        stop_grid(pids, Path(kept["root"]))
     kinds = {ln["message_type"] for ln in lines}
     assert {"summary", "snapshot", "node", "status", "group"} <= kinds
     assert_documented(lines)
+
+
+def stop_grid(pids: list[int], root: Path) -> None:
+    """SIGTERM the demo's processes, wait for them to go, remove the grid's folder."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_documented(lines: list[dict[str, Any]]) -> None:
