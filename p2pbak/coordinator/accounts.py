@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2pbak.coordinator.billing import MarketSettings, current_prices
 from p2pbak.market import bank as rules
-from p2pbak.store import bank
+from p2pbak.store import bank, coordinator_packs
 from p2pbak.store.bank import user_account
 
 if TYPE_CHECKING:
@@ -63,8 +62,8 @@ def credits(micro: int) -> str:
 async def daily_storage_charge(coord: Coordinator, user: str) -> int:
     """What a day of the user's current data costs at today's prices (µc)."""
     _, table = await current_prices(coord)
-    data, _ = await bank.holdings(coord.db)
-    return math.ceil(table.storage * data.get(user, 0) / rules.GB)
+    _, data_bytes = await coordinator_packs.totals(coord.db, user)
+    return -(-table.storage * data_bytes // rules.GB)  # rounded up, in integers
 
 
 async def account_state(coord: Coordinator, user: str) -> AccountState:
