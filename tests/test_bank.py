@@ -355,3 +355,19 @@ def test_new_alert_is_mailed_once() -> None:
     mail = got[0].decode()
     assert "To: ann@example.org" in mail and "From: bank@example.org" in mail
     assert "low" in mail and "p2pbak supply set" in mail
+
+
+def test_default_limit_is_two_weeks_of_storage_at_least_ten_credits() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)  # no --max-deficit: the per-account rule
+        try:
+            assert (await accounts.account_state(coord, "bob")).limit == 10 * rules.MICRO
+            await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
+            _, table = await billing.current_prices(coord)
+            daily = -(-table.storage * 3 * 10**12 // rules.GB)
+            assert (await accounts.account_state(coord, "bob")).limit == 14 * daily
+            assert (await accounts.account_state(coord, "alice")).limit == 10 * rules.MICRO
+        finally:
+            await coord.stop()
+
+    run(scenario)
