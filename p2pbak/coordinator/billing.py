@@ -112,17 +112,21 @@ def verify_receipt(coord: Coordinator, peer_id: str, wire: str) -> tickets.Ticke
     return t
 
 
-async def settle_receipt(coord: Coordinator, peer_id: str, wire: str) -> tuple[bool, int]:
-    """Pay `peer_id` for one honoured ticket: (booked now, µc paid); (False, 0) when the
-    ticket was paid before."""
-    t = verify_receipt(coord, peer_id, wire)
-    owners = await bank.peer_owners(coord.db, [peer_id, t.from_])
-    supplier = owners.get(peer_id)
-    if supplier is None:
-        raise ReceiptRefused("this peer is unknown to the bank")
-    _, table = await current_prices(coord)
-    consumer = owners.get(t.from_)
-    kind, user = ("store", consumer)
+@dataclass(frozen=True)
+class _Entry:
+    """One receipt's booking, worked out before the ledger transaction."""
+
+    ref: str
+    kind: str
+    user: str | None
+    size: int
+    postings: list[rules.Posting]
+    paid: int  # µc to the supplier
+
+
+async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str | None,
+                 t: tickets.Ticket, table: rules.PriceTable) -> _Entry:
+    kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
     elif consumer and await bank.fragment_owner(coord.db, t.fragment, peer_id) == consumer:
@@ -132,12 +136,52 @@ async def settle_receipt(coord: Coordinator, peer_id: str, wire: str) -> tuple[b
     else:  # someone else's fragment: repair or testing, upkeep paid by the bank
         kind, user = "fetch", None
         postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
-    booked = await bank.book(coord.db, kind=kind, postings=postings, ref=f"ticket:{t.id}",
-                             user=user, quantity=t.size)
-    for account_user in {supplier, consumer} - {None}:  # a retrieval spends, a supplier earns
-        await _refresh(coord, str(account_user))
     paid = sum(p.amount for p in postings if p.account == user_account(supplier))
-    return booked, paid if booked else 0
+    return _Entry(f"ticket:{t.id}", kind, user, t.size, postings, paid)
+
+
+async def settle_receipts(coord: Coordinator, peer_id: str,
+                          wires: Sequence[str]) -> list[tuple[bool, int] | ReceiptRefused]:
+    """Pay `peer_id` for the tickets it honoured, all in one ledger transaction. Per wire:
+    (booked now, µc paid), (False, 0) when paid before, or the refusal."""
+    out: list[tuple[bool, int] | ReceiptRefused] = []
+    checked = []
+    for wire in wires:
+        try:
+            checked.append(verify_receipt(coord, peer_id, wire))
+        except ReceiptRefused as exc:
+            checked.append(exc)
+    owners = await bank.peer_owners(coord.db, [peer_id] + [
+        t.from_ for t in checked if isinstance(t, tickets.Ticket)])
+    supplier = owners.get(peer_id)
+    _, table = await current_prices(coord)
+    entries: list[_Entry | ReceiptRefused] = []
+    for t in checked:
+        if isinstance(t, ReceiptRefused) or supplier is None:
+            entries.append(t if isinstance(t, ReceiptRefused) else
+                           ReceiptRefused("this peer is unknown to the bank"))
+        else:
+            entries.append(await _entry(coord, peer_id, supplier, owners.get(t.from_), t, table))
+    async with coord.db.transaction() as conn:
+        for e in entries:
+            if isinstance(e, ReceiptRefused):
+                out.append(e)
+                continue
+            booked = await bank.book_in(conn, kind=e.kind, postings=e.postings, ref=e.ref,
+                                        user=e.user, quantity=e.size)
+            out.append((booked, e.paid if booked else 0))
+    touched = {supplier} | {e.user for e in entries if isinstance(e, _Entry)}
+    for user in sorted(u for u in touched if u):  # a retrieval spends, a supplier earns
+        await _refresh(coord, user)
+    return out
+
+
+async def settle_receipt(coord: Coordinator, peer_id: str, wire: str) -> tuple[bool, int]:
+    """One receipt (see settle_receipts); raises ReceiptRefused."""
+    result = (await settle_receipts(coord, peer_id, [wire]))[0]
+    if isinstance(result, ReceiptRefused):
+        raise result
+    return result
 
 
 async def pay_upkeep(coord: Coordinator, transfers: Sequence[tuple[str, int, int]],

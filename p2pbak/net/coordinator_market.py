@@ -36,12 +36,12 @@ async def receipts(request: web.Request) -> web.Response:
     body = await parse(request, ReceiptsBody)
     paid = accepted = replayed = 0
     refused = []
-    for i, wire in enumerate(body.receipts):
-        try:
-            booked, amount = await billing.settle_receipt(coord, machine.id, wire)
-        except billing.ReceiptRefused as exc:
-            refused.append({"index": i, "error": str(exc)})
+    results = await billing.settle_receipts(coord, machine.id, body.receipts)
+    for i, result in enumerate(results):
+        if isinstance(result, billing.ReceiptRefused):
+            refused.append({"index": i, "error": str(result)})
             continue
+        booked, amount = result
         accepted += booked
         replayed += not booked
         paid += amount
