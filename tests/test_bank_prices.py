@@ -80,3 +80,21 @@ def test_no_new_row_before_the_interval_is_over() -> None:
             await coord.stop()
 
     run(scenario)
+
+
+def test_quote_for_a_machine_never_seen_online_is_an_answer() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp)
+        try:
+            async with coord.db.transaction() as conn:
+                await conn.execute("UPDATE peers SET availability = 0")
+            q = await job.supply_quote(coord, "alice", machine_id(0), 10**10, 1000, 1000)
+            assert q["available_bytes"] >= 0 and 0 < q["availability"] < 1e-3
+            assert all(isinstance(v, int) for v in q["regions"].values())
+            fresh = await job.supply_quote(coord, "nobody", "f" * 32, 10**10, 1000, 1000)
+            assert fresh["availability"] == job.PRIOR_AVAILABILITY and not fresh["peer_known"]
+            assert fresh["available_bytes"] > q["available_bytes"]
+        finally:
+            await coord.stop()
+
+    run(scenario)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from p2pbak.coordinator import placement
 from p2pbak.coordinator.billing import DAY, OVERHEADS, current_prices
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
@@ -152,7 +153,7 @@ async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: in
     demand = Resources.from_dict(last.demand) if last is not None and last.demand else \
         default_demand()
     peer = await coordinator_peers.get(coord.db, machine_id)
-    avail = peer.availability if peer is not None else PRIOR_AVAILABILITY
+    avail = placement.availability(peer) if peer is not None else PRIOR_AVAILABILITY
     disk = peer.stored_bytes + peer.free_bytes if peer is not None else 0
     caps = supply_from_caps(space, upload, download, avail, disk)
     mix, own = await user_mix(coord, user)
