@@ -239,10 +239,15 @@ def command_lines(text: str) -> list[list[str]]:
         except ValueError:
             continue
         for i, w in enumerate(words):
-            if Path(w).name == PROG and (i == 0 or words[i - 1] not in ("which", "man")):
+            if _is_program(w) and (i == 0 or words[i - 1] not in ("which", "man")):
                 found.append([x for x in words[i + 1:] if x not in ("|", "&&", ";")])
                 break
     return [_until_pipe(argv) for argv in found]
+
+
+def _is_program(word: str) -> bool:
+    """`p2pbak` or an installed one (`/usr/local/bin/p2pbak`), not a folder of that name."""
+    return word == PROG or word.endswith(f"/bin/{PROG}")
 
 
 def _until_pipe(argv: list[str]) -> list[str]:

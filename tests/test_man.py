@@ -149,6 +149,7 @@ def test_unknown_options_are_caught() -> None:
     assert manpages.unknown_options(["backup", "--", "--not-an-option"]) == []
     assert manpages.command_lines("0 3 * * * /usr/bin/p2pbak backup -q ~ 2>&1 # nightly") == [
         ["backup", "-q", "~"]]
+    assert manpages.command_lines("useradd --home-dir /var/lib/p2pbak p2pbak-user") == []
 
 
 def test_orphan_section_file_is_refused(tmp_path: Path) -> None:
