@@ -97,9 +97,8 @@ class _Uploader:
             await self.repo.put_pack(pack.pack_id, pack.data)
             if self.committed is not None:
                 await self.committed(pack)
-        except BaseException as exc:
+        except Exception as exc:  # surfaced by submit()/drain(), never left unretrieved
             self._failure = self._failure or exc
-            raise
         finally:
             self._slots.release()
 
