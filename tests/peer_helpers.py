@@ -13,10 +13,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.config import Supply
+from p2pbak.grid import free_port
 from p2pbak.net import tickets
 from p2pbak.net.peer import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore
-from tests.procs import free_port
 
 PEER_ID = "peer-under-test"
 CLIENT_ID = "consumer"

@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from p2pbak.coordinator import accounts, billing
+from p2pbak.grid import run_cli
 from p2pbak.market import bank as rules
 from tests.grid import one_line_error, summary
-from tests.procs import cli
 from tests.test_bank import machine_id, open_coord, ticket
 
 
@@ -32,11 +32,11 @@ def ledger_db(tmp: Path) -> Path:
 
 def test_audit_of_a_healthy_ledger(tmp_path: Path) -> None:
     db = ledger_db(tmp_path)
-    fields = summary(cli("admin", "audit", "--db", str(db), "--json"))
+    fields = summary(run_cli(["admin", "audit", "--db", str(db), "--json"]))
     assert fields["ok"] is True and fields["sum"] == 0
     assert fields["entries"] == 4 and fields["accounts"] == 3 and fields["unfrozen"] == []
     assert fields["bank_balance"] + fields["users_balance"] == 0
-    text = cli("admin", "audit", "--db", str(db)).stdout
+    text = run_cli(["admin", "audit", "--db", str(db)]).stdout
     assert "FAILED" not in text and "sum over all accounts: 0" in text
 
 
@@ -46,16 +46,16 @@ def test_audit_fails_on_a_broken_ledger(tmp_path: Path) -> None:
         conn.execute("INSERT INTO entries(txn, movement, account, amount) "
                      "VALUES (1, 9, 'bank', 5)")
         conn.execute("DELETE FROM alerts")  # alice is frozen, but nothing says so
-    r = cli("admin", "audit", "--db", str(db), "--json")
+    r = run_cli(["admin", "audit", "--db", str(db), "--json"])
     assert r.returncode == 1
     line = [ln for ln in r.stdout.splitlines() if '"summary"' in ln]
     assert '"ok": false' in line[0] and '"sum": 5' in line[0] and '"alice"' in line[0]
-    r = cli("admin", "audit", "--db", str(db))
+    r = run_cli(["admin", "audit", "--db", str(db)])
     assert "ledger audit failed" in one_line_error(r)
     assert r.stdout.count("FAILED") == 4
 
 
 def test_audit_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
-    r = cli("admin", "audit", "--db", str(tmp_path / "nope.db"))
+    r = run_cli(["admin", "audit", "--db", str(tmp_path / "nope.db")])
     assert r.returncode == 1 and "no database" in one_line_error(r)
     assert not (tmp_path / "nope.db").exists()

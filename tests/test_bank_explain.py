@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from p2pbak.grid import run_cli
 from tests.grid import summary
-from tests.procs import cli
 
 
 def test_explain_prints_the_papers_figures() -> None:
-    fields = summary(cli("market", "explain", "--json"))
+    fields = summary(run_cli(["market", "explain", "--json"]))
     assert fields["replication_copies"] == 17  # §2.2: 17 copies at 12 h/day for 99.999%
     assert 2.5 <= fields["erasure_factor"] <= 3.5  # "a factor of about 3"
     assert fields["effective_space_gb"] == 10.0  # §2.5: 30 GB × 50% × 2/3
     assert abs(fields["consume_supply_price_ratio"] - 3.0) < 0.25  # "about 3×"
-    text = " ".join(cli("market", "explain").stdout.split())
+    text = " ".join(run_cli(["market", "explain"]).stdout.split())
     assert "17 copies" in text and "= 10 GB" in text

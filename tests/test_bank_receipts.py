@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from p2pbak.grid import free_port
 from p2pbak.net.client import CoordinatorClient
 from p2pbak.net.coordinator import make_app
 from p2pbak.net.coordinator_common import COORD
@@ -15,7 +16,6 @@ from p2pbak.net.peer_receipts import ReceiptBook
 from p2pbak.net.tickets import Ticket
 from p2pbak.store import bank, coordinator_peers
 from p2pbak.store.bank import user_account
-from tests.procs import free_port
 
 
 async def _register(url: str) -> CoordinatorClient:

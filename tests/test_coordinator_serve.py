@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from p2pbak.errors import P2pbakError
+from p2pbak.grid import free_port, run_cli, spawn, wait_http
 from p2pbak.store.coordinator_db import Database
 from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations, schema_version
-from tests.procs import cli, free_port, spawn, wait_http
 from tests.test_coordinator_support import b64, coordinator, grid
 
 
@@ -153,8 +153,8 @@ def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = cli("serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}",
-                timeout=60)
+        r = run_cli(["serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}"],
+                    timeout=60)
     _one_line_failure(r, "cannot listen")
 
 
@@ -162,12 +162,12 @@ def test_bad_options_are_one_line_exit_1(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     port = str(free_port())
-    r = cli("serve", "--db", str(blocker / "sub" / "c.db"), "--listen", f"127.0.0.1:{port}")
+    r = run_cli(["serve", "--db", str(blocker / "sub" / "c.db"), "--listen", f"127.0.0.1:{port}"])
     _one_line_failure(r, "cannot create the folder")
-    r = cli("serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}",
-            "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "k.pem"))
+    r = run_cli(["serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}",
+                 "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "k.pem")])
     _one_line_failure(r, "TLS")
-    r = cli("serve", "--db", str(tmp_path / "c.db"), "--listen", "nonsense")
+    r = run_cli(["serve", "--db", str(tmp_path / "c.db"), "--listen", "nonsense"])
     _one_line_failure(r, "--listen")
 
 
@@ -195,8 +195,9 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def test_https_with_cert_and_key(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     port = free_port()
-    proc = spawn(["serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}",
-                  "--tls-cert", str(cert), "--tls-key", str(key)], tmp_path / "log")
+    proc = spawn("coordinator", ["serve", "--db", str(tmp_path / "c.db"), "--listen",
+                                 f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key",
+                                 str(key)], tmp_path / "log", f"https://127.0.0.1:{port}")
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
@@ -210,7 +211,7 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
             except OSError:
                 assert proc.alive() and time.monotonic() < deadline, proc.output()
                 time.sleep(0.1)
-        with pytest.raises(RuntimeError):  # plain HTTP is not served
+        with pytest.raises(P2pbakError):  # plain HTTP is not served
             wait_http(f"http://127.0.0.1:{port}/v1/health", timeout=1)
     finally:
         proc.stop()
@@ -219,8 +220,9 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
 
 def test_json_start_and_stop_lines(tmp_path: Path) -> None:
     port = free_port()
-    proc = spawn(["serve", "--db", str(tmp_path / "c.db"), "--listen", f"127.0.0.1:{port}",
-                  "--json"], tmp_path / "log")
+    proc = spawn("coordinator", ["serve", "--db", str(tmp_path / "c.db"), "--listen",
+                                 f"127.0.0.1:{port}", "--json"], tmp_path / "log",
+                 f"http://127.0.0.1:{port}")
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/health", proc)
     finally:
@@ -235,7 +237,7 @@ def test_json_start_and_stop_lines(tmp_path: Path) -> None:
 def test_not_a_database_is_one_line_exit_1(tmp_path: Path) -> None:
     bogus = tmp_path / "c.db"
     bogus.write_bytes(b"this is not sqlite" * 100)
-    r = cli("serve", "--db", str(bogus), "--listen", f"127.0.0.1:{free_port()}")
+    r = run_cli(["serve", "--db", str(bogus), "--listen", f"127.0.0.1:{free_port()}"])
     _one_line_failure(r, "cannot use database")
     assert bogus.read_bytes() == b"this is not sqlite" * 100
 

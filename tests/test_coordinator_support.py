@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tests.procs import Proc, free_port, spawn, wait_http
+from p2pbak.grid import Process, free_port, spawn, wait_http
 
 __test__ = False
 
@@ -112,7 +112,7 @@ def grid(api: Api, prefix: str, peers: int, free: int = 10**9) -> list[Api]:
 @dataclass
 class Server:
     api: Api
-    proc: Proc
+    proc: Process
     db: Path
 
 
@@ -121,9 +121,9 @@ def coordinator(tmp: Path, *extra: str, db: Path | None = None) -> Iterator[Serv
     """`p2pbak serve` on a free loopback port, stopped (SIGTERM) on exit."""
     port = free_port()
     db = db or tmp / "coordinator.db"
-    proc = spawn(["serve", "--db", str(db), "--listen", f"127.0.0.1:{port}", *extra],
-                 tmp / f"serve-{port}.log")
     url = f"http://127.0.0.1:{port}"
+    proc = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"127.0.0.1:{port}",
+                                 *extra], tmp / f"serve-{port}.log", url)
     try:
         wait_http(f"{url}/v1/health", proc)
         yield Server(Api(url), proc, db)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+
+from p2pbak.grid import run_cli
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "p2pbak", "market", "erasure", *args],
-                          capture_output=True, text=True, timeout=60)
+    return run_cli(["market", "erasure", *args], timeout=60)
 
 
 def test_paper_figures_as_json() -> None:

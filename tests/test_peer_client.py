@@ -10,8 +10,8 @@ from aiohttp import web
 
 from p2pbak.config import Supply
 from p2pbak.errors import ExitCode, P2pbakError, Unreachable
+from p2pbak.grid import free_port
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient, PeerError
-from tests.procs import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from p2pbak import config
-from p2pbak.grid import Grid, Process, spawn, start_grid, wait_for, wait_http
+from p2pbak.grid import Grid, Process, free_port, spawn, start_grid, wait_for, wait_http
 from p2pbak.net.client import CoordinatorClient, PeerClient, PeerError
 from tests.grid import one_line_error
 from tests.peer_helpers import fragment, stored_files
-from tests.procs import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -109,9 +109,9 @@ def test_a_repair_over_http_moves_the_placement(world: tuple[Api, list[Api]]) ->
 
 
 def test_the_serve_options_are_documented(tmp_path: Path) -> None:
-    from tests.procs import cli
+    from p2pbak.grid import run_cli
 
-    text = " ".join(cli("serve", "--help").stdout.split())
+    text = " ".join(run_cli(["serve", "--help"]).stdout.split())
     for option in ("--checker-interval", "--departure-timeout", "--audit-interval",
                    "--availability-window"):
         assert option in text
