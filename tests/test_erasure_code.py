@@ -66,6 +66,8 @@ def test_choose_code_properties(avail: list[float], target: float, max_k: int,
     assert code.k <= max_k and code.factor <= max_factor + 1e-9
     assert code.k < code.repair <= code.n or code.repair == code.n
     assert code.repair <= code.success <= code.n
+    if code.n - code.k >= 2 and min_n_for_k(code.k) < code.n:
+        assert code.success < code.n  # an upload does not need every one of the n peers
     assert code.availability == pytest.approx(prob_at_least(code.k, avail[:code.n]))
     allowed = codes(len(avail), max_k, max_factor)
     meeting = [(n / k, k, n) for k, n in allowed if prob_at_least(k, avail[:n]) >= target]
