@@ -82,6 +82,8 @@ class Grid:
     db: Path
     password_file: Path
     peers: list[Peer] = field(default_factory=list)
+    serve_args: tuple[str, ...] = ()  # extra `p2pbak serve` options, kept for a restart
+    heartbeat: float = 2.0  # the peers' heartbeat interval, seconds
 
     @property
     def url(self) -> str:
@@ -119,18 +121,35 @@ class Grid:
             raise P2pbakError(f"init of {name} failed: {_last_line(r.stderr)}")
         return config
 
-    def start_peer(self, name: str, *, heartbeat: float = 2.0) -> Peer:
+    def start_peer(self, name: str) -> Peer:
         config = self.add_user(name, cli=False)
         storage = self.root / "users" / name / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         port = free_port()
         proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
                             f"{HOST}:{port}", "--config", str(config),
-                            "--heartbeat-interval", str(heartbeat)],
+                            "--heartbeat-interval", str(self.heartbeat)],
                      self.root / "logs" / f"{name}.log", f"http://{HOST}:{port}")
         peer = Peer(name=name, config=config, storage=storage, process=proc)
         self.peers.append(peer)
         return peer
+
+    def add_peers(self, count: int) -> list[Peer]:
+        """Start `count` more peer agents (numbered on) and wait until all are online."""
+        first = len(self.peers) + 1
+        names = [f"peer{i:02d}" for i in range(first, first + count)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            started = list(pool.map(self.start_peer, names))
+        self.peers.sort(key=lambda p: p.name)
+        self.wait_peers(started)
+        return started
+
+    def restart_coordinator(self, log_name: str = "coordinator-restarted") -> None:
+        """SIGKILL the coordinator (if it still runs); start it again on its port and db."""
+        self.coordinator.kill()
+        port = int(self.url.rsplit(":", 1)[1])
+        self.coordinator = serve(self.db, port, self.root / "logs" / f"{log_name}.log",
+                                 self.serve_args)
 
     def wait_peers(self, peers: Sequence[Peer], timeout: float = READY_TIMEOUT) -> None:
         """Wait until every peer answers its health check and has told the coordinator."""
@@ -174,30 +193,39 @@ class Grid:
 
 
 def start_grid(root: Path, peers: int = 10, *, passphrase: str = "correct horse battery",
-               heartbeat: float = 2.0) -> Grid:
-    """Start a coordinator and `peers` peer agents under `root`; stop them all on failure."""
+               heartbeat: float = 2.0, serve_args: Sequence[str] = ()) -> Grid:
+    """Start a coordinator (`serve` given `serve_args` too) and `peers` peer agents under
+    `root`; stop them all on failure."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     password_file = root / "passphrase"
     password_file.write_text(passphrase + "\n")
     password_file.chmod(0o600)
-    port = free_port()
     db = root / "coordinator" / "coordinator.db"
     db.parent.mkdir(parents=True, exist_ok=True)
-    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}"],
-                  root / "logs" / "coordinator.log", f"http://{HOST}:{port}")
-    grid = Grid(root=root, coordinator=coord, db=db, password_file=password_file)
+    coord = serve(db, free_port(), root / "logs" / "coordinator.log", serve_args)
+    grid = Grid(root=root, coordinator=coord, db=db, password_file=password_file,
+                serve_args=tuple(serve_args), heartbeat=heartbeat)
     try:
-        wait_http(f"{coord.url}/v1/health", coord)
-        names = [f"peer{i:02d}" for i in range(1, peers + 1)]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            started = list(pool.map(lambda n: grid.start_peer(n, heartbeat=heartbeat), names))
-        grid.peers.sort(key=lambda p: p.name)
-        grid.wait_peers(started)
+        if peers:
+            grid.add_peers(peers)
     except BaseException:
         grid.stop()
         raise
     return grid
+
+
+def serve(db: Path, port: int, log: Path, serve_args: Sequence[str] = ()) -> Process:
+    """`p2pbak serve` on 127.0.0.1:`port`, returned once it answers (stopped if it does not)."""
+    url = f"http://{HOST}:{port}"
+    proc = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}",
+                                 *serve_args], log, url)
+    try:
+        wait_http(f"{url}/v1/health", proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

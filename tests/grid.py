@@ -1,7 +1,8 @@
 """Fixtures for end-to-end tests: a real grid (coordinator + peer agents) on 127.0.0.1.
 
 Import the fixture into a test module with `from tests.grid import grid_fixture  # noqa: F401`
-(tests then take a `grid` argument);
+(tests then take a `grid` argument), or make one of another size or coordinator with
+`grid_fixture = make_grid_fixture(...)`;
 each module gets its own grid (tests that SIGKILL peers must not disturb other modules).
 """
 
@@ -11,7 +12,7 @@ import json
 import shutil
 import subprocess
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,26 @@ from p2pbak.grid import Grid, start_grid
 GRID_PEERS = 8
 
 
-@pytest.fixture(scope="module", name="grid")
-def grid_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = start_grid(tmp_path_factory.mktemp("grid"), GRID_PEERS)
-    try:
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+def make_grid_fixture(peers: int = GRID_PEERS, *, heartbeat: float = 2.0,
+                      serve_args: Sequence[str] = ()) -> Any:
+    """A module-scoped `grid` fixture: the module's own grid, stopped after its tests,
+    none of whose processes may have logged a traceback."""
+
+    @pytest.fixture(scope="module", name="grid")
+    def grid_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
+        g = start_grid(tmp_path_factory.mktemp("grid"), peers, heartbeat=heartbeat,
+                       serve_args=serve_args)
+        try:
+            yield g
+        finally:
+            g.stop()
+        for proc in g.processes():
+            assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+
+    return grid_fixture
+
+
+grid_fixture = make_grid_fixture()
 
 
 def lines(text: str) -> list[dict[str, Any]]:

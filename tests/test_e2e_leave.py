@@ -8,7 +8,6 @@ only once nothing is placed on it; then the agent stops and the backup still res
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,11 @@ from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid
 from tests.grid import lines, summary
 from tests.test_e2e_repair_support import (
-    add_peers,
     codes,
+    fast_grid_fixture,
     live_holders,
     placed_on,
     query,
-    start_fast_grid,
     wait_until,
 )
 
@@ -33,15 +31,7 @@ def fragment_files_of(storage: Path) -> list[Path]:
     return [f for f in (storage / "fragments").rglob("*") if f.is_file()]
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = start_fast_grid(tmp_path_factory.mktemp("leave-grid"), 8)
-    try:
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+grid_fixture = fast_grid_fixture(8)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +48,7 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def erin(grid: Grid, src: Path) -> Path:
     config = grid.add_user("erin", machine="nas")
     summary(grid.cli("backup", str(src), "--json", config=config))
-    add_peers(grid, 3)  # room for the leaver's fragments
+    grid.add_peers(3)  # room for the leaver's fragments
     return config
 
 

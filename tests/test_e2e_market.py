@@ -9,41 +9,21 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import HOST, Grid, free_port, spawn, wait_for, wait_http
-from tests.grid import one_line_error, summary
+from p2pbak.grid import Grid, wait_for
+from tests.grid import make_grid_fixture, one_line_error, summary
 
 pytestmark = pytest.mark.slow
 
 PEERS = 4
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    root = tmp_path_factory.mktemp("market")
-    (root / "logs").mkdir()
-    password = root / "passphrase"
-    password.write_text("correct horse battery\n")
-    port = free_port()
-    db = root / "coordinator.db"
-    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}",
-                                  "--max-deficit", "0.000001", "--billing-interval", "0.5",
-                                  "--price-interval", "1"],
-                  root / "logs" / "coordinator.log", f"http://{HOST}:{port}")
-    g = Grid(root=root, coordinator=coord, db=db, password_file=password)
-    try:
-        wait_http(f"{coord.url}/v1/health", coord)
-        g.wait_peers([g.start_peer(f"peer{i}", heartbeat=0.5) for i in range(PEERS)])
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+grid_fixture = make_grid_fixture(PEERS, heartbeat=0.5, serve_args=(
+    "--max-deficit", "0.000001", "--billing-interval", "0.5", "--price-interval", "1"))
 
 
 @pytest.fixture(scope="module")

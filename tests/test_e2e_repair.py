@@ -9,7 +9,6 @@ coordinator is SIGKILLed and restarted while repairs are under way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,12 @@ from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid
 from tests.grid import stdlib_tree, summary
 from tests.test_e2e_repair_support import (
-    add_peers,
     codes,
+    fast_grid_fixture,
     kill_keeping_k,
     live_holders,
     placed_on,
     query,
-    restart_coordinator,
-    start_fast_grid,
     wait_until,
 )
 
@@ -33,16 +30,7 @@ pytestmark = pytest.mark.slow
 
 FIRST_PEERS = 8
 
-
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = start_fast_grid(tmp_path_factory.mktemp("repair-grid"), FIRST_PEERS)
-    try:
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+grid_fixture = fast_grid_fixture(FIRST_PEERS)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +60,7 @@ def test_repair_brings_packs_back_to_total_and_survives_a_second_loss(
     original = live_holders(grid)
     assert original and all(len(h) == code[p][1] for p, h in original.items())
     loss = max(n - k for k, n in code.values())
-    add_peers(grid, loss)  # fresh peers to rebuild onto
+    grid.add_peers(loss)  # fresh peers to rebuild onto
     assert len(grid.peers) >= 12
 
     first = kill_keeping_k(grid, [], loss)
@@ -84,7 +72,7 @@ def test_repair_brings_packs_back_to_total_and_survives_a_second_loss(
     # the coordinator dies mid-repair: tasks, leases and placements are in its database
     wait_until(lambda: query(grid, "SELECT count(*) FROM tasks WHERE kind = 'repair'")[0][0]
                > 0, 60, "a repair queued", grid)
-    restart_coordinator(grid)
+    grid.restart_coordinator()
     wait_until(lambda: all_at_total(grid), 150, "every pack back at total", grid)
     done = query(grid, "SELECT count(*) FROM tasks WHERE kind = 'repair' AND state = 'done'")
     assert done[0][0] >= len(code)

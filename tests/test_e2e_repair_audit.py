@@ -7,7 +7,6 @@ fragments rebuilt on a peer that held none; the backup still restores byte-ident
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,27 +15,17 @@ from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid
 from tests.grid import stdlib_tree, summary
 from tests.test_e2e_repair_support import (
-    add_peers,
     codes,
+    fast_grid_fixture,
     live_holders,
     placed_on,
     query,
-    start_fast_grid,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = start_fast_grid(tmp_path_factory.mktemp("audit-grid"), 6)
-    try:
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
+grid_fixture = fast_grid_fixture(6)
 
 
 def flip_bytes(peer_storage: Path) -> int:
@@ -59,7 +48,7 @@ def test_a_peer_serving_corrupt_fragments_is_disqualified_and_repaired(
     holders = live_holders(grid)
     names = {p.name: p for p in grid.peers}
     liar = sorted(set.intersection(*holders.values()))[0]
-    add_peers(grid, 2)  # room for the rebuilt fragments
+    grid.add_peers(2)  # room for the rebuilt fragments
     assert flip_bytes(names[liar].storage) >= len(holders)
 
     liar_id = names[liar].peer_id

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import Any
 
-from p2pbak.grid import HOST, Grid, Peer, free_port, spawn, wait_http
-from tests.grid import fragment_files, pack_code
+from p2pbak.grid import Grid
+from tests.grid import fragment_files, make_grid_fixture, pack_code
 
 __test__ = False
 
@@ -21,46 +21,9 @@ SERVE_ARGS = ("--online-window", "6", "--checker-interval", "1", "--departure-ti
 HEARTBEAT = 1.0
 
 
-def start_fast_grid(root: Path, peers: int, serve_args: Sequence[str] = SERVE_ARGS) -> Grid:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "logs").mkdir(exist_ok=True)
-    password_file = root / "passphrase"
-    password_file.write_text("correct horse battery\n")
-    password_file.chmod(0o600)
-    db = root / "coordinator" / "coordinator.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}",
-                                  *serve_args],
-                  root / "logs" / "coordinator.log", f"http://{HOST}:{port}")
-    grid = Grid(root=root, coordinator=coord, db=db, password_file=password_file)
-    try:
-        wait_http(f"{coord.url}/v1/health", coord)
-        add_peers(grid, peers)
-    except BaseException:
-        grid.stop()
-        raise
-    return grid
-
-
-def restart_coordinator(grid: Grid, serve_args: Sequence[str] = SERVE_ARGS) -> None:
-    """SIGKILL the coordinator and start it again on the same port and database."""
-    from urllib.parse import urlsplit
-
-    grid.coordinator.kill()
-    port = urlsplit(grid.url).port
-    grid.coordinator = spawn("coordinator", ["serve", "--db", str(grid.db), "--listen",
-                                             f"{HOST}:{port}", *serve_args],
-                             grid.root / "logs" / "coordinator-restarted.log", grid.url)
-    wait_http(f"{grid.url}/v1/health", grid.coordinator)
-
-
-def add_peers(grid: Grid, count: int) -> list[Peer]:
-    first = len(grid.peers) + 1
-    started = [grid.start_peer(f"peer{i:02d}", heartbeat=HEARTBEAT)
-               for i in range(first, first + count)]
-    grid.wait_peers(started)
-    return started
+def fast_grid_fixture(peers: int) -> Any:
+    """A module's `grid` fixture: `peers` agents and a coordinator that repairs fast."""
+    return make_grid_fixture(peers, heartbeat=HEARTBEAT, serve_args=SERVE_ARGS)
 
 
 def query(grid: Grid, sql: str, params: Sequence[object] = ()) -> list[tuple]:

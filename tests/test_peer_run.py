@@ -182,22 +182,9 @@ def test_sigkill_mid_store_leaves_nothing_to_serve(grid: Grid) -> None:
     assert again.popen.returncode == 0
 
 
-def coordinator_only(root: Path) -> Grid:
-    """A grid with a coordinator and no peers yet."""
-    (root / "logs").mkdir(parents=True)
-    password = root / "passphrase"
-    password.write_text("correct horse battery\n")
-    port = free_port()
-    db = root / "coordinator.db"
-    coord = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"127.0.0.1:{port}"],
-                  root / "logs" / "coordinator.log", f"http://127.0.0.1:{port}")
-    wait_http(f"{coord.url}/v1/health", coord)
-    return Grid(root=root, coordinator=coord, db=db, password_file=password)
-
-
 def test_coordinator_outage_is_logged_once_and_fragments_still_served(
         tmp_path: Path) -> None:
-    g = coordinator_only(tmp_path)
+    g = start_grid(tmp_path, 0)  # a coordinator, no peers yet
     try:
         proc, _, cfg = start_agent(g, "erin", extra=("--json",))
         coordinator_sees(g, cfg, online=True)
@@ -205,11 +192,7 @@ def test_coordinator_outage_is_logged_once_and_fragments_still_served(
         wait_for(lambda: "unavailable" in proc.output(), 30, "no outage line")
         time.sleep(2)  # several failed heartbeats at 0.5 s
         assert wait_http(f"{proc.url}/v1/health")["peer_id"] == cfg.machine_id
-        port = g.url.rsplit(":", 1)[1]
-        g.coordinator = spawn("coordinator", ["serve", "--db", str(g.db), "--listen",
-                                              f"127.0.0.1:{port}"],
-                              tmp_path / "logs" / "coordinator2.log", g.url)
-        wait_http(f"{g.url}/v1/health", g.coordinator)
+        g.restart_coordinator("coordinator2")
         wait_for(lambda: proc.output().count("connected to the coordinator") == 2, 30,
                  "the agent did not reconnect")
         proc.stop()
@@ -262,7 +245,7 @@ def test_agent_runs_workers_and_heartbeat_hooks(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from p2pbak.net.peer_agent import Agent, AgentContext
 
-    g = coordinator_only(tmp_path)
+    g = start_grid(tmp_path, 0)  # a coordinator, no peers yet
     try:
         cfg = config.load(g.add_user("frank"))
         answers: list[dict] = []
