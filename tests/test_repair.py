@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,29 @@ from p2pbak.net import tickets
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_db import now
 from p2pbak.store.coordinator_packs import Fragment
-from tests.test_repair_support import ONLINE_WINDOW, SETTINGS, age_tasks, fid, world
+from tests.test_repair_support import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
+
+
+async def handed_out(w: World, worker: str, offline: Sequence[str] = ()
+                     ) -> tuple[int, dict[str, Any], store.Task]:
+    """Pack "p" (k=2, n=5) on peers 1-5 whose first holder departed (and `offline` went
+    quiet); its repair task, past the dispatch grace, handed to `worker`."""
+    p = w.peers
+    pk = await w.add_pack("p", p[1:6], k=2, n=5)
+    await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
+    for peer in offline:
+        await w.set_seen(peer, now() - ONLINE_WINDOW - 10)  # offline, not departed
+    await checker.checker_job(w.coord)
+    await age_tasks(w, repair.DISPATCH_GRACE + 1)
+    payload = await repair.next_task(w.coord, worker)
+    assert payload is not None
+    task = await store.get_task(w.db, payload["task_id"])
+    assert task is not None
+    return pk, payload, task
 
 
 health = st.builds(
@@ -121,14 +139,9 @@ def test_repair_payload_grants_and_one_transaction_move(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with world(tmp_path, 9) as w:
             p = w.peers
-            pk = await w.add_pack("p", p[1:6], k=2, n=5)
-            await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
-            await w.set_seen(p[2], now() - ONLINE_WINDOW - 10)  # offline, not departed
-            await checker.checker_job(w.coord)
-            await age_tasks(w, repair.DISPATCH_GRACE + 1)
             worker = p[7]
-            payload = await repair.next_task(w.coord, worker)
-            assert payload is not None and payload["kind"] == "repair"
+            pk, payload, task = await handed_out(w, worker, offline=[p[2]])
+            assert payload["kind"] == "repair"
             assert payload["missing"] == [0]  # index 0 sat on the departed peer
             assert payload["k"] == 2 and payload["n"] == 5
             key = tickets.load_public_key(w.coord.ticket_key)
@@ -138,8 +151,6 @@ def test_repair_payload_grants_and_one_transaction_move(tmp_path: Path) -> None:
                 t = tickets.verify(key, s["ticket"], op="fetch", fragment=s["fragment_id"],
                                    to=s["peer_id"])
                 assert t.from_ == worker
-            task = await store.get_task(w.db, payload["task_id"])
-            assert task is not None
             info = await store.pack_info(w.db, pk)
             holders = await store.holders(w.db, pk)
             assert info is not None
@@ -173,14 +184,7 @@ def test_no_supplier_left_is_a_clear_refusal(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with world(tmp_path, 7) as w:
             p = w.peers
-            await w.add_pack("p", p[1:6], k=2, n=5)
-            await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
-            await checker.checker_job(w.coord)
-            await age_tasks(w, repair.DISPATCH_GRACE + 1)
-            payload = await repair.next_task(w.coord, p[6])
-            assert payload is not None
-            task = await store.get_task(w.db, payload["task_id"])
-            assert task is not None
+            _, _, task = await handed_out(w, p[6])
             size = (await store.holders(w.db, task.pack_pk or 0))[0].size
             try:
                 await repair.grant_stores(w.coord, task, p[6], [(0, fid("p/0"), size)], {p[6]})
@@ -196,14 +200,7 @@ def test_failed_repair_backs_off_and_a_silent_worker_loses_its_lease(tmp_path: P
     async def scenario() -> None:
         async with world(tmp_path, 8) as w:
             p = w.peers
-            await w.add_pack("p", p[1:6], k=2, n=5)
-            await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
-            await checker.checker_job(w.coord)
-            await age_tasks(w, repair.DISPATCH_GRACE + 1)
-            payload = await repair.next_task(w.coord, p[6])
-            assert payload is not None
-            task = await store.get_task(w.db, payload["task_id"])
-            assert task is not None
+            _, _, task = await handed_out(w, p[6])
             await repair.retry_later(w.coord, task, "no supplier")
             again = await store.get_task(w.db, task.id)
             assert again is not None and again.state == store.QUEUED
