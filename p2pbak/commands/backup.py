@@ -17,12 +17,11 @@ from p2pbak.commands.common import (
     QuietOpt,
     Session,
     as_dict,
-    connect,
     open_session,
     read_lines,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode, P2pbakError
@@ -40,11 +39,9 @@ ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
 async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
                   dry_run: bool, view: ProgressView) -> tuple[Any, Stats]:
     from p2pbak.datapath.archiver import backup
-    from p2pbak.net.repolock import repo_lock
 
     # shared: a prune on another machine of this user waits until this backup is done
-    async with connect(session.config) as repo, repo_lock(repo.coord, exclusive=False):
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session, lock="shared") as (repo, master):
         result = await backup(repo, master, paths, excludes=excludes, host=host,
                               dry_run=dry_run, progress=view.update)
         return result, repo.stats

@@ -13,11 +13,10 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     QuietOpt,
     Session,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode
@@ -33,8 +32,7 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
         rep.status(packs_read=done, total_packs=total,
                    percent_done=round(done / total, 4) if total else 1.0)
 
-    async with connect(session.config) as repo:
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session) as (repo, master):
         return await check(repo, master, read_data, progress)
 
 

@@ -6,10 +6,10 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -75,21 +75,23 @@ def open_session(config: Path | None, password_file: Path | None = None,
 
 
 @asynccontextmanager
-async def connect(cfg: Config) -> AsyncIterator[NetworkRepository]:
-    """The network repository for this machine, its HTTP sessions closed on exit."""
+async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None = None
+                   ) -> AsyncIterator[tuple[NetworkRepository, bytes]]:
+    """This machine's network repository and the master key (the wrapped key file from the
+    coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
+    coordinator's repository lock throughout: backups share it, prune takes it alone."""
+    from p2pbak.datapath.crypto import unwrap_master_key
     from p2pbak.net.client import CoordinatorClient, PeerClient
     from p2pbak.net.netrepo import NetworkRepository
+    from p2pbak.net.repolock import repo_lock
 
-    async with CoordinatorClient.from_config(cfg) as coord, PeerClient() as peers:
-        yield NetworkRepository(coord, peers)
-
-
-async def unlock(repo: NetworkRepository, passphrase: str) -> bytes:
-    """The master key: the wrapped key file from the coordinator, unwrapped here."""
-    from p2pbak.datapath.crypto import unwrap_master_key
-
-    keyfile = await repo.get_keyfile()
-    return await asyncio.to_thread(unwrap_master_key, keyfile, passphrase)
+    async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
+                AsyncExitStack() as held):
+        if lock is not None:
+            await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
+        repo = NetworkRepository(coord, peers)
+        keyfile = await repo.get_keyfile()
+        yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
 
 
 def read_lines(files: list[Path]) -> list[str]:
@@ -183,6 +185,19 @@ def fresh_config_path(config: Path | None) -> Path:
         raise P2pbakError(f"{path} already exists: this machine is set up already; use "
                           "--config FILE (or P2PBAK_CONFIG) for another user or machine")
     return path
+
+
+def save_machine(path: Path, url: str, user: str, machine: str, joined: dict[str, Any],
+                 health: dict[str, Any]) -> dict[str, Any]:
+    """Write this machine's config from the coordinator's answers (to `init` or `recover`);
+    the command's summary fields."""
+    from p2pbak.config import Config, save
+
+    save(Config(path=path, coordinator=url.rstrip("/"), user=user,
+                machine_id=str(joined["machine_id"]), secret=str(joined["secret"]),
+                ticket_key=str(health.get("ticket_key", ""))))
+    return {"user": user, "machine": machine, "machine_id": joined["machine_id"],
+            "coordinator": url, "config": str(path)}
 
 
 def machine_name(name: str | None) -> str:

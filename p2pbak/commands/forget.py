@@ -13,11 +13,10 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     QuietOpt,
     Session,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.prune import DryRunOpt, locked, prune_repo
@@ -39,8 +38,7 @@ async def _decide(session: Session, ids: list[str], policy: Policy, host: str | 
     from p2pbak.datapath.retention import apply_policy, group_by
     from p2pbak.datapath.snapshots import find_snapshot, list_snapshots
 
-    async with connect(session.config) as repo:
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session) as (repo, master):
         if ids:
             chosen = {(await find_snapshot(repo, master, i)).id: None for i in ids}
             records = [r for r in await list_snapshots(repo, master) if r.id in chosen]

@@ -17,6 +17,7 @@ from p2pbak.commands.common import (
     machine_name,
     reporter,
     run,
+    save_machine,
 )
 
 CoordinatorOpt = Annotated[str, typer.Option(
@@ -29,7 +30,6 @@ MachineOpt = Annotated[str | None, typer.Option(
 
 async def initialise(url: str, user: str, machine: str, passphrase: str, path: Path) -> dict:
     """Create the user and its master key; the coordinator keeps only the wrapped key."""
-    from p2pbak.config import Config, save
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError
     from p2pbak.net.client import CoordinatorClient, CoordinatorError
@@ -50,11 +50,7 @@ async def initialise(url: str, user: str, machine: str, passphrase: str, path: P
             asyncio.to_thread(crypto.wrap_master_key, crypto.new_master_key(), passphrase))
         created = await coord.create_user(user, salt=salt, login_key=login, keyfile=keyfile,
                                           machine=machine)
-    save(Config(path=path, coordinator=url.rstrip("/"), user=user,
-                machine_id=str(created["machine_id"]), secret=str(created["secret"]),
-                ticket_key=str(health.get("ticket_key", ""))))
-    return {"user": user, "machine": machine, "machine_id": created["machine_id"],
-            "coordinator": url, "config": str(path)}
+    return save_machine(path, url, user, machine, created, health)
 
 
 def register(app: typer.Typer) -> None:

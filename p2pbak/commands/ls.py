@@ -16,11 +16,10 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     Session,
     as_dict,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.commands.snapshots import when
 
@@ -28,8 +27,7 @@ from p2pbak.commands.snapshots import when
 async def _ls(session: Session, ref: str, path: str | None) -> tuple[str, list[Any]]:
     from p2pbak.datapath.snapshots import find_snapshot, list_tree
 
-    async with connect(session.config) as repo:
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session) as (repo, master):
         snap = await find_snapshot(repo, master, ref)
         return snap.id, await list_tree(repo, master, snap.id, path)
 

@@ -13,11 +13,10 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     QuietOpt,
     Session,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.commands.output import Reporter
 
@@ -31,10 +30,8 @@ DryRunOpt = Annotated[bool, typer.Option(
 async def prune_repo(session: Session, dry_run: bool,
                      forgotten: frozenset[str] = frozenset()) -> PruneResult:
     from p2pbak.datapath.prune import prune
-    from p2pbak.net.repolock import repo_lock
 
-    async with connect(session.config) as repo, repo_lock(repo.coord, exclusive=not dry_run):
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session, lock="shared" if dry_run else "exclusive") as (repo, master):
         return await prune(repo, master, dry_run=dry_run, forgotten=forgotten)
 
 

@@ -16,6 +16,7 @@ from p2pbak.commands.common import (
     machine_name,
     reporter,
     run,
+    save_machine,
 )
 from p2pbak.commands.init import CoordinatorOpt, MachineOpt, UserOpt
 
@@ -23,7 +24,6 @@ from p2pbak.commands.init import CoordinatorOpt, MachineOpt, UserOpt
 async def recover_machine(url: str, user: str, machine: str, passphrase: str,
                           path: Path) -> dict:
     """Prove the passphrase (login key), register this machine, check the key unwraps."""
-    from p2pbak.config import Config, save
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError, WrongPassphrase
     from p2pbak.net.client import CoordinatorClient, CoordinatorError
@@ -46,11 +46,7 @@ async def recover_machine(url: str, user: str, machine: str, passphrase: str,
                                       "changed, try again") from None
             raise
     await asyncio.to_thread(crypto.unwrap_master_key, got["keyfile"], passphrase)
-    save(Config(path=path, coordinator=url.rstrip("/"), user=user,
-                machine_id=str(got["machine_id"]), secret=str(got["secret"]),
-                ticket_key=str(health.get("ticket_key", ""))))
-    return {"user": user, "machine": machine, "machine_id": got["machine_id"],
-            "coordinator": url, "config": str(path)}
+    return save_machine(path, url, user, machine, got, health)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,11 +16,10 @@ from p2pbak.commands.common import (
     QuietOpt,
     Session,
     as_dict,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 from p2pbak.errors import ExitCode
 
@@ -32,8 +31,7 @@ async def _restore(session: Session, ref: str, target: Path, include: list[str],
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
-    async with connect(session.config) as repo:
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session) as (repo, master):
         snap = await find_snapshot(repo, master, ref)
         result = await restore(repo, master, snap.id, target, include=include,
                                overwrite=overwrite, progress=view.update)

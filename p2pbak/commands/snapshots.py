@@ -14,19 +14,17 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     Session,
     as_dict,
-    connect,
     open_session,
     reporter,
     run,
-    unlock,
+    unlocked,
 )
 
 
 async def _list(session: Session) -> list[Any]:
     from p2pbak.datapath.snapshots import list_snapshots
 
-    async with connect(session.config) as repo:
-        master = await unlock(repo, session.passphrase)
+    async with unlocked(session) as (repo, master):
         return await list_snapshots(repo, master)
 
 
