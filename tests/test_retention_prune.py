@@ -20,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p2pbak.datapath.archiver import backup
-from p2pbak.datapath.check import check, load, walk
+from p2pbak.datapath.check import check, load, load_and_walk
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.localrepo import LocalRepository
 from p2pbak.datapath.prune import prune
-from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.restorer import restore
 from p2pbak.errors import P2pbakError
 
@@ -58,14 +57,8 @@ def write(src: Path, files: dict[str, int]) -> None:
 
 
 async def used_packs(repo: FolderRepository) -> set[str]:
-    keys = Keys.derive(MASTER)
-    loaded = await load(repo, keys)
-    reader = BlobReader(repo, keys, loaded.index)
-    try:
-        walked = await walk(reader, loaded.snapshots)
-    finally:
-        reader.close()
-    return {loc.pack_id for b in walked.used if (loc := loaded.index.get(b))}
+    loaded, walked = await load_and_walk(repo, Keys.derive(MASTER))
+    return loaded.packs_of(walked.used)
 
 
 runs = st.lists(st.dictionaries(st.sampled_from("abcde"), st.integers(0, 6), min_size=1),

@@ -57,6 +57,10 @@ class Loaded:
     blobs: dict[str, PackEntries]  # index blob id → its packs
     problems: list[str] = field(default_factory=list)
 
+    def packs_of(self, blobs: set[str]) -> set[str]:
+        """The packs (per the merged index) holding any of these blobs."""
+        return {loc.pack_id for b in blobs if (loc := self.index.get(b))}
+
     def indexed(self) -> dict[str, dict[str, PackEntry]]:
         merged: dict[str, dict[str, PackEntry]] = {}
         for entries in self.blobs.values():
@@ -98,6 +102,19 @@ class Walk:
     used: set[str] = field(default_factory=set)  # tree and chunk ids some snapshot uses
     trees: int = 0
     problems: list[str] = field(default_factory=list)
+
+
+async def load_and_walk(repo: Repository, keys: Keys, forgotten: frozenset[str] = frozenset()
+                        ) -> tuple[Loaded, Walk]:
+    """Load everything, then walk every snapshot's trees (those in `forgotten` left out)."""
+    loaded = await load(repo, keys)
+    loaded.snapshots = [r for r in loaded.snapshots if r.id not in forgotten]
+    reader = BlobReader(repo, keys, loaded.index)
+    try:
+        walked = await walk(reader, loaded.snapshots)
+    finally:
+        reader.close()
+    return loaded, walked
 
 
 async def walk(reader: BlobReader, records: Sequence[SnapshotRecord]) -> Walk:
@@ -152,12 +169,7 @@ class CheckResult:
 async def check(repo: GarbageRepository, master: bytes, read_data: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> CheckResult:
     keys = Keys.derive(master)
-    loaded = await load(repo, keys)
-    reader = BlobReader(repo, keys, loaded.index)
-    try:
-        walked = await walk(reader, loaded.snapshots)
-    finally:
-        reader.close()
+    loaded, walked = await load_and_walk(repo, keys)
     indexed = loaded.indexed()
     result = CheckResult(len(loaded.snapshots), walked.trees, len(walked.used), len(indexed),
                          problems=loaded.problems + walked.problems)

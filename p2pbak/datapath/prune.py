@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from p2pbak.datapath.check import GarbageRepository, Loaded, load, walk
+from p2pbak.datapath.check import GarbageRepository, Loaded, load_and_walk
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.index import encode_index
-from p2pbak.datapath.reader import BlobReader
 from p2pbak.errors import P2pbakError
 
 
@@ -49,18 +48,12 @@ class PruneResult:
 async def plan(repo: GarbageRepository, keys: Keys,
                forgotten: frozenset[str] = frozenset()) -> tuple[PrunePlan, Loaded]:
     """What to drop; snapshots in `forgotten` count as gone (a dry run of forget)."""
-    loaded = await load(repo, keys)
-    loaded.snapshots = [r for r in loaded.snapshots if r.id not in forgotten]
-    reader = BlobReader(repo, keys, loaded.index)
-    try:
-        walked = await walk(reader, loaded.snapshots)
-    finally:
-        reader.close()
+    loaded, walked = await load_and_walk(repo, keys, forgotten)
     problems = loaded.problems + walked.problems
     if problems:
         raise P2pbakError(f"prune stopped, nothing deleted: {problems[0]} ({len(problems)} "
                           "problem(s)); run `p2pbak check` and fix the repository first")
-    used_packs = {loc.pack_id for b in walked.used if (loc := loaded.index.get(b))}
+    used_packs = loaded.packs_of(walked.used)
     committed = await repo.list_packs()
     indexed = loaded.indexed()
     out = PrunePlan()
