@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from p2pbak.coordinator.placement import spare_count
 from p2pbak.net import tickets
-from tests.test_coordinator_support import Api, coordinator, grid
-
-PACK_SIZE = 1_000_000
-
-
-def fid(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()
+from tests.test_coordinator_support import (
+    PACK_SIZE,
+    Api,
+    commit_body,
+    coordinator,
+    fid,
+    fragments,
+    grid,
+    store_pack,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +26,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, list[
     with coordinator(tmp_path_factory.mktemp("packs")) as server:
         peers = grid(server.api, "peer", 6)
         yield server.api, peers
-
-
-def fragments(plan: dict[str, Any], pack: str, count: int | None = None) -> list[dict]:
-    chosen = plan["peers"][: plan["n"] if count is None else count]
-    return [{"index": i, "fragment_id": fid(f"{pack}/{i}"), "size": plan["fragment_size"],
-             "peer_id": p["peer_id"]} for i, p in enumerate(chosen)]
-
-
-def commit_body(plan: dict[str, Any], frags: list[dict]) -> dict[str, Any]:
-    return {k: plan[k] for k in ("k", "n", "repair", "success")} | {
-        "length": PACK_SIZE, "fragments": frags}
 
 
 def test_plan_never_includes_caller_nor_a_peer_twice(world: tuple[Api, list[Api]]) -> None:
@@ -88,11 +78,9 @@ def test_tickets_verify_with_published_key_and_name_the_right_peers(
 def test_commit_is_idempotent_and_lists_as_present(world: tuple[Api, list[Api]]) -> None:
     _, peers = world
     owner = peers[1]
-    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
     pack = fid("twice")
-    frags = fragments(plan, pack)
-    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
-    owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, frags))
+    stored = store_pack(owner, pack)
+    plan, frags = stored["plan"], stored["all"]
     owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, frags))
     other = [dict(f, fragment_id=fid(f"other/{f['index']}")) for f in frags]
     assert owner.call("POST", f"/v1/packs/{pack}/commit",
@@ -158,11 +146,8 @@ def test_tickets_refuse_caller_duplicates_and_unknown_peers(
 def test_another_users_pack_is_404(world: tuple[Api, list[Api]]) -> None:
     _, peers = world
     owner, stranger = peers[4], peers[5]
-    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
     pack = fid("private")
-    frags = fragments(plan, pack)
-    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
-    owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, frags))
+    store_pack(owner, pack)
     r = stranger.call("GET", f"/v1/packs/{pack}")
     assert r.status == 404 and r.error
     assert stranger.ok("POST", "/v1/packs/exists", {"pack_ids": [pack]}) == {"present": []}

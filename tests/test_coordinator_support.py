@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 from collections.abc import Iterator
@@ -20,9 +21,16 @@ from p2pbak.grid import Process, free_port, spawn, wait_http
 
 __test__ = False
 
+PACK_SIZE = 1_000_000
+
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def fid(seed: str) -> str:
+    """A made-up fragment or pack id."""
+    return hashlib.sha256(seed.encode()).hexdigest()
 
 
 @dataclass
@@ -107,6 +115,28 @@ def grid(api: Api, prefix: str, peers: int, free: int = 10**9) -> list[Api]:
         member.announce(f"http://127.0.0.{i % 250 + 2}:{9000 + i}", free=free)
         out.append(member)
     return out
+
+
+def fragments(plan: dict[str, Any], pack: str, count: int | None = None) -> list[dict]:
+    """Fragments 0.. of `pack` on the plan's first `count` (default n) peers."""
+    chosen = plan["peers"][: plan["n"] if count is None else count]
+    return [{"index": i, "fragment_id": fid(f"{pack}/{i}"), "size": plan["fragment_size"],
+             "peer_id": p["peer_id"]} for i, p in enumerate(chosen)]
+
+
+def commit_body(plan: dict[str, Any], frags: list[dict]) -> dict[str, Any]:
+    return {k: plan[k] for k in ("k", "n", "repair", "success")} | {
+        "length": PACK_SIZE, "fragments": frags}
+
+
+def store_pack(owner: Api, pack: str, stored: int | None = None) -> dict[str, Any]:
+    """Plan, take tickets for all n fragments, commit the first `stored` (default all)."""
+    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
+    frags = fragments(plan, pack)
+    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
+    keep = frags[:plan["n"] if stored is None else stored]
+    owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, keep))
+    return {"plan": plan, "all": frags, "kept": keep}
 
 
 @dataclass

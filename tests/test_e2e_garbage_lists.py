@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,32 +27,22 @@ from p2pbak.net.peer_garbage import DeleteList
 from p2pbak.store import garbage
 from p2pbak.store.coordinator_db import Database
 from p2pbak.store.fragments import FragmentStore
-from tests.test_coordinator_support import Api, Server, coordinator, grid
-
-PACK_SIZE = 1_000_000
-
-
-def fid(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()
+from tests.test_coordinator_support import (
+    PACK_SIZE,
+    Api,
+    Server,
+    coordinator,
+    fid,
+    fragments,
+    grid,
+    store_pack,
+)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, list[Api]]]:
     with coordinator(tmp_path_factory.mktemp("lists")) as server:
         yield server, grid(server.api, "peer", 8)
-
-
-def store_pack(owner: Api, pack: str, stored: int | None = None) -> dict[str, Any]:
-    """Plan, take tickets for all n fragments, commit the first `stored` of them."""
-    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
-    frags = [{"index": i, "fragment_id": fid(f"{pack}/{i}"), "size": plan["fragment_size"],
-              "peer_id": p["peer_id"]} for i, p in enumerate(plan["peers"][:plan["n"]])]
-    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
-    keep = frags[:plan["n"] if stored is None else stored]
-    owner.ok("POST", f"/v1/packs/{pack}/commit", {
-        **{k: plan[k] for k in ("k", "n", "repair", "success")}, "length": PACK_SIZE,
-        "fragments": keep})
-    return {"plan": plan, "all": frags, "kept": keep}
 
 
 def deletes(peer: Api, done: list[str] | None = None) -> list[dict[str, Any]]:
@@ -132,8 +121,7 @@ def test_expired_store_tickets_become_deletions_but_never_a_placed_fragment(
     owner = peers[3]
     plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
     crashed = fid("crashed")
-    frags = [{"index": i, "fragment_id": fid(f"{crashed}/{i}"), "size": plan["fragment_size"],
-              "peer_id": p["peer_id"]} for i, p in enumerate(plan["peers"][:plan["n"]])]
+    frags = fragments(plan, crashed)
     owner.ok("POST", f"/v1/packs/{crashed}/tickets", {"fragments": frags})  # never committed
     placed = store_pack(owner, fid("placed-later"))["kept"][0]
 

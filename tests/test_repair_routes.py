@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from p2pbak.net import tickets
-from tests.test_coordinator_packs import PACK_SIZE, commit_body, fid, fragments
-from tests.test_coordinator_support import Api, coordinator, grid
+from tests.test_coordinator_support import Api, coordinator, fid, grid, store_pack
 
 SERVE = ("--online-window", "3", "--departure-timeout", "3", "--checker-interval", "0.5",
          "--audit-interval", "3600")
@@ -70,11 +69,9 @@ def _poll_repair(peers: list[Api], candidates: list[Api], gone: str) -> tuple[Ap
 def test_a_repair_over_http_moves_the_placement(world: tuple[Api, list[Api]]) -> None:
     api, peers = world
     owner = peers[0]
-    plan = owner.ok("POST", "/v1/packs/plan", {"size": PACK_SIZE})
     pack = fid("repaired")
-    frags = fragments(plan, pack)
-    owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": frags})
-    owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, frags))
+    stored = store_pack(owner, pack)
+    plan, frags = stored["plan"], stored["all"]
     holders = {f["peer_id"] for f in frags}
     gone = frags[0]["peer_id"]
     others = [p for p in peers if p.machine_id not in holders | {owner.machine_id}]
