@@ -7,13 +7,13 @@ distinct subnets first, and the k/n code for the chosen peers' availability esti
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from p2pbak.market import allocation
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
 from p2pbak.store.coordinator_peers import Peer
 
@@ -43,13 +43,7 @@ def spare_count(n: int) -> int:
 
 def subnet_of(url: str) -> str:
     """The /24 (IPv4) or /64 (IPv6) of the URL's host; a host name stands for itself."""
-    host = (urlsplit(url).hostname or "").lower()
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    prefix = 24 if ip.version == 4 else 64
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    return allocation.subnet_of((urlsplit(url).hostname or "").lower(), v6_prefix=64)
 
 
 def weighted_order(peers: Sequence[Peer], rng: random.Random) -> list[Peer]:

@@ -29,11 +29,12 @@ def order_by_balance(candidates: Sequence[Candidate], seed: int | None = None) -
     return first + rest
 
 
-def subnet_of(address: str) -> str:
-    """The /24 (IPv4) or /48 (IPv6) network of an address; the host name itself otherwise."""
+def subnet_of(address: str, v6_prefix: int = 48) -> str:
+    """The /24 (IPv4) or /`v6_prefix` (IPv6) network of an address; the host name itself
+    otherwise."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    prefix = 24 if ip.version == 4 else 48
+    prefix = 24 if ip.version == 4 else v6_prefix
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
