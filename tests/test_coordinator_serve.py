@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from p2pbak.errors import P2pbakError
-from p2pbak.grid import free_port, run_cli, spawn, wait_http
+from p2pbak.grid import free_port, run_cli, serve, spawn, wait_http
 from p2pbak.store.coordinator_db import Database
 from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations, schema_version
 from tests.test_coordinator_support import b64, coordinator, grid
@@ -220,13 +220,8 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
 
 def test_json_start_and_stop_lines(tmp_path: Path) -> None:
     port = free_port()
-    proc = spawn("coordinator", ["serve", "--db", str(tmp_path / "c.db"), "--listen",
-                                 f"127.0.0.1:{port}", "--json"], tmp_path / "log",
-                 f"http://127.0.0.1:{port}")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/health", proc)
-    finally:
-        proc.stop()
+    proc = serve(tmp_path / "c.db", port, tmp_path / "log", ["--json"])
+    proc.stop()
     lines = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
     assert [(x["message_type"], x["action"]) for x in lines] == [("status", "start"),
                                                                 ("status", "stop")]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from p2pbak.grid import Process, free_port, spawn, wait_http
+from p2pbak.grid import Process, free_port, serve
 
 __test__ = False
 
@@ -151,12 +151,9 @@ def coordinator(tmp: Path, *extra: str, db: Path | None = None) -> Iterator[Serv
     """`p2pbak serve` on a free loopback port, stopped (SIGTERM) on exit."""
     port = free_port()
     db = db or tmp / "coordinator.db"
-    url = f"http://127.0.0.1:{port}"
-    proc = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"127.0.0.1:{port}",
-                                 *extra], tmp / f"serve-{port}.log", url)
+    proc = serve(db, port, tmp / f"serve-{port}.log", extra)
     try:
-        wait_http(f"{url}/v1/health", proc)
-        yield Server(Api(url), proc, db)
+        yield Server(Api(proc.url), proc, db)
     finally:
         proc.stop()
 
