@@ -24,9 +24,10 @@ GRID_PEERS = 8
 
 
 def make_grid_fixture(peers: int = GRID_PEERS, *, heartbeat: float = 2.0,
-                      serve_args: Sequence[str] = ()) -> Any:
+                      serve_args: Sequence[str] = (), clean_exit: bool = False) -> Any:
     """A module-scoped `grid` fixture: the module's own grid, stopped after its tests,
-    none of whose processes may have logged a traceback."""
+    none of whose processes may have logged a traceback (nor, with `clean_exit`, have
+    exited other than 0 when stopped)."""
 
     @pytest.fixture(scope="module", name="grid")
     def grid_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
@@ -37,6 +38,8 @@ def make_grid_fixture(peers: int = GRID_PEERS, *, heartbeat: float = 2.0,
         finally:
             g.stop()
         for proc in g.processes():
+            if clean_exit:
+                assert proc.popen.returncode == 0, proc.output()
             assert "Traceback" not in proc.output(), f"{proc.name} logged a traceback"
 
     return grid_fixture

@@ -9,7 +9,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,12 @@ import pytest
 from p2pbak import config
 from p2pbak.grid import Grid, Process, free_port, spawn, start_grid, wait_for, wait_http
 from p2pbak.net.client import CoordinatorClient, PeerClient, PeerError
-from tests.grid import one_line_error
+from tests.grid import make_grid_fixture, one_line_error
 from tests.peer_helpers import fragment, stored_files
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = start_grid(tmp_path_factory.mktemp("peer-grid"), 3, heartbeat=1.0)
-    try:
-        yield g
-    finally:
-        g.stop()
-    for proc in g.processes():
-        assert proc.popen.returncode == 0, proc.output()
-        assert "Traceback" not in proc.output()
+grid_fixture = make_grid_fixture(3, heartbeat=1.0, clean_exit=True)
 
 
 def start_agent(grid: Grid, name: str, *, supply: config.Supply | None = None,
