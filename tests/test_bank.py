@@ -4,10 +4,11 @@ receipts pay once and only the peer a genuine ticket names, freezing and alerts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ async def open_coord(path: Path, **market: Any) -> Coordinator:
                                          subnet="127.0.0.0/24", space=10**12, upload=0,
                                          download=0)
     return coord
+
+
+@contextlib.asynccontextmanager
+async def opened_coord(path: Path, **market: Any) -> AsyncIterator[Coordinator]:
+    """`open_coord`, stopped on leaving."""
+    coord = await open_coord(path, **market)
+    try:
+        yield coord
+    finally:
+        await coord.stop()
 
 
 async def store_pack(coord: Coordinator, owner: int, pack_id: str,
@@ -121,8 +132,7 @@ async def apply(coord: Coordinator, op: tuple, frags: list[str], n: int) -> None
 @given(ops)
 def test_ledger_sums_to_zero_after_every_operation(sequence: list[tuple]) -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             frags = await store_pack(coord, 0, "aa" * 32, [1, 2])
             await billing.accrue_storage(coord)  # first run: sets the mark, books nothing
             for n, op in enumerate(sequence):
@@ -131,8 +141,6 @@ def test_ledger_sums_to_zero_after_every_operation(sequence: list[tuple]) -> Non
                 entries = await coord.db.all("SELECT amount FROM entries")
                 assert sum(r[0] for r in entries) == 0
                 assert audit.entries % 2 == 0  # every movement is two rows
-        finally:
-            await coord.stop()
 
     run(scenario)
 
@@ -141,8 +149,7 @@ def test_ledger_sums_to_zero_after_every_operation(sequence: list[tuple]) -> Non
 
 def test_replayed_receipt_pays_nothing_the_second_time() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             wire = ticket(coord, "store", 0, 1, 50 * MB)
             booked, paid = await billing.settle_receipt(coord, machine_id(1), wire)
             _, table = await billing.current_prices(coord)
@@ -152,8 +159,6 @@ def test_replayed_receipt_pays_nothing_the_second_time() -> None:
             assert await billing.settle_receipt(coord, machine_id(1), wire) == (False, 0)
             assert await bank.balance(coord.db, user_account("bob")) == bob
             await check_ledger(coord)
-        finally:
-            await coord.stop()
 
     run(scenario)
 
@@ -161,8 +166,7 @@ def test_replayed_receipt_pays_nothing_the_second_time() -> None:
 @pytest.mark.parametrize("case", ["forged", "other peer", "delete op", "garbage", "too old"])
 def test_bad_receipt_is_refused_and_pays_nothing(case: str) -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             if case == "forged":
                 wire = tickets.issue(Ed25519PrivateKey.generate(), op="store",
                                      fragment="ab" * 32, size=MB, from_=machine_id(0),
@@ -181,16 +185,13 @@ def test_bad_receipt_is_refused_and_pays_nothing(case: str) -> None:
                 await billing.settle_receipt(coord, machine_id(1), wire)
             audit = await check_ledger(coord)
             assert audit.entries == 0 and audit.transactions == 0
-        finally:
-            await coord.stop()
 
     run(scenario)
 
 
 def test_concurrent_receipts_leave_exact_balances() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             _, table = await billing.current_prices(coord)
             sizes = [(i * 7919) % (64 * MB) + 1 for i in range(200)]
             wires = [ticket(coord, "store", 0, 1 + i % 3, s) for i, s in enumerate(sizes)]
@@ -203,16 +204,13 @@ def test_concurrent_receipts_leave_exact_balances() -> None:
                            if i % 3 == j)
                 assert await bank.balance(coord.db, user_account(user)) == want
             await check_ledger(coord)
-        finally:
-            await coord.stop()
 
     run(scenario)
 
 
 def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             frags = await store_pack(coord, 0, "cd" * 32, [1, 2])
             own = ticket(coord, "fetch", 0, 1, MB, frags[0])
             await billing.settle_receipt(coord, machine_id(1), own)
@@ -225,8 +223,6 @@ def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
             assert await bank.balance(coord.db, user_account("carol")) == \
                 table.upload * MB // rules.GB
             await check_ledger(coord)
-        finally:
-            await coord.stop()
 
     run(scenario)
 
@@ -235,8 +231,7 @@ def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
 
 def test_freezing_and_alerts_follow_the_balance() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp, max_deficit=1000)
-        try:
+        async with opened_coord(tmp, max_deficit=1000) as coord:
             assert await accounts.backup_refusal(coord, "alice") is None
             _, table = await billing.current_prices(coord)
             # a backup costing 800 µc: past the alert line (750), not frozen
@@ -256,8 +251,6 @@ def test_freezing_and_alerts_follow_the_balance() -> None:
             assert await accounts.backup_refusal(coord, "alice") is None
             assert await bank.alert(coord.db, "alice") is None  # cleared by the earning
             await check_ledger(coord)
-        finally:
-            await coord.stop()
 
     run(scenario)
 
@@ -278,8 +271,7 @@ def test_email_only_to_addresses() -> None:
 
 def test_audit_catches_a_broken_ledger() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)
-        try:
+        async with opened_coord(tmp) as coord:
             await billing.charge_backup(coord, "alice", "03" * 32, rules.GB)
             assert (await check_ledger(coord)).entries == 2
             async with coord.db.transaction() as conn:  # one lone row: sum and pairing break
@@ -288,8 +280,6 @@ def test_audit_catches_a_broken_ledger() -> None:
             audit = await bank.audit(coord.db)
             assert not audit.ok and audit.sum == 1 and audit.unpaired == 1
             assert audit.drifted == 1  # the bank's cached balance no longer matches
-        finally:
-            await coord.stop()
 
     run(scenario)
 
@@ -334,9 +324,8 @@ def test_new_alert_is_mailed_once() -> None:
     port, got, thread = smtp_server()
 
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp, max_deficit=1000, smtp_host="127.0.0.1",
-                                 smtp_port=port, smtp_from="bank@example.org")
-        try:
+        async with opened_coord(tmp, max_deficit=1000, smtp_host="127.0.0.1",
+                                smtp_port=port, smtp_from="bank@example.org") as coord:
             await coordinator_users.create_user(
                 coord.db, user="ann@example.org", salt=b"s", login_hash=b"h",
                 login_hash_key=b"k", keyfile=b"f", machine_id="f" * 32, machine_name="m",
@@ -346,8 +335,6 @@ def test_new_alert_is_mailed_once() -> None:
                                         900 * rules.GB // table.backup)
             assert await accounts.check_accounts(coord) == [("ann@example.org", "low")]
             assert await accounts.check_accounts(coord) == []  # mailed once
-        finally:
-            await coord.stop()
 
     run(scenario)
     thread.join(10)
@@ -359,15 +346,12 @@ def test_new_alert_is_mailed_once() -> None:
 
 def test_default_limit_is_two_weeks_of_storage_at_least_ten_credits() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp)  # no --max-deficit: the per-account rule
-        try:
+        async with opened_coord(tmp) as coord:  # no --max-deficit: the per-account rule
             assert (await accounts.account_state(coord, "bob")).limit == 10 * rules.MICRO
             await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
             _, table = await billing.current_prices(coord)
             daily = -(-table.storage * 3 * 10**12 // rules.GB)
             assert (await accounts.account_state(coord, "bob")).limit == 14 * daily
             assert (await accounts.account_state(coord, "alice")).limit == 10 * rules.MICRO
-        finally:
-            await coord.stop()
 
     run(scenario)
