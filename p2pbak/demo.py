@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pbak.errors import P2pbakError
-from p2pbak.grid import Grid, run_cli, shell_env, start_grid
+from p2pbak.grid import Grid, fragment_files, pack_code, run_cli, shell_env, start_grid
 
 CONSUMER = "alice"
 _PAST = 1_600_000_000  # a fixed mtime, so a restore that forgets mtimes is caught
@@ -118,13 +118,8 @@ def fragments_per_peer(grid: Grid) -> dict[str, int]:
 
 def code_in_use(grid: Grid) -> tuple[int, int] | None:
     """k and n read from a stored fragment's header."""
-    from p2pbak.datapath.erasure import parse_fragment
-
-    for peer in grid.peers:
-        for f in sorted((peer.storage / "fragments").rglob("*")):
-            if f.is_file() and len(f.name) == 64:
-                header = parse_fragment(f.read_bytes())
-                return int(header.k), int(header.n)
+    for found in fragment_files(grid).values():
+        return pack_code(found[0][1])
     return None
 
 

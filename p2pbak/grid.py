@@ -289,6 +289,33 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def fragment_files(grid: Grid) -> dict[str, list[tuple[str, Path]]]:
+    """pack id → [(peer name, fragment file)] read from the peers' disks (ground truth).
+
+    Files that are not intact fragments (test bytes, damaged ones) are left out.
+    """
+    from p2pbak.datapath.erasure import CorruptFragment, parse_fragment
+
+    out: dict[str, list[tuple[str, Path]]] = {}
+    for peer in grid.peers:
+        for f in sorted((peer.storage / "fragments").rglob("*")):
+            if f.is_file() and len(f.name) == 64:
+                try:
+                    header = parse_fragment(f.read_bytes())
+                except CorruptFragment:
+                    continue
+                out.setdefault(header.pack_id, []).append((peer.name, f))
+    return out
+
+
+def pack_code(path: Path) -> tuple[int, int]:
+    """k and n of a fragment's pack, from its header."""
+    from p2pbak.datapath.erasure import parse_fragment
+
+    header = parse_fragment(path.read_bytes())
+    return int(header.k), int(header.n)
+
+
 def shell_env(config: Path, password_file: Path) -> str:
     return (f"P2PBAK_CONFIG={shlex.quote(str(config))} "
             f"P2PBAK_PASSWORD_FILE={shlex.quote(str(password_file))}")

@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 
 from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, run_cli, wait_for
+from p2pbak.grid import Grid, fragment_files, pack_code, run_cli, wait_for
 from tests.grid import (
-    fragment_files,
     grid_fixture,  # noqa: F401
     lines,
     one_line_error,
-    pack_code,
     stdlib_tree,
     summary,
 )

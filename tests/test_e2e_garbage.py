@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid
-from tests.grid import fragment_files, grid_fixture, lines, summary  # noqa: F401
+from p2pbak.grid import Grid, fragment_files
+from tests.grid import grid_fixture, lines, summary  # noqa: F401
 from tests.test_e2e_repair_support import query
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from p2pbak.grid import Grid
-from tests.grid import fragment_files, make_grid_fixture, pack_code
+from p2pbak.grid import Grid, fragment_files, pack_code
+from tests.grid import make_grid_fixture
 
 __test__ = False
 
