@@ -41,10 +41,14 @@ def test_price_job_measures_g_and_moves_prices_against_it() -> None:
             # a resource in surplus (h > 0) gets cheaper, a scarce one dearer
             assert math.copysign(1, 1.0 - row.p_upload) == math.copysign(1, hu)
             assert math.copysign(1, 1.0 - row.p_download) == math.copysign(1, hd)
-            assert await job.price_job(coord) is not None
+            again = await job.price_job(coord)  # same caps, same usage: no answer yet
+            assert again is not None and again.note.startswith("held: no response")
+            assert (again.p_upload, again.p_download) == (row.p_upload, row.p_download)
             history = await bank.price_history(coord.db)
             assert [r.id for r in history] == sorted(r.id for r in history)
-            assert history[-1].state["p"] == [row.p_upload, row.p_download]
+            # the secant after the hold will span it: the state keeps the moved-from day
+            assert history[-1].state["p"] == [1.0, 1.0]
+            assert history[-1].state["hold"]["held"] == 1
         finally:
             await coord.stop()
 

@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pbak.market.equilibrium import buffers, g, h, relative_gap
+from p2pbak.market.hold import Hold
 from p2pbak.market.resources import Resources, prices
-from p2pbak.market.update import LN2, Params, UpdateState, new_state, update
+from p2pbak.market.update import LN2, Params, UpdateState, held_reason, new_state, update
 
 pos = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False)
 vec = st.builds(Resources, pos, pos, pos)
@@ -129,7 +130,8 @@ def test_safe_rule_detects_lagging_market_and_damps() -> None:
 
 def test_state_round_trips_through_json() -> None:
     s = UpdateState(rule="safe", p=(0.5, 2.0), value=(0.1, -0.2), slope=(1.5, 0.7),
-                    cap=(0.3, 0.6), overshoots=1, lagging=True)
+                    cap=(0.3, 0.6), overshoots=1, lagging=True,
+                    hold=Hold(seen=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0), held=2, drift=(0.5, -0.1)))
     back = UpdateState.from_dict(json.loads(json.dumps(s.to_dict())))
     assert back == s
     assert UpdateState.from_dict({"rule": "paper"}) == new_state("paper")
@@ -154,3 +156,61 @@ def test_empty_market_holds_prices() -> None:
     for rule in ("paper", "safe"):
         new, state = update(p, Resources(10, 1, 1), Resources(5, 0, 1), None, rule)
         assert new == p and state == new_state(rule)
+
+
+def _tied(hu: float) -> Resources:
+    """S with h = (hu, 0) against d = (1, 1, 1)."""
+    return Resources(1.0, math.exp(hu), 1.0)
+
+
+def test_tied_coordinate_moves_against_the_one_that_ties_it() -> None:
+    # upload at its ratio limit (h_U = ln 4) drags download to exactly h_D = 0 (eq. 4):
+    # from the second such day on, download moves opposite to upload by the same factor
+    d, p, state = Resources(1, 1, 1), prices(100.0, 1.0), None
+    p, state = update(p, _tied(math.log(4)), d, state)
+    assert p.download == 1.0  # one day of h_D = 0 is no tie yet
+    for day in range(5):
+        before = p
+        hu = math.log(4) + 1e-4 * (day + 1)  # supply creeps: the market does answer
+        p, state = update(p, _tied(hu), d, state)
+        assert p.upload < before.upload
+        assert p.download / before.download == pytest.approx(before.upload / p.upload)
+
+
+def test_a_price_reaching_its_root_once_is_not_pushed() -> None:
+    d, state = Resources(1, 1, 1), None
+    p, state = update(prices(2.0, 1.0), Resources(1.0, 1.5, 3.0), d, state)
+    moved = p.upload
+    p, state = update(p, Resources(1.0, 1.0, 2.5), d, state)  # h_U hit 0 exactly today
+    assert p.upload == pytest.approx(moved)
+
+
+@given(vec, vec, st.floats(1e-3, 1e3), st.floats(1e-3, 1e3),
+       st.sampled_from(["paper", "safe"]))
+def test_market_that_never_answers_moves_at_most_once_per_hold(
+        s: Resources, d: Resources, pu: float, pd: float, rule: str) -> None:
+    params, start, state = Params(), prices(pu, pd), None
+    p, moves = start, 0
+    for _ in range(60):
+        new, state = update(p, s, d, state, rule, params)
+        moves += new != p
+        assert new == p or not held_reason(state, params)
+        p = new
+    assert moves <= 1 + 60 // (params.max_hold + 1)
+    for a, b in ((start.upload, p.upload), (start.download, p.download)):
+        assert abs(math.log(b / a)) <= LN2 + 1e-9  # within ×2 of the start
+
+
+def test_hold_ends_when_the_market_answers() -> None:
+    d, s = Resources(1, 1, 1), Resources(1.0, 2.0, 0.5)
+    p1, state = update(prices(1, 1), s, d)
+    assert p1 != prices(1, 1) and held_reason(state) == ""
+    for n in (1, 2, 3):
+        p, state = update(p1, s, d, state)
+        assert p == p1 and held_reason(state).startswith(f"held: no response since last move ({n}")
+    answered = Resources(1.0, 1.6, 0.6)  # users moved their sliders
+    p2, state = update(p1, answered, d, state)
+    assert p2 != p1 and state.hold.held == 0 and held_reason(state) == ""
+    # the secant spans the hold: from the day of the last move to today
+    assert state.slope[0] == pytest.approx(
+        (math.log(1.6) - math.log(2.0)) / math.log(p1.upload), rel=1e-9)

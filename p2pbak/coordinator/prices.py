@@ -5,7 +5,8 @@ caps, space as effective space, each within the ratio constraints of eq. 4) and 
 d the ledger booked over the interval (Table 1 services → resources through q = Aᵀp);
 then g(p) (Definition 3) and the safe update of p2pbak.market.update, whose state is kept
 in the price history row. Without both a supply and a demand there is no market to read:
-the row keeps the prices and says so.
+the row keeps the prices and says so. Nor when S and d have not moved since the last move
+(users have not answered it yet): the update holds (market.hold) and the row says why.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from p2pbak.market.supply import (
     backup_balance,
     effective_supply,
 )
-from p2pbak.market.update import UpdateState, update
+from p2pbak.market.update import UpdateState, held_reason, update
 from p2pbak.store import bank, coordinator_packs, coordinator_peers
 from p2pbak.store.bank import PriceRow
 
@@ -112,7 +113,7 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
     new_p, new_state = update(p, supply, demand, state, rule=settings.rule)
     bounded = prices(*(min(max(x, PRICE_BOUNDS[0]), PRICE_BOUNDS[1])
                        for x in (new_p.upload, new_p.download)))
-    note = "" if bounded == new_p else "price held at its bound"
+    note = held_reason(new_state) or ("" if bounded == new_p else "price held at its bound")
     return await _record(coord, t, bounded, new_state, measured, supply, demand, note)
 
 

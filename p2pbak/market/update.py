@@ -20,14 +20,20 @@ Nothing else is guarded: it may return a non-positive price, which is what §5.2
     secant slope, measured across days on an unsettled market, is too shallow): after
     `lag_after` such flips the rule switches, for good, to the damped
     step x ← x − η·h capped at ln 2 (DESIGN.md §5);
+  * a coordinate tied by eq. (4) to the other (h = 0 on two days running while the other
+    is far out) moves opposite to the other by the same step (`_untie`);
   * prices stay positive by construction (they move by a factor e^{step}).
+
+Both rules hold the prices on a day when S and d have not moved since the last move (the
+market has not answered it yet), for at most `max_hold` days (market.hold).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
+from p2pbak.market import hold as holding
 from p2pbak.market.equilibrium import g as g_of
 from p2pbak.market.equilibrium import h as h_of
 from p2pbak.market.resources import Resources
@@ -54,6 +60,13 @@ class Params:
     flip_floor: float = 0.05
     lag_after: int = 2
     eta: float = 0.3  # damped step for a lagging market
+    cross: float = 2.0  # a flip while the other |h| is beyond cross·|h| is the other's doing
+    tie_tol: float = 1e-6  # safe: |h| below this, beside a far-out other, is an eq. (4) tie
+    # both rules: S and d unchanged to this (relative, any component) since the last move
+    # means the market has not answered it; simulated markets answer a ×2 move even at a
+    # ratio limit by ≥ 1e-6, a market of fixed caps and usage by exactly 0
+    respond_tol: float = 1e-8
+    max_hold: int = 7  # days; then a move again, within ×2 of the last answered price
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class UpdateState:
     cap: Pair = (LN2, LN2)
     overshoots: int = 0
     lagging: bool = False
+    hold: holding.Hold = field(default_factory=holding.Hold)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,7 +97,8 @@ class UpdateState:
         return cls(rule=rule, p=pair("p"), value=pair("value"),
                    slope=pair("slope") or (1.0, 1.0), cap=pair("cap") or (LN2, LN2),
                    overshoots=int(data.get("overshoots", 0)),  # type: ignore[arg-type]
-                   lagging=bool(data.get("lagging", False)))
+                   lagging=bool(data.get("lagging", False)),
+                   hold=holding.Hold.from_dict(data.get("hold")))  # type: ignore[arg-type]
 
 
 def new_state(rule: str = "safe", params: Params = Params()) -> UpdateState:
@@ -99,11 +114,41 @@ def update(p: Resources, supply: Resources, demand: Resources,
     """Tomorrow's prices from today's p, S(p) and d(p); returns (p', state').
 
     `rule` picks the rule for a fresh start (state None); a stored state keeps its own.
-    A day with no supply or no demand of some resource measures nothing: prices are held."""
+    A day with no supply or no demand of some resource measures nothing: prices are held.
+    So is a day on which neither S nor d moved since the last move (market.hold), for up
+    to `max_hold` days; `held_reason(state')` says so."""
     state = state or new_state(rule, params)
-    cur: Pair = (p.upload, p.download)
     if min(supply.as_tuple()) <= 0 or min(demand.as_tuple()) <= 0:
         return p, state
+    seen: holding.Seen = supply.as_tuple() + demand.as_tuple()  # type: ignore[assignment]
+    fresh = holding.answered(state.hold, seen, params.respond_tol)
+    if not fresh and state.hold.held < params.max_hold:
+        return p, replace(state, hold=replace(state.hold, held=state.hold.held + 1))
+    new_p, after = _rule(p, supply, demand, state, params)
+    cur, new = (p.upload, p.download), (new_p.upload, new_p.download)
+    if fresh:
+        drift = holding.moved(cur, new)
+    else:
+        new, drift = holding.bound_move(cur, new, state.hold.drift, params.max_step)
+        if new == cur:  # already ×2 from where the market last answered
+            return p, replace(state, hold=replace(state.hold, held=state.hold.held + 1))
+        new_p = Resources(1.0, *new)
+    return new_p, replace(after, hold=holding.Hold(seen=seen, drift=drift))
+
+
+def held_reason(state: UpdateState, params: Params = Params()) -> str:
+    """Why the last update kept the prices, or "" if it moved them."""
+    n = state.hold.held
+    if n == 0:
+        return ""
+    if n <= params.max_hold:
+        return f"held: no response since last move ({n} of at most {params.max_hold} days)"
+    return "held: no response since last move, and already ×2 from the last answered price"
+
+
+def _rule(p: Resources, supply: Resources, demand: Resources, state: UpdateState,
+          params: Params) -> tuple[Resources, UpdateState]:
+    cur: Pair = (p.upload, p.download)
     if state.rule == "paper":
         val = g_of(supply, demand)
         # rounding noise relative to d_X/d_S, so that "g = 0" and "g = g'" mean the same
@@ -137,7 +182,9 @@ def _safe(cur: Pair, hv: Pair, state: UpdateState,
     overshoots = state.overshoots
     for i in range(2):
         slope, cap, flipped = _measure(x[i], hv[i], state, i, params)
-        overshoots += flipped
+        # a flip while the other resource is much farther from balance is what the
+        # other's move did to this one (budgets and eq. 4 tie them), not a sign of a lag
+        overshoots += flipped and params.cross * abs(hv[i]) >= abs(hv[1 - i])
         slopes.append(slope)
         caps.append(cap)
     lagging = state.lagging or overshoots >= params.lag_after
@@ -146,9 +193,32 @@ def _safe(cur: Pair, hv: Pair, state: UpdateState,
             steps.append(_clip(-params.eta * hv[i], params.max_step))
         else:
             steps.append(_clip(-hv[i] / slopes[i], caps[i]))
+    steps = _untie(hv, state.value, steps, params)
     new = Resources(1.0, math.exp(x[0] + steps[0]), math.exp(x[1] + steps[1]))
     return new, replace(state, p=cur, value=hv, slope=(slopes[0], slopes[1]),
                         cap=(caps[0], caps[1]), overshoots=overshoots, lagging=lagging)
+
+
+def _untie(hv: Pair, prev: Pair | None, steps: list[float], params: Params) -> list[float]:
+    """A coordinate tied by eq. (4) moves against the one that ties it, by the same step.
+
+    When X sits at a ratio limit (far too dear: users supply all of it the constraints let
+    them; far too cheap: as little), the constraints fix Y's supply at exactly the level
+    that makes h_Y = 0: users supply the least Y that X requires (X in surplus), or the
+    most that X allows (X scarce). The measured 0 is then a bound, not a balance: Y is at
+    least as scarce as it looks (resp. as plentiful), so its price moves the opposite way
+    to X's. A tie shows as h_Y = 0 on two days running while X is far out (a price that
+    merely reached its root once is not one). If the push goes too far the tie breaks and
+    h_Y shows it, while X, the farther one, still has more way to go than Y."""
+    if prev is None:
+        return steps
+    for i, j in ((0, 1), (1, 0)):
+        tied = max(abs(hv[i]), abs(prev[i])) <= params.tie_tol
+        if tied and min(abs(hv[j]), abs(prev[j])) > params.flip_floor:
+            out = list(steps)
+            out[i] = -steps[j]
+            return out
+    return steps
 
 
 def _measure(xi: float, hi: float, state: UpdateState, i: int,
