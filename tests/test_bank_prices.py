@@ -4,11 +4,13 @@ d, the update's direction, its state carried from row to row, prices kept in bou
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 
 from p2pbak.coordinator import prices as job
 from p2pbak.market.equilibrium import g, h
 from p2pbak.market.resources import Resources
+from p2pbak.market.update import Params
 from p2pbak.store import bank, coordinator_peers
 from tests.test_bank import USERS, machine_id, open_coord, run, store_pack
 
@@ -98,6 +100,28 @@ def test_quote_for_a_machine_never_seen_online_is_an_answer() -> None:
             fresh = await job.supply_quote(coord, "nobody", "f" * 32, 10**10, 1000, 1000)
             assert fresh["availability"] == job.PRIOR_AVAILABILITY and not fresh["peer_known"]
             assert fresh["available_bytes"] > q["available_bytes"]
+        finally:
+            await coord.stop()
+
+    run(scenario)
+
+
+def test_a_market_that_never_answers_is_held_near_its_start() -> None:
+    async def scenario(tmp: Path) -> None:
+        coord = await open_coord(tmp, price_interval=0)
+        try:
+            await _online(coord, len(USERS))
+            await store_pack(coord, 0, "fa" * 32, [1, 2], size=10**6)
+            for _ in range(40):  # caps and usage never change
+                await job.price_job(coord)
+            history = (await bank.price_history(coord.db))[1:]
+            moves = sum((a.p_upload, a.p_download) != (b.p_upload, b.p_download)
+                        for a, b in pairwise(history))
+            assert moves <= 1 + 40 // (Params().max_hold + 1)
+            assert sum(r.note.startswith("held: no response") for r in history) >= 30
+            for r in history:  # the gap never closes, yet no walk to the bounds
+                assert 0.5 - 1e-12 <= r.p_upload <= 2.0 + 1e-12
+                assert 0.5 - 1e-12 <= r.p_download <= 2.0 + 1e-12
         finally:
             await coord.stop()
 
