@@ -214,3 +214,12 @@ def test_hold_ends_when_the_market_answers() -> None:
     # the secant spans the hold: from the day of the last move to today
     assert state.slope[0] == pytest.approx(
         (math.log(1.6) - math.log(2.0)) / math.log(p1.upload), rel=1e-9)
+
+
+def test_a_coarser_tolerance_holds_through_drift_but_not_through_an_answer() -> None:
+    params, d = Params(respond_tol=0.01), Resources(1, 1, 1)
+    p1, state = update(prices(1, 1), Resources(1.0, 2.0, 0.5), d, params=params)
+    p, state = update(p1, Resources(1.0, 2.0 * 1.005, 0.5), d, state, params=params)
+    assert p == p1 and state.hold.held == 1  # 0.5%: an availability estimate drifting
+    p, state = update(p1, Resources(1.0, 2.0 * 1.02, 0.5), d, state, params=params)
+    assert p != p1 and state.hold.held == 0  # 2%: an answer

@@ -27,7 +27,7 @@ from p2pbak.market.supply import (
     backup_balance,
     effective_supply,
 )
-from p2pbak.market.update import UpdateState, held_reason, update
+from p2pbak.market.update import Params, UpdateState, held_reason, update
 from p2pbak.store import bank, coordinator_packs, coordinator_peers
 from p2pbak.store.bank import PriceRow
 
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 PRICE_BOUNDS = (1e-3, 1e3)
 PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
+# S is the caps, which only users move: S and d within 1% of what the last move was
+# computed from (availability estimates drift, nobody moved a slider) is no answer yet
+RESPOND_TOL = 0.01
 
 
 def check_rule(rule: str) -> str:
@@ -110,10 +113,11 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
         return await _record(coord, t, p, state, None, supply, demand,
                              f"{why} measured: prices held")
     measured = g(supply, demand)
-    new_p, new_state = update(p, supply, demand, state, rule=settings.rule)
+    params = Params(respond_tol=RESPOND_TOL)
+    new_p, new_state = update(p, supply, demand, state, rule=settings.rule, params=params)
     bounded = prices(*(min(max(x, PRICE_BOUNDS[0]), PRICE_BOUNDS[1])
                        for x in (new_p.upload, new_p.download)))
-    note = held_reason(new_state) or ("" if bounded == new_p else "price held at its bound")
+    note = held_reason(new_state, params) or ("" if bounded == new_p else "price held at its bound")
     return await _record(coord, t, bounded, new_state, measured, supply, demand, note)
 
 

@@ -63,9 +63,10 @@ class Params:
     cross: float = 2.0  # a flip while the other |h| is beyond cross·|h| is the other's doing
     tie_tol: float = 1e-6  # safe: |h| below this, beside a far-out other, is an eq. (4) tie
     # both rules: S and d unchanged to this (relative, any component) since the last move
-    # means the market has not answered it; simulated markets answer a ×2 move even at a
-    # ratio limit by ≥ 1e-6, a market of fixed caps and usage by exactly 0
-    respond_tol: float = 1e-8
+    # means the market has not answered it. The default is rounding: simulated users at a
+    # ratio limit answer a ×2 move by as little as 1e-9. The coordinator, whose S is caps
+    # that only users move, passes a coarser one (coordinator.prices.RESPOND_TOL).
+    respond_tol: float = 1e-12
     max_hold: int = 7  # days; then a move again, within ×2 of the last answered price
 
 
