@@ -67,7 +67,7 @@ class Params:
     # ratio limit answer a ×2 move by as little as 1e-9. The coordinator, whose S is caps
     # that only users move, passes a coarser one (coordinator.prices.RESPOND_TOL).
     respond_tol: float = 1e-12
-    max_hold: int = 7  # days; then a move again, within ×2 of the last answered price
+    max_hold: int = 7  # intervals (days); then a move again, within ×2 of the last answer
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def held_reason(state: UpdateState, params: Params = Params()) -> str:
     if n == 0:
         return ""
     if n <= params.max_hold:
-        return f"held: no response since last move ({n} of at most {params.max_hold} days)"
+        return f"held: no response since last move ({n} of at most {params.max_hold} intervals)"
     return "held: no response since last move, and already ×2 from the last answered price"
 
 
