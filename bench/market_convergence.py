@@ -4,7 +4,8 @@ Prints, per starting distance F from the buffer equilibrium: the paper's Definit
 against the safe rule (convergence rate, median/max rounds, max rounds over the target
 ⌈|ln F| / ln 2⌉ + 6, runs within it, runs within the path target ⌈(|ln F_U| + |ln F_D|) /
 ln 2⌉ + 6, negative prices); then the safe rule with 1% measurement noise and
-with only 30% of users re-optimising per round; then Theorem 2 checked numerically; and
+with only 30% of users re-optimising per round; then a market that never answers (users
+keep their sliders: S and d fixed) under the hold; then Theorem 2 checked numerically; and
 saves a plot of one far start under both rules.
 
     /work/venv/bin/python bench/market_convergence.py [--trials 20] [--agents 100]
@@ -59,6 +60,32 @@ def _grid(pool: ProcessPoolExecutor, trials: int, setup: Setup,
     return list(pool.map(_job, jobs))
 
 
+def _frozen(agents: int, days: int = 60) -> None:
+    import math
+
+    import numpy as np
+
+    from p2pbak.market.agents import supply_at
+    from p2pbak.market.resources import Resources
+    from p2pbak.market.update import update
+
+    print(f"\nA market that never answers: S and d fixed for {days} intervals, 10x start")
+    e = make_economy(agents, seed=0)
+    p_star = equilibrium(e)
+    for rule in ("paper", "safe"):
+        start = Resources(1.0, *far_start(p_star, 10.0, 0.4))
+        s = Resources(*map(float, supply_at(e, np.array(start.as_tuple())).sum(axis=0)))
+        d = Resources(*map(float, e.demand))
+        p, state, moves, far = start, None, 0, 0.0
+        for _ in range(days):
+            new, state = update(p, s, d, state, rule)
+            moves += new != p
+            p = new
+            far = max(far, abs(math.log(p.upload / start.upload)),
+                      abs(math.log(p.download / start.download)))
+        print(f"  {rule}: {moves} moves, farthest from the start x{math.exp(far):.3f}")
+
+
 def _uniqueness(agents: int) -> None:
     print("\nTheorem 2: equilibria from 5 starts (up to 1000x away), per rho")
     for rho in (0.0, 0.5, 0.9, -1.0):
@@ -108,6 +135,7 @@ def main() -> None:
         lagging = Setup(agents=a.agents, rounds=100, lag=0.3)
         _table("Lagging market: 30% of users re-optimise per round (100 rounds at most)",
                _grid(pool, a.trials, lagging, ("paper", "safe")))
+    _frozen(a.agents)
     _uniqueness(a.agents)
     _plot(a.agents)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
