@@ -39,7 +39,7 @@ def test_plan_never_includes_caller_nor_a_peer_twice(world: tuple[Api, list[Api]
         assert len(ids) == min(len(peers) - 1, plan["n"] + spare_count(plan["n"]))
         assert caller.machine_id not in ids
         assert set(ids) <= known
-        assert 1 <= plan["k"] <= plan["repair"] <= plan["success"] <= plan["n"]
+        assert 1 <= plan["k"] < plan["success"] <= plan["n"] and plan["repair"] <= plan["n"]
         assert plan["k"] <= 2 * plan["n"] / 3
         assert 0 < plan["availability"] < 1
 

@@ -65,8 +65,10 @@ def test_choose_code_properties(avail: list[float], target: float, max_k: int,
     assert 3 * code.k <= 2 * code.n  # survives losing a third of its holders
     assert code.k <= max_k and code.factor <= max_factor + 1e-9
     assert code.k < code.repair <= code.n or code.repair == code.n
-    assert code.repair <= code.success <= code.n
-    if code.n - code.k >= 2 and min_n_for_k(code.k) < code.n:
+    assert code.k < code.success <= code.n
+    if code.repair < code.n:
+        assert code.repair <= code.success  # a fresh upload is never already due for repair
+    elif code.n - code.k >= 2 and min_n_for_k(code.k) < code.n:
         assert code.success < code.n  # an upload does not need every one of the n peers
     assert code.availability == pytest.approx(prob_at_least(code.k, avail[:code.n]))
     allowed = codes(len(avail), max_k, max_factor)

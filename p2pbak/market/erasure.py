@@ -106,11 +106,12 @@ def _thresholds(k: int, n: int, dist: list[list[float]], target: float) -> tuple
             repair = r
             break
     repair = max(repair, k + 1) if n > k else n
+    success = max(repair + (n - repair + 1) // 2, min_n_for_k(k))
     if repair == n and n - k >= 2:
-        # Target out of reach (a small grid): still let an upload finish, and repair wait,
-        # with a few holders missing, so one dead or slow peer does not fail every backup.
-        repair = max(n - max(1, (n - k) // 4), min_n_for_k(k))
-    success = max(repair + (n - repair) // 2, min_n_for_k(k))
+        # Target out of reach (a small grid): repair at the first loss, but let an upload
+        # finish with a holder or two missing (repair tops it up), so that one dead or slow
+        # peer does not fail every backup.
+        success = max(n - max(1, (n - k) // 4), min_n_for_k(k))
     return repair, min(success, n)
 
 

@@ -121,8 +121,9 @@ async def store_tickets(request: web.Request) -> web.Response:
 
 
 def _check_code(body: CommitBody) -> None:
-    if not body.k <= body.repair <= body.success <= body.n:
-        fail(400, "bad code: need k <= repair <= success <= n")
+    # success may sit below repair on a small grid: the checker then tops the pack up
+    if not (body.k <= body.repair <= body.n and body.k <= body.success <= body.n):
+        fail(400, "bad code: need k <= repair <= n and k <= success <= n")
     size = placement.fragment_size(body.length, body.k)
     for f in body.fragments:
         if f.index >= body.n:
