@@ -42,6 +42,9 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
+        # One statement at a time on the reader: a cursor left open by one request would
+        # otherwise hold its read snapshot, and another request's read would see stale data.
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, migrate: bool = True) -> Database:
@@ -67,7 +70,7 @@ class Database:
         return db
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._lock, self._read_lock:
             await self._reader.close()
             await self._writer.close()
 
@@ -85,11 +88,11 @@ class Database:
             await conn.execute("COMMIT")
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cur:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._reader.execute(sql, tuple(params)) as cur:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
     async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
