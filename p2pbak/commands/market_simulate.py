@@ -105,7 +105,12 @@ def simulate_cmd(
     from p2pbak.market.sweep import effective_tol, round_bound
 
     economy = make_economy(agents, seed, rho)
-    p_star = equilibrium(economy)
+    try:
+        p_star = equilibrium(economy)
+    except ValueError:
+        raise P2pbakError(f"this economy ({agents} agents, seed {seed}, rho {rho}) has no "
+                          "equilibrium the solver can find: try another --seed or more "
+                          "--agents") from None
     if angle is None:
         angle = float(np.random.default_rng([seed, 2]).uniform(0, 2 * math.pi))
     start = far_start(p_star, start_factor, angle)
