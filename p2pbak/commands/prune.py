@@ -41,7 +41,8 @@ def locked(session: Session, fn: Any) -> Any:
     are kept off by the coordinator's repository lock, taken exclusively in `prune_repo`.)"""
     from p2pbak.lock import machine_lock
 
-    with machine_lock(session.config.cache, command="prune"):
+    with machine_lock(session.config.cache, command="prune",
+                      hint="wait for it to finish and run prune again"):
         return fn()
 
 
