@@ -85,7 +85,8 @@ def test_a_repair_over_http_moves_the_placement(world: tuple[Api, list[Api]]) ->
     r = worker.call("POST", f"{base}/tickets",
                     {"fragments": [{"index": 0, "fragment_id": fid("forged"), "size": size}]})
     assert r.status == 400 and "does not match" in r.error
-    assert peers[1].call("POST", f"{base}/report", {"outcome": "ok"}).status == 404
+    intruder = next(p for p in peers if p.machine_id != worker.machine_id)
+    assert intruder.call("POST", f"{base}/report", {"outcome": "ok"}).status == 404
     answer = worker.ok("POST", f"{base}/tickets", {"fragments": [
         {"index": 0, "fragment_id": frags[0]["fragment_id"], "size": size}]})
     (target,) = answer["targets"]
