@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from p2pbak.coordinator import audit, checker, repair
 from p2pbak.store import repair as store
-from tests.test_repair_support import World, age_tasks, world
+from tests.repair_support import World, age_tasks, world
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)
 

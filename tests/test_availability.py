@@ -12,7 +12,7 @@ from p2pbak.coordinator import availability
 from p2pbak.coordinator.availability import PRIOR, PRIOR_WEIGHT, estimate
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_db import now
-from tests.test_repair_support import ONLINE_WINDOW, world
+from tests.repair_support import ONLINE_WINDOW, world
 
 YEAR = 365 * 86400
 

@@ -13,8 +13,8 @@ import pytest
 
 from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid, fragment_files
+from tests.e2e_repair_support import live_holders, placed_on, wait_until
 from tests.grid import make_grid_fixture, stdlib_tree, summary
-from tests.test_e2e_repair_support import live_holders, placed_on, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 
 from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid, fragment_files
+from tests.e2e_repair_support import query
 from tests.grid import grid_fixture, lines, summary  # noqa: F401
-from tests.test_e2e_repair_support import query
 
 pytestmark = pytest.mark.slow
 

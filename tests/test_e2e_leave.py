@@ -14,8 +14,7 @@ import pytest
 
 from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid
-from tests.grid import lines, summary
-from tests.test_e2e_repair_support import (
+from tests.e2e_repair_support import (
     codes,
     fast_grid_fixture,
     live_holders,
@@ -23,6 +22,7 @@ from tests.test_e2e_repair_support import (
     query,
     wait_until,
 )
+from tests.grid import lines, summary
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,7 @@ import pytest
 
 from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import Grid
-from tests.grid import stdlib_tree, summary
-from tests.test_e2e_repair_support import (
+from tests.e2e_repair_support import (
     codes,
     fast_grid_fixture,
     kill_keeping_k,
@@ -25,6 +24,7 @@ from tests.test_e2e_repair_support import (
     query,
     wait_until,
 )
+from tests.grid import stdlib_tree, summary
 
 pytestmark = pytest.mark.slow
 

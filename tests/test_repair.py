@@ -16,7 +16,7 @@ from p2pbak.net import tickets
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_db import now
 from p2pbak.store.coordinator_packs import Fragment
-from tests.test_repair_support import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
+from tests.repair_support import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
