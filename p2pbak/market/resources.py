@@ -62,9 +62,6 @@ class Services:
 ResourcePrices = Resources
 ServicePrices = Services
 
-RESOURCE_NAMES = ("space", "upload", "download")
-
-
 def prices(upload: float, download: float) -> Resources:
     """p = (1, p_U, p_D): space is the numeraire (§5, homogeneity of degree zero)."""
     return Resources(1.0, upload, download)
