@@ -140,9 +140,3 @@ async def totals(db: Database, user: str) -> tuple[int, int]:
                        " WHERE user_name = ?", (user,))
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-async def prune_grants(db: Database) -> int:
-    async with db.transaction() as conn:
-        cur = await conn.execute("DELETE FROM grants WHERE expires < ?", (now(),))
-    return cur.rowcount

@@ -156,13 +156,6 @@ async def confirm(db: Database, peer_id: str, fragment_ids: Sequence[str]) -> in
     return done
 
 
-async def backlog(db: Database) -> tuple[int, int]:
-    """(fragments, bytes) waiting on every delete list."""
-    row = await db.one("SELECT count(*), coalesce(sum(size), 0) FROM deletions")
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 # -- check -----------------------------------------------------------------------------
 
 async def placements(db: Database, user: str, pack_ids: Sequence[str],

@@ -362,15 +362,6 @@ async def retry(db: Database, task_id: int, delay: int, why: str,
         await conn.execute("DELETE FROM task_grants WHERE task_id = ?", (task_id,))
 
 
-async def task_counts(db: Database) -> dict[str, dict[str, int]]:
-    """kind → state → number of tasks."""
-    rows = await db.all("SELECT kind, state, count(*) FROM tasks GROUP BY kind, state")
-    out: dict[str, dict[str, int]] = {}
-    for kind, state, count in rows:
-        out.setdefault(kind, {})[state] = int(count)
-    return out
-
-
 # -- repair --------------------------------------------------------------------------
 
 async def pack_info(db: Database, pk: int) -> PackInfo | None:
