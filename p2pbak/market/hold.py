@@ -12,7 +12,7 @@ The secant after a hold spans the whole hold: the day of the last move to today.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 Pair = tuple[float, float]
 Seen = tuple[float, float, float, float, float, float]  # (S_S, S_U, S_D, d_S, d_U, d_D)
@@ -25,9 +25,6 @@ class Hold:
     seen: Seen | None = None  # S and d the last move was computed from
     held: int = 0  # days held since the last move
     drift: Pair = (0.0, 0.0)  # ln-price moved since the market last answered
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, object] | None) -> Hold:
