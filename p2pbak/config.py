@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -113,8 +113,7 @@ def _to_dict(cfg: Config) -> dict[str, Any]:
                          "ticket_key": cfg.ticket_key, "peer_url": cfg.peer_url}
     if cfg.cache_dir is not None:
         d["cache_dir"] = str(cfg.cache_dir)
-    d["supply"] = {"space": cfg.supply.space, "upload": cfg.supply.upload,
-                   "download": cfg.supply.download}
+    d["supply"] = asdict(cfg.supply)
     return d
 
 

@@ -17,6 +17,7 @@ LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this mac
 
 
 async def _status(cfg: Any) -> dict[str, Any]:
+    from p2pbak.commands.supply_set import caps_dict
     from p2pbak.net.client import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -28,8 +29,7 @@ async def _status(cfg: Any) -> dict[str, Any]:
             "ticket_key_matches": pinned, **status,
             "backup_space_available": quote.get("available_bytes"),
             "machine_availability": quote.get("availability"),
-            "caps": {"space": cfg.supply.space, "upload": cfg.supply.upload,
-                     "download": cfg.supply.download}}
+            "caps": caps_dict(cfg.supply)}
 
 
 def _human(key: str, value: Any) -> str:
