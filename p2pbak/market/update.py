@@ -124,7 +124,7 @@ def update(p: Resources, supply: Resources, demand: Resources,
     seen: holding.Seen = supply.as_tuple() + demand.as_tuple()  # type: ignore[assignment]
     fresh = holding.answered(state.hold, seen, params.respond_tol)
     if not fresh and state.hold.held < params.max_hold:
-        return p, replace(state, hold=replace(state.hold, held=state.hold.held + 1))
+        return p, _held(state)
     new_p, after = _rule(p, supply, demand, state, params)
     cur, new = (p.upload, p.download), (new_p.upload, new_p.download)
     if fresh:
@@ -132,9 +132,14 @@ def update(p: Resources, supply: Resources, demand: Resources,
     else:
         new, drift = holding.bound_move(cur, new, state.hold.drift, params.max_step)
         if new == cur:  # already ×2 from where the market last answered
-            return p, replace(state, hold=replace(state.hold, held=state.hold.held + 1))
+            return p, _held(state)
         new_p = Resources(1.0, *new)
     return new_p, replace(after, hold=holding.Hold(seen=seen, drift=drift))
+
+
+def _held(state: UpdateState) -> UpdateState:
+    """The state after one more day held."""
+    return replace(state, hold=replace(state.hold, held=state.hold.held + 1))
 
 
 def held_reason(state: UpdateState, params: Params = Params()) -> str:
