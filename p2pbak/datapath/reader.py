@@ -27,7 +27,6 @@ class BlobReader:
         self._trees: dict[str, list[Node]] = {}
         self._order: list[str] = []
         self._position: dict[str, int] = {}
-        self.packs_fetched = 0
 
     def plan(self, pack_order: Sequence[str]) -> None:
         """The packs about to be read, in order, so the next ones are fetched ahead."""
@@ -37,7 +36,6 @@ class BlobReader:
     def _fetch(self, pack_id: str) -> asyncio.Task[bytes]:
         task = self._packs.get(pack_id)
         if task is None:
-            self.packs_fetched += 1
             task = asyncio.ensure_future(self.repo.get_pack(pack_id))
             # A fetch-ahead nobody awaits must not warn about its lost exception.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
