@@ -14,13 +14,16 @@ from p2pbak.errors import P2pbakError
 DEFAULT_LISTEN = "127.0.0.1:8421"
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """'HOST:PORT' or '[v6]:PORT' → (host, port)."""
+def parse_listen(text: str, example: str = DEFAULT_LISTEN, *,
+                 port_zero: bool = False) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' → (host, port). Port 0 (any free port) only if `port_zero`:
+    the coordinator reports the port it got, a peer must advertise its own."""
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if port_zero else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise P2pbakError(f"cannot read --listen {text!r}: write it as HOST:PORT, "
-                          f"e.g. {DEFAULT_LISTEN}")
+                          f"e.g. {example}")
     return host, int(port)
 
 

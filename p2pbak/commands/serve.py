@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from p2pbak.commands.output import Reporter
-from p2pbak.errors import P2pbakError
+from p2pbak.commands.peer_run import parse_listen
 
 DEFAULT_LISTEN = "127.0.0.1:8420"
 
@@ -17,15 +17,6 @@ def default_db() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("p2pbak") / "coordinator.db"
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT or [IPv6]:PORT."""
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise P2pbakError(f"bad --listen {text!r}: use HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    return host, int(port)
 
 
 def serve(
@@ -82,7 +73,7 @@ def serve(
     from p2pbak.net.coordinator_server import serve as run
 
     out = Reporter(json=json, quiet=quiet)
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, DEFAULT_LISTEN, port_zero=True)
     path = (db or default_db()).expanduser()
     logging.basicConfig(level=logging.INFO, format="p2pbak serve: %(levelname)s %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
