@@ -58,7 +58,7 @@ def share_length(pack_length: int, k: int) -> int:
     return max(1, -(-pack_length // k))
 
 
-def _check_code(k: int, n: int) -> None:
+def check_code(k: int, n: int) -> None:
     if not (1 <= k <= n <= MAX_N):
         raise P2pbakError(f"bad erasure code {k}-of-{n}: need 1 <= k <= n <= {MAX_N}")
 
@@ -116,7 +116,7 @@ def _encode_shares(blocks: list[memoryview], k: int, n: int) -> list[list[bytes 
 
 def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
     """The n fragments of a pack; any k of them restore it."""
-    _check_code(k, n)
+    check_code(k, n)
     raw_id = _pack_bytes(pack_id)
     size = share_length(len(data), k)
     view = memoryview(data)

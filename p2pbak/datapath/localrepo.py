@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgpack
 
-from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
+from p2pbak.datapath.erasure import check_code, decode_pack, encode_pack, fragment_id
 from p2pbak.errors import NotInitialised, P2pbakError
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
@@ -61,8 +61,7 @@ class LocalRepository:
         root = Path(root)
         if (root / "config").exists():
             raise P2pbakError(f"a repository already exists at {root}")
-        if not 1 <= k <= n <= 256:
-            raise P2pbakError(f"bad erasure code {k}-of-{n}: need 1 <= k <= n <= 256")
+        check_code(k, n)
         for sub in ("snapshots", "index", "packs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         _write_atomic(root / "config", msgpack.packb({"v": CONFIG_VERSION, "k": k, "n": n}))
@@ -80,8 +79,7 @@ class LocalRepository:
         folder = self._pack_dir(pack_id)
         if not folder.is_dir():
             raise P2pbakError(f"pack {pack_id[:12]} is not in the repository")
-        files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-        return decode_pack(pack_id, (p.read_bytes() for p in files))
+        return decode_pack(pack_id, (p.read_bytes() for p in self.fragment_paths(pack_id)))
 
     async def put_pack(self, pack_id: str, data: bytes) -> None:
         await asyncio.to_thread(self._put_pack_sync, pack_id, data)
