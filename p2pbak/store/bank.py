@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from p2pbak.market.bank import BANK, Posting
-from p2pbak.store.coordinator_db import Database, fetch_one, now
+from p2pbak.store.coordinator_db import Database, batches, fetch_one, marks, now
 
 USER_PREFIX = "user:"
 
@@ -124,12 +124,10 @@ async def balance(db: Database, account: str) -> int:
 
 async def balances(db: Database, accounts: Iterable[str]) -> dict[str, int]:
     """Balance of each account asked (0 for one never touched)."""
-    names = list(dict.fromkeys(accounts))
-    out = dict.fromkeys(names, 0)
-    for start in range(0, len(names), 500):
-        part = names[start:start + 500]
-        rows = await db.all(f"SELECT name, balance FROM accounts WHERE name IN "
-                            f"({','.join('?' * len(part))})", part)
+    out = dict.fromkeys(accounts, 0)
+    for part in batches(out):
+        rows = await db.all(f"SELECT name, balance FROM accounts WHERE name IN ({marks(part)})",
+                            part)
         out.update({r[0]: int(r[1]) for r in rows})
     return out
 
@@ -144,11 +142,9 @@ async def peer_balances(db: Database, peer_ids: Sequence[str]) -> dict[str, int]
 async def peer_owners(db: Database, peer_ids: Sequence[str]) -> dict[str, str]:
     """machine/peer id → user name, for the ids that exist."""
     out: dict[str, str] = {}
-    ids = list(dict.fromkeys(peer_ids))
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        rows = await db.all(f"SELECT id, user_name FROM machines WHERE id IN "
-                            f"({','.join('?' * len(part))})", part)
+    for part in batches(peer_ids):
+        rows = await db.all(f"SELECT id, user_name FROM machines WHERE id IN ({marks(part)})",
+                            part)
         out.update({r[0]: r[1] for r in rows})
     return out
 

@@ -12,7 +12,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import aiosqlite
 from p2pbak.errors import P2pbakError
 
 Row = aiosqlite.Row
+BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
 
 
 class Conflict(Exception):
@@ -31,6 +32,17 @@ class Conflict(Exception):
 def now() -> int:
     """Unix seconds: the coordinator's one clock for every timestamp column."""
     return int(time.time())
+
+
+def batches(ids: Iterable[str]) -> list[list[str]]:
+    """`ids` without repeats, in order, cut into statement-sized parts."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[i:i + BATCH] for i in range(0, len(unique), BATCH)]
+
+
+def marks(part: Sequence[object]) -> str:
+    """The `?,?,…` placeholders for an IN list of `part`."""
+    return ",".join("?" * len(part))
 
 
 class Database:

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.store.coordinator_db import Conflict, Database, fetch_all, fetch_one, now
+from p2pbak.store.coordinator_db import (
+    Conflict,
+    Database,
+    batches,
+    fetch_all,
+    fetch_one,
+    marks,
+    now,
+)
 
 GRANT_SLACK = 3600  # seconds a grant outlives its ticket, for a slow upload's commit
 
@@ -125,10 +133,8 @@ async def present(db: Database, user: str, pack_ids: Sequence[str]) -> list[str]
     """Those of `pack_ids` the user has committed, in the order asked."""
     found: set[str] = set()
     ids = list(dict.fromkeys(pack_ids))
-    for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-        part = ids[start:start + 500]
-        marks = ",".join("?" * len(part))
-        rows = await db.all(f"SELECT id FROM packs WHERE user_name = ? AND id IN ({marks})",
+    for part in batches(ids):
+        rows = await db.all(f"SELECT id FROM packs WHERE user_name = ? AND id IN ({marks(part)})",
                             [user, *part])
         found.update(r[0] for r in rows)
     return [p for p in ids if p in found]

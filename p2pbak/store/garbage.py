@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.store.coordinator_db import Database, fetch_all, now
+from p2pbak.store.coordinator_db import Database, batches, fetch_all, marks, now
 from p2pbak.store.coordinator_peers import ACTIVE, OFFLINE
 from p2pbak.store.repair import LEAVING, LEFT, TEST_FETCH, TEST_STORE
 
-BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
 KNOWN_STATES = (ACTIVE, OFFLINE, LEAVING)  # a fragment there can still be fetched
 
 MIGRATION: tuple[str, ...] = (
@@ -56,15 +55,6 @@ class PackPlacement:
     online: int  # of those, on peers online now
 
 
-def _chunks(ids: Sequence[str]) -> list[list[str]]:
-    unique = list(dict.fromkeys(ids))
-    return [unique[i:i + BATCH] for i in range(0, len(unique), BATCH)]
-
-
-def _marks(part: Sequence[object]) -> str:
-    return ",".join("?" * len(part))
-
-
 # -- prune -----------------------------------------------------------------------------
 
 async def user_packs(db: Database, user: str) -> list[PackRow]:
@@ -79,20 +69,20 @@ async def drop_packs(db: Database, user: str, pack_ids: Sequence[str]) -> Droppe
     t = now()
     packs = fragments = size = fsize = 0
     async with db.transaction() as conn:
-        for part in _chunks(pack_ids):
+        for part in batches(pack_ids):
             rows = await fetch_all(conn, f"SELECT pk, length FROM packs WHERE user_name = ?"
-                                   f" AND id IN ({_marks(part)})", [user, *part])
+                                   f" AND id IN ({marks(part)})", [user, *part])
             pks = [r[0] for r in rows]
             if not pks:
                 continue
             counted = await fetch_all(conn, f"SELECT count(*), coalesce(sum(size), 0)"
-                                      f" FROM fragments WHERE pack_pk IN ({_marks(pks)})", pks)
+                                      f" FROM fragments WHERE pack_pk IN ({marks(pks)})", pks)
             await conn.execute(
                 "INSERT INTO deletions(peer_id, fragment_id, size, queued)"
                 " SELECT peer_id, fragment_id, size, ? FROM fragments"
-                f" WHERE pack_pk IN ({_marks(pks)}) ON CONFLICT(peer_id, fragment_id)"
+                f" WHERE pack_pk IN ({marks(pks)}) ON CONFLICT(peer_id, fragment_id)"
                 " DO NOTHING", [t, *pks])
-            await conn.execute(f"DELETE FROM packs WHERE pk IN ({_marks(pks)})", pks)
+            await conn.execute(f"DELETE FROM packs WHERE pk IN ({marks(pks)})", pks)
             packs += len(pks)
             size += sum(int(r[1]) for r in rows)
             fragments += int(counted[0][0])
@@ -149,9 +139,9 @@ async def confirm(db: Database, peer_id: str, fragment_ids: Sequence[str]) -> in
     """The peer deleted these: off its list."""
     done = 0
     async with db.transaction() as conn:
-        for part in _chunks(fragment_ids):
+        for part in batches(fragment_ids):
             cur = await conn.execute(f"DELETE FROM deletions WHERE peer_id = ? AND fragment_id"
-                                     f" IN ({_marks(part)})", [peer_id, *part])
+                                     f" IN ({marks(part)})", [peer_id, *part])
             done += cur.rowcount
     return done
 
@@ -162,14 +152,14 @@ async def placements(db: Database, user: str, pack_ids: Sequence[str],
                      online_since: int) -> list[PackPlacement]:
     """The user's packs among `pack_ids` with their usable and online fragment counts."""
     out: list[PackPlacement] = []
-    for part in _chunks(pack_ids):
+    for part in batches(pack_ids):
         rows = await db.all(
             "SELECT p.id, p.k, p.n,"
-            f" coalesce(sum(pe.state IN ({_marks(KNOWN_STATES)})), 0),"
+            f" coalesce(sum(pe.state IN ({marks(KNOWN_STATES)})), 0),"
             " coalesce(sum(pe.state IN (?, ?) AND pe.last_seen >= ?), 0)"
             " FROM packs p LEFT JOIN fragments f ON f.pack_pk = p.pk"
             " LEFT JOIN peers pe ON pe.id = f.peer_id"
-            f" WHERE p.user_name = ? AND p.id IN ({_marks(part)}) GROUP BY p.pk",
+            f" WHERE p.user_name = ? AND p.id IN ({marks(part)}) GROUP BY p.pk",
             [*KNOWN_STATES, ACTIVE, LEAVING, online_since, user, *part])
         out += [PackPlacement(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
     return out
