@@ -16,7 +16,7 @@ import zstandard
 
 from p2pbak.datapath.blobs import BlobType
 from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
-from p2pbak.datapath.pack import PackEntry
+from p2pbak.datapath.pack import PackEntry, entries_from_rows, entry_rows
 from p2pbak.datapath.repository import Repository
 
 INDEX_VERSION = 1
@@ -57,9 +57,7 @@ class Index:
 def encode_index(keys: Keys, packs: Iterable[tuple[str, Iterable[PackEntry]]]) -> tuple[str, bytes]:
     """(index id, sealed index blob) listing the given packs."""
     doc = {"v": INDEX_VERSION, "packs": [
-        [bytes.fromhex(pack_id), [[e.kind, bytes.fromhex(e.blob_id), e.offset, e.length,
-                                   e.raw_length] for e in entries]]
-        for pack_id, entries in packs]}
+        [bytes.fromhex(pack_id), entry_rows(entries)] for pack_id, entries in packs]}
     plain = zstandard.ZstdCompressor().compress(msgpack.packb(doc))
     sealed = seal(keys.blob, plain, _AAD)
     return blake3.blake3(sealed).hexdigest(), sealed
@@ -74,8 +72,7 @@ def decode_index(keys: Keys, sealed: bytes, into: Index) -> None:
     if doc.get("v") != INDEX_VERSION:
         raise DamagedBlob(f"index version {doc.get('v')} is not supported; upgrade p2pbak")
     for pack_id, entries in doc["packs"]:
-        into.add_pack(pack_id.hex(), (PackEntry(BlobType(k), i.hex(), o, n, r)
-                                      for k, i, o, n, r in entries))
+        into.add_pack(pack_id.hex(), entries_from_rows(entries))
 
 
 async def load_index(repo: Repository, keys: Keys) -> Index:

@@ -7,7 +7,9 @@ The pack id is BLAKE3 of the whole pack.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import blake3
 import msgpack
@@ -36,6 +38,16 @@ class Pack:
     entries: tuple[PackEntry, ...]
 
 
+def entry_rows(entries: Iterable[PackEntry]) -> list[list[object]]:
+    """Entries as the msgpack rows a pack header and an index blob store."""
+    return [[e.kind, bytes.fromhex(e.blob_id), e.offset, e.length, e.raw_length]
+            for e in entries]
+
+
+def entries_from_rows(rows: Iterable[Sequence[Any]]) -> list[PackEntry]:
+    return [PackEntry(BlobType(k), i.hex(), o, n, r) for k, i, o, n, r in rows]
+
+
 class PackWriter:
     """Collects sealed blobs until the pack is full."""
 
@@ -59,8 +71,7 @@ class PackWriter:
 
     def finish(self, keys: Keys) -> Pack:
         """The pack so far (the writer starts over empty)."""
-        header = msgpack.packb([[e.kind, bytes.fromhex(e.blob_id), e.offset, e.length,
-                                 e.raw_length] for e in self._entries])
+        header = msgpack.packb(entry_rows(self._entries))
         sealed = seal(keys.blob, header, _HEADER_AAD)
         data = b"".join([*self._parts, sealed, _TRAILER.pack(len(sealed))])
         pack = Pack(blake3.blake3(data).hexdigest(), data, tuple(self._entries))
@@ -76,6 +87,5 @@ def read_header(keys: Keys, data: bytes) -> list[PackEntry]:
     start = len(data) - _TRAILER.size - length
     if start < 0:
         raise DamagedBlob("pack header length is damaged")
-    header = msgpack.unpackb(open_sealed(keys.blob, memoryview(data)[start:-_TRAILER.size],
-                                         _HEADER_AAD))
-    return [PackEntry(BlobType(k), i.hex(), o, n, r) for k, i, o, n, r in header]
+    return entries_from_rows(msgpack.unpackb(
+        open_sealed(keys.blob, memoryview(data)[start:-_TRAILER.size], _HEADER_AAD)))
