@@ -49,7 +49,7 @@ def _line(e: dict[str, Any]) -> str:
     name = e["path"] or e["name"]
     if e.get("target"):
         name += f" -> {e['target']}"
-    return f"{mode} {int(e['size'] or 0):>12} {when(datetime.fromisoformat(e['mtime']))} {name}"
+    return f"{mode} {int(e['size'] or 0):>12} {when(e['mtime'])} {name}"
 
 
 def register(app: typer.Typer) -> None:

@@ -28,11 +28,9 @@ async def _list(session: Session) -> list[Any]:
         return await list_snapshots(repo, master)
 
 
-def when(value: datetime | float) -> str:
-    """A time (datetime or unix seconds) as UTC text."""
-    if not isinstance(value, datetime):
-        value = datetime.fromtimestamp(value, UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+def when(iso: str) -> str:
+    """An ISO time (as the JSON lines carry it) as UTC text."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def snapshot_fields(snap: Any) -> dict[str, Any]:
@@ -60,7 +58,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("ID", "Time", "Host", "Paths", box=None)
         for s in snaps:
-            table.add_row(s["id"][:8], when(datetime.fromisoformat(s["time"])), s["host"],
+            table.add_row(s["id"][:8], when(s["time"]), s["host"],
                           "\n".join(s["paths"]))
         rep.out.print(table)
         rep.say(f"{len(snaps)} snapshots")
