@@ -11,7 +11,7 @@ applies to each group on its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import Generic, TypeVar
 
@@ -43,8 +43,7 @@ class Policy:
                 raise ValueError(f"--keep-{name} must be -1 (no limit) or more, not {value}")
 
     def counts(self) -> dict[str, int]:
-        return {"last": self.last, "hourly": self.hourly, "daily": self.daily,
-                "weekly": self.weekly, "monthly": self.monthly, "yearly": self.yearly}
+        return asdict(self)
 
     def empty(self) -> bool:
         return all(v == 0 for v in self.counts().values())
