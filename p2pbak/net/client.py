@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json as jsonlib
+from dataclasses import asdict
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
@@ -188,9 +189,7 @@ class CoordinatorClient(_Session):
     # -- peer agent ------------------------------------------------------------------
 
     async def announce_peer(self, url: str, caps: Supply) -> str:
-        body = await self.call("POST", "/v1/peer", {
-            "url": url, "space": caps.space, "upload": caps.upload,
-            "download": caps.download})
+        body = await self.call("POST", "/v1/peer", {"url": url, **asdict(caps)})
         return str(body.get("peer_id", ""))
 
     async def heartbeat(self, url: str, stored: int, free: int) -> dict[str, Any]:
@@ -275,12 +274,10 @@ class CoordinatorClient(_Session):
         return await self.call("GET", f"/v1/prices?limit={limit}", auth=False)
 
     async def set_supply(self, caps: Supply) -> dict[str, Any]:
-        return await self.call("PUT", "/v1/supply", {
-            "space": caps.space, "upload": caps.upload, "download": caps.download})
+        return await self.call("PUT", "/v1/supply", asdict(caps))
 
     async def supply_quote(self, caps: Supply) -> dict[str, Any]:
-        return await self.call("POST", "/v1/supply/quote", {
-            "space": caps.space, "upload": caps.upload, "download": caps.download})
+        return await self.call("POST", "/v1/supply/quote", asdict(caps))
 
 
 class PeerClient(_Session):
