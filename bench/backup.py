@@ -52,10 +52,6 @@ def timed_backup(grid: Grid, config: Path, path: Path) -> tuple[float, dict]:
     return seconds, summary
 
 
-def tree_bytes(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
 def read_tree(path: Path) -> bytes:
     """The tree's file contents, concatenated: the bytes zfec would have to encode."""
     return b"".join(p.read_bytes() for p in sorted(path.rglob("*"))
@@ -65,6 +61,12 @@ def read_tree(path: Path) -> bytes:
 def zfec_seconds(data: bytes, k: int, n: int, rounds: int = 2) -> float:
     cores = os.cpu_count() or 1
     return min(raw_zfec(memoryview(data), k, n, cores)[0] for _ in range(rounds))  # wall s
+
+
+def zfec_bound(path: Path, k: int, n: int) -> tuple[float, float]:
+    """(MiB in the tree, wall seconds zfec alone takes to encode them)."""
+    data = read_tree(path)
+    return len(data) / MiB, zfec_seconds(data, k, n)
 
 
 def random_tree(dest: Path, size: int) -> Path:
@@ -138,16 +140,14 @@ def report(grid: Grid, config: Path, rnd: Path, tree: Path, work: Path) -> None:
     cores = os.cpu_count() or 1
     secs, s = timed_backup(grid, config, rnd)
     k, n = code_in_use(grid) or (0, 0)
-    mib = tree_bytes(rnd) / MiB
-    bound = zfec_seconds(read_tree(rnd), k, n)
+    mib, bound = zfec_bound(rnd, k, n)
     print(f"grid: coordinator + {len(grid.peers)} peers on 127.0.0.1, code k={k} n={n} "
           f"(factor {n / k:.2f}), {cores} cores")
     print(f"random {mib:.0f} MiB: backup {mib / secs:7.1f} MiB/s ({secs:.1f} s, "
           f"{s['packs_added']} packs); raw zfec {mib / bound:7.1f} MiB/s; "
           f"ratio backup/zfec {bound / secs:.3f}")
     secs, s = timed_backup(grid, config, tree)
-    mib = tree_bytes(tree) / MiB
-    bound = zfec_seconds(read_tree(tree), k, n)
+    mib, bound = zfec_bound(tree, k, n)
     print(f"tree {tree} ({s['total_files_processed']} files, {mib:.0f} MiB): backup "
           f"{mib / secs:7.1f} MiB/s ({secs:.1f} s, {s['data_added'] / MiB:.0f} MiB added); "
           f"raw zfec {mib / bound:7.1f} MiB/s; ratio backup/zfec {bound / secs:.3f}")
