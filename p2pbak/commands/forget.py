@@ -40,8 +40,8 @@ async def _decide(session: Session, ids: list[str], policy: Policy, host: str | 
 
     async with unlocked(session) as (repo, master):
         if ids:
-            chosen = {(await find_snapshot(repo, master, i)).id: None for i in ids}
-            records = [r for r in await list_snapshots(repo, master) if r.id in chosen]
+            chosen = {r.id: r for r in [await find_snapshot(repo, master, i) for i in ids]}
+            records = sorted(chosen.values(), key=lambda r: (r.time, r.id))  # listing order
             groups = [_group(records, [], {})]
         else:
             records = [r for r in await list_snapshots(repo, master)
