@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from p2pbak.market.agents import Economy, make_economy
+from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.simulate import DEFAULT_TOL, Run, equilibrium, far_start, simulate
 from p2pbak.market.update import RULES
 
@@ -61,9 +61,9 @@ def effective_tol(tol: float, noise: float) -> float:
     return max(tol, 2.0 * noise)
 
 
-def trial_starts(setup: Setup, factor: float, trials: int
-                 ) -> list[tuple[int, float]]:
-    """(economy index, direction angle) per trial, reproducible from the seed."""
+def trial_starts(setup: Setup, trials: int) -> list[tuple[int, float]]:
+    """(economy index, direction angle) per trial, reproducible from the seed (the same
+    for every factor)."""
     rng = np.random.default_rng([setup.seed, 1])
     angles = rng.uniform(0.0, 2.0 * math.pi, trials)
     return [(k % min(trials, MAX_ECONOMIES), float(angles[k])) for k in range(trials)]
@@ -75,8 +75,8 @@ def sweep(factors: Sequence[float], trials: int, setup: Setup = Setup(),
     """For each factor and rule: `trials` markets started factor× from equilibrium."""
     economies: dict[int, tuple[Economy, tuple[float, float]]] = {}
     rows = []
+    starts = trial_starts(setup, trials)
     for factor in factors:
-        starts = trial_starts(setup, factor, trials)
         for rule in rules:
             runs, paths = [], []
             for k, (econ, angle) in enumerate(starts):
@@ -119,8 +119,6 @@ class Uniqueness:
 
 
 def check_uniqueness(e: Economy, starts: Sequence[tuple[float, float]]) -> Uniqueness:
-    from p2pbak.market.agents import supply_at
-
     found = [equilibrium(e, s) for s in starts]
     ref = found[0]
     spread = max(max(abs(a / ref[0] - 1), abs(b / ref[1] - 1)) for a, b in found)
