@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pbak.errors import P2pbakError
-from p2pbak.grid import Grid, fragment_files, pack_code, run_cli, shell_env, start_grid
+from p2pbak.grid import Grid, fragment_files, pack_code, shell_env, start_grid
 
 CONSUMER = "alice"
 _PAST = 1_600_000_000  # a fixed mtime, so a restore that forgets mtimes is caught
@@ -200,8 +200,7 @@ def _backup_restore(grid: Grid, source: Path, report: DemoReport, say: Any) -> N
 
 def _cli_json(grid: Grid, config: Path, *args: str) -> dict[str, Any]:
     """Run a client command with --json; its summary line (a one-line error if it failed)."""
-    r = run_cli(list(args), env={"P2PBAK_CONFIG": str(config),
-                                 "P2PBAK_PASSWORD_FILE": str(grid.password_file)})
+    r = grid.cli(*args, config=config)
     summary: dict[str, Any] | None = None
     for line in r.stdout.splitlines():
         try:
