@@ -33,8 +33,6 @@ class GarbageRepository(Repository, Protocol):
 
     async def drop_packs(self, pack_ids: Sequence[str]) -> dict[str, int]: ...
 
-    async def delete_index(self, index_id: str) -> None: ...
-
 
 class PackEntries:
     """One index blob's content, pack by pack (decode_index fills it like an Index)."""
