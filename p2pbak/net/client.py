@@ -232,6 +232,9 @@ class CoordinatorClient(_Session):
         body = await self.call("GET", f"/v1/{kind}/{quote(blob_id, safe='')}")
         return unb64(body.get("blob"), f"{kind} blob")
 
+    async def _delete_blob(self, kind: str, blob_id: str) -> None:
+        await self.call("DELETE", f"/v1/{kind}/{quote(blob_id, safe='')}")
+
     async def _list(self, kind: str) -> list[dict[str, Any]]:
         items = (await self.call("GET", f"/v1/{kind}")).get(kind, [])
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
@@ -247,7 +250,7 @@ class CoordinatorClient(_Session):
         return await self._list("snapshots")
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
-        await self.call("DELETE", f"/v1/snapshots/{quote(snapshot_id, safe='')}")
+        await self._delete_blob("snapshots", snapshot_id)
 
     async def put_index(self, index_id: str, blob: bytes) -> None:
         await self._put_blob("indexes", index_id, blob)
@@ -257,6 +260,9 @@ class CoordinatorClient(_Session):
 
     async def list_indexes(self) -> list[dict[str, Any]]:
         return await self._list("indexes")
+
+    async def delete_index(self, index_id: str) -> None:
+        await self._delete_blob("indexes", index_id)
 
     async def status(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/status")

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
@@ -271,7 +270,7 @@ class NetworkRepository:
         return await self.coord.get_index(index_id)
 
     async def list_indexes(self) -> list[str]:
-        return [i["id"] if isinstance(i, dict) else i for i in await self.coord.list_indexes()]
+        return [i["id"] for i in await self.coord.list_indexes()]
 
     async def get_keyfile(self) -> bytes:
         return await self.coord.get_keyfile()
@@ -280,7 +279,7 @@ class NetworkRepository:
         await self.coord.put_keyfile(blob)
 
     async def delete_index(self, index_id: str) -> None:
-        await self.coord.call("DELETE", f"/v1/indexes/{quote(index_id, safe='')}")
+        await self.coord.delete_index(index_id)
 
     # -- garbage: what the coordinator holds for this user (prune, check) -----------------
 
