@@ -25,6 +25,7 @@ from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.excludes import excluded
 from p2pbak.datapath.index import Index, encode_index, load_index
 from p2pbak.datapath.pack import DEFAULT_PACK_SIZE, Pack, PackEntry, PackWriter
+from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
@@ -34,13 +35,7 @@ from p2pbak.errors import P2pbakError
 T = TypeVar("T")
 
 
-@dataclass
-class BackupProgress:
-    files_done: int = 0
-    bytes_done: int = 0
-    files_total: int | None = None  # known once the background scan has finished
-    bytes_total: int | None = None
-    current: str = ""
+BackupProgress = Progress
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.index import load_index
+from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, find_snapshot
@@ -26,13 +27,7 @@ from p2pbak.errors import P2pbakError
 T = TypeVar("T")
 
 
-@dataclass
-class RestoreProgress:
-    files_done: int = 0
-    bytes_done: int = 0
-    files_total: int | None = None
-    bytes_total: int | None = None
-    current: str = ""
+RestoreProgress = Progress
 
 
 @dataclass
