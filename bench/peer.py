@@ -126,13 +126,7 @@ async def run(count: int, size: int, parallel: int, cap: int) -> bool:
             runner, url = await serve(bare_app(Path(d)))
             bare = _best(bare, await transfer(url, frags, parallel, lambda *a: ""))
             await runner.cleanup()
-        with tempfile.TemporaryDirectory() as d:
-            store = FragmentStore(Path(d)).open()
-            runner, url = await serve(make_app(store, peer_id="peer",
-                                               ticket_key=key.public_key()))
-            peer = _best(peer, await transfer(url, frags, parallel, sign))
-            await runner.cleanup()
-            store.close()
+        peer = _best(peer, await peer_transfer(frags, parallel, key, sign))
     ok = True
     for name, b, p in (("store", bare[0], peer[0]), ("fetch", bare[1], peer[1])):
         ratio = b / p  # peer throughput / bare throughput
@@ -143,6 +137,20 @@ async def run(count: int, size: int, parallel: int, cap: int) -> bool:
     return ok
 
 
+async def peer_transfer(frags: list[tuple[str, bytes]], parallel: int,
+                        key: Ed25519PrivateKey, sign: Ticket,
+                        caps: Supply | None = None) -> tuple[float, float]:
+    """transfer() through the real peer app over a fresh fragment store."""
+    with tempfile.TemporaryDirectory() as d:
+        store = FragmentStore(Path(d)).open()
+        runner, url = await serve(make_app(store, peer_id="peer",
+                                           ticket_key=key.public_key(), caps=caps))
+        times = await transfer(url, frags, parallel, sign)
+        await runner.cleanup()
+        store.close()
+    return times
+
+
 def _best(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     return min(a[0], b[0]), min(a[1], b[1])
 
@@ -151,14 +159,7 @@ async def capped(frags: list[tuple[str, bytes]], cap: int, parallel: int,
                  key: Ed25519PrivateKey, sign: Ticket) -> bool:
     """Stores under the download cap, then fetches under the upload cap."""
     total = sum(len(d) for _, d in frags)
-    with tempfile.TemporaryDirectory() as d:
-        store = FragmentStore(Path(d)).open()
-        app = make_app(store, peer_id="peer", ticket_key=key.public_key(),
-                       caps=Supply(download=cap, upload=cap))
-        runner, url = await serve(app)
-        times = await transfer(url, frags, parallel, sign)
-        await runner.cleanup()
-        store.close()
+    times = await peer_transfer(frags, parallel, key, sign, Supply(download=cap, upload=cap))
     ok = True
     burst = TokenBucket(cap).burst  # the bytes a cap lets through at once
     for name, seconds in zip(("download (stores)", "upload (fetches)"), times, strict=True):
