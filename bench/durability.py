@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2pbak.coordinator.checker import plan_repairs
+from p2pbak.datapath.erasure import share_length
+from p2pbak.datapath.pack import DEFAULT_PACK_SIZE as PACK_BYTES
 from p2pbak.market.erasure import choose_code
+from p2pbak.market.supply import GB
 from p2pbak.store.repair import PackHealth
-
-PACK_BYTES = 16 * 2**20
-GB = 10**9
 
 
 @dataclass
@@ -89,7 +89,7 @@ def simulate(args: argparse.Namespace, policy: str) -> Result:
     holders = np.array([rng.choice(churn.current, size=n, replace=False)
                         for _ in range(args.packs)])
     lost = np.zeros(args.packs, dtype=bool)
-    frag = -(-PACK_BYTES // k)
+    frag = share_length(PACK_BYTES, k)
     repairs = repair_bytes = 0
     for hour in range(1, args.days * 24 + 1):
         online = churn.step(hour)
