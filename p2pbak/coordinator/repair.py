@@ -94,7 +94,8 @@ async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
         return None
     idle = [p for p in online if p.id not in busy]
     for task in await store.queued(coord.db, SCAN, t):
-        excluded = await _excluded(coord, task)
+        info, holders = await _pack(coord, task)
+        excluded = _excluded(task, info, holders)
         if worker in excluded:
             continue
         if t - task.not_before < DISPATCH_GRACE:
@@ -103,7 +104,7 @@ async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
             if not order or order[0].id != worker:
                 continue
         if task.kind == store.REPAIR:
-            payload = await _repair_payload(coord, task, worker, t)
+            payload = await _repair_payload(coord, task, worker, t, info, holders)
         else:
             payload = audit.check_payload(coord, task, worker, by_id)
         if payload is None:
@@ -120,14 +121,23 @@ def _max_attempts() -> int:
     return MAX_ATTEMPTS
 
 
-async def _excluded(coord: Coordinator, task: store.Task) -> set[str]:
+async def _pack(coord: Coordinator,
+                task: store.Task) -> tuple[store.PackInfo | None, list[store.Holder]]:
+    """A repair task's pack and its holders, read once per poll (nothing for a check)."""
+    if task.kind != store.REPAIR:
+        return None, []
+    assert task.pack_pk is not None
+    return (await store.pack_info(coord.db, task.pack_pk),
+            await store.holders(coord.db, task.pack_pk))
+
+
+def _excluded(task: store.Task, info: store.PackInfo | None,
+              holders: Sequence[store.Holder]) -> set[str]:
     """Peers that must not run `task`: a pack's holders and owner, an audit's target."""
     if task.kind != store.REPAIR:
         return {task.target} if task.target else set()
-    assert task.pack_pk is not None
-    info = await store.pack_info(coord.db, task.pack_pk)
     owner = {info.machine_id} if info is not None and info.machine_id else set()
-    return owner | {h.peer_id for h in await store.holders(coord.db, task.pack_pk)}
+    return owner | {h.peer_id for h in holders}
 
 
 def _healthy(coord: Coordinator, h: store.Holder, t: int) -> bool:
@@ -135,12 +145,10 @@ def _healthy(coord: Coordinator, h: store.Holder, t: int) -> bool:
             and h.last_seen >= t - coord.repair.departure_timeout)
 
 
-async def _repair_payload(coord: Coordinator, task: store.Task, worker: str,
-                          t: int) -> dict[str, Any] | None:
+async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: int,
+                          info: store.PackInfo | None,
+                          holders: Sequence[store.Holder]) -> dict[str, Any] | None:
     """What the worker needs, or None (task closed, or too few sources online now)."""
-    assert task.pack_pk is not None
-    info = await store.pack_info(coord.db, task.pack_pk)
-    holders = await store.holders(coord.db, task.pack_pk)
     if info is None:
         return None
     kept = {h.index for h in holders if _healthy(coord, h, t)}  # leaving ones are not
