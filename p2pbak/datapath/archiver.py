@@ -345,14 +345,14 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     host = host or socket.gethostname()
     keys = Keys.derive(master)
     index = await load_index(repo, keys)
-    previous = await _choose_parent(repo, master, parent, host, [str(r) for r in roots])
+    names = [str(r) for r in roots]
+    previous = await _choose_parent(repo, master, parent, host, names)
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = _Checkpoints(repo, keys)
     uploader = None if dry_run else _Uploader(repo, max(1, uploads), checkpoints.add)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
-    stop = threading.Event()
-    totals = loop.run_in_executor(None, _scan_totals, roots, excludes, stop)
+    totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
     totals.add_done_callback(lambda f: _set_totals(walker, f))
     try:
         tree = await asyncio.to_thread(walker.root, roots, previous.tree if previous else None)
@@ -360,12 +360,11 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         if uploader is not None:
             await uploader.drain()
     except BaseException:
-        walker.stop.set()  # the worker thread stops at its next chunk
         if uploader is not None:
             uploader.cancel()
         raise
     finally:
-        stop.set()
+        walker.stop.set()  # the scan stops; after a failure, the worker at its next chunk
         if reader is not None:
             reader.close()
     summary = walker.summary
@@ -378,7 +377,7 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         index_id, blob = encode_index(keys, walker.new_packs)
         await repo.put_index(index_id, blob)
     result.snapshot_id, record = encode_snapshot(
-        keys, datetime.now(UTC), host, [str(r) for r in roots], tree, result.parent,
+        keys, datetime.now(UTC), host, names, tree, result.parent,
         list(excludes), summary.as_dict())
     await repo.put_snapshot(result.snapshot_id, record)
     await checkpoints.drop()  # the index written above lists every one of their packs
