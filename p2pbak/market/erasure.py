@@ -48,7 +48,7 @@ class Code:
 
 
 def _check_probability(name: str, value: float) -> None:
-    if not (0.0 < value < 1.0) or math.isnan(value):
+    if not 0.0 < value < 1.0:  # NaN fails the comparison too
         raise P2pbakError(f"{name} must be strictly between 0 and 1, got {value}")
 
 
