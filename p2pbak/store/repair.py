@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiosqlite
+
 from p2pbak.store.coordinator_db import Database, fetch_all, fetch_one, now
 from p2pbak.store.coordinator_packs import Fragment
 from p2pbak.store.coordinator_peers import ACTIVE, OFFLINE
@@ -291,9 +293,14 @@ async def requeue_expired(db: Database, max_attempts: int, t: int | None = None)
             "UPDATE tasks SET state = ?, worker = NULL, lease_expires = NULL,"
             " attempts = attempts + 1 WHERE state = ? AND lease_expires < ?",
             (QUEUED, LEASED, at))
-        await conn.execute("DELETE FROM task_grants WHERE task_id IN"
-                           " (SELECT id FROM tasks WHERE state != ?)", (LEASED,))
+        await _drop_unleased_grants(conn)
     return cur.rowcount
+
+
+async def _drop_unleased_grants(conn: aiosqlite.Connection) -> None:
+    """Store grants only live while their task is leased."""
+    await conn.execute("DELETE FROM task_grants WHERE task_id IN"
+                       " (SELECT id FROM tasks WHERE state != ?)", (LEASED,))
 
 
 async def release_silent(db: Database, online_since: int) -> int:
@@ -304,8 +311,7 @@ async def release_silent(db: Database, online_since: int) -> int:
             " attempts = attempts + 1 WHERE state = ? AND worker IN"
             " (SELECT id FROM peers WHERE coalesce(last_seen, 0) < ? OR state != ?)",
             (QUEUED, LEASED, online_since, ACTIVE))
-        await conn.execute("DELETE FROM task_grants WHERE task_id IN"
-                           " (SELECT id FROM tasks WHERE state != ?)", (LEASED,))
+        await _drop_unleased_grants(conn)
     return cur.rowcount
 
 
