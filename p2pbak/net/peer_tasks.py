@@ -222,10 +222,11 @@ class Repairer:
         """Store each rebuilt fragment on a supplier the coordinator names."""
         path = f"/v1/tasks/{int(self.task['task_id'])}/tickets"
         todo, exclude, stored = dict(rebuilt), set(), []
+        ids = {i: fragment_id(d) for i, d in rebuilt.items()}  # hashed once, not per round
         for _ in range(STORE_ROUNDS):
             if not todo:
                 break
-            body = {"fragments": [{"index": i, "fragment_id": fragment_id(d), "size": len(d)}
+            body = {"fragments": [{"index": i, "fragment_id": ids[i], "size": len(d)}
                                   for i, d in todo.items()], "exclude": sorted(exclude)}
             try:
                 targets = (await self.coord.call("POST", path, body))["targets"]
