@@ -59,7 +59,7 @@ class TaskLoop:
             if task is None:
                 await asyncio.sleep(self.interval)
                 continue
-            await self._report(task, await self.run_task(self.peers, task))
+            await self._report(task, await self.run_task(task))
             self.done += 1
 
     async def _poll(self) -> dict[str, Any] | None:
@@ -69,17 +69,17 @@ class TaskLoop:
             return None  # the heartbeat loop logs the coordinator's absence
         return task if isinstance(task, dict) else None
 
-    async def run_task(self, peers: PeerClient, task: dict[str, Any]) -> Report:
+    async def run_task(self, task: dict[str, Any]) -> Report:
         kind = task.get("kind")
         try:
             if kind == "repair":
-                return await Repairer(self.coord, peers, task).run()
+                return await Repairer(self.coord, self.peers, task).run()
             if kind == "audit":
-                return await _audit(peers, task)
+                return await _audit(self.peers, task)
             if kind == "test-store":
-                return await _test_store(peers, task)
+                return await _test_store(self.peers, task)
             if kind == "test-fetch":
-                return await _test_fetch(peers, task)
+                return await _test_fetch(self.peers, task)
         except (P2pbakError, KeyError, ValueError, TypeError) as exc:
             log.warning("task %s (%s) failed: %s", task.get("task_id"), kind, exc)
             return {"outcome": "failed", "detail": str(exc)[:1000]}
