@@ -56,7 +56,7 @@ class ReceiptBook:
 
     async def flush(self, coord: CoordinatorClient) -> int:
         """Send every pending receipt; keep those not delivered. Returns µc paid now."""
-        paid = 0
+        paid = sent = 0
         while self.pending:
             batch = self.pending[:BATCH]
             try:
@@ -65,8 +65,10 @@ class ReceiptBook:
                 log.debug("receipts not delivered, kept for the next heartbeat: %s", exc)
                 break
             del self.pending[:len(batch)]
-            self._save()
+            sent += len(batch)
             paid += _note(answer)
+        if sent:  # one rewrite of the file; a receipt sent twice is paid once anyway
+            self._save()
         self.paid += paid
         return paid
 
