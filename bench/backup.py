@@ -139,7 +139,10 @@ def main() -> None:
 def report(grid: Grid, config: Path, rnd: Path, tree: Path, work: Path) -> None:
     cores = os.cpu_count() or 1
     secs, s = timed_backup(grid, config, rnd)
-    k, n = code_in_use(grid) or (0, 0)
+    code = code_in_use(grid)
+    if code is None:
+        raise SystemExit("bench: the backup placed no fragments on the grid; see the peer logs")
+    k, n = code
     mib, bound = zfec_bound(rnd, k, n)
     print(f"grid: coordinator + {len(grid.peers)} peers on 127.0.0.1, code k={k} n={n} "
           f"(factor {n / k:.2f}), {cores} cores")
