@@ -137,6 +137,13 @@ def _locks_v() -> tuple[str, ...]:
 
 MIGRATIONS.append(_locks_v())  # repository locks across a user's machines (backup, prune)
 
+# work allocation moves fragments toward low balances (a flagged fragment is rebuilt on a
+# new supplier like a leaving peer's); each price row keeps the overheads its q came from
+MIGRATIONS.append((
+    "ALTER TABLE fragments ADD COLUMN moving INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE price_history ADD COLUMN overheads TEXT",
+))
+
 
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(
