@@ -73,8 +73,9 @@ async def _simulate(tmp: Path, by_balance: bool, rounds: int) -> list[int]:
             owner = owners.randrange(USERS)
             peers = await coordinator_peers.online(coord.db, 3600, exclude=ids[owner])
             peers = [Peer(**{**p.__dict__, "availability": 0.99}) for p in peers]
+            # not by balance: every balance looks equal, so ties fall in random order
             balances = await bank.peer_balances(coord.db, [p.id for p in peers]) \
-                if by_balance else None
+                if by_balance else dict.fromkeys((p.id for p in peers), 0)
             chosen = placement.place(peers, PACK, rng, balances=balances)
             await billing.charge_backup(coord, f"u{owner}", f"{r:064x}", PACK)
             for p in chosen.peers:

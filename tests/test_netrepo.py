@@ -144,7 +144,7 @@ def test_get_pack_skips_corrupt_and_hanging_peers_and_cancels_the_rest() -> None
         if url in ("http://p0", "http://p1"):
             peers.store[(url, fid)] = frag[:-1] + bytes([frag[-1] ^ 1])
     peers.hang = {"http://p2"}
-    repo.stats.peer_latency.clear()  # ask in placement order: p0..p4 first
+    repo.stats.failed_peers.clear()  # ask in the coordinator's order: p0..p4 first
     assert asyncio.run(repo.get_pack(pid)) == data
     assert peers.cancelled == 1  # the hanging peer was given up once k arrived
 
@@ -189,7 +189,6 @@ def test_a_failed_peer_is_asked_last_for_the_next_pack() -> None:
     repo = NetworkRepository(coord, peers, extra_fetch=0)  # type: ignore[arg-type]
     packs = [_pack(5_000) for _ in range(2)]
     asyncio.run(_put_all(repo, packs))
-    repo.stats.peer_latency.update({f"p{i}": 0.001 * (i + 1) for i in range(6)})  # p0 fastest
     peers.down = {"http://p0"}
     assert asyncio.run(repo.get_pack(packs[0][0])) == packs[0][1]
     asked: list[str] = []

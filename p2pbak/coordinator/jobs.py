@@ -69,6 +69,7 @@ def builtin_jobs(online_window: int, market: MarketSettings | None = None,
     from p2pbak.coordinator.availability import availability_job, sample_period
     from p2pbak.coordinator.billing import MarketSettings, billing_job
     from p2pbak.coordinator.checker import checker_job
+    from p2pbak.coordinator.moves import move_job
     from p2pbak.coordinator.prices import price_job
     from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.coordinator.sweep import availability_sweep
@@ -82,5 +83,7 @@ def builtin_jobs(online_window: int, market: MarketSettings | None = None,
         Job("prices", min(market.price_interval, 60.0), price_job),
         Job("availability", sample_period(online_window), availability_job),
         Job("repair-checker", repair.checker_interval, checker_job),
+        # once per price interval: fragments move toward the lowest balances (§2.4)
+        Job("allocation-moves", min(market.price_interval, 60.0), move_job),
         Job("audits", repair.audit_interval, audit_job),
     ]

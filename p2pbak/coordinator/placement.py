@@ -18,6 +18,9 @@ from p2pbak.market.erasure import Code, choose_code, min_n_for_k
 from p2pbak.store.coordinator_peers import Peer
 
 PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
+# Work allocation needs a choice: a code may cost this much more than the cheapest one
+# over every candidate so that the suppliers after its n stay free to take moved work.
+CHOICE_SLACK = 0.15
 _CLAMP = 1e-6  # estimates never reach 0 or 1
 
 
@@ -114,9 +117,35 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
             raise NotEnoughPeers(len(candidates), need)
         avail = [availability(p) for p in candidates]
         code = choose_code(avail) if target is None else choose_code(avail, target)
+        if balances is not None:
+            code = leave_choice(avail, code, target)
         frag = fragment_size(size, code.k)
         fitting = [p for p in candidates if p.free_bytes >= frag]
         if len(fitting) == len(candidates):
             return Placement(code, tuple(candidates[:code.n]), frag,
                              tuple(candidates[code.n:code.n + spare_count(code.n)]))
         candidates = fitting
+
+
+def leave_choice(avail: Sequence[float], best: Code, target: float | None = None) -> Code:
+    """The code over the shortest prefix of the candidates (in allocation order) that
+    meets the target within CHOICE_SLACK of `best`'s factor; `best` when it misses the
+    target (a small grid needs every peer) or no shorter prefix does."""
+    if not best.meets_target:
+        return best
+
+    def code_for(m: int) -> Code:
+        return choose_code(avail[:m]) if target is None else choose_code(avail[:m], target)
+
+    def good(c: Code) -> bool:
+        return c.meets_target and c.factor <= best.factor * (1 + CHOICE_SLACK)
+
+    lo, hi = min_n_for_k(1), len(avail)
+    while lo < hi:  # the factor falls as candidates are added: bisect on the prefix
+        mid = (lo + hi) // 2
+        if good(code_for(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    found = code_for(lo)
+    return found if good(found) and found.n < best.n else best

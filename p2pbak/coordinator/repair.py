@@ -77,6 +77,16 @@ async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int)
     return [by_id[i] for i in ids]
 
 
+async def fetch_order(coord: Coordinator, fragments: Sequence[Fragment],
+                      holders: dict[str, Peer]) -> list[Fragment]:
+    """The order a restorer should ask for `fragments` (retrieval, op. 3): online holders
+    first, then work allocation's (§2.4: lowest balance first)."""
+    rank = {p.id: i for i, p in enumerate(await allocation_order(
+        coord, list(holders.values()), seed=random.getrandbits(32)))}
+    return sorted(fragments, key=lambda f: (
+        not holders[f.peer_id].online(coord.online_window), rank[f.peer_id]))
+
+
 # -- dispatch ------------------------------------------------------------------------
 
 async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
@@ -151,7 +161,8 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
     """What the worker needs, or None (task closed, or too few sources online now)."""
     if info is None:
         return None
-    kept = {h.index for h in holders if _healthy(coord, h, t)}  # leaving ones are not
+    # fragments on leaving peers or flagged to move are rebuilt elsewhere (still sources)
+    kept = {h.index for h in holders if _healthy(coord, h, t) and not h.moving}
     missing = [i for i in range(info.n) if i not in kept]
     if not missing:
         await store.finish(coord.db, task.id, store.DONE, {"moved": 0}, t)

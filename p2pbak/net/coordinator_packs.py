@@ -10,7 +10,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing, placement
+from p2pbak.coordinator import accounts, billing, placement, repair
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net import tickets
 from p2pbak.net.coordinator_common import caller, ok
@@ -163,6 +163,7 @@ async def get_pack(request: web.Request) -> web.Response:
     if pack is None:
         fail(404, f"no pack {pack_id} for this user")
     holders = await coordinator_peers.many(coord.db, [f.peer_id for f in pack.fragments])
+    fragments = await repair.fetch_order(coord, pack.fragments, holders)
     return web.json_response({
         "pack_id": pack.id, "k": pack.k, "n": pack.n, "repair": pack.repair,
         "success": pack.success, "length": pack.length,
@@ -172,7 +173,7 @@ async def get_pack(request: web.Request) -> web.Response:
             "online": holders[f.peer_id].online(coord.online_window),
             "ticket": coord.ticket(op="fetch", fragment=f.fragment_id, size=f.size,
                                    from_=machine.id, to=f.peer_id),
-        } for f in pack.fragments],
+        } for f in fragments],
     })
 
 

@@ -24,19 +24,18 @@ ID_BATCH = 5000  # pack ids per garbage request
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
 # A peer that failed a transfer counts as this slow (seconds), so later packs ask it last.
-FAILED_PENALTY = 30.0
 
 
 @dataclass
 class Stats:
-    """What this repository moved (for the command summaries) and how fast each peer was."""
+    """What this repository moved (for the command summaries) and which peers failed it."""
 
     fragments_put: int = 0
     bytes_uploaded: int = 0
     fragments_cancelled: int = 0
     fragments_failed: int = 0
     bytes_downloaded: int = 0
-    peer_latency: dict[str, float] = field(default_factory=dict)
+    failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
 
 
 @dataclass
@@ -120,7 +119,7 @@ class NetworkRepository:
                         continue
                     self.stats.fragments_failed += 1
                     why = str(task.exception())
-                    self._note_latency(u.peer["peer_id"], FAILED_PENALTY)
+                    self.stats.failed_peers.add(u.peer["peer_id"])
                     retry = await self._move_to_spare(pack_id, u, spares)
                     if retry is not None:
                         tasks[asyncio.create_task(self._put(retry))] = retry
@@ -138,9 +137,8 @@ class NetworkRepository:
 
     async def _put(self, u: _Upload) -> None:
         async with self._slots:
-            t0 = time.monotonic()
             await self.peers.put_fragment(u.peer["url"], u.fid, u.fragment, u.ticket)
-            self._note_latency(u.peer["peer_id"], time.monotonic() - t0)
+        self.stats.failed_peers.discard(u.peer["peer_id"])
         self.stats.fragments_put += 1
         self.stats.bytes_uploaded += len(u.fragment)
 
@@ -161,10 +159,10 @@ class NetworkRepository:
         frags = await self._fetch_k(pack_id, k, candidates)
         return await self._cpu(decode_pack, pack_id, frags)
 
-    def _fetch_order(self, frag: dict[str, Any]) -> tuple[int, float]:
-        """Online peers first, then the fastest seen so far (unknown ones in between)."""
-        latency = self.stats.peer_latency.get(frag["peer_id"], 0.05)
-        return (0 if frag.get("online", True) else 1, latency)
+    def _fetch_order(self, frag: dict[str, Any]) -> tuple[bool, bool]:
+        """Online peers first and those that failed us last; otherwise the coordinator's
+        order, which is work allocation's (§2.4: lowest balance first; the sort is stable)."""
+        return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers)
 
     async def _fetch_k(self, pack_id: str, k: int,
                        candidates: list[dict[str, Any]]) -> list[bytes]:
@@ -191,7 +189,7 @@ class NetworkRepository:
                         got.append(task.result())
                         continue
                     failures.append(f"{frag.get('url', '?')}: {exc}")
-                    self._note_latency(frag["peer_id"], FAILED_PENALTY)
+                    self.stats.failed_peers.add(frag["peer_id"])
                     launch(1)
         finally:
             await _cancel(tasks)
@@ -204,17 +202,12 @@ class NetworkRepository:
 
     async def _get(self, frag: dict[str, Any]) -> bytes:
         async with self._slots:
-            t0 = time.monotonic()
             # get_fragment checks the bytes against the fragment id (BLAKE3)
             data = await self.peers.get_fragment(frag["url"], frag["fragment_id"],
                                                  frag["ticket"])
-            self._note_latency(frag["peer_id"], time.monotonic() - t0)
+        self.stats.failed_peers.discard(frag["peer_id"])
         self.stats.bytes_downloaded += len(data)
         return data
-
-    def _note_latency(self, peer_id: str, seconds: float) -> None:
-        old = self.stats.peer_latency.get(peer_id)
-        self.stats.peer_latency[peer_id] = seconds if old is None else 0.7 * old + 0.3 * seconds
 
     # -- packs: existence, batched ---------------------------------------------------------
 

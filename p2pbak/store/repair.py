@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from p2pbak.store.coordinator_db import Database, fetch_all, fetch_one, now
+from p2pbak.store.coordinator_db import Database, batches, fetch_all, fetch_one, marks, now
 from p2pbak.store.coordinator_packs import Fragment
 from p2pbak.store.coordinator_peers import ACTIVE, OFFLINE
 
@@ -106,7 +106,7 @@ class PackHealth:
     n: int
     repair: int
     healthy: int  # fragments on peers still counted (not departed, not disqualified)
-    moving: int  # fragments on peers that are leaving
+    moving: int  # fragments to move: on peers that are leaving, or flagged by allocation
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ class Holder:
     url: str
     state: str
     last_seen: int | None
+    moving: bool = False  # flagged to move (work allocation): rebuilt elsewhere, still a source
 
 
 # -- availability samples ------------------------------------------------------------
@@ -170,11 +171,11 @@ async def sampled_peers(db: Database) -> list[tuple[str, bool]]:
 # -- the checker ---------------------------------------------------------------------
 
 async def pack_health(db: Database, departed_before: int) -> list[PackHealth]:
-    """Every pack with its healthy and leaving fragment counts."""
+    """Every pack with its healthy and to-be-moved fragment counts."""
     rows = await db.all(
         "SELECT p.pk, p.k, p.n, p.repair,"
         " coalesce(sum(pe.state IN (?, ?) AND coalesce(pe.last_seen, pe.first_seen) >= ?), 0),"
-        " coalesce(sum(pe.state = ?), 0)"
+        " coalesce(sum(pe.state = ? OR f.moving), 0)"
         " FROM packs p LEFT JOIN fragments f ON f.pack_pk = p.pk"
         " LEFT JOIN peers pe ON pe.id = f.peer_id GROUP BY p.pk",
         (*HEALTHY_STATES, departed_before, LEAVING))
@@ -378,10 +379,10 @@ async def pack_info(db: Database, pk: int) -> PackInfo | None:
 
 async def holders(db: Database, pk: int) -> list[Holder]:
     rows = await db.all(
-        "SELECT f.idx, f.fragment_id, f.size, f.peer_id, pe.url, pe.state, pe.last_seen"
-        " FROM fragments f JOIN peers pe ON pe.id = f.peer_id WHERE f.pack_pk = ?"
+        "SELECT f.idx, f.fragment_id, f.size, f.peer_id, pe.url, pe.state, pe.last_seen,"
+        " f.moving FROM fragments f JOIN peers pe ON pe.id = f.peer_id WHERE f.pack_pk = ?"
         " ORDER BY f.idx", (pk,))
-    return [Holder(*r) for r in rows]
+    return [Holder(*r[:7], moving=bool(r[7])) for r in rows]
 
 
 async def add_grants(db: Database, task_id: int, fragments: Sequence[Fragment]) -> None:
@@ -444,6 +445,54 @@ async def _holds(conn: Any, pack_pk: int | None, f: Fragment) -> bool:
     rows = await fetch_all(conn, "SELECT idx FROM fragments WHERE pack_pk = ? AND peer_id = ?",
                            (pack_pk, f.peer_id))
     return any(r[0] != f.index for r in rows)
+
+
+# -- moving fragments toward low balances (work allocation) --------------------------
+
+async def placements_on(db: Database, peer_ids: Sequence[str],
+                        limit: int) -> list[tuple[int, int, str, int]]:
+    """(pack pk, index, peer id, size) of up to `limit` fragments on each of `peer_ids`,
+    of packs with no fragment moving and no open repair, the largest fragments first."""
+    out: list[tuple[int, int, str, int]] = []
+    for peer in peer_ids:
+        out += [(int(r[0]), int(r[1]), r[2], int(r[3])) for r in await db.all(
+            "SELECT f.pack_pk, f.idx, f.peer_id, f.size FROM fragments f WHERE f.peer_id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM fragments m WHERE m.pack_pk = f.pack_pk"
+            "                 AND m.moving)"
+            " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = f.pack_pk"
+            "                 AND t.state IN (?, ?))"
+            " ORDER BY f.size DESC, f.pack_pk LIMIT ?", (peer, REPAIR, QUEUED, LEASED, limit))]
+    return out
+
+
+async def pack_peers(db: Database, pack_pks: Sequence[int]) -> dict[int, set[str]]:
+    """pack pk → the peers holding a fragment of it and the machine that owns it."""
+    out: dict[int, set[str]] = {}
+    for part in batches(list(pack_pks)):
+        for pk, peer, owner in await db.all(
+                "SELECT f.pack_pk, f.peer_id, p.machine_id FROM fragments f"
+                f" JOIN packs p ON p.pk = f.pack_pk WHERE f.pack_pk IN ({marks(part)})", part):
+            out.setdefault(int(pk), set()).update(x for x in (peer, owner) if x)
+    return out
+
+
+async def mark_moving(db: Database, fragments: Sequence[tuple[int, int]]) -> int:
+    """Flag (pack pk, index) placements to be rebuilt on another supplier."""
+    async with db.transaction() as conn:
+        cur = await conn.executemany(
+            "UPDATE fragments SET moving = 1 WHERE pack_pk = ? AND idx = ?", fragments)
+    return cur.rowcount
+
+
+async def clear_stale_moves(db: Database) -> int:
+    """Unflag moves whose pack has no repair under way (it failed, or found no taker):
+    the next plan decides afresh."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE fragments SET moving = 0 WHERE moving AND NOT EXISTS (SELECT 1 FROM tasks t"
+            " WHERE t.kind = ? AND t.pack_pk = fragments.pack_pk AND t.state = ?)",
+            (REPAIR, LEASED))
+    return cur.rowcount
 
 
 # -- audits and reputation -----------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Work allocation of stored data (paper §2.4): once per price interval, fragments held by
+accounts that earn more than they spend are flagged to move; the repair machinery rebuilds
+them on the lowest-balance suppliers that need the income (p2pbak.market.allocation).
+
+New packs already go to the lowest balances, but storage, the bulk of every account's
+flows, is paid wherever the fragments were first put; without moving some, an account
+that stores much and holds little would sink for as long as its data lives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from p2pbak.coordinator import placement
+from p2pbak.coordinator.billing import DAY, current_prices
+from p2pbak.market import allocation
+from p2pbak.market.prices import USABLE_FRACTION
+from p2pbak.market.supply import GB
+from p2pbak.store import bank, coordinator_peers
+from p2pbak.store import repair as store
+from p2pbak.store.bank import user_account
+from p2pbak.store.coordinator_peers import Peer
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+log = logging.getLogger("p2pbak.coordinator.moves")
+
+MOVE_MARK = "allocation_moved_at"
+MOVE_SHARE = 0.05  # at most this share of the stored fragment bytes moves per day
+HORIZON_DAYS = 7.0  # balances are steered back to 0 over about this long
+PER_PEER = 500  # fragments of one donor looked at per run
+
+
+async def move_job(coord: Coordinator) -> int:
+    """Flag the fragments to move this interval (at most once per price interval);
+    returns how many. The repair checker queues their packs."""
+    db, t = coord.db, int(time.time())
+    interval = int(coord.market.price_interval)
+    last = await bank.marker(db, MOVE_MARK)
+    if last is not None and t - last < interval:
+        return 0
+    await store.clear_stale_moves(db)
+    moves = await plan(coord, interval) if last is not None else []
+    flagged = await store.mark_moving(db, [(f.pack, f.index) for f, _ in moves]) \
+        if moves else 0
+    async with db.transaction() as conn:
+        await bank.set_marker_in(conn, MOVE_MARK, t)
+    if flagged:
+        log.info("work allocation: %d fragment(s) (%d bytes) move toward low balances",
+                 flagged, sum(f.size for f, _ in moves))
+    return flagged
+
+
+async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
+    """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
+    db = coord.db
+    _, holdings = await bank.holdings(db)
+    online = await coordinator_peers.online(db, coord.online_window)
+    peers = {p.id: p for p in online}
+    peers.update(await coordinator_peers.many(
+        db, sorted({h.peer_id for h in holdings} - peers.keys())))
+    owners = await bank.peer_owners(db, list(peers))
+    accounts = sorted({user_account(u) for u in owners.values()})
+    balances = await bank.balances(db, accounts)
+    window = max(interval, DAY)  # a rate read over less than a day is mostly noise
+    flows = await bank.flows_since(db, accounts, int(time.time()) - window)
+    rates = {a: v * DAY / window for a, v in flows.items()}
+    _, table = await current_prices(coord)
+    live = {p.id for p in online}
+    suppliers = [_supplier(p, user_account(owners[p.id]), table.space, p.id in live)
+                 for p in peers.values() if p.id in owners]
+    donors = [s.peer_id for s in suppliers if allocation.want(
+        balances[s.account], rates[s.account], HORIZON_DAYS) < 0]
+    placed = [allocation.Placed(*row) for row in await store.placements_on(
+        db, donors, PER_PEER)]
+    holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
+    budget = int(MOVE_SHARE * min(1.0, interval / DAY) * sum(h.bytes for h in holdings))
+    return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
+                                 HORIZON_DAYS, seed=int(time.time()))
+
+
+def _supplier(peer: Peer, account: str, p_space: int, online: bool) -> allocation.Supplier:
+    """µc per byte-day held (§2.5: p_S × availability × usable); room only when online."""
+    earn = p_space * placement.availability(peer) * USABLE_FRACTION / GB
+    return allocation.Supplier(peer.id, account, earn, peer.free_bytes if online else 0,
+                               peer.subnet)
