@@ -77,7 +77,7 @@ def plan_moves(placed: Sequence[Placed], suppliers: Sequence[Supplier],
                seed: int = 0) -> list[tuple[Placed, str]]:
     """Which fragments to move and the peer each is expected to land on (the one work
     allocation picks: lowest balance first). A fragment moves only when its holder's
-    account must shed at least half the income it brings and the receiver's account must
+    account must shed more than half the income it brings and the receiver's account must
     gain at least half; at most `budget` bytes move. `holders`: pack → peers holding (or
     owning) it, none of which may receive another fragment of it."""
     wants = {a: want(b, rates.get(a, 0.0), horizon) for a, b in balances.items()}
@@ -90,7 +90,7 @@ def plan_moves(placed: Sequence[Placed], suppliers: Sequence[Supplier],
     for f in sorted(placed, key=lambda f: (wants.get(_account(by_peer, f.peer_id), 0.0),
                                            -f.size, f.pack, f.index)):
         donor = by_peer.get(f.peer_id)
-        if donor is None or f.size > budget or wants.get(donor.account, 0.0) > \
+        if donor is None or f.size > budget or wants.get(donor.account, 0.0) >= \
                 -f.size * donor.earn / 2:
             continue
         to = _receiver(order, f, wants, room, taken.get(f.pack, set()))
