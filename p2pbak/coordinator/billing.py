@@ -1,7 +1,8 @@
 """Billing (paper §2.4, Table 1): who pays the bank and whom the bank pays, and when.
 
 * backup: the pack owner pays q_B per GB when the pack is committed; each supplier is paid
-  p_D per GB it downloaded when it hands in the store ticket it honoured (a receipt);
+  p_D per GB it downloaded when it hands in the store ticket it honoured (a receipt); a
+  store of someone else's fragment (repair, testing) is upkeep, booked without a consumer;
 * storage: a periodic job charges owners q_S per GB-day of their packs and pays holders
   p_S per effective GB-day (bytes × availability × 2/3);
 * retrieval: a fetch receipt charges the fragment's owner q_R per GB and pays the supplier
@@ -9,7 +10,8 @@
 * repair and testing: `pay_upkeep` pays both bandwidths from the bank.
 
 A receipt pays only for a ticket this coordinator signed, naming the peer that hands it in,
-and only once (the ledger's unique `ref`). Amounts come from p2pbak.market.bank's rules.
+and only once (the ledger's unique `ref`). Amounts come from p2pbak.market.bank's rules,
+at q = Aᵀp for the overheads the price job measured (market.prices.measured_overheads).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class MarketSettings:
     smtp_from: str = ""
 
 
-OVERHEADS = Overheads()
+OVERHEADS = Overheads()  # the prior, until the price job has measured the real ones
 
 
 async def current_prices(coord: Coordinator) -> tuple[Resources, rules.PriceTable]:
@@ -57,6 +59,14 @@ async def current_prices(coord: Coordinator) -> tuple[Resources, rules.PriceTabl
     if row is None:
         return INITIAL_PRICES, rules.PriceTable.from_prices(INITIAL_PRICES, OVERHEADS)
     return prices(row.p_upload, row.p_download), rules.PriceTable.from_dict(row.prices)
+
+
+async def current_overheads(coord: Coordinator) -> Overheads:
+    """The overheads today's q came from: the last history row's, else the prior."""
+    row = await bank.latest_price(coord.db)
+    if row is None or row.overheads is None:
+        return OVERHEADS
+    return Overheads.from_dict(row.overheads)
 
 
 # -- backup -------------------------------------------------------------------------------
@@ -115,6 +125,8 @@ async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str 
     kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
+        if consumer and not await bank.backup_store(coord.db, t.fragment, peer_id, consumer):
+            user = None  # repair or testing: upkeep, which q_S funds (bank.UPKEEP_KINDS)
     elif consumer and await bank.fragment_owner(coord.db, t.fragment, peer_id) == consumer:
         kind = "retrieval"  # op. 3: the owner fetches its own fragment and pays q_R
         postings = rules.retrieval_postings(user_account(consumer), t.size,

@@ -4,21 +4,26 @@ Price job, once per price interval: aggregate maximum supply S (every recently s
 caps, space as effective space, each within the ratio constraints of eq. 4) and the demand
 d the ledger booked over the interval (Table 1 services → resources through q = Aᵀp);
 then g(p) (Definition 3) and the safe update of p2pbak.market.update, whose state is kept
-in the price history row. Without both a supply and a demand there is no market to read:
-the row keeps the prices and says so. Nor when S and d have not moved since the last move
-(users have not answered it yet): the update holds (market.hold) and the row says why.
+in the price history row. The overheads behind q = Aᵀp are measured, not assumed (§3.3):
+the erasure factor and holders' availability of what is stored, and the repair and testing
+the bank paid over the interval; the row keeps them, and the next interval bills with them.
+Without both a supply and a demand there is no market to read: the row keeps the prices
+and says so. Nor when S and d have not moved since the last move (users have not answered
+it yet): the update holds (market.hold) and the row says why.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import placement
-from p2pbak.coordinator.billing import DAY, OVERHEADS, current_prices
+from p2pbak.coordinator.billing import DAY, OVERHEADS, current_overheads, current_prices
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
+from p2pbak.market.prices import Flows, Overheads, measured_overheads
 from p2pbak.market.resources import Resources, Services, prices
 from p2pbak.market.supply import (
     DEFAULT_MIX,
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 PRICE_BOUNDS = (1e-3, 1e3)
 PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
+# the flows behind the overheads are read over this long: repair and work allocation's
+# moves come in bursts, and the demand the price job reads should not jump with each one
+OVERHEAD_WINDOW = 7 * DAY
 # S is the caps, which only users move: S and d within 1% of what the last move was
 # computed from (availability estimates drift, nobody moved a slider) is no answer yet
 RESPOND_TOL = 0.01
@@ -58,8 +66,26 @@ def _positive(r: Resources | None) -> bool:
     return r is not None and min(r.as_tuple()) > 0
 
 
-async def measured_demand(coord: Coordinator, since: int, until: int) -> Resources | None:
-    """Aggregate resource demand per day over [since, until) from the ledger (None if none)."""
+async def measure_overheads(coord: Coordinator, since: int | None,
+                            until: int) -> Callable[[Resources], Overheads]:
+    """market.prices.measured_overheads of what is held now and of what the ledger booked
+    over [since, until) (no interval: the prior's repair load, the storage factor), as a
+    function of the prices q is to be charged at (the upkeep paid, in GB at those prices)."""
+    data, held = await bank.holdings(coord.db)
+    booked = Flows() if since is None else await bank.overhead_flows(coord.db, since, until)
+    stored, pairs = sum(data.values()), [(h.bytes, h.availability) for h in held]
+
+    def at(p: Resources) -> Overheads:
+        bandwidth = rules.MICRO * (p.upload + p.download)
+        return measured_overheads(stored, pairs, booked, bandwidth, OVERHEADS)
+
+    return at
+
+
+async def measured_demand(coord: Coordinator, since: int, until: int,
+                          overheads: Overheads | None = None) -> Resources | None:
+    """Aggregate resource demand per day over [since, until) from the ledger (None if none),
+    through `overheads` (default: those of today's q)."""
     used = await bank.usage_since(coord.db, since)
     data, _ = await bank.holdings(coord.db)
     seconds = max(1, until - since)
@@ -71,13 +97,13 @@ async def measured_demand(coord: Coordinator, since: int, until: int) -> Resourc
                        used.get("retrieval", 0) / GB / days)
     if mix is None:
         return None
-    demand = aggregate_demand([mix], OVERHEADS)
+    demand = aggregate_demand([mix], overheads or await current_overheads(coord))
     return demand if _positive(demand) else None
 
 
-def default_demand() -> Resources:
+def default_demand(overheads: Overheads = OVERHEADS) -> Resources:
     """The demand ratios assumed before any was measured: one user of the default mix."""
-    return aggregate_demand([DEFAULT_MIX], OVERHEADS)
+    return aggregate_demand([DEFAULT_MIX], overheads)
 
 
 async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
@@ -102,15 +128,18 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
         return None
     p, _ = await current_prices(coord)
     state = UpdateState.from_dict(last.state) if last is not None and last.state else None
+    since = None if last is None else t - max(OVERHEAD_WINDOW, int(settings.price_interval))
+    overheads_at = await measure_overheads(coord, since, t)
+    o = overheads_at(p)
     if last is None:
-        return await _record(coord, t, p, state, None, None, None, "initial prices")
-    demand = await measured_demand(coord, last.at, t)
+        return await _record(coord, t, p, o, state, None, None, None, "initial prices")
+    demand = await measured_demand(coord, last.at, t, o)
     limits = RatioLimits.from_demand(demand) if demand is not None else None
     window = max(int(settings.price_interval), coord.online_window)
     supply = await maximum_supply(coord, limits, window)
     if supply is None or demand is None:
         why = "no supply" if supply is None else "no demand"
-        return await _record(coord, t, p, state, None, supply, demand,
+        return await _record(coord, t, p, o, state, None, supply, demand,
                              f"{why} measured: prices held")
     measured = g(supply, demand)
     params = Params(respond_tol=RESPOND_TOL)
@@ -118,20 +147,21 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
     bounded = prices(*(min(max(x, PRICE_BOUNDS[0]), PRICE_BOUNDS[1])
                        for x in (new_p.upload, new_p.download)))
     note = held_reason(new_state, params) or ("" if bounded == new_p else "price held at its bound")
-    return await _record(coord, t, bounded, new_state, measured, supply, demand, note)
+    return await _record(coord, t, bounded, overheads_at(bounded), new_state, measured,
+                         supply, demand, note)
 
 
-async def _record(coord: Coordinator, t: int, p: Resources, state: UpdateState | None,
-                  measured: tuple[float, float] | None, supply: Resources | None,
-                  demand: Resources | None, note: str) -> PriceRow:
+async def _record(coord: Coordinator, t: int, p: Resources, o: Overheads,
+                  state: UpdateState | None, measured: tuple[float, float] | None,
+                  supply: Resources | None, demand: Resources | None, note: str) -> PriceRow:
     from p2pbak.market.update import new_state
 
     state = state or new_state(coord.market.rule)
     row = PriceRow(at=t, rule=state.rule, p_upload=p.upload, p_download=p.download,
-                   prices=rules.PriceTable.from_prices(p, OVERHEADS).to_dict(), g=measured,
+                   prices=rules.PriceTable.from_prices(p, o).to_dict(), g=measured,
                    supply=None if supply is None else supply.to_dict(),
                    demand=None if demand is None else demand.to_dict(),
-                   state=state.to_dict(), note=note)
+                   state=state.to_dict(), note=note, overheads=o.to_dict())
     row_id = await bank.add_price(coord.db, row)
     return PriceRow(**{**row.__dict__, "id": row_id})
 
@@ -155,15 +185,16 @@ async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: in
     region (the value beyond which raising it buys nothing), at today's prices."""
     p, table = await current_prices(coord)
     last = await bank.latest_price(coord.db)
+    overheads = await current_overheads(coord)
     demand = Resources.from_dict(last.demand) if last is not None and last.demand else \
-        default_demand()
+        default_demand(overheads)
     peer = await coordinator_peers.get(coord.db, machine_id)
     avail = placement.availability(peer) if peer is not None else PRIOR_AVAILABILITY
     disk = peer.stored_bytes + peer.free_bytes if peer is not None else 0
     caps = supply_from_caps(space, upload, download, avail, disk)
     mix, own = await user_mix(coord, user)
     _, backed_up = await coordinator_packs.totals(coord.db, user)
-    bal = backup_balance(caps, p, OVERHEADS, RatioLimits.from_demand(demand),
+    bal = backup_balance(caps, p, overheads, RatioLimits.from_demand(demand),
                          backed_up / GB, mix)
     region = caps_from_supply(bal.regions, avail)
     return {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from p2pbak.market.bank import BANK, Posting
+from p2pbak.market.prices import Flows
 from p2pbak.store.coordinator_db import Database, batches, fetch_one, marks, now
 
 USER_PREFIX = "user:"
@@ -194,6 +195,29 @@ async def usage_since(db: Database, since: int, user: str | None = None) -> dict
     return {r[0]: int(r[1]) for r in rows}
 
 
+# what the bank pays for without a consumer: repair and testing (the workers' pay, and the
+# receipts of the peers they fetched from or stored on)
+UPKEEP_KINDS = ("upkeep", "fetch", "store")
+
+
+async def overhead_flows(db: Database, since: int, until: int) -> Flows:
+    """What the ledger booked within [since, until) that measures the overheads (Flows):
+    backup bytes charged and their store receipts paid, µc the bank paid for upkeep (its
+    side of every movement of a consumer-less upkeep kind), byte-seconds stored."""
+    row = await db.one(
+        "SELECT coalesce(sum(CASE WHEN kind = 'backup' THEN quantity END), 0),"
+        " coalesce(sum(CASE WHEN kind = 'store' AND user_name IS NOT NULL THEN quantity END),"
+        " 0), coalesce(sum(CASE WHEN kind = 'storage' THEN quantity END), 0)"
+        " FROM transactions WHERE at >= ? AND at < ?", (since, until))
+    paid = await db.scalar(
+        "SELECT coalesce(-sum(e.amount), 0) FROM entries e JOIN transactions t ON t.id = e.txn"
+        f" WHERE e.account = ? AND t.user_name IS NULL AND t.kind IN ({marks(UPKEEP_KINDS)})"
+        " AND t.at >= ? AND t.at < ?", (BANK, *UPKEEP_KINDS, since, until))
+    assert row is not None
+    return Flows(backed_up=int(row[0]), backup_stored=int(row[1]), upkeep_paid=int(paid),
+                 stored_byte_seconds=int(row[2]), seconds=max(0, until - since))
+
+
 @dataclass(frozen=True)
 class Holding:
     user: str  # whose data
@@ -218,6 +242,16 @@ async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | 
     return await db.scalar(
         "SELECT p.user_name FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
         " WHERE f.fragment_id = ? AND f.peer_id = ? LIMIT 1", (fragment_id, peer_id))
+
+
+async def backup_store(db: Database, fragment_id: str, peer_id: str, user: str) -> bool:
+    """Whether `user` placed `fragment_id` on `peer_id` for a pack of its own (committed,
+    or granted and not committed yet): a store the backup charge paid for."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
+        " WHERE f.fragment_id = ? AND f.peer_id = ? AND p.user_name = ?) OR EXISTS"
+        " (SELECT 1 FROM grants WHERE fragment_id = ? AND peer_id = ? AND user_name = ?)",
+        (fragment_id, peer_id, user) * 2))
 
 
 async def marker(db: Database, name: str) -> int | None:
@@ -256,17 +290,19 @@ class PriceRow:
     state: dict[str, object]
     note: str = ""
     id: int = 0
+    overheads: dict[str, float] | None = None  # market.prices.Overheads its q came from
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.id, "at": self.at, "rule": self.rule, "p_space": 1.0,
                 "p_upload": self.p_upload, "p_download": self.p_download,
                 "prices_micro": self.prices,
                 "g": None if self.g is None else list(self.g),
-                "supply": self.supply, "demand": self.demand, "note": self.note}
+                "supply": self.supply, "demand": self.demand, "overheads": self.overheads,
+                "note": self.note}
 
 
 _PRICE_COLS = ("id, at, rule, p_upload, p_download, prices, g_upload, g_download, supply,"
-               " demand, state, note")
+               " demand, state, note, overheads")
 
 
 def _price(row: aiosqlite.Row) -> PriceRow:
@@ -277,19 +313,21 @@ def _price(row: aiosqlite.Row) -> PriceRow:
     return PriceRow(at=int(row[1]), rule=row[2], p_upload=float(row[3]),
                     p_download=float(row[4]), prices=json.loads(row[5]), g=g,
                     supply=js(row[8]), demand=js(row[9]), state=json.loads(row[10]),
-                    note=row[11], id=int(row[0]))
+                    note=row[11], id=int(row[0]), overheads=js(row[12]))
 
 
 async def add_price(db: Database, row: PriceRow) -> int:
     async with db.transaction() as conn:
         cur = await conn.execute(
             "INSERT INTO price_history(at, rule, p_upload, p_download, prices, g_upload,"
-            " g_download, supply, demand, state, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " g_download, supply, demand, state, note, overheads)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (row.at, row.rule, row.p_upload, row.p_download, json.dumps(row.prices),
              None if row.g is None else row.g[0], None if row.g is None else row.g[1],
              None if row.supply is None else json.dumps(row.supply),
              None if row.demand is None else json.dumps(row.demand),
-             json.dumps(row.state), row.note))
+             json.dumps(row.state), row.note,
+             None if row.overheads is None else json.dumps(row.overheads)))
     return int(cur.lastrowid or 0)
 
 
