@@ -250,3 +250,12 @@ def test_price_rows_and_the_supply_quote_carry_the_measured_overheads() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+def test_the_price_history_shows_the_factor() -> None:
+    from p2pbak.commands.market_prices import _line
+
+    row = {"at": T0, "p_upload": 0.5, "p_download": 2.0, "g": [0.1, -0.2], "note": "",
+           "overheads": Overheads(factor=11 / 3, holder_availability=0.7).to_dict()}
+    assert "factor 3.67" in _line(row)
+    assert "factor" not in _line({**row, "overheads": None})  # rows written before

@@ -27,8 +27,10 @@ def _line(row: dict[str, Any]) -> str:
     g = row.get("g")
     gap = "g = (—)" if g is None else f"g = ({g[0]:+.3g}, {g[1]:+.3g})"
     note = f"  {row['note']}" if row.get("note") else ""
+    o = row.get("overheads")  # measured erasure factor n/k behind q (§2.2)
+    factor = f"  factor {float(o['factor']):.3g}" if o else ""
     return (f"{when}  upload {float(row['p_upload']):.4g}  download "
-            f"{float(row['p_download']):.4g}  {gap}{note}")
+            f"{float(row['p_download']):.4g}  {gap}{factor}{note}")
 
 
 def market_prices(limit: LimitOpt = 30, json: JsonOpt = False,
