@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 PRICE_BOUNDS = (1e-3, 1e3)
 PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
-# the flows behind the overheads are read over this long: repair and work allocation's
-# moves come in bursts, and the demand the price job reads should not jump with each one
-OVERHEAD_WINDOW = 7 * DAY
 # S is the caps, which only users move: S and d within 1% of what the last move was
 # computed from (availability estimates drift, nobody moved a slider) is no answer yet
 RESPOND_TOL = 0.01
@@ -128,8 +125,8 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
         return None
     p, _ = await current_prices(coord)
     state = UpdateState.from_dict(last.state) if last is not None and last.state else None
-    since = None if last is None else t - max(OVERHEAD_WINDOW, int(settings.price_interval))
-    overheads_at = await measure_overheads(coord, since, t)
+    # over the interval priced: each µc of upkeep is charged back once, in the next one
+    overheads_at = await measure_overheads(coord, None if last is None else last.at, t)
     o = overheads_at(p)
     if last is None:
         return await _record(coord, t, p, o, state, None, None, None, "initial prices")

@@ -114,7 +114,7 @@ def consume_to_earn_ratio(p: Resources, o: Overheads, availability: float) -> fl
 
 @dataclass(frozen=True)
 class Flows:
-    """What the ledger booked over a recent window of `seconds`."""
+    """What the ledger booked over the last `seconds` (the interval being priced)."""
 
     backed_up: int = 0  # data bytes charged q_B
     backup_stored: int = 0  # fragment bytes of those backups the bank paid p_D for
@@ -138,10 +138,10 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
     µc per GB at the prices q will be charged at. Then q_S pays the holders
     Σ bytes·a·usable·p_S plus what upkeep cost per day, shared over the GB stored, and
     q_B pays the store receipts of new packs: the bank nets 0 while the work and what is
-    stored stay as measured.
-    Each quantity without data to measure it (nothing held; no backups, or no storage
-    billed in the window) is the prior's; the backup factor without backups is the storage
-    one.
+    stored stay as measured. Each quantity without data to measure it (nothing held; no
+    backups, or no storage billed over `flows`) is the prior's; the backup factor without
+    backups is the storage one. Not smoothed against earlier rows: a smoothed repair load
+    charges each payment back over many intervals, and the bank carries the difference.
     """
     from p2pbak.market.supply import GB, SECONDS_PER_DAY  # supply imports this module
 
@@ -167,7 +167,7 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
             and bandwidth_micro > 0:
         # µc paid per day per GB stored now, as GB of each bandwidth at the prices to come:
         # q_S then funds what upkeep cost even when prices moved since (no split by
-        # direction needed), and each payment is charged back once over the next window
+        # direction needed), each payment charged back once over as long again
         per_day = flows.upkeep_paid * SECONDS_PER_DAY / flows.seconds
         repair = per_day / bandwidth_micro / (pack_bytes / GB)
     # fetch is 1: a retrieval receipt charges the owner for the very bytes it pays for
