@@ -1,39 +1,41 @@
 """The running market over simulated days (§2.4, §5): users who move their sliders in
 answer to the coordinator's prices (the simulator's CES agents, Definition 1) through the
 supply-caps path, backups placed lowest balance first and billed through the real ledger,
-retrievals and storage accrued, the price job run once a day on an advanced clock. The
-price history moves toward g = 0 and the ledger sums to exactly 0 after every day.
-
-Balances are not asserted to approach 0: with as few peers as here the code chooser puts
-a fragment on every online peer, so placement has no one to leave out, and storage, the
-bulk of what users pay, is paid per GB held wherever fragments were first placed."""
+retrievals from the lowest-balance holders, storage accrued, the price job run once a day
+on an advanced clock, and work allocation's daily moves carried out by the repair
+machinery. The price history moves toward g = 0, balances approach 0 (the bank pays out
+what it charges, and stored work follows the balances), and the ledger sums to exactly 0
+after every day."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from p2pbak.coordinator import billing, placement
+from p2pbak.coordinator import billing, moves, placement, repair
 from p2pbak.coordinator import prices as price_job
 from p2pbak.coordinator.billing import DAY, MarketSettings
+from p2pbak.coordinator.checker import checker_job
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import GB
 from p2pbak.store import bank, coordinator_packs, coordinator_peers, coordinator_users, garbage
-from p2pbak.store.bank import PriceRow
+from p2pbak.store import repair as repair_store
+from p2pbak.store.bank import PriceRow, user_account
 
-USERS = 12
-DAYS = 20
 T0 = 1_900_000_000  # the simulated clock's first day (s)
+PACK = GB  # largest pack of the data stored before the market opened
 FREE = 10**14  # free disk every peer reports: room for any fragment
 TOLERANCE = 1e-3  # max |g| the last days must stay below
 
@@ -48,24 +50,37 @@ class Clock:
         return self.t
 
 
+@dataclass(frozen=True)
+class Scenario:
+    users: int
+    days: int
+    availability: tuple[float, ...] | None = None  # peers' estimates in turn; None: prior
+    live_prices: bool = True  # the daily price job; False: the opening prices throughout
+    moves: bool = True  # work allocation's daily moves, carried out by repair
+    stored_sigma: float = 0.6  # spread of users' stored data (lognormal σ)
+
+
 @dataclass
 class Market:
     coord: Coordinator
     economy: Economy
     ids: list[str]
+    scenario: Scenario
     rng: random.Random = field(default_factory=lambda: random.Random(5))
     daily: dict[int, str] = field(default_factory=dict)  # user → yesterday's backup pack
-    base: dict[int, tuple[str, str]] = field(default_factory=dict)  # user → (fragment, peer)
+    base: dict[int, list[str]] = field(default_factory=dict)  # user → packs stored before
     receipts: dict[str, list[str]] = field(default_factory=dict)  # peer → unpaid tickets
     packs: int = 0
+    moved: int = 0  # fragments work allocation moved
+    spread: list[float] = field(default_factory=list)  # after each day (see `spread`)
 
 
 def user(i: int) -> str:
     return f"u{i}"
 
 
-async def register(coord: Coordinator) -> list[str]:
-    ids = [f"{i + 1:032x}" for i in range(USERS)]
+async def register(coord: Coordinator, s: Scenario) -> list[str]:
+    ids = [f"{i + 1:032x}" for i in range(s.users)]
     for i, mid in enumerate(ids):
         await coordinator_users.create_user(
             coord.db, user=user(i), salt=b"s", login_hash=b"h", login_hash_key=b"k",
@@ -73,12 +88,15 @@ async def register(coord: Coordinator) -> list[str]:
         await coordinator_peers.announce(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
                                          subnet=f"10.0.{i}.0/24", space=0, upload=0,
                                          download=0)
+        if s.availability:
+            estimate = s.availability[i % len(s.availability)]
+            await repair_store.set_availability(coord.db, {mid: estimate}, 2**62)
     return ids
 
 
 async def move_sliders(m: Market) -> None:
     """Every user sets the caps its agent chooses at today's prices (the PUT /v1/supply
-    path), and its peer reports in."""
+    path), and its peer reports in with the room its space cap leaves, as the agent does."""
     p, _ = await billing.current_prices(m.coord)
     chosen = supply_at(m.economy, np.array(p.as_tuple()))
     for i, mid in enumerate(m.ids):
@@ -87,14 +105,22 @@ async def move_sliders(m: Market) -> None:
         caps = caps_from_supply(Resources(*map(float, chosen[i])),
                                 placement.availability(peer))
         assert await bank.set_peer_caps(m.coord.db, mid, *caps)
+    await report_in(m)
+
+
+async def report_in(m: Market) -> None:
+    """Every peer's heartbeat: what it holds and the room its space cap leaves."""
+    _, holdings = await bank.holdings(m.coord.db)
+    for mid, peer in (await coordinator_peers.many(m.coord.db, m.ids)).items():
+        held = sum(h.bytes for h in holdings if h.peer_id == mid)
         await coordinator_peers.heartbeat(m.coord.db, peer_id=mid, url=peer.url,
-                                          subnet=peer.subnet, stored_bytes=0,
+                                          subnet=peer.subnet, stored_bytes=held,
                                           free_bytes=FREE)
 
 
-async def backup(m: Market, owner: int, size: int) -> tuple[str, str, str]:
+async def backup(m: Market, owner: int, size: int) -> str:
     """A pack placed lowest balance first, committed and charged; each supplier's store
-    ticket kept for its receipt. Returns (pack id, a fragment id, its holder)."""
+    ticket kept for its receipt."""
     db, mid = m.coord.db, m.ids[owner]
     peers = await coordinator_peers.online(db, DAY, exclude=mid)
     balances = await bank.peer_balances(db, [p.id for p in peers])
@@ -109,16 +135,26 @@ async def backup(m: Market, owner: int, size: int) -> tuple[str, str, str]:
     assert await coordinator_packs.commit(db, user(owner), mid, pack)
     assert await billing.charge_backup(m.coord, user(owner), pack_id, size)
     for f in frags:
-        m.receipts.setdefault(f.peer_id, []).append(m.coord.ticket(
-            op="store", fragment=f.fragment_id, size=f.size, from_=mid, to=f.peer_id))
-    return pack_id, frags[0].fragment_id, frags[0].peer_id
+        receipt(m, "store", f, mid)
+    return pack_id
+
+
+def receipt(m: Market, op: str, f: coordinator_packs.Fragment, by: str,
+            size: int | None = None) -> None:
+    m.receipts.setdefault(f.peer_id, []).append(m.coord.ticket(
+        op=op, fragment=f.fragment_id, size=f.size if size is None else size, from_=by,
+        to=f.peer_id))
 
 
 async def retrieve(m: Market, owner: int, size: int) -> None:
-    """The owner fetches `size` bytes of its own data: a retrieval receipt (op. 3)."""
-    fragment, holder = m.base[owner]
-    m.receipts.setdefault(holder, []).append(m.coord.ticket(
-        op="fetch", fragment=fragment, size=size, from_=m.ids[owner], to=holder))
+    """The owner fetches `size` bytes of its stored pack from the first k holders in the
+    order the coordinator gives a restorer (lowest balance first): op. 3 receipts."""
+    pack = await coordinator_packs.get(m.coord.db, user(owner), m.rng.choice(m.base[owner]))
+    assert pack is not None
+    holders = await coordinator_peers.many(m.coord.db, [f.peer_id for f in pack.fragments])
+    first = (await repair.fetch_order(m.coord, pack.fragments, holders))[:pack.k]
+    for f in first:
+        receipt(m, "fetch", f, m.ids[owner], size // pack.k)
 
 
 async def hand_in(m: Market) -> None:
@@ -129,14 +165,46 @@ async def hand_in(m: Market) -> None:
     m.receipts.clear()
 
 
+async def work_repairs(m: Market) -> None:
+    """Peer agents poll for tasks and carry out every repair as p2pbak.net.peer_tasks does:
+    fetch k sources (or only the fragments to move, for a copy), ask for store tickets,
+    store, report; each transfer's ticket is a receipt for the peer that served it."""
+    while True:
+        leased = [(mid, t) for mid in m.ids
+                  if (t := await repair.next_task(m.coord, mid)) is not None]
+        if not leased:
+            return
+        for worker, task in leased:
+            await work_one(m, worker, task)
+
+
+async def work_one(m: Market, worker: str, payload: dict[str, Any]) -> None:
+    task = await repair_store.get_task(m.coord.db, payload["task_id"])
+    assert task is not None and payload["kind"] == "repair"
+    fetched = len(payload["missing"]) if payload["copy"] else payload["k"]
+    for src in payload["sources"][:fetched]:
+        receipt(m, "fetch", coordinator_packs.Fragment(
+            src["index"], src["fragment_id"], src["size"], src["peer_id"]), worker)
+    size = placement.fragment_size(payload["length"], payload["k"])
+    rebuilt = [(i, payload["fragment_ids"][str(i)], size) for i in payload["missing"]]
+    targets = await repair.grant_stores(m.coord, task, worker, rebuilt, set())
+    stored = [coordinator_packs.Fragment(t["index"], t["fragment_id"], t["size"],
+                                         t["peer_id"]) for t in targets]
+    for f in stored:
+        receipt(m, "store", f, worker)
+    m.moved += len(await repair.complete(m.coord, task, worker, stored))
+
+
 async def day(m: Market, clock: Clock, k: int) -> None:
     """Day k: sliders, each user's backup (yesterday's replaced) and retrieval of the
-    agent's service mix d_i; storage accrued just before the day ends; the price job."""
+    agent's service mix d_i; storage accrued just before the day ends; the price job, then
+    work allocation's moves, queued by the repair checker and carried out by the peers."""
     clock.t = T0 + k * DAY + 60
     await move_sliders(m)
     services = m.economy.services
-    for i in m.rng.sample(range(USERS), USERS):
-        pack_id, _, _ = await backup(m, i, int(services[i, 0] * GB))
+    users = m.scenario.users
+    for i in m.rng.sample(range(users), users):
+        pack_id = await backup(m, i, int(services[i, 0] * GB))
         if i in m.daily:
             await garbage.drop_packs(m.coord.db, user(i), [m.daily[i]])
         m.daily[i] = pack_id
@@ -145,45 +213,74 @@ async def day(m: Market, clock: Clock, k: int) -> None:
     clock.t = T0 + (k + 1) * DAY - 1
     await billing.billing_job(m.coord)
     clock.t = T0 + (k + 1) * DAY
-    assert await price_job.price_job(m.coord) is not None
+    if m.scenario.live_prices:
+        assert await price_job.price_job(m.coord) is not None
+    if m.scenario.moves:
+        await report_in(m)
+        await moves.move_job(m.coord)
+        await checker_job(m.coord)
+        clock.t += repair.DISPATCH_GRACE  # queued long enough for any poller to take
+        await work_repairs(m)
+        await hand_in(m)
     audit = await bank.audit(m.coord.db)
     assert audit.ok and audit.sum == 0 and audit.balance_sum == 0, audit
+    m.spread.append(await spread(m))
 
 
-async def simulate(tmp: Path, clock: Clock) -> list[PriceRow]:
+async def spread(m: Market) -> float:
+    """How far apart balances are: their standard deviation, in days of the mean account's
+    storage bill (so that it means the same whatever prices have done). The mean is the
+    bank's side of the ledger, which the measured overheads net out over an interval."""
+    users = m.scenario.users
+    balances = await bank.balances(m.coord.db, [user_account(user(i)) for i in range(users)])
+    _, table = await billing.current_prices(m.coord)
+    data, _ = await bank.holdings(m.coord.db)
+    daily = table.storage * sum(data.values()) / GB / users
+    return float(np.std(np.array(list(balances.values()), dtype=float))) / daily
+
+
+async def simulate(tmp: Path, clock: Clock, s: Scenario) -> tuple[list[PriceRow], Market]:
     """Open the market (each user's existing data backed up the day before, the initial
-    price row), run DAYS days; returns the price history."""
+    price row), run its days; returns the price history and the market."""
     coord = await Coordinator.start(tmp / "c.db", run_jobs=False,
                                     market=MarketSettings(price_interval=DAY))
     try:
-        m = Market(coord, make_economy(USERS, seed=11), await register(coord))
+        economy = make_economy(s.users, seed=11, stored_sigma=s.stored_sigma)
+        m = Market(coord, economy, await register(coord, s), s)
         clock.t = T0 - DAY
         await move_sliders(m)
-        for i in range(USERS):  # what each user had stored before the market opened
-            s = m.economy.services[i]
-            _, frag, holder = await backup(m, i, int((s[1] - s[0]) * GB))
-            m.base[i] = (frag, holder)
+        for i in range(s.users):  # what each user had stored before the market opened
+            d = m.economy.services[i]
+            stored = int((d[1] - d[0]) * GB)
+            m.base[i] = [await backup(m, i, min(PACK, stored - at))
+                         for at in range(0, stored, PACK)]
         await hand_in(m)
         await billing.billing_job(coord)
         clock.t = T0
         first = await price_job.price_job(coord)
         assert first is not None and first.note == "initial prices"
-        for k in range(DAYS):
+        await moves.move_job(coord)  # the first run only starts its clock
+        for k in range(s.days):
             await day(m, clock, k)
-        return await bank.price_history(coord.db, 1000)
+        return await bank.price_history(coord.db, 1000), m
     finally:
         await coord.stop()
 
 
-@pytest.mark.slow
-def test_days_of_trading_drive_the_price_history_toward_g_zero(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def run(monkeypatch: pytest.MonkeyPatch, s: Scenario) -> tuple[list[PriceRow], Market]:
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     with tempfile.TemporaryDirectory() as tmp:
-        history = asyncio.run(simulate(Path(tmp), clock))
+        return asyncio.run(simulate(Path(tmp), clock, s))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_days_of_trading_drive_the_price_history_toward_g_zero(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    history, _ = run(monkeypatch, Scenario(users=12, days=20))
     priced = [r for r in history if r.g is not None]
-    assert len(priced) == DAYS  # every day had a supply and a demand to read
+    assert len(priced) == 20  # every day had a supply and a demand to read
     gaps = [max(map(abs, r.g)) for r in priced]  # type: ignore[arg-type]
     assert max(gaps[-5:]) < gaps[0] / 5 and max(gaps[-5:]) < TOLERANCE, gaps
     # the sliders answered the prices: S moved, and p settled away from where it began
@@ -192,3 +289,26 @@ def test_days_of_trading_drive_the_price_history_toward_g_zero(
     assert max(abs(history[-1].p_upload - 1), abs(history[-1].p_download - 1)) > 0.5
     lo, hi = price_job.PRICE_BOUNDS
     assert all(lo < r.p_upload < hi and lo < r.p_download < hi for r in history)
+
+
+# 30 users of similar size on peers online 75-95% of the time: codes leave peers free, so
+# work allocation has somewhere to move stored work (on a grid where one user stores more
+# than one n-th of all data, no placement can pay that user back in storage).
+BALANCES = Scenario(users=30, days=10, availability=(0.75, 0.85, 0.95), live_prices=False,
+                    stored_sigma=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_work_allocation_keeps_balances_near_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same users, data and days with and without work allocation's moves: without,
+    storage keeps paying wherever fragments were first put and balances drift apart day
+    after day; with them, they stop drifting and come back toward 0."""
+    _, moved = run(monkeypatch, BALANCES)
+    _, fixed = run(monkeypatch, replace(BALANCES, moves=False))
+    assert moved.moved > 0 and fixed.moved == 0
+    drift, steered = fixed.spread, moved.spread
+    assert all(b > a for a, b in itertools.pairwise(drift)), drift
+    assert drift[-1] > 2.5 * drift[0]
+    assert steered[-1] < drift[-1] / 3, (steered, drift)
+    assert max(steered[-3:]) <= max(steered[:3]), steered

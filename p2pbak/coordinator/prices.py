@@ -23,7 +23,7 @@ from p2pbak.coordinator.billing import DAY, OVERHEADS, current_overheads, curren
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
-from p2pbak.market.prices import Flows, Overheads, measured_overheads
+from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, Services, prices
 from p2pbak.market.supply import (
     DEFAULT_MIX,
@@ -130,7 +130,7 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
     o = overheads_at(p)
     if last is None:
         return await _record(coord, t, p, o, state, None, None, None, "initial prices")
-    demand = await measured_demand(coord, last.at, t, o)
+    demand = await measured_demand(coord, last.at, t, repair_reserve(o, OVERHEADS))
     limits = RatioLimits.from_demand(demand) if demand is not None else None
     window = max(int(settings.price_interval), coord.online_window)
     supply = await maximum_supply(coord, limits, window)

@@ -71,7 +71,11 @@ async def pay_worker(coord: Coordinator, task: store.Task, worker: str, uploaded
 
 async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int) -> list[Peer]:
     """Work allocation (§2.4): lowest balance first, distinct subnets first."""
-    money = await balances(coord, [p.id for p in peers])
+    return ordered(peers, await balances(coord, [p.id for p in peers]), seed)
+
+
+def ordered(peers: Sequence[Peer], money: dict[str, int], seed: int) -> list[Peer]:
+    """`peers` in allocation order, given each one's balance."""
     by_id = {p.id: p for p in peers}
     ids = order_by_balance([Candidate(p.id, money[p.id], p.subnet) for p in peers], seed)
     return [by_id[i] for i in ids]
@@ -103,14 +107,18 @@ async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
     if worker not in by_id:
         return None
     idle = [p for p in online if p.id not in busy]
-    for task in await store.queued(coord.db, SCAN, t):
-        info, holders = await _pack(coord, task)
+    money = await balances(coord, [p.id for p in idle])  # once per poll, not per task
+    queued = await store.queued(coord.db, SCAN, t)
+    packs = await store.packs_with_holders(
+        coord.db, [q.pack_pk for q in queued if q.kind == store.REPAIR and q.pack_pk])
+    for task in queued:
+        info, holders = packs.get(task.pack_pk or 0, (None, [])) \
+            if task.kind == store.REPAIR else (None, [])
         excluded = _excluded(task, info, holders)
         if worker in excluded:
             continue
         if t - task.not_before < DISPATCH_GRACE:
-            order = await allocation_order(coord, [p for p in idle if p.id not in excluded],
-                                           task.id)
+            order = ordered([p for p in idle if p.id not in excluded], money, task.id)
             if not order or order[0].id != worker:
                 continue
         if task.kind == store.REPAIR:
@@ -129,16 +137,6 @@ def _max_attempts() -> int:
     from p2pbak.coordinator.checker import MAX_ATTEMPTS
 
     return MAX_ATTEMPTS
-
-
-async def _pack(coord: Coordinator,
-                task: store.Task) -> tuple[store.PackInfo | None, list[store.Holder]]:
-    """A repair task's pack and its holders, read once per poll (nothing for a check)."""
-    if task.kind != store.REPAIR:
-        return None, []
-    assert task.pack_pk is not None
-    return (await store.pack_info(coord.db, task.pack_pk),
-            await store.holders(coord.db, task.pack_pk))
 
 
 def _excluded(task: store.Task, info: store.PackInfo | None,
@@ -169,12 +167,15 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
         return None
     sources = [h for h in holders if h.state != store.LEFT and h.last_seen is not None
                and h.last_seen >= t - coord.online_window]
-    if len(sources) < info.k:
+    copy = _copies(sources, missing)
+    if copy:
+        sources = copy
+    elif len(sources) < info.k:
         return None
     random.shuffle(sources)
     return {
         "pack_id": info.id, "k": info.k, "n": info.n, "length": info.length,
-        "missing": missing,
+        "missing": missing, "copy": bool(copy),
         "fragment_ids": {str(h.index): h.fragment_id for h in holders},
         "sources": [{"index": h.index, "fragment_id": h.fragment_id, "size": h.size,
                      "peer_id": h.peer_id, "url": h.url,
@@ -182,6 +183,13 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
                                             from_=worker, to=h.peer_id)}
                     for h in sources],
     }
+
+
+def _copies(sources: Sequence[store.Holder], missing: Sequence[int]) -> list[store.Holder]:
+    """When every missing fragment is one flagged to move whose holder is online, the
+    worker copies those (one transfer each) instead of fetching k to rebuild them."""
+    live = {h.index: h for h in sources if h.moving}
+    return [live[i] for i in missing] if all(i in live for i in missing) else []
 
 
 # -- store tickets and completion ----------------------------------------------------
@@ -236,12 +244,16 @@ async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
 
 async def complete(coord: Coordinator, task: store.Task, worker: str,
                    stored: Sequence[Fragment]) -> list[Fragment]:
-    """Move the placements of the stored fragments; the task is done."""
+    """Move the placements of the stored fragments; the task is done. The worker is paid
+    for k downloads, or one per fragment when it only copied fragments flagged to move."""
+    flagged = {h.index for h in await store.holders(coord.db, task.pack_pk or 0) if h.moving}
     moved = await store.move_placements(coord.db, task, worker, stored)
     info = await store.pack_info(coord.db, task.pack_pk or 0)
     if info is not None:
         size = placement.fragment_size(info.length, info.k)
-        await pay_worker(coord, task, worker, size * len(moved), size * info.k)
+        copied = bool(moved) and all(f.index in flagged for f in moved)
+        fetched = len(moved) if copied else info.k
+        await pay_worker(coord, task, worker, size * len(moved), size * fetched)
     if moved:
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))

@@ -62,13 +62,14 @@ def _need(services: np.ndarray, o: Overheads) -> np.ndarray:
 
 
 def make_economy(n: int = 100, seed: int = 0, rho: float = 0.5, slack: float = 4.0,
-                 overheads: Overheads | None = None) -> Economy:
-    """A random economy of n users; every user can afford its demand at any prices."""
+                 overheads: Overheads | None = None, stored_sigma: float = 0.6) -> Economy:
+    """A random economy of n users; every user can afford its demand at any prices.
+    Users' stored data is lognormal around 15 GB with σ = `stored_sigma`."""
     if n < 1 or not rho < 1 or not slack > 1:
         raise ValueError("need at least one agent, rho < 1 and slack > 1")
     o = overheads or Overheads()
     rng = np.random.default_rng(seed)
-    stored = np.exp(rng.normal(np.log(15.0), 0.6, size=n))
+    stored = np.exp(rng.normal(np.log(15.0), stored_sigma, size=n))
     services = np.column_stack([stored * rng.uniform(0.005, 0.03, n), stored,
                                 stored * rng.uniform(0.0005, 0.005, n)])
     need = _need(services, o)

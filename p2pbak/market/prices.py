@@ -23,7 +23,7 @@ the coordinator holds and pays, so that q charges what the bank pays out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from p2pbak.market.resources import Resources, Services
 
@@ -173,3 +173,11 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
     # fetch is 1: a retrieval receipt charges the owner for the very bytes it pays for
     return Overheads(factor=factor, holder_availability=a, usable=prior.usable, fetch=1.0,
                      repair=repair, backup_factor=backup)
+
+
+def repair_reserve(measured: Overheads, prior: Overheads) -> Overheads:
+    """The overheads demand is read through (§4: the market must keep excess supply for
+    new requests): at least the prior's repair load, since repair bandwidth must be there
+    on the day peers fail whether or not any failed this interval. Charges (q) keep the
+    measured load; only the demand the price update sees is held up."""
+    return replace(measured, repair=max(measured.repair, prior.repair))

@@ -144,7 +144,9 @@ async def _test_fetch(peers: PeerClient, task: dict[str, Any]) -> Report:
 # -- repair --------------------------------------------------------------------------
 
 class Repairer:
-    """One repair task: fetch k, rebuild the missing fragments, store them, list them."""
+    """One repair task: fetch k, rebuild the missing fragments, store them, list them.
+    A task marked `copy` (every missing fragment is one moving off a live holder) fetches
+    those fragments themselves and stores them: no decoding, one transfer each."""
 
     def __init__(self, coord: CoordinatorClient, peers: PeerClient,
                  task: dict[str, Any]) -> None:
@@ -153,11 +155,16 @@ class Repairer:
         self.k, self.n = int(task["k"]), int(task["n"])
 
     async def run(self) -> Report:
-        fragments = await self._fetch_k()
-        if len(fragments) < self.k:
-            return {"outcome": "failed", "detail": f"only {len(fragments)} of {self.k} "
-                                                   "needed fragments could be fetched"}
-        rebuilt = await asyncio.to_thread(self._rebuild, fragments)
+        if self.task.get("copy"):
+            rebuilt = await self._copy()
+            if rebuilt is None:
+                return {"outcome": "failed", "detail": "a fragment to move could not be fetched"}
+        else:
+            fragments = await self._fetch_k()
+            if len(fragments) < self.k:
+                return {"outcome": "failed", "detail": f"only {len(fragments)} of {self.k} "
+                                                       "needed fragments could be fetched"}
+            rebuilt = await asyncio.to_thread(self._rebuild, fragments)
         stored = await self._store(rebuilt)
         short = self.pack_id[:12]
         log.info("repaired pack %s: %d of %d missing fragment(s) stored on new suppliers",
@@ -177,6 +184,16 @@ class Repairer:
                                       "does not match its recorded id")
             out[index] = every[index]
         return out
+
+    async def _copy(self) -> dict[int, bytes] | None:
+        """The fragments to move, fetched from their holders (each checked against its
+        id and header), or None if any could not be."""
+        sources = list(self.task["sources"])
+        got = await asyncio.gather(*(self._fetch_one(s) for s in sources))
+        if any(data is None for data in got):
+            return None
+        return {int(s["index"]): data for s, data in zip(sources, got, strict=True)
+                if data is not None}
 
     async def _fetch_one(self, source: dict[str, Any]) -> bytes | None:
         try:

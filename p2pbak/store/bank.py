@@ -401,3 +401,15 @@ async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
         cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
                                  "WHERE id = ?", (space, upload, download, peer_id))
     return cur.rowcount > 0
+
+
+async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict[str, int]:
+    """Net µc booked to each account at or after `since` (0 for none)."""
+    out = dict.fromkeys(accounts, 0)
+    for part in batches(out):
+        rows = await db.all(
+            "SELECT e.account, sum(e.amount) FROM entries e JOIN transactions t ON t.id = e.txn"
+            f" WHERE t.at >= ? AND e.account IN ({marks(part)}) GROUP BY e.account",
+            [since, *part])
+        out.update({r[0]: int(r[1]) for r in rows})
+    return out

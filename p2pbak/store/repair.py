@@ -378,11 +378,24 @@ async def pack_info(db: Database, pk: int) -> PackInfo | None:
 
 
 async def holders(db: Database, pk: int) -> list[Holder]:
-    rows = await db.all(
-        "SELECT f.idx, f.fragment_id, f.size, f.peer_id, pe.url, pe.state, pe.last_seen,"
-        " f.moving FROM fragments f JOIN peers pe ON pe.id = f.peer_id WHERE f.pack_pk = ?"
-        " ORDER BY f.idx", (pk,))
-    return [Holder(*r[:7], moving=bool(r[7])) for r in rows]
+    found = await packs_with_holders(db, [pk])
+    return found[pk][1] if pk in found else []
+
+
+async def packs_with_holders(db: Database, pks: Sequence[int]
+                             ) -> dict[int, tuple[PackInfo, list[Holder]]]:
+    """pack_info and holders of many packs in two queries per batch (a poll scans many)."""
+    out: dict[int, tuple[PackInfo, list[Holder]]] = {}
+    for part in batches(sorted(set(pks))):
+        for r in await db.all("SELECT pk, user_name, id, machine_id, k, n, length FROM packs"
+                              f" WHERE pk IN ({marks(part)})", part):
+            out[int(r[0])] = (PackInfo(*r), [])
+        for r in await db.all(
+                "SELECT f.pack_pk, f.idx, f.fragment_id, f.size, f.peer_id, pe.url, pe.state,"
+                " pe.last_seen, f.moving FROM fragments f JOIN peers pe ON pe.id = f.peer_id"
+                f" WHERE f.pack_pk IN ({marks(part)}) ORDER BY f.pack_pk, f.idx", part):
+            out[int(r[0])][1].append(Holder(*r[1:8], moving=bool(r[8])))
+    return out
 
 
 async def add_grants(db: Database, task_id: int, fragments: Sequence[Fragment]) -> None:
