@@ -20,7 +20,7 @@ from p2pbak.coordinator import prices as job
 from p2pbak.coordinator.billing import DAY
 from p2pbak.market import bank as rules
 from p2pbak.market.bank import BANK, GB, PriceTable, to_micro
-from p2pbak.market.prices import Flows, Overheads, measured_overheads
+from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, prices
 from p2pbak.store import bank, garbage
 from p2pbak.store import repair as repair_store
@@ -106,6 +106,17 @@ def test_what_cannot_be_measured_is_the_prior() -> None:
         measured_overheads(GB, [(GB, 1.5)])
     with pytest.raises(ValueError):
         Flows(upkeep_paid=-1)
+
+
+@given(st.floats(0, 0.1), st.floats(0, 0.1), st.floats(1, 4))
+def test_demand_keeps_the_prior_repair_reserve(measured: float, prior: float,
+                                               factor: float) -> None:
+    """Demand is read with at least the prior's repair load (bandwidth for the day peers
+    fail); everything else stays what was measured."""
+    o = Overheads(factor=factor, repair=measured)
+    held = repair_reserve(o, Overheads(repair=prior))
+    assert held.repair == max(measured, prior)
+    assert replace(held, repair=measured) == o
 
 
 def test_upkeep_is_charged_at_the_prices_to_come() -> None:
