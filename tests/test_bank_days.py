@@ -27,6 +27,7 @@ from p2pbak.coordinator.billing import DAY, MarketSettings
 from p2pbak.coordinator.checker import checker_job
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market.agents import Economy, make_economy, supply_at
+from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import GB
@@ -73,6 +74,7 @@ class Market:
     packs: int = 0
     moved: int = 0  # fragments work allocation moved
     spread: list[float] = field(default_factory=list)  # after each day (see `spread`)
+    bank_balance: int = 0  # µc on the bank's own account after the last day
 
 
 def user(i: int) -> str:
@@ -225,6 +227,7 @@ async def day(m: Market, clock: Clock, k: int) -> None:
     audit = await bank.audit(m.coord.db)
     assert audit.ok and audit.sum == 0 and audit.balance_sum == 0, audit
     m.spread.append(await spread(m))
+    m.bank_balance = await bank.balance(m.coord.db, BANK)
 
 
 async def spread(m: Market) -> float:

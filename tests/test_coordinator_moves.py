@@ -145,3 +145,34 @@ def test_a_flag_whose_repair_was_never_leased_is_dropped_next_interval(
             assert health[pks[0]] == len(kept)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("holder_online", [True, False])
+def test_the_worker_is_paid_for_what_its_lease_had_it_fetch(
+        tmp_path: Path, clock: Clock, holder_online: bool) -> None:
+    """A move whose holder is online is a copy (one download); with the holder offline
+    the same move is a rebuild from k fragments, and the worker is paid for k."""
+    async def scenario() -> None:
+        async with world(tmp_path, 8) as w:
+            pks = await setup(w)
+            high = w.peers[1]
+            await next_interval(w, clock, offline=() if holder_online else (high,))
+            assert await store.mark_moving(w.db, [(pks[0], 0)]) == 1
+            assert await checker.checker_job(w.coord) >= 1
+            worker, payload = await lease_repair(w)
+            assert payload["copy"] is holder_online
+            sources = {s["peer_id"] for s in payload["sources"]}
+            assert (sources == {high}) is holder_online
+            task = await store.get_task(w.db, payload["task_id"])
+            assert task is not None
+            size = placement.fragment_size(payload["length"], payload["k"])
+            targets = await repair.grant_stores(
+                w.coord, task, worker, [(0, payload["fragment_ids"]["0"], size)], set())
+            stored = [Fragment(0, fid("pack0/0"), size, targets[0]["peer_id"])]
+            assert await repair.complete(w.coord, task, worker, stored) == stored
+            quantity = await w.db.scalar("SELECT quantity FROM transactions WHERE ref = ?",
+                                         (f"task:{task.id}",))
+            fetched = 1 if holder_online else payload["k"]
+            assert quantity == size * (1 + fetched)
+
+    run(scenario())

@@ -65,7 +65,8 @@ def test_tickets_verify_with_published_key_and_name_the_right_peers(
     got = owner.ok("GET", f"/v1/packs/{pack}")
     assert (got["k"], got["n"], got["length"]) == (plan["k"], plan["n"], PACK_SIZE)
     by_peer = {p["peer_id"]: p["url"] for p in plan["peers"]}
-    for frag, entry in zip(frags, got["fragments"], strict=True):
+    listed = sorted(got["fragments"], key=lambda f: f["index"])  # listed in fetch order
+    for frag, entry in zip(frags, listed, strict=True):
         assert entry["fragment_id"] == frag["fragment_id"]
         assert entry["peer_id"] == frag["peer_id"]
         assert entry["url"] == by_peer[frag["peer_id"]]
@@ -183,4 +184,4 @@ def test_a_fragment_moved_to_a_spare_commits(world: tuple[Api, list[Api]]) -> No
     owner.ok("POST", f"/v1/packs/{pack}/tickets", {"fragments": [moved]})
     owner.ok("POST", f"/v1/packs/{pack}/commit", commit_body(plan, [moved, *frags[1:]]))
     got = owner.ok("GET", f"/v1/packs/{pack}")
-    assert got["fragments"][0]["peer_id"] == spares[0]["peer_id"]
+    assert {f["index"]: f["peer_id"] for f in got["fragments"]}[0] == spares[0]["peer_id"]

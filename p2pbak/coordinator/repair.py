@@ -128,9 +128,17 @@ async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
         if payload is None:
             continue
         lease = REPAIR_LEASE if task.kind == store.REPAIR else CHECK_LEASE
-        if await store.lease(coord.db, task.id, worker, lease, t):
+        if await store.lease(coord.db, task.id, worker, lease, t, _fetch_bytes(payload)):
             return {"task_id": task.id, "kind": task.kind, "lease": lease, **payload}
     return None
+
+
+def _fetch_bytes(payload: dict[str, Any]) -> int | None:
+    """What a repair lease has the worker download: the fragments to move (a copy), or k."""
+    if "missing" not in payload:
+        return None
+    size = placement.fragment_size(int(payload["length"]), int(payload["k"]))
+    return size * (len(payload["missing"]) if payload["copy"] else int(payload["k"]))
 
 
 def _max_attempts() -> int:
@@ -245,15 +253,13 @@ async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
 async def complete(coord: Coordinator, task: store.Task, worker: str,
                    stored: Sequence[Fragment]) -> list[Fragment]:
     """Move the placements of the stored fragments; the task is done. The worker is paid
-    for k downloads, or one per fragment when it only copied fragments flagged to move."""
-    flagged = {h.index for h in await store.holders(coord.db, task.pack_pk or 0) if h.moving}
+    for what its lease had it fetch (k fragments, or only those it copied) and store."""
     moved = await store.move_placements(coord.db, task, worker, stored)
     info = await store.pack_info(coord.db, task.pack_pk or 0)
     if info is not None:
         size = placement.fragment_size(info.length, info.k)
-        copied = bool(moved) and all(f.index in flagged for f in moved)
-        fetched = len(moved) if copied else info.k
-        await pay_worker(coord, task, worker, size * len(moved), size * fetched)
+        fetched = task.size if task.size is not None else size * info.k
+        await pay_worker(coord, task, worker, size * len(moved), fetched)
     if moved:
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))

@@ -329,13 +329,15 @@ async def busy_workers(db: Database) -> set[str]:
 
 
 async def lease(db: Database, task_id: int, worker: str, seconds: int,
-                t: int | None = None) -> bool:
-    """Lease a queued task to `worker`; False if someone else got it first."""
+                t: int | None = None, fetch: int | None = None) -> bool:
+    """Lease a queued task to `worker`; False if someone else got it first. A repair keeps
+    in `size` the bytes this lease has the worker fetch (what it is paid to download)."""
     at = now() if t is None else t
     async with db.transaction() as conn:
         cur = await conn.execute(
-            "UPDATE tasks SET state = ?, worker = ?, lease_expires = ? WHERE id = ? AND state = ?",
-            (LEASED, worker, at + seconds, task_id, QUEUED))
+            "UPDATE tasks SET state = ?, worker = ?, lease_expires = ?,"
+            " size = coalesce(?, size) WHERE id = ? AND state = ?",
+            (LEASED, worker, at + seconds, fetch, task_id, QUEUED))
     return cur.rowcount == 1
 
 
