@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from p2pbak.coordinator.placement import CHOICE_SLACK, leave_choice
-from p2pbak.market.allocation import Placed, Supplier, plan_moves, want
+from p2pbak.market.allocation import Placed, Supplier, move_budget, plan_moves, want
 from p2pbak.market.erasure import choose_code, min_n_for_k
 
 HORIZON = 7.0
@@ -189,3 +189,16 @@ def test_a_grid_too_small_for_the_target_keeps_the_best_code() -> None:
     best = choose_code(avail)
     assert not best.meets_target
     assert leave_choice(avail, best) == best
+
+
+@given(st.integers(0, 10**15), st.floats(0.01, 0.2), st.floats(0.01, 100),
+       st.floats(0.01, 100), st.floats(0.01, 100), st.floats(0.1, 1.0))
+def test_the_move_budget_shrinks_as_bandwidth_grows_dear(
+        stored: int, share: float, p_space: float, pu: float, pd: float,
+        availability: float) -> None:
+    full = int(stored * share)
+    budget = move_budget(stored, share, p_space, pu, pd, availability, 7.0)
+    assert 0 <= budget <= full
+    assert move_budget(stored, share, p_space, 2 * pu, 2 * pd, availability, 7.0) <= budget
+    cheap = move_budget(stored, share, p_space, 1e-9, 1e-9, availability, 7.0)
+    assert cheap == full  # a copy that costs nothing is always worth its income

@@ -9,6 +9,8 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from p2pbak.market.prices import USABLE_FRACTION
+
 
 class Candidate(NamedTuple):
     peer_id: str
@@ -63,6 +65,17 @@ class Supplier(NamedTuple):
     earn: float  # µc per byte-day it is paid for holding (p_S × availability × usable)
     room: int  # bytes it may still take under its caps
     subnet: str
+
+
+def move_budget(stored: int, share: float, p_space: float, p_upload: float,
+                p_download: float, availability: float, horizon: float) -> int:
+    """Bytes work allocation may move in a day: `share` of the stored fragment bytes while
+    a move pays for itself, less as bandwidth grows dear. A copy costs two uploads and two
+    downloads (holder → worker → new holder); it shifts p_S × availability × usable per
+    byte-day of income (§2.5), which counts for `horizon` days."""
+    shifted = p_space * availability * USABLE_FRACTION * horizon
+    cost = 2.0 * (p_upload + p_download)
+    return int(stored * share * min(1.0, shifted / cost)) if cost > 0 else int(stored * share)
 
 
 def want(balance: int, rate: float, horizon: float) -> float:

@@ -176,8 +176,10 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
 
 
 def repair_reserve(measured: Overheads, prior: Overheads) -> Overheads:
-    """The overheads demand is read through (§4: the market must keep excess supply for
-    new requests): at least the prior's repair load, since repair bandwidth must be there
-    on the day peers fail whether or not any failed this interval. Charges (q) keep the
-    measured load; only the demand the price update sees is held up."""
-    return replace(measured, repair=max(measured.repair, prior.repair))
+    """The overheads the price update reads demand through (§4: the market must keep excess
+    supply for new requests): upkeep at the expected repair load (the prior), whatever was
+    paid this interval. Bandwidth for repair must be there on the day peers fail even if
+    none failed; and what the bank paid includes work allocation's moves, which are the
+    bank's own balancing, not users' demand, and come in bursts prices must not chase.
+    Charges (q) keep the measured load, so the bank still nets out."""
+    return replace(measured, repair=prior.repair)
