@@ -8,6 +8,8 @@ and the price history of the live market, on a real coordinator database.
   2. The live market of the same file (12 users, the daily price job): max |g| per day and
      the bank's balance, which the measured overheads keep near 0. Bound: the last five
      days' max |g| below 1e-3.
+  3. Scenario 1 with the daily price job (no bound: it shows where moves stop paying):
+     prices, spread and fragments moved per run.
 Exits 1 if a ratio is outside its bound.
 
     python bench/allocation.py [--days D]
@@ -58,7 +60,12 @@ def main() -> int:
     print("max |g| per day: " + " ".join(f"{g:.1e}" for g in gaps))
     print(f"live market: last five days max |g| {max(gaps[-5:]):.1e} (bound < {TOLERANCE}); "
           f"bank balance after 20 days {credits:.1f} credits")
-    return 0 if ratio < 1 / 3 and max(gaps[-5:]) < TOLERANCE else 1
+    ok = ratio < 1 / 3 and max(gaps[-5:]) < TOLERANCE
+    live, live_gaps, moved, _ = run(replace(BALANCES, days=days, live_prices=True))
+    print(f"scenario 1 with live prices: {moved} fragments moved; spread per day "
+          + " ".join(f"{x:.2f}" for x in live) + "; max |g| per day "
+          + " ".join(f"{g:.1e}" for g in live_gaps))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
