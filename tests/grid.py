@@ -9,6 +9,7 @@ each module gets its own grid (tests that SIGKILL peers must not disturb other m
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sysconfig
@@ -95,3 +96,12 @@ def _pseudo_random(size: int) -> bytes:
     import random
 
     return random.Random(size).randbytes(size)
+
+
+def random_files(root: Path, count: int, kib: int, seed: int) -> Path:
+    """`root` (created) holding `count` incompressible files f<i>.bin of `kib` KiB."""
+    root.mkdir(parents=True)
+    rng = random.Random(seed)
+    for i in range(count):
+        (root / f"f{i}.bin").write_bytes(rng.randbytes(kib * 1024))
+    return root

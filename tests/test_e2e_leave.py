@@ -22,7 +22,7 @@ from tests.e2e_repair_support import (
     query,
     wait_until,
 )
-from tests.grid import lines, summary
+from tests.grid import lines, random_files, summary
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,7 @@ grid_fixture = fast_grid_fixture(8)
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("leave") / "src"
-    root.mkdir()
-    rng = random.Random(9)
-    for i in range(3):
-        (root / f"f{i}.bin").write_bytes(rng.randbytes(700 * 1024))
-    return root
+    return random_files(tmp_path_factory.mktemp("leave") / "src", 3, 700, seed=9)
 
 
 @pytest.fixture(scope="module")

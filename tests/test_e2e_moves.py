@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from p2pbak.market.bank import BANK
 from p2pbak.market.supply import GB
 from p2pbak.store.bank import user_account
 from tests.e2e_repair_support import HEARTBEAT, SERVE_ARGS, codes, placed_on, query, wait_until
-from tests.grid import make_grid_fixture, summary
+from tests.grid import make_grid_fixture, random_files, summary
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +38,7 @@ grid_fixture = make_grid_fixture(8, heartbeat=HEARTBEAT, serve_args=(
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("moves") / "src"
-    root.mkdir()
-    rng = random.Random(15)
-    for i in range(2):
-        (root / f"f{i}.bin").write_bytes(rng.randbytes(300 * 1024))
+    root = random_files(tmp_path_factory.mktemp("moves") / "src", 2, 300, seed=15)
     (root / "note.txt").write_text("moved, not rebuilt\n")
     return root
 
