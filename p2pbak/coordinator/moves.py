@@ -1,6 +1,7 @@
 """Work allocation of stored data (paper §2.4): once per price interval, fragments held by
-accounts that earn more than they spend are flagged to move; the repair machinery rebuilds
-them on the lowest-balance suppliers that need the income (p2pbak.market.allocation).
+accounts that earn more than they spend are flagged to move; the repair machinery copies
+them (or rebuilds them, when the holder is offline) onto the lowest-balance suppliers that
+need the income (p2pbak.market.allocation).
 
 New packs already go to the lowest balances, but storage, the bulk of every account's
 flows, is paid wherever the fragments were first put; without moving some, an account
