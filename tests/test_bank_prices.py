@@ -8,11 +8,21 @@ from itertools import pairwise
 from pathlib import Path
 
 from p2pbak.coordinator import prices as job
+from p2pbak.coordinator.service import Coordinator
 from p2pbak.market.equilibrium import g, h
 from p2pbak.market.resources import Resources
 from p2pbak.market.update import Params
 from p2pbak.store import bank, coordinator_peers
 from tests.test_bank import USERS, machine_id, open_coord, run, store_pack
+
+
+async def _unanswered(coord: Coordinator, pack_id: str) -> None:
+    """40 price intervals of a market whose caps and usage never change: one pack stored,
+    every peer online, nothing answering the prices."""
+    await _online(coord, len(USERS))
+    await store_pack(coord, 0, pack_id, [1, 2], size=10**6)
+    for _ in range(40):
+        await job.price_job(coord)
 
 
 async def _online(coord: object, n: int) -> None:
@@ -61,10 +71,7 @@ def test_prices_stay_positive_and_bounded_whatever_the_gap() -> None:
     async def scenario(tmp: Path) -> None:
         coord = await open_coord(tmp, price_interval=0)
         try:
-            await _online(coord, len(USERS))
-            await store_pack(coord, 0, "ef" * 32, [1, 2], size=10**6)
-            for _ in range(40):  # caps do not answer prices: the gap never closes
-                await job.price_job(coord)
+            await _unanswered(coord, "ef" * 32)  # the gap never closes
             lo, hi = job.PRICE_BOUNDS
             for r in await bank.price_history(coord.db):
                 assert lo <= r.p_upload <= hi and lo <= r.p_download <= hi
@@ -110,10 +117,7 @@ def test_a_market_that_never_answers_is_held_near_its_start() -> None:
     async def scenario(tmp: Path) -> None:
         coord = await open_coord(tmp, price_interval=0)
         try:
-            await _online(coord, len(USERS))
-            await store_pack(coord, 0, "fa" * 32, [1, 2], size=10**6)
-            for _ in range(40):  # caps and usage never change
-                await job.price_job(coord)
+            await _unanswered(coord, "fa" * 32)
             history = (await bank.price_history(coord.db))[1:]
             moves = sum((a.p_upload, a.p_download) != (b.p_upload, b.p_download)
                         for a, b in pairwise(history))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from p2pbak.coordinator import placement
 from p2pbak.coordinator.billing import DAY, current_prices
 from p2pbak.market import allocation
-from p2pbak.market.prices import USABLE_FRACTION
+from p2pbak.market.prices import effective_space
 from p2pbak.market.supply import GB
 from p2pbak.store import bank, coordinator_peers
 from p2pbak.store import repair as store
@@ -89,6 +89,6 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
 
 def _supplier(peer: Peer, account: str, p_space: int, online: bool) -> allocation.Supplier:
     """µc per byte-day held (§2.5: p_S × availability × usable); room only when online."""
-    earn = p_space * placement.availability(peer) * USABLE_FRACTION / GB
+    earn = p_space * effective_space(1.0, placement.availability(peer)) / GB
     return allocation.Supplier(peer.id, account, earn, peer.free_bytes if online else 0,
                                peer.subnet)

@@ -116,7 +116,7 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
         if len(candidates) < need:
             raise NotEnoughPeers(len(candidates), need)
         avail = [availability(p) for p in candidates]
-        code = choose_code(avail) if target is None else choose_code(avail, target)
+        code = _code(avail, target)
         if balances is not None:
             code = leave_choice(avail, code, target)
         frag = fragment_size(size, code.k)
@@ -135,7 +135,7 @@ def leave_choice(avail: Sequence[float], best: Code, target: float | None = None
         return best
 
     def code_for(m: int) -> Code:
-        return choose_code(avail[:m]) if target is None else choose_code(avail[:m], target)
+        return _code(avail[:m], target)
 
     def good(c: Code) -> bool:
         return c.meets_target and c.factor <= best.factor * (1 + CHOICE_SLACK)
@@ -149,3 +149,8 @@ def leave_choice(avail: Sequence[float], best: Code, target: float | None = None
             lo = mid + 1
     found = code_for(lo)
     return found if good(found) and found.n < best.n else best
+
+
+def _code(avail: Sequence[float], target: float | None) -> Code:
+    """choose_code at `target`, or at its default target."""
+    return choose_code(avail) if target is None else choose_code(avail, target)

@@ -84,14 +84,14 @@ async def measured_demand(coord: Coordinator, since: int, until: int,
     """Aggregate resource demand per day over [since, until) from the ledger (None if none),
     through `overheads` (default: those of today's q)."""
     used = await bank.usage_since(coord.db, since)
-    data, _ = await bank.holdings(coord.db)
     seconds = max(1, until - since)
     mix = mix_from_usage(used.get("backup", 0), used.get("storage", 0),
                          used.get("retrieval", 0), seconds)
-    if mix is None and data:  # nothing accrued yet: what is stored now
+    if mix is None:  # nothing accrued yet: what is stored now (read only then: a full scan)
+        data, _ = await bank.holdings(coord.db)
         days = seconds / DAY
         mix = Services(used.get("backup", 0) / GB / days, sum(data.values()) / GB,
-                       used.get("retrieval", 0) / GB / days)
+                       used.get("retrieval", 0) / GB / days) if data else None
     if mix is None:
         return None
     demand = aggregate_demand([mix], overheads or await current_overheads(coord))

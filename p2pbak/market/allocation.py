@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from p2pbak.market.prices import USABLE_FRACTION
+from p2pbak.market.prices import effective_space
 
 
 class Candidate(NamedTuple):
@@ -73,7 +73,7 @@ def move_budget(stored: int, share: float, p_space: float, p_upload: float,
     a move pays for itself, less as bandwidth grows dear. A copy costs two uploads and two
     downloads (holder → worker → new holder); it shifts p_S × availability × usable per
     byte-day of income (§2.5), which counts for `horizon` days."""
-    shifted = p_space * availability * USABLE_FRACTION * horizon
+    shifted = p_space * effective_space(1.0, availability) * horizon
     cost = 2.0 * (p_upload + p_download)
     return int(stored * share * min(1.0, shifted / cost)) if cost > 0 else int(stored * share)
 

@@ -23,7 +23,6 @@ ID_BATCH = 5000  # pack ids per garbage request
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
-# A peer that failed a transfer counts as this slow (seconds), so later packs ask it last.
 
 
 @dataclass
