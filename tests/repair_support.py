@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2pbak.coordinator.repair import RepairSettings
+from p2pbak.coordinator.model import RepairSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers

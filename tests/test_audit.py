@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from p2pbak.coordinator import audit, checker, repair
 from p2pbak.store.db import tasks as store
+from p2pbak.store.db.peers import PeerState
 from tests.repair_support import World, age_tasks, world
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)
@@ -59,7 +60,7 @@ def test_a_peer_failing_audits_is_disqualified_and_its_packs_repaired(
             assert await checker.checker_job(w.coord) == 0
             await run_audit(w, liar, store.FAILED_OUTCOME)
             row = await w.db.one("SELECT state, reputation FROM peers WHERE id = ?", (liar,))
-            assert row is not None and tuple(row) == (store.DISQUALIFIED, 0.25)
+            assert row is not None and tuple(row) == (PeerState.DISQUALIFIED, 0.25)
             assert await checker.checker_job(w.coord) == 1
             (task,) = [t for t in await store.queued(w.db, 50) if t.kind == store.REPAIR]
             assert task.pack_pk == pk and task.priority == 2

@@ -12,6 +12,7 @@ from p2pbak.coordinator import availability
 from p2pbak.coordinator.availability import PRIOR, PRIOR_WEIGHT, estimate
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
+from p2pbak.store.db.peers import PeerState
 from tests.repair_support import ONLINE_WINDOW, world
 
 YEAR = 365 * 86400
@@ -125,7 +126,7 @@ def test_a_test_fragment_on_a_peer_that_leaves_goes_on_its_delete_list(
                 {"target": w.peers[2], "fragment_id": "cd" * 32, "size": 64}])
             await checker.checker_job(w.coord)
             assert len(await store.queued(w.db, 10, now() + 10)) == 2  # both still wanted
-            await w.set_seen(target, now(), store.LEAVING)
+            await w.set_seen(target, now(), PeerState.LEAVING)
             await checker.checker_job(w.coord)
             (left,) = await store.queued(w.db, 10, now() + 10)
             assert left.target == w.peers[2]

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pbak.coordinator import accounts, billing
-from p2pbak.coordinator.billing import MarketSettings
+from p2pbak.coordinator import accounts, billing, tariff
+from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.market.resources import prices
@@ -127,7 +127,7 @@ async def apply(coord: Coordinator, op: tuple, frags: list[str], n: int) -> None
         p = prices(op[1], op[2])
         await bank.add_price(coord.db, PriceRow(
             at=0, rule="safe", p_upload=op[1], p_download=op[2],
-            prices=rules.PriceTable.from_prices(p, billing.OVERHEADS).to_dict(), g=None,
+            prices=rules.PriceTable.from_prices(p, tariff.OVERHEADS).to_dict(), g=None,
             supply=None, demand=None, state={"rule": "safe"}))
 
 
@@ -155,7 +155,7 @@ def test_replayed_receipt_pays_nothing_the_second_time() -> None:
         async with opened_coord(tmp) as coord:
             wire = ticket(coord, "store", 0, 1, 50 * MB)
             booked, paid = await billing.settle_receipt(coord, machine_id(1), wire)
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             assert booked and paid == table.download * 50 * MB // rules.GB > 0
             bob = await bank.balance(coord.db, user_account("bob"))
             assert bob == paid
@@ -195,7 +195,7 @@ def test_bad_receipt_is_refused_and_pays_nothing(case: str) -> None:
 def test_concurrent_receipts_leave_exact_balances() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp) as coord:
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             sizes = [(i * 7919) % (64 * MB) + 1 for i in range(200)]
             wires = [ticket(coord, "store", 0, 1 + i % 3, s) for i, s in enumerate(sizes)]
             results = await asyncio.gather(*(
@@ -217,7 +217,7 @@ def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
             frags = await store_pack(coord, 0, "cd" * 32, [1, 2])
             own = ticket(coord, "fetch", 0, 1, MB, frags[0])
             await billing.settle_receipt(coord, machine_id(1), own)
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             assert await bank.balance(coord.db, user_account("alice")) == \
                 -table.retrieval * MB // rules.GB
             other = ticket(coord, "fetch", 3, 2, MB, frags[1])  # dave fetching alice's data
@@ -236,7 +236,7 @@ def test_freezing_and_alerts_follow_the_balance() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp, max_deficit=1000) as coord:
             assert await accounts.backup_refusal(coord, "alice") is None
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             # a backup costing 800 µc: past the alert line (750), not frozen
             await billing.charge_backup(coord, "alice", "01" * 32, 800 * rules.GB // table.backup)
             state = await accounts.account_state(coord, "alice")
@@ -333,7 +333,7 @@ def test_new_alert_is_mailed_once() -> None:
                 coord.db, user="ann@example.org", salt=b"s", login_hash=b"h",
                 login_hash_key=b"k", keyfile=b"f", machine_id="f" * 32, machine_name="m",
                 secret_hash=b"x")
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             await billing.charge_backup(coord, "ann@example.org", "04" * 32,
                                         900 * rules.GB // table.backup)
             assert await accounts.check_accounts(coord) == [("ann@example.org", "low")]
@@ -352,7 +352,7 @@ def test_default_limit_is_two_weeks_of_storage_at_least_ten_credits() -> None:
         async with opened_coord(tmp) as coord:  # no --max-deficit: the per-account rule
             assert (await accounts.account_state(coord, "bob")).limit == 10 * rules.MICRO
             await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             daily = -(-table.storage * 3 * 10**12 // rules.GB)
             assert (await accounts.account_state(coord, "bob")).limit == 14 * daily
             assert (await accounts.account_state(coord, "alice")).limit == 10 * rules.MICRO

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from p2pbak.coordinator import accounts, billing
+from p2pbak.coordinator import accounts, billing, tariff
 from p2pbak.localgrid.grid import run_cli
 from p2pbak.market import bank as rules
 from tests.grid import one_line_error, summary
@@ -18,7 +18,7 @@ def ledger_db(tmp: Path) -> Path:
         coord = await open_coord(path, max_deficit=1000)
         try:
             await accounts.check_accounts(coord)  # records the limit, as serve's job does
-            _, table = await billing.current_prices(coord)
+            _, table = await tariff.current_prices(coord)
             await billing.charge_backup(coord, "alice", "05" * 32,
                                         2000 * rules.GB // table.backup)
             await billing.settle_receipt(coord, machine_id(1), ticket(coord, "store", 0, 1,

@@ -21,22 +21,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2pbak.coordinator import billing, moves, placement, repair
+from p2pbak.coordinator import billing, moves, placement, repair, tariff
 from p2pbak.coordinator import prices as price_job
-from p2pbak.coordinator.billing import DAY, MarketSettings
 from p2pbak.coordinator.checker import checker_job
+from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
-from p2pbak.market.supply import GB
 from p2pbak.store.db import bank, garbage
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as repair_store
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import PriceRow, user_account
+from p2pbak.units import DAY, GB
 
 T0 = 1_900_000_000  # the simulated clock's first day (s)
 PACK = GB  # largest pack of the data stored before the market opened
@@ -102,7 +102,7 @@ async def register(coord: Coordinator, s: Scenario) -> list[str]:
 async def move_sliders(m: Market) -> None:
     """Every user sets the caps its agent chooses at today's prices (the PUT /v1/supply
     path), and its peer reports in with the room its space cap leaves, as the agent does."""
-    p, _ = await billing.current_prices(m.coord)
+    p, _ = await tariff.current_prices(m.coord)
     chosen = supply_at(m.economy, np.array(p.as_tuple()))
     for i, mid in enumerate(m.ids):
         peer = await coordinator_peers.get(m.coord.db, mid)
@@ -239,7 +239,7 @@ async def spread(m: Market) -> float:
     bank's side of the ledger, which the measured overheads net out over an interval."""
     users = m.scenario.users
     balances = await bank.balances(m.coord.db, [user_account(user(i)) for i in range(users)])
-    _, table = await billing.current_prices(m.coord)
+    _, table = await tariff.current_prices(m.coord)
     data, _ = await bank.holdings(m.coord.db)
     daily = table.storage * sum(data.values()) / GB / users
     return float(np.std(np.array(list(balances.values()), dtype=float))) / daily

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pbak.coordinator import billing
+from p2pbak.coordinator import billing, tariff
 from p2pbak.coordinator import prices as job
-from p2pbak.coordinator.billing import DAY
 from p2pbak.market import bank as rules
 from p2pbak.market.bank import BANK, GB, PriceTable, to_micro
 from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
@@ -25,6 +24,7 @@ from p2pbak.market.resources import Resources, prices
 from p2pbak.store.db import bank, garbage
 from p2pbak.store.db import tasks as repair_store
 from p2pbak.store.db.bank import user_account
+from p2pbak.units import DAY
 from tests.test_bank import USERS, machine_id, open_coord, store_pack, ticket
 
 SECONDS = 86_400
@@ -196,9 +196,9 @@ async def bank_days(tmp: Path, clock: Clock) -> tuple[list[int], list[int], tupl
             clock.t = T0 + (day + 1) * DAY
             row = await job.price_job(coord)
             assert row is not None and row.overheads is not None
-        o = await billing.current_overheads(coord)
+        o = await tariff.current_overheads(coord)
         assert o == Overheads.from_dict(row.overheads)
-        return changes, charges, await storage_net(coord, billing.OVERHEADS), \
+        return changes, charges, await storage_net(coord, tariff.OVERHEADS), \
             await storage_net(coord, o)
     finally:
         await coord.stop()
@@ -207,7 +207,7 @@ async def bank_days(tmp: Path, clock: Clock) -> tuple[list[int], list[int], tupl
 async def storage_net(coord: object, o: Overheads) -> tuple[int, int]:
     """(what the bank keeps, what holders are paid) of a day's storage at today's p and the
     space part of q_S at overheads `o` (no repair share)."""
-    p, _ = await billing.current_prices(coord)  # type: ignore[arg-type]
+    p, _ = await tariff.current_prices(coord)  # type: ignore[arg-type]
     table = PriceTable.from_prices(p, replace(o, repair=0.0))
     data, held = await bank.holdings(coord.db)  # type: ignore[attr-defined]
     net = paid = 0
@@ -239,12 +239,12 @@ def test_price_rows_and_the_supply_quote_carry_the_measured_overheads() -> None:
     async def scenario(tmp: Path) -> None:
         coord = await open_coord(tmp, price_interval=0)
         try:
-            assert await billing.current_overheads(coord) == billing.OVERHEADS
+            assert await tariff.current_overheads(coord) == tariff.OVERHEADS
             await store_pack(coord, 0, "ab" * 32, [1, 2, 3, 0], size=10**9)
             row = await job.price_job(coord)
             assert row is not None and row.overheads is not None
             assert row.overheads["factor"] == 4.0 and row.to_dict()["overheads"] == row.overheads
-            o = await billing.current_overheads(coord)
+            o = await tariff.current_overheads(coord)
             assert o.factor == 4.0
             # the row's q is Aᵀp at those overheads, not at the prior's
             table = PriceTable.from_prices(prices(row.p_upload, row.p_download), o)

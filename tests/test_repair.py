@@ -16,6 +16,7 @@ from p2pbak.net import tickets
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.packs import Fragment
+from p2pbak.store.db.peers import PeerState
 from tests.repair_support import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
 
 
@@ -69,8 +70,8 @@ def test_checker_counts_departed_disqualified_and_leaving_holders_as_gone(
             b = await w.add_pack("b", p[3:8], k=2, n=5)
             c = await w.add_pack("c", p[2:7], k=2, n=5)
             await w.set_seen(p[1], now() - SETTINGS.departure_timeout - 10)
-            await w.set_seen(p[2], now(), store.DISQUALIFIED)
-            await w.set_seen(p[7], now(), store.LEAVING)
+            await w.set_seen(p[2], now(), PeerState.DISQUALIFIED)
+            await w.set_seen(p[7], now(), PeerState.LEAVING)
             assert await checker.checker_job(w.coord) == 3
             assert await checker.checker_job(w.coord) == 0  # one open repair per pack
             queue = await store.queued(w.db, 10)

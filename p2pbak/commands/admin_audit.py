@@ -19,7 +19,7 @@ async def _audit(path: Path) -> dict[str, Any]:
     from types import SimpleNamespace
 
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
-    from p2pbak.coordinator.billing import MarketSettings
+    from p2pbak.coordinator.model import MarketSettings
     from p2pbak.store.db import bank
     from p2pbak.store.db.database import Database
 

@@ -66,11 +66,10 @@ def serve(
     import logging
 
     from p2pbak.coordinator.accounts import parse_credits
-    from p2pbak.coordinator.billing import MarketSettings
     from p2pbak.coordinator.http.server import ServeOptions
     from p2pbak.coordinator.http.server import serve as run
+    from p2pbak.coordinator.model import MarketSettings, RepairSettings
     from p2pbak.coordinator.prices import check_rule
-    from p2pbak.coordinator.repair import RepairSettings
 
     out = Reporter(json=json, quiet=quiet)
     host, port = parse_listen(listen, DEFAULT_LISTEN, port_zero=True)

@@ -14,7 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from p2pbak.coordinator.billing import MarketSettings, current_prices
+from p2pbak.coordinator.model import MarketSettings
+from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import bank as rules
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import availability, repair
+from p2pbak.coordinator import availability, billing
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.peers import Peer
@@ -78,7 +78,7 @@ async def report(coord: Coordinator, task: store.Task, worker: str, outcome: str
     await store.finish(coord.db, task.id, store.DONE, {"outcome": outcome, "detail": detail})
     if outcome != store.OFFLINE_OUTCOME and task.size:
         up = task.size if task.kind == store.TEST_STORE else 0
-        await repair.pay_worker(coord, task, worker, up, task.size - up)
+        await billing.pay_worker(coord, task, worker, up, task.size - up)
     if task.kind != store.AUDIT:
         await availability.test_result(coord, task, outcome)
         return

@@ -18,13 +18,13 @@ import blake3
 
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
+from p2pbak.units import DAY
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.availability")
 
-DAY = 86_400
 PRIOR = 0.5  # the paper's 12 h/day for a peer nobody knows yet
 PRIOR_WEIGHT = 3 * DAY  # the prior counts like three days of observation
 TEST_EVIDENCE = 3600  # seconds of evidence one test transfer stands for

@@ -21,52 +21,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from p2pbak.coordinator.accounts import check_accounts, refresh_alert
+from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import bank as rules
-from p2pbak.market.prices import Overheads
-from p2pbak.market.resources import Resources, prices
 from p2pbak.net import tickets
 from p2pbak.store.db import bank
 from p2pbak.store.db.bank import user_account
+from p2pbak.units import DAY
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
+    from p2pbak.store.db.tasks import Task
 
-DAY = 86_400
 RECEIPT_MAX_AGE = 7 * DAY  # a receipt for a ticket expired longer ago is refused
 STORAGE_MARK = "bank_storage_accrued_at"
-INITIAL_PRICES = prices(1.0, 1.0)  # p = (1, p_U, p_D) before the first price update
-
-
-@dataclass(frozen=True)
-class MarketSettings:
-    """`serve` options of the market."""
-
-    price_interval: float = float(DAY)
-    billing_interval: float = 3600.0
-    max_deficit: int | None = None  # µc for every account; None: market.bank.max_deficit
-    rule: str = "safe"
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_from: str = ""
-
-
-OVERHEADS = Overheads()  # the prior, until the price job has measured the real ones
-
-
-async def current_prices(coord: Coordinator) -> tuple[Resources, rules.PriceTable]:
-    """Today's p and its price table (µc): the last history row, else the initial prices."""
-    row = await bank.latest_price(coord.db)
-    if row is None:
-        return INITIAL_PRICES, rules.PriceTable.from_prices(INITIAL_PRICES, OVERHEADS)
-    return prices(row.p_upload, row.p_download), rules.PriceTable.from_dict(row.prices)
-
-
-async def current_overheads(coord: Coordinator) -> Overheads:
-    """The overheads today's q came from: the last history row's, else the prior."""
-    row = await bank.latest_price(coord.db)
-    if row is None or row.overheads is None:
-        return OVERHEADS
-    return Overheads.from_dict(row.overheads)
 
 
 # -- backup -------------------------------------------------------------------------------
@@ -82,8 +50,6 @@ async def charge_backup(coord: Coordinator, user: str, pack_id: str, length: int
 
 
 async def _refresh(coord: Coordinator, user: str) -> None:
-    from p2pbak.coordinator.accounts import refresh_alert
-
     await refresh_alert(coord, user)
 
 
@@ -221,7 +187,13 @@ async def accrue_storage(coord: Coordinator) -> int:
 
 async def billing_job(coord: Coordinator) -> None:
     """The periodic bank job: accrue storage, then re-check every account's alerts."""
-    from p2pbak.coordinator.accounts import check_accounts
-
     await accrue_storage(coord)
     await check_accounts(coord)
+
+
+async def pay_worker(coord: Coordinator, task: Task, worker: str, uploaded: int,
+                     downloaded: int) -> None:
+    """Table 1: repair and testing pay both bandwidths; the bank pays the worker once per
+    task (the peers it fetched from and stored on hand in their tickets as receipts)."""
+    if uploaded or downloaded:
+        await pay_upkeep(coord, [(worker, uploaded, downloaded)], f"task:{task.id}")

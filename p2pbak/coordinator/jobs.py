@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from p2pbak.coordinator.billing import MarketSettings
-    from p2pbak.coordinator.repair import RepairSettings
+    from p2pbak.coordinator.model import MarketSettings, RepairSettings
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.jobs")
@@ -67,11 +66,11 @@ def builtin_jobs(online_window: int, market: MarketSettings | None = None,
     """Every job the coordinator runs, with its period."""
     from p2pbak.coordinator.audit import audit_job
     from p2pbak.coordinator.availability import availability_job, sample_period
-    from p2pbak.coordinator.billing import MarketSettings, billing_job
+    from p2pbak.coordinator.billing import billing_job
     from p2pbak.coordinator.checker import checker_job
+    from p2pbak.coordinator.model import MarketSettings, RepairSettings
     from p2pbak.coordinator.moves import move_job
     from p2pbak.coordinator.prices import price_job
-    from p2pbak.coordinator.repair import RepairSettings
     from p2pbak.coordinator.sweep import availability_sweep
 
     market = market or MarketSettings()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import placement
-from p2pbak.coordinator.billing import DAY, OVERHEADS, current_overheads, current_prices
+from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_prices
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
@@ -37,6 +37,7 @@ from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db.bank import PriceRow
+from p2pbak.units import DAY
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

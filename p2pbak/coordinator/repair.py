@@ -14,37 +14,27 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import placement
+from p2pbak.coordinator import audit, billing, placement
+from p2pbak.coordinator.checker import MAX_ATTEMPTS
 from p2pbak.market.allocation import Candidate, order_by_balance
+from p2pbak.store.db import bank
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.packs import Fragment
-from p2pbak.store.db.peers import Peer
+from p2pbak.store.db.peers import HEALTHY_STATES, LEFT, Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.repair")
 
-DAY = 86_400
 REPAIR_LEASE = 900  # seconds a worker has to fetch, rebuild, store and report
 CHECK_LEASE = 180  # audits and tests
 DISPATCH_GRACE = 30  # after this long queued, any eligible poller may take a task
 SCAN = 200  # queued tasks looked at per poll
-
-
-@dataclass(frozen=True)
-class RepairSettings:
-    """`p2pbak serve` options of the repair machinery."""
-
-    checker_interval: float = 300.0
-    departure_timeout: int = 72 * 3600
-    audit_interval: float = 300.0
-    availability_window: int = 7 * DAY
 
 
 class NoSupplier(Exception):
@@ -53,20 +43,9 @@ class NoSupplier(Exception):
 
 async def balances(coord: Coordinator, peer_ids: Sequence[str]) -> dict[str, int]:
     """Each peer's owner's account balance in µc (0 for an account never booked)."""
-    from p2pbak.store.db import bank
-
     found = await bank.peer_balances(coord.db, peer_ids)
     return {p: found.get(p, 0) for p in peer_ids}
 
-
-async def pay_worker(coord: Coordinator, task: store.Task, worker: str, uploaded: int,
-                     downloaded: int) -> None:
-    """Table 1: repair and testing pay both bandwidths; the bank pays the worker once per
-    task (the peers it fetched from and stored on hand in their tickets as receipts)."""
-    from p2pbak.coordinator.billing import pay_upkeep
-
-    if uploaded or downloaded:
-        await pay_upkeep(coord, [(worker, uploaded, downloaded)], f"task:{task.id}")
 
 
 async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int) -> list[Peer]:
@@ -95,8 +74,6 @@ async def fetch_order(coord: Coordinator, fragments: Sequence[Fragment],
 
 async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
     """Lease the first task this worker should run now; its payload, or None."""
-    from p2pbak.coordinator import audit
-
     t = now()
     await store.requeue_expired(coord.db, _max_attempts(), t)
     busy = await store.busy_workers(coord.db)
@@ -142,8 +119,6 @@ def _fetch_bytes(payload: dict[str, Any]) -> int | None:
 
 
 def _max_attempts() -> int:
-    from p2pbak.coordinator.checker import MAX_ATTEMPTS
-
     return MAX_ATTEMPTS
 
 
@@ -157,7 +132,7 @@ def _excluded(task: store.Task, info: store.PackInfo | None,
 
 
 def _healthy(coord: Coordinator, h: store.Holder, t: int) -> bool:
-    return (h.state in store.HEALTHY_STATES and h.last_seen is not None
+    return (h.state in HEALTHY_STATES and h.last_seen is not None
             and h.last_seen >= t - coord.repair.departure_timeout)
 
 
@@ -173,7 +148,7 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
     if not missing:
         await store.finish(coord.db, task.id, store.DONE, {"moved": 0}, t)
         return None
-    sources = [h for h in holders if h.state != store.LEFT and h.last_seen is not None
+    sources = [h for h in holders if h.state != LEFT and h.last_seen is not None
                and h.last_seen >= t - coord.online_window]
     copy = _copies(sources, missing)
     if copy:
@@ -259,7 +234,7 @@ async def complete(coord: Coordinator, task: store.Task, worker: str,
     if info is not None:
         size = placement.fragment_size(info.length, info.k)
         fetched = task.size if task.size is not None else size * info.k
-        await pay_worker(coord, task, worker, size * len(moved), fetched)
+        await billing.pay_worker(coord, task, worker, size * len(moved), fetched)
     if moved:
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))
@@ -269,8 +244,6 @@ async def complete(coord: Coordinator, task: store.Task, worker: str,
 async def retry_later(coord: Coordinator, task: store.Task, why: str) -> None:
     """A repair that moved nothing waits before its next try (5 s, doubling, ≤ 5 min);
     after MAX_ATTEMPTS tries it is closed and the checker queues a fresh one."""
-    from p2pbak.coordinator.checker import MAX_ATTEMPTS
-
     if task.attempts + 1 >= MAX_ATTEMPTS:
         await store.finish(coord.db, task.id, store.FAILED, {"detail": why})
         return

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
-from p2pbak.coordinator.repair import RepairSettings
+from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.net import tickets
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.database import Database

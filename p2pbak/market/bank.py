@@ -23,9 +23,8 @@ from fractions import Fraction
 
 from p2pbak.market.prices import USABLE_FRACTION, Overheads, service_prices
 from p2pbak.market.resources import Resources
-from p2pbak.market.supply import GB, SECONDS_PER_DAY
+from p2pbak.units import DAY, GB, MICRO
 
-MICRO = 1_000_000  # µc per credit
 PPM = 1_000_000  # availability and usable fraction are exact to 1 ppm
 BANK = "bank"
 
@@ -98,13 +97,13 @@ def storage_postings(consumer: str, data_bytes: int, seconds: int,
                      usable: float = USABLE_FRACTION) -> list[Posting]:
     """Op. 2: consumer pays q_S per GB-day of own data; each holder (peer, fragment bytes,
     availability) is paid p_S per *effective* GB-day: bytes × availability × usable (§2.5)."""
-    charge = _ceil_div(table.storage * data_bytes * seconds, GB * SECONDS_PER_DAY)
+    charge = _ceil_div(table.storage * data_bytes * seconds, GB * DAY)
 
     share = Fraction(usable).limit_denominator(PPM)
 
     def pay(size: int, availability: float) -> int:
         eff = Fraction(availability).limit_denominator(PPM) * share
-        return math.floor(table.space * size * seconds * eff / (GB * SECONDS_PER_DAY))
+        return math.floor(table.space * size * seconds * eff / (GB * DAY))
 
     return _settle(consumer, charge, ((peer, pay(size, a)) for peer, size, a in holders))
 

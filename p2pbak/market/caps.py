@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from p2pbak.market.prices import USABLE_FRACTION
 from p2pbak.market.resources import Resources, Services
-from p2pbak.market.supply import GB, SECONDS_PER_DAY, caps_to_supply
+from p2pbak.market.supply import caps_to_supply
+from p2pbak.units import DAY, GB
 
 UNCAPPED_RATE = 1_000_000  # bytes/s a bandwidth cap of 0 (no cap) is counted as
 
@@ -26,7 +27,7 @@ def caps_from_supply(supply: Resources, availability: float,
     """The inverse of caps_to_supply: (space bytes, upload B/s, download B/s), rounded down."""
     if not 0 < availability <= 1:
         raise ValueError("availability must be in (0, 1]")
-    online = SECONDS_PER_DAY * availability
+    online = DAY * availability
     space = supply.space / (availability * usable) * GB
     return int(space), int(supply.upload * GB / online), int(supply.download * GB / online)
 
@@ -37,7 +38,7 @@ def mix_from_usage(backup_bytes: int, storage_byte_seconds: int, retrieval_bytes
     None when the user stored nothing (no mix to speak of)."""
     if seconds <= 0 or storage_byte_seconds <= 0:
         return None
-    days = seconds / SECONDS_PER_DAY
+    days = seconds / DAY
     return Services(backup=backup_bytes / GB / days,
                     storage=storage_byte_seconds / GB / seconds,
                     retrieval=retrieval_bytes / GB / days)

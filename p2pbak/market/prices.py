@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
 from p2pbak.market.resources import Resources, Services
+from p2pbak.units import DAY, GB
 
 USABLE_FRACTION = 2.0 / 3.0  # §2.5: "an overhead factor (of approx. 2/3 in practice)"
 DEFAULT_FACTOR = 3.0  # §2.2: erasure replication factor n/k at 12 h/day availability
@@ -143,7 +144,6 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
     backups is the storage one. Not smoothed against earlier rows: a smoothed repair load
     charges each payment back over many intervals, and the bank carries the difference.
     """
-    from p2pbak.market.supply import GB, SECONDS_PER_DAY  # supply imports this module
 
     if pack_bytes < 0 or bandwidth_micro < 0:
         raise ValueError("pack bytes and prices must be non-negative")
@@ -168,7 +168,7 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
         # µc paid per day per GB stored now, as GB of each bandwidth at the prices to come:
         # q_S then funds what upkeep cost even when prices moved since (no split by
         # direction needed), each payment charged back once over as long again
-        per_day = flows.upkeep_paid * SECONDS_PER_DAY / flows.seconds
+        per_day = flows.upkeep_paid * DAY / flows.seconds
         repair = per_day / bandwidth_micro / (pack_bytes / GB)
     # fetch is 1: a retrieval receipt charges the owner for the very bytes it pays for
     return Overheads(factor=factor, holder_availability=a, usable=prior.usable, fetch=1.0,

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from p2pbak.market.prices import USABLE_FRACTION, Overheads, effective_space, service_prices
 from p2pbak.market.resources import Resources, Services
+from p2pbak.units import DAY, GB
 
-GB = 1_000_000_000
-SECONDS_PER_DAY = 86_400
 DEFAULT_SLACK = 4.0
 # A typical usage pattern B:S:R per GB stored: 1% of it re-sent per day, 0.2% retrieved.
 DEFAULT_MIX = Services(backup=0.01, storage=1.0, retrieval=0.002)
@@ -80,7 +79,7 @@ def caps_to_supply(space_bytes: int, upload_bytes_per_s: float, download_bytes_p
                    availability: float, usable: float = USABLE_FRACTION) -> Resources:
     """Slider caps → a maximum supply vector in market units (§2.5: effective space;
     bandwidth in GB per day while online)."""
-    online = SECONDS_PER_DAY * availability / GB
+    online = DAY * availability / GB
     return Resources(effective_space(space_bytes / GB, availability, usable),
                      upload_bytes_per_s * online, download_bytes_per_s * online)
 

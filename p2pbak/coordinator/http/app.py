@@ -12,7 +12,6 @@ from pathlib import Path
 from aiohttp import web
 
 from p2pbak import __version__
-from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.http import blobs as coordinator_blobs
 from p2pbak.coordinator.http import garbage as coordinator_garbage
 from p2pbak.coordinator.http import identity as coordinator_identity
@@ -21,7 +20,7 @@ from p2pbak.coordinator.http import packs as coordinator_packs
 from p2pbak.coordinator.http import peers as coordinator_peers
 from p2pbak.coordinator.http import tasks as coordinator_tasks
 from p2pbak.coordinator.http.common import COORD, coordinator
-from p2pbak.coordinator.repair import RepairSettings
+from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.coordinator.service import DEFAULT_ONLINE_WINDOW, Coordinator
 from p2pbak.net.validate import BLOB_BODY, error_middleware
 

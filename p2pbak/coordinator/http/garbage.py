@@ -18,7 +18,7 @@ from p2pbak.coordinator.http.common import caller
 from p2pbak.net.validate import Body, HexId, fail, parse
 from p2pbak.store.db import garbage, locks
 from p2pbak.store.db.database import now
-from p2pbak.store.db.tasks import DISQUALIFIED
+from p2pbak.store.db.peers import DISQUALIFIED
 
 routes = web.RouteTableDef()
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing
+from p2pbak.coordinator import accounts, billing, tariff
 from p2pbak.coordinator import prices as market_prices
 from p2pbak.coordinator.http.common import caller, coordinator, ok
 from p2pbak.net.validate import Body, Count, fail, parse
@@ -63,7 +63,7 @@ async def price_history(request: web.Request) -> web.Response:
         fail(400, "limit must be a whole number from 1 to 10000")
     coord = coordinator(request)
     rows = await bank.price_history(coord.db, int(raw))
-    p, table = await billing.current_prices(coord)
+    p, table = await tariff.current_prices(coord)
     return web.json_response({"current": {"p": p.to_dict(), "micro": table.to_dict()},
                               "history": [r.to_dict() for r in rows]})
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.http.app import make_app
-from p2pbak.coordinator.repair import RepairSettings
+from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.errors import P2pbakError
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish

@@ -22,48 +22,6 @@ from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
 
 USER_PREFIX = "user:"
 
-MIGRATION: tuple[str, ...] = (
-    """CREATE TABLE accounts (
-        name TEXT PRIMARY KEY,         -- 'bank' or 'user:<user name>'
-        balance INTEGER NOT NULL DEFAULT 0,  -- µc, always the sum of its entries
-        created INTEGER NOT NULL)""",
-    """CREATE TABLE transactions (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,            -- backup | storage | retrieval | store | fetch | upkeep
-        ref TEXT UNIQUE,               -- what is paid for, once: 'ticket:<id>', 'pack:...'
-        user_name TEXT,                -- the consumer served, if any
-        quantity INTEGER NOT NULL DEFAULT 0,  -- bytes moved, or byte-seconds stored
-        at INTEGER NOT NULL)""",
-    "CREATE INDEX transactions_at ON transactions(at)",
-    """CREATE TABLE entries (
-        id INTEGER PRIMARY KEY,
-        txn INTEGER NOT NULL REFERENCES transactions(id),
-        movement INTEGER NOT NULL,     -- the two entries of one movement share it
-        account TEXT NOT NULL REFERENCES accounts(name),
-        amount INTEGER NOT NULL)""",
-    "CREATE INDEX entries_account ON entries(account)",
-    "CREATE INDEX entries_txn ON entries(txn, movement)",
-    """CREATE TABLE price_history (
-        id INTEGER PRIMARY KEY,
-        at INTEGER NOT NULL,
-        rule TEXT NOT NULL,
-        p_upload REAL NOT NULL,        -- prices in effect from `at` (p_S = 1)
-        p_download REAL NOT NULL,
-        prices TEXT NOT NULL,          -- PriceTable in µc, JSON
-        g_upload REAL,                 -- g(p) measured at the previous prices (null: no market)
-        g_download REAL,
-        supply TEXT,                   -- aggregate maximum supply S, JSON (per day)
-        demand TEXT,                   -- aggregate demand d, JSON (per day)
-        state TEXT NOT NULL,           -- the update rule's state, JSON
-        note TEXT NOT NULL DEFAULT '')""",
-    """CREATE TABLE alerts (
-        user_name TEXT PRIMARY KEY,
-        level TEXT NOT NULL,           -- 'low' | 'frozen'
-        raised INTEGER NOT NULL,
-        emailed INTEGER NOT NULL DEFAULT 0)""",
-)
-
-
 def user_account(user: str) -> str:
     return USER_PREFIX + user
 

@@ -3,7 +3,7 @@
 One writer connection (every change runs in `transaction()`, serialised by a lock, BEGIN
 IMMEDIATE) and one reader connection (autocommit, so every read sees the last commit and
 never a half-done write). WAL mode lets the two run side by side; foreign keys are on.
-The schema itself is the list in `coordinator_schema.MIGRATIONS`.
+The schema itself is the list in `schema.MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from p2pbak.errors import P2pbakError
+from p2pbak.store.db.schema import MIGRATIONS, Migration
 
 Row = aiosqlite.Row
 BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
@@ -69,8 +70,6 @@ class Database:
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
             if migrate:
-                from p2pbak.store.db.schema import MIGRATIONS, apply_migrations
-
                 await apply_migrations(db, MIGRATIONS)
         except sqlite3.DatabaseError as exc:
             await db.close()
@@ -135,3 +134,36 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str,
                     params: Iterable[Any] = ()) -> list[Row]:
     async with conn.execute(sql, tuple(params)) as cur:
         return list(await cur.fetchall())
+
+
+async def schema_version(db: Database) -> int:
+    exists = await db.scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")
+    if not exists:
+        return 0
+    return int(await db.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+async def apply_migrations(db: Database, migrations: Sequence[Migration]) -> int:
+    """Bring `db` up to len(migrations); a no-op when it is there. Returns the version."""
+    async with db.transaction() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                           "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")
+    current = await schema_version(db)
+    if current > len(migrations):
+        raise P2pbakError(f"database {db.path} has schema version {current}, newer than this "
+                          f"p2pbak knows ({len(migrations)}): upgrade p2pbak")
+    for version in range(current + 1, len(migrations) + 1):
+        await _apply_one(db, version, migrations[version - 1])
+    return len(migrations)
+
+
+async def _apply_one(db: Database, version: int, migration: Migration) -> None:
+    async with db.transaction() as conn:
+        if callable(migration):
+            await migration(conn)
+        else:
+            for statement in migration:
+                await conn.execute(statement)
+        await conn.execute("INSERT INTO schema_version(version, applied) VALUES (?, ?)",
+                           (version, now()))

@@ -13,23 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from p2pbak.store.db.database import Database, batches, fetch_all, marks, now
-from p2pbak.store.db.peers import ACTIVE, OFFLINE
-from p2pbak.store.db.tasks import LEAVING, LEFT, TEST_FETCH, TEST_STORE
+from p2pbak.store.db.packs import NOT_PLACED
+from p2pbak.store.db.peers import ACTIVE, LEAVING, LEFT, OFFLINE
+from p2pbak.store.db.tasks import TEST_FETCH, TEST_STORE
 
 KNOWN_STATES = (ACTIVE, OFFLINE, LEAVING)  # a fragment there can still be fetched
-
-MIGRATION: tuple[str, ...] = (
-    """CREATE TABLE deletions (
-        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
-        fragment_id TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        queued INTEGER NOT NULL,
-        PRIMARY KEY (peer_id, fragment_id))""",
-)
-
 
 @dataclass(frozen=True)
 class Dropped:
@@ -92,10 +81,6 @@ async def drop_packs(db: Database, user: str, pack_ids: Sequence[str]) -> Droppe
 
 # -- store tickets never committed ----------------------------------------------------
 
-_NOT_PLACED = ("NOT EXISTS (SELECT 1 FROM fragments f WHERE f.peer_id = g.peer_id"
-               " AND f.fragment_id = g.fragment_id)")
-
-
 async def expire_grants(db: Database, t: int | None = None) -> int:
     """Grants past their expiry: a fragment stored under one that was never committed is
     garbage on its supplier, so it goes on the delete list; the grants go. Returns the
@@ -105,20 +90,10 @@ async def expire_grants(db: Database, t: int | None = None) -> int:
         cur = await conn.execute(
             "INSERT INTO deletions(peer_id, fragment_id, size, queued)"
             " SELECT g.peer_id, g.fragment_id, g.size, ? FROM grants g"
-            f" WHERE g.expires < ? AND {_NOT_PLACED}"
+            f" WHERE g.expires < ? AND {NOT_PLACED}"
             " ON CONFLICT(peer_id, fragment_id) DO NOTHING", (at, at))
         await conn.execute("DELETE FROM grants WHERE expires < ?", (at,))
     return cur.rowcount
-
-
-async def queue_unused_grants(conn: aiosqlite.Connection, user: str, pack_id: str) -> None:
-    """At a pack's commit (inside its transaction): fragments granted but not committed
-    (the cancelled slow tail, a fragment moved to a spare) are garbage on their peers."""
-    await conn.execute(
-        "INSERT INTO deletions(peer_id, fragment_id, size, queued)"
-        " SELECT g.peer_id, g.fragment_id, g.size, ? FROM grants g"
-        f" WHERE g.user_name = ? AND g.pack_id = ? AND {_NOT_PLACED}"
-        " ON CONFLICT(peer_id, fragment_id) DO NOTHING", (now(), user, pack_id))
 
 
 # -- delete lists ----------------------------------------------------------------------

@@ -10,15 +10,6 @@ from dataclasses import dataclass
 
 from p2pbak.store.db.database import Database, fetch_all, now
 
-MIGRATION: tuple[str, ...] = (
-    """CREATE TABLE repo_locks (
-        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-        machine_id TEXT NOT NULL REFERENCES machines(id) ON DELETE CASCADE,
-        exclusive INTEGER NOT NULL,
-        expires INTEGER NOT NULL,
-        PRIMARY KEY (user_name, machine_id))""",
-)
-
 
 @dataclass(frozen=True)
 class Holder:

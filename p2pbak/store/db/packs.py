@@ -72,8 +72,6 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
     """Record `pack` and its stored fragments atomically. True if new, False if it was
     already committed with the same content; Conflict if with other content,
     NotGranted if a fragment lacks a grant."""
-    from p2pbak.store.db import garbage  # it imports this module
-
     async with db.transaction() as conn:
         old = await _load(conn, user, pack.id)
         if old is not None:
@@ -92,7 +90,7 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
             [(cur.lastrowid, f.index, f.fragment_id, f.size, f.peer_id, now())
              for f in pack.fragments])
         # granted but not committed (slow tail cancelled, moved to a spare): garbage
-        await garbage.queue_unused_grants(conn, user, pack.id)
+        await queue_unused_grants(conn, user, pack.id)
         await conn.execute("DELETE FROM grants WHERE user_name = ? AND pack_id = ?",
                            (user, pack.id))
     return True
@@ -146,3 +144,19 @@ async def totals(db: Database, user: str) -> tuple[int, int]:
                        " WHERE user_name = ?", (user,))
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+# -- store tickets never committed ----------------------------------------------------
+
+NOT_PLACED = ("NOT EXISTS (SELECT 1 FROM fragments f WHERE f.peer_id = g.peer_id"
+               " AND f.fragment_id = g.fragment_id)")
+
+
+async def queue_unused_grants(conn: aiosqlite.Connection, user: str, pack_id: str) -> None:
+    """At a pack's commit (inside its transaction): fragments granted but not committed
+    (the cancelled slow tail, a fragment moved to a spare) are garbage on their peers."""
+    await conn.execute(
+        "INSERT INTO deletions(peer_id, fragment_id, size, queued)"
+        " SELECT g.peer_id, g.fragment_id, g.size, ? FROM grants g"
+        f" WHERE g.user_name = ? AND g.pack_id = ? AND {NOT_PLACED}"
+        " ON CONFLICT(peer_id, fragment_id) DO NOTHING", (now(), user, pack_id))

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from p2pbak.store.db.database import Database, now
 
-# Peer states. Heartbeats move offline → active; the availability sweep moves active →
-# offline. Later states (leaving, dropped) are never changed by a heartbeat.
-ACTIVE = "active"
-OFFLINE = "offline"
+
+class PeerState(StrEnum):
+    """A peer's state (the `peers.state` column). Heartbeats move offline → active; the
+    availability sweep moves active → offline. Later states are never changed by a
+    heartbeat: disqualified (failed its audits), leaving (graceful exit: its fragments are
+    moved, it still serves them), left."""
+
+    ACTIVE = "active"
+    OFFLINE = "offline"
+    DISQUALIFIED = "disqualified"
+    LEAVING = "leaving"
+    LEFT = "left"
+
+
+ACTIVE, OFFLINE, DISQUALIFIED, LEAVING, LEFT = PeerState
+HEALTHY_STATES = (ACTIVE, OFFLINE)  # a fragment there counts until the departure timeout
 
 HEARTBEAT_RETENTION = 30 * 86400  # seconds of heartbeat history kept for estimators
 

@@ -13,9 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiosqlite
 
-from p2pbak.errors import P2pbakError
-from p2pbak.store.db.database import Database, now
-
 Migration = Sequence[str] | Callable[[aiosqlite.Connection], Awaitable[None]]
 
 # Version 1: identity, peers, packs and placements, snapshot/index blobs, heartbeats.
@@ -101,41 +98,122 @@ _V1: tuple[str, ...] = (
         PRIMARY KEY (user_name, kind, id))""",
 )
 
-def _bank_v() -> tuple[str, ...]:
-    from p2pbak.store.db.bank import MIGRATION
+_BANK: tuple[str, ...] = (
+    """CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,         -- 'bank' or 'user:<user name>'
+        balance INTEGER NOT NULL DEFAULT 0,  -- µc, always the sum of its entries
+        created INTEGER NOT NULL)""",
+    """CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,            -- backup | storage | retrieval | store | fetch | upkeep
+        ref TEXT UNIQUE,               -- what is paid for, once: 'ticket:<id>', 'pack:...'
+        user_name TEXT,                -- the consumer served, if any
+        quantity INTEGER NOT NULL DEFAULT 0,  -- bytes moved, or byte-seconds stored
+        at INTEGER NOT NULL)""",
+    "CREATE INDEX transactions_at ON transactions(at)",
+    """CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        txn INTEGER NOT NULL REFERENCES transactions(id),
+        movement INTEGER NOT NULL,     -- the two entries of one movement share it
+        account TEXT NOT NULL REFERENCES accounts(name),
+        amount INTEGER NOT NULL)""",
+    "CREATE INDEX entries_account ON entries(account)",
+    "CREATE INDEX entries_txn ON entries(txn, movement)",
+    """CREATE TABLE price_history (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        p_upload REAL NOT NULL,        -- prices in effect from `at` (p_S = 1)
+        p_download REAL NOT NULL,
+        prices TEXT NOT NULL,          -- PriceTable in µc, JSON
+        g_upload REAL,                 -- g(p) measured at the previous prices (null: no market)
+        g_download REAL,
+        supply TEXT,                   -- aggregate maximum supply S, JSON (per day)
+        demand TEXT,                   -- aggregate demand d, JSON (per day)
+        state TEXT NOT NULL,           -- the update rule's state, JSON
+        note TEXT NOT NULL DEFAULT '')""",
+    """CREATE TABLE alerts (
+        user_name TEXT PRIMARY KEY,
+        level TEXT NOT NULL,           -- 'low' | 'frozen'
+        raised INTEGER NOT NULL,
+        emailed INTEGER NOT NULL DEFAULT 0)""",
+)
 
-    return MIGRATION
+
+_REPAIR: tuple[str, ...] = (
+    """CREATE TABLE availability_samples (
+        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        seconds INTEGER NOT NULL,      -- how much time this observation stands for
+        online INTEGER NOT NULL,       -- 1 seen online (heartbeat or passed test), 0 not
+        source TEXT NOT NULL)          -- 'heartbeat' | 'test'""",
+    "CREATE INDEX availability_samples_peer_at ON availability_samples(peer_id, at)",
+    """CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,            -- repair | audit | test-store | test-fetch
+        pack_pk INTEGER REFERENCES packs(pk) ON DELETE CASCADE,
+        target TEXT REFERENCES peers(id) ON DELETE CASCADE,  -- peer audited or tested
+        fragment_id TEXT,              -- audit / test: the fragment fetched
+        size INTEGER,
+        seed BLOB,                     -- test: the test fragment's bytes derive from it
+        priority INTEGER NOT NULL DEFAULT 0,  -- lower runs first
+        state TEXT NOT NULL DEFAULT 'queued',
+        worker TEXT,
+        lease_expires INTEGER,
+        not_before INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        finished INTEGER,
+        result TEXT)""",
+    "CREATE INDEX tasks_queue ON tasks(state, priority, id)",
+    "CREATE UNIQUE INDEX tasks_open_repair ON tasks(pack_pk)"
+    " WHERE kind = 'repair' AND state IN ('queued', 'leased')",
+    "CREATE UNIQUE INDEX tasks_open_check ON tasks(target, kind)"
+    " WHERE kind != 'repair' AND state IN ('queued', 'leased')",
+    """CREATE TABLE task_grants (
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        fragment_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+        PRIMARY KEY (task_id, idx, peer_id))""",
+    """CREATE TABLE audits (
+        id INTEGER PRIMARY KEY,
+        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+        auditor TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        outcome TEXT NOT NULL)         -- ok | failed | offline""",
+    "CREATE INDEX audits_peer ON audits(peer_id, id)",
+)
 
 
-MIGRATIONS: list[Migration] = [_V1]
-MIGRATIONS.append(_bank_v())  # the bank: accounts, ledger, price history, alerts
+_GARBAGE: tuple[str, ...] = (
+    """CREATE TABLE deletions (
+        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+        fragment_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        queued INTEGER NOT NULL,
+        PRIMARY KEY (peer_id, fragment_id))""",
+)
 
 
-def _repair_v() -> tuple[str, ...]:
-    from p2pbak.store.db.tasks import MIGRATION
+_LOCKS: tuple[str, ...] = (
+    """CREATE TABLE repo_locks (
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        machine_id TEXT NOT NULL REFERENCES machines(id) ON DELETE CASCADE,
+        exclusive INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user_name, machine_id))""",
+)
 
-    return MIGRATION
-
-
-MIGRATIONS.append(_repair_v())  # repair, audits, testing: tasks, audits, availability samples
-
-
-def _garbage_v() -> tuple[str, ...]:
-    from p2pbak.store.db.garbage import MIGRATION
-
-    return MIGRATION
-
-
-MIGRATIONS.append(_garbage_v())  # delete lists: fragments suppliers should drop
-
-
-def _locks_v() -> tuple[str, ...]:
-    from p2pbak.store.db.locks import MIGRATION
-
-    return MIGRATION
-
-
-MIGRATIONS.append(_locks_v())  # repository locks across a user's machines (backup, prune)
+MIGRATIONS: list[Migration] = [
+    _V1,
+    _BANK,  # the bank: accounts, ledger, price history, alerts
+    _REPAIR,  # repair, audits, testing: tasks, audits, availability samples
+    _GARBAGE,  # delete lists: fragments suppliers should drop
+    _LOCKS,  # repository locks across a user's machines (backup, prune)
+]
 
 # work allocation moves fragments toward low balances (a flagged fragment is rebuilt on a
 # new supplier like a leaving peer's); each price row keeps the overheads its q came from
@@ -143,36 +221,3 @@ MIGRATIONS.append((
     "ALTER TABLE fragments ADD COLUMN moving INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE price_history ADD COLUMN overheads TEXT",
 ))
-
-
-async def schema_version(db: Database) -> int:
-    exists = await db.scalar(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")
-    if not exists:
-        return 0
-    return int(await db.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
-
-
-async def apply_migrations(db: Database, migrations: Sequence[Migration]) -> int:
-    """Bring `db` up to len(migrations); a no-op when it is there. Returns the version."""
-    async with db.transaction() as conn:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                           "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")
-    current = await schema_version(db)
-    if current > len(migrations):
-        raise P2pbakError(f"database {db.path} has schema version {current}, newer than this "
-                          f"p2pbak knows ({len(migrations)}): upgrade p2pbak")
-    for version in range(current + 1, len(migrations) + 1):
-        await _apply_one(db, version, migrations[version - 1])
-    return len(migrations)
-
-
-async def _apply_one(db: Database, version: int, migration: Migration) -> None:
-    async with db.transaction() as conn:
-        if callable(migration):
-            await migration(conn)
-        else:
-            for statement in migration:
-                await conn.execute(statement)
-        await conn.execute("INSERT INTO schema_version(version, applied) VALUES (?, ?)",
-                           (version, now()))

@@ -17,63 +17,11 @@ import aiosqlite
 
 from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
 from p2pbak.store.db.packs import Fragment
-from p2pbak.store.db.peers import ACTIVE, OFFLINE
-
-DISQUALIFIED = "disqualified"
-LEAVING = "leaving"  # graceful exit: its fragments are moved, it still serves them
-LEFT = "left"
-HEALTHY_STATES = (ACTIVE, OFFLINE)  # a fragment there counts until the departure timeout
+from p2pbak.store.db.peers import ACTIVE, DISQUALIFIED, HEALTHY_STATES, LEAVING
 
 REPAIR, AUDIT, TEST_STORE, TEST_FETCH = "repair", "audit", "test-store", "test-fetch"
 QUEUED, LEASED, DONE, FAILED = "queued", "leased", "done", "failed"
 OK_OUTCOME, FAILED_OUTCOME, OFFLINE_OUTCOME = "ok", "failed", "offline"
-
-MIGRATION: tuple[str, ...] = (
-    """CREATE TABLE availability_samples (
-        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
-        at INTEGER NOT NULL,
-        seconds INTEGER NOT NULL,      -- how much time this observation stands for
-        online INTEGER NOT NULL,       -- 1 seen online (heartbeat or passed test), 0 not
-        source TEXT NOT NULL)          -- 'heartbeat' | 'test'""",
-    "CREATE INDEX availability_samples_peer_at ON availability_samples(peer_id, at)",
-    """CREATE TABLE tasks (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,            -- repair | audit | test-store | test-fetch
-        pack_pk INTEGER REFERENCES packs(pk) ON DELETE CASCADE,
-        target TEXT REFERENCES peers(id) ON DELETE CASCADE,  -- peer audited or tested
-        fragment_id TEXT,              -- audit / test: the fragment fetched
-        size INTEGER,
-        seed BLOB,                     -- test: the test fragment's bytes derive from it
-        priority INTEGER NOT NULL DEFAULT 0,  -- lower runs first
-        state TEXT NOT NULL DEFAULT 'queued',
-        worker TEXT,
-        lease_expires INTEGER,
-        not_before INTEGER NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created INTEGER NOT NULL,
-        finished INTEGER,
-        result TEXT)""",
-    "CREATE INDEX tasks_queue ON tasks(state, priority, id)",
-    "CREATE UNIQUE INDEX tasks_open_repair ON tasks(pack_pk)"
-    " WHERE kind = 'repair' AND state IN ('queued', 'leased')",
-    "CREATE UNIQUE INDEX tasks_open_check ON tasks(target, kind)"
-    " WHERE kind != 'repair' AND state IN ('queued', 'leased')",
-    """CREATE TABLE task_grants (
-        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
-        idx INTEGER NOT NULL,
-        fragment_id TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
-        PRIMARY KEY (task_id, idx, peer_id))""",
-    """CREATE TABLE audits (
-        id INTEGER PRIMARY KEY,
-        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
-        auditor TEXT NOT NULL,
-        fragment_id TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        outcome TEXT NOT NULL)         -- ok | failed | offline""",
-    "CREATE INDEX audits_peer ON audits(peer_id, id)",
-)
 
 _TASK_COLUMNS = ("id, kind, pack_pk, target, fragment_id, size, seed, priority, state, worker,"
                  " lease_expires, not_before, attempts, created")
