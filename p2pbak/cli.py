@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+import p2pbak.commands as pkg
 from p2pbak import __version__
 from p2pbak.commands import groups, output
 from p2pbak.errors import ExitCode, P2pbakError
@@ -37,8 +38,6 @@ def _root(
 
 
 def _register_all() -> None:
-    import p2pbak.commands as pkg
-
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         if info.name in ("groups", "output") or info.name.startswith("_"):
             continue

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import tomli_w
 
 from p2pbak.errors import NotInitialised, P2pbakError
@@ -62,7 +63,6 @@ def config_path(explicit: Path | None = None) -> Path:
     env = os.environ.get(ENV_CONFIG)
     if env:
         return Path(env).expanduser()
-    import platformdirs
 
     return Path(platformdirs.user_config_dir("p2pbak")) / "config.toml"
 

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer.main
+from rich.errors import MarkupError
+from rich.text import Text
+from typer._click import Context
+
 from p2pbak import __version__
+from p2pbak.cli import app
 from p2pbak.errors import ExitCode
 
 PROG = "p2pbak"
@@ -112,16 +118,11 @@ class Page:
 
 
 def root_command() -> Any:
-    import typer.main
-
-    from p2pbak.cli import app
-
     return typer.main.get_command(app)
 
 
 def walk(root: Any | None = None) -> list[Page]:
     """Every visible command and group, the overview first, in --help order."""
-    from typer._click import Context
 
     root = root if root is not None else root_command()
     pages: list[Page] = []
@@ -142,9 +143,6 @@ def _plain(text: str, command: Any) -> str:
     text = inspect.cleandoc(text or "").partition("\f")[0]
     text = "\n".join(ln for ln in text.split("\n") if ln.strip() != "\b")
     if getattr(command, "rich_markup_mode", None) == "rich":
-        from rich.errors import MarkupError
-        from rich.text import Text
-
         with contextlib.suppress(MarkupError):
             text = Text.from_markup(text).plain
     return text.strip()
@@ -208,7 +206,6 @@ def find_command(argv: list[str],
 
 def unknown_options(argv: list[str], root: Any | None = None) -> list[str]:
     """Problems with a p2pbak command line: unknown command or options it does not take."""
-    from typer._click import Context
 
     path, cmd, rest = find_command(argv, root)
     if getattr(cmd, "commands", None):
@@ -337,8 +334,6 @@ def check_commands(name: str, spec: dict[str, Any], root: Any) -> None:
 
 
 def _all_options(cmd: Any) -> set[str]:
-    from typer._click import Context
-
     ctx = Context(cmd, info_name=PROG)
     names = {o for p in cmd.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}
     for sub in getattr(cmd, "commands", {}).values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -16,8 +17,7 @@ DbOpt = Annotated[Path, typer.Option("--db", help="The coordinator's SQLite data
 
 
 async def _audit(path: Path) -> dict[str, Any]:
-    from types import SimpleNamespace
-
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.model import MarketSettings
     from p2pbak.store.db import bank
@@ -48,6 +48,7 @@ async def _audit(path: Path) -> dict[str, Any]:
 
 
 def _say(rep: Any, r: dict[str, Any]) -> None:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import credits
 
     def mark(good: bool) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -15,15 +16,13 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     ProgressView,
     QuietOpt,
-    Session,
     as_dict,
-    open_session,
     read_lines,
     reporter,
     run,
-    unlocked,
 )
 from p2pbak.commands.output import Reporter
+from p2pbak.config import format_size
 from p2pbak.errors import ExitCode, P2pbakError
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
 
 async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
                   dry_run: bool, view: ProgressView) -> tuple[Any, Stats]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.archiver import backup
 
     # shared: a prune on another machine of this user waits until this backup is done
@@ -66,7 +66,6 @@ def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
 
 def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], warnings: list[Any],
             dry_run: bool) -> None:
-    from p2pbak.config import format_size
 
     for warning in warnings:
         rep.warn(str(warning))
@@ -107,6 +106,7 @@ def register(app: typer.Typer) -> None:
                    password_file: PasswordFileOpt = None,
                    password_command: PasswordCommandOpt = None) -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
+        # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.store.machinelock import machine_lock, parse_duration
 
         rep = reporter(json, quiet)

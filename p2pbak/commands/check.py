@@ -6,17 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
-    Session,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
 
 
 async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResult:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.check import check
 
     def progress(done: int, total: int) -> None:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Coroutine
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from p2pbak.commands.output import Reporter
+from p2pbak.config import config_path
+from p2pbak.errors import P2pbakError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from p2pbak.client.netrepo import NetworkRepository
-    from p2pbak.config import Config
 
 T = TypeVar("T")
 
@@ -57,47 +57,8 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
 
 
-@dataclass
-class Session:
-    """A loaded config plus the passphrase: what every data command needs."""
-
-    config: Config
-    passphrase: str
-
-
-def open_session(config: Path | None, password_file: Path | None = None,
-                 password_command: str | None = None) -> Session:
-    from p2pbak.config import load, read_passphrase
-
-    cfg = load(config)
-    return Session(cfg, read_passphrase(password_file=password_file,
-                                        password_command=password_command))
-
-
-@asynccontextmanager
-async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None = None
-                   ) -> AsyncIterator[tuple[NetworkRepository, bytes]]:
-    """This machine's network repository and the master key (the wrapped key file from the
-    coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
-    coordinator's repository lock throughout: backups share it, prune takes it alone."""
-    from p2pbak.client.netrepo import NetworkRepository
-    from p2pbak.client.repolock import repo_lock
-    from p2pbak.datapath.crypto import unwrap_master_key
-    from p2pbak.net.api import CoordinatorClient, PeerClient
-
-    async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
-                AsyncExitStack() as held):
-        if lock is not None:
-            await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
-        repo = NetworkRepository(coord, peers)
-        keyfile = await repo.get_keyfile()
-        yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
-
-
 def read_lines(files: list[Path]) -> list[str]:
     """Non-empty, non-comment lines of exclude files (restic's --exclude-file)."""
-    from p2pbak.errors import P2pbakError
-
     lines: list[str] = []
     for f in files:
         try:
@@ -114,7 +75,6 @@ class ProgressView:
 
     `update` takes the data path's progress object (files/bytes done and totals).
     """
-
     def __init__(self, rep: Reporter, what: str) -> None:
         self.rep = rep
         self.what = what
@@ -126,6 +86,7 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if not self.rep.json and not self.rep.quiet and sys.stdout.isatty():
+            # imported here, not at the top: keeps CLI start-up fast
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -177,9 +138,6 @@ def counters(progress: Any) -> dict[str, int]:
 
 def fresh_config_path(config: Path | None) -> Path:
     """Where init/recover write the config; refuses to replace an existing one."""
-    from p2pbak.config import config_path
-    from p2pbak.errors import P2pbakError
-
     path = config_path(config)
     if path.exists():
         raise P2pbakError(f"{path} already exists: this machine is set up already; use "
@@ -187,20 +145,5 @@ def fresh_config_path(config: Path | None) -> Path:
     return path
 
 
-def save_machine(path: Path, url: str, user: str, machine: str, joined: dict[str, Any],
-                 health: dict[str, Any]) -> dict[str, Any]:
-    """Write this machine's config from the coordinator's answers (to `init` or `recover`);
-    the command's summary fields."""
-    from p2pbak.config import Config, save
-
-    save(Config(path=path, coordinator=url.rstrip("/"), user=user,
-                machine_id=str(joined["machine_id"]), secret=str(joined["secret"]),
-                ticket_key=str(health.get("ticket_key", ""))))
-    return {"user": user, "machine": machine, "machine_id": joined["machine_id"],
-            "coordinator": url, "config": str(path)}
-
-
 def machine_name(name: str | None) -> str:
-    import socket
-
     return name or socket.gethostname() or "machine"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from p2pbak.commands.common import JsonOpt, reporter
+from p2pbak.config import format_size
 from p2pbak.errors import ExitCode
 
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
                  = False,
                  json: JsonOpt = False) -> None:
         """Start a local grid, back up a folder, restore it elsewhere, verify every byte."""
-        from p2pbak.config import format_size
+        # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.localgrid.demo import keep_instructions, run_demo
 
         rep = reporter(json)

@@ -6,17 +6,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
-    Session,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.prune import DryRunOpt, locked, prune_repo
@@ -35,6 +33,7 @@ def _keep(name: str, what: str) -> Any:
 async def _decide(session: Session, ids: list[str], policy: Policy, host: str | None,
                   dry_run: bool) -> list[dict[str, Any]]:
     """One group line per host+paths group; removes the snapshots unless `dry_run`."""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.retention import apply_policy, group_by
     from p2pbak.datapath.snapshots import find_snapshot, list_snapshots
 
@@ -107,6 +106,7 @@ def forget_cmd(
     password_file: PasswordFileOpt = None, password_command: PasswordCommandOpt = None,
 ) -> None:
     """Remove snapshots by id, or all but those a keep policy keeps (per host and paths)."""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.retention import Policy
 
     rep = reporter(json, quiet)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,8 +15,8 @@ from p2pbak.commands.common import (
     machine_name,
     reporter,
     run,
-    save_machine,
 )
+from p2pbak.config import read_passphrase
 
 CoordinatorOpt = Annotated[str, typer.Option(
     "--coordinator", envvar="P2PBAK_COORDINATOR",
@@ -28,38 +26,14 @@ MachineOpt = Annotated[str | None, typer.Option(
     "--machine", help="A name for this machine (default: the host name).")]
 
 
-async def initialise(url: str, user: str, machine: str, passphrase: str, path: Path) -> dict:
-    """Create the user and its master key; the coordinator keeps only the wrapped key."""
-    from p2pbak.datapath import crypto
-    from p2pbak.errors import P2pbakError
-    from p2pbak.net.api import CoordinatorClient, CoordinatorError
-
-    async with CoordinatorClient(url) as coord:
-        health = await coord.health()
-        try:
-            await coord.salt(user)
-        except CoordinatorError as exc:
-            if exc.status != 404:
-                raise
-        else:
-            raise P2pbakError(f"user {user!r} already exists on {url}: to use it on this "
-                              f"machine run `p2pbak recover --coordinator {url} --user {user}`")
-        salt = crypto.new_salt()
-        login, keyfile = await asyncio.gather(
-            asyncio.to_thread(crypto.login_key, passphrase, user, salt),
-            asyncio.to_thread(crypto.wrap_master_key, crypto.new_master_key(), passphrase))
-        created = await coord.create_user(user, salt=salt, login_key=login, keyfile=keyfile,
-                                          machine=machine)
-    return save_machine(path, url, user, machine, created, health)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(coordinator: CoordinatorOpt, user: UserOpt, machine: MachineOpt = None,
              password_file: PasswordFileOpt = None, password_command: PasswordCommandOpt = None,
              config: ConfigOpt = None, json: JsonOpt = False) -> None:
         """Create your user and this machine on a coordinator (a new master key)."""
-        from p2pbak.config import read_passphrase
+        # imported here, not at the top: keeps CLI start-up fast
+        from p2pbak.client.identity import initialise
 
         rep = reporter(json)
         path = fresh_config_path(config)

@@ -9,22 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
-    Session,
     as_dict,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
 from p2pbak.commands.snapshots import when
 
 
 async def _ls(session: Session, ref: str, path: str | None) -> tuple[str, list[Any]]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.snapshots import find_snapshot, list_tree
 
     async with unlocked(session) as (repo, master):

@@ -22,6 +22,7 @@ def erasure(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
 ) -> None:
     """Copies plain replication needs, and the k-of-n code that reaches the target."""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.market.erasure import choose_code, replication_copies
 
     out = Reporter(json=json, quiet=quiet)

@@ -15,6 +15,7 @@ SPACE_GB = 30.0  # §2.5's example supplier
 def explain(json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Print the paper's figures from the code: copies vs erasure factor, effective space,
     and what a GB consumed costs against what a GB supplied earns."""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.market.erasure import choose_code, replication_copies
     from p2pbak.market.prices import Overheads, consume_to_earn_ratio, effective_space
     from p2pbak.market.resources import prices

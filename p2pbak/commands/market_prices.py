@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.config import load
 
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=10_000,
                                        help="Show the last N price updates.")]
 
 
 async def _prices(cfg: Any, limit: int) -> dict[str, Any]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -21,8 +24,6 @@ async def _prices(cfg: Any, limit: int) -> dict[str, Any]:
 
 
 def _line(row: dict[str, Any]) -> str:
-    import time
-
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(row["at"])))
     g = row.get("g")
     gap = "g = (—)" if g is None else f"g = ({g[0]:+.3g}, {g[1]:+.3g})"
@@ -36,8 +37,6 @@ def _line(row: dict[str, Any]) -> str:
 def market_prices(limit: LimitOpt = 30, json: JsonOpt = False,
                   config: ConfigOpt = None) -> None:
     """Show resource prices over time (space = 1) and the market's g(p) at each update."""
-    from p2pbak.config import load
-
     rep = reporter(json)
     answer = run(_prices(load(config), limit))
     history = list(answer.get("history", []))

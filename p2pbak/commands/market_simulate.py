@@ -34,9 +34,11 @@ def check_market_options(agents: int, rounds: int, noise: float, lag: float,
 def plot_runs(runs: dict[str, Run], p_star: tuple[float, float], path: Path,
               title: str) -> None:
     """Prices (relative to the equilibrium) and max relative |g| per round, one line per run."""
+    # imported here, not at the top: keeps CLI start-up fast
     import matplotlib
 
     matplotlib.use("Agg")
+    # imported here, not at the top: keeps CLI start-up fast
     import matplotlib.pyplot as plt
 
     fig, (ax_p, ax_g) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
@@ -98,8 +100,10 @@ def simulate_cmd(
         raise P2pbakError("--start-factor must be a number >= 1")
     if not 0 < tol < 1:
         raise P2pbakError("--tol must be in (0, 1)")
+    # imported here, not at the top: keeps CLI start-up fast
     import numpy as np
 
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.market.agents import make_economy
     from p2pbak.market.simulate import equilibrium, far_start, simulate
     from p2pbak.market.sweep import effective_tol, round_bound

@@ -45,6 +45,7 @@ def sweep_cmd(
     if trials < 1:
         raise P2pbakError("--trials must be at least 1")
     wanted = parse_factors(factors)
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.market.sweep import Setup, round_bound
 
     setup = Setup(agents=agents, rounds=rounds, seed=seed, noise=noise, lag=lag, rho=rho)
@@ -53,6 +54,7 @@ def sweep_cmd(
         out.summary(**row.to_dict(), round_bound=round_bound(row.factor))
     if json or quiet:
         return
+    # imported here, not at the top: keeps CLI start-up fast
     from rich.table import Table
 
     table = Table(title=f"{trials} markets of {agents} users per row "
@@ -73,10 +75,12 @@ def sweep_cmd(
 
 def _run(factors: list[float], trials: int, setup: Setup, show: bool) -> list[SweepRow]:
     """The sweep, with a progress bar for people."""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.market.sweep import sweep
 
     if not show:
         return sweep(factors, trials, setup)
+    # imported here, not at the top: keeps CLI start-up fast
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:

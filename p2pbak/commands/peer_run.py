@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import time
 from pathlib import Path
 
 import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.output import Reporter
+from p2pbak.config import config_path
 from p2pbak.errors import P2pbakError
 
 DEFAULT_LISTEN = "127.0.0.1:8421"
@@ -29,14 +33,11 @@ def parse_listen(text: str, example: str = DEFAULT_LISTEN, *,
 
 class _ToReporter(logging.Handler):
     """Agent log lines, time-stamped, as text or JSON status lines; warnings even when quiet."""
-
     def __init__(self, reporter: Reporter) -> None:
         super().__init__(logging.INFO)
         self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
-        import time
-
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         text = record.getMessage()
         if self.reporter.json:
@@ -63,12 +64,11 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems."),
 ) -> None:
     """Serve fragments to other peers under this machine's caps until stopped (SIGTERM)."""
-    import asyncio
-    import signal
 
+    # imported here, not at the top: keeps CLI start-up fast
     from rich.console import Console
 
-    from p2pbak.config import config_path
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.peer.agent import Agent
     from p2pbak.peer.deletes import DeleteList
     from p2pbak.peer.receipts import RECEIPTS_FILE, ReceiptBook

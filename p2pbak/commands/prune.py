@@ -6,19 +6,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
-    Session,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
 from p2pbak.commands.output import Reporter
+from p2pbak.config import format_size
 
 if TYPE_CHECKING:
     from p2pbak.datapath.prune import PruneResult
@@ -29,6 +28,7 @@ DryRunOpt = Annotated[bool, typer.Option(
 
 async def prune_repo(session: Session, dry_run: bool,
                      forgotten: frozenset[str] = frozenset()) -> PruneResult:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.prune import prune
 
     async with unlocked(session, lock="shared" if dry_run else "exclusive") as (repo, master):
@@ -39,6 +39,7 @@ def locked(session: Session, fn: Any) -> Any:
     """Run `fn()` under this machine's lock: a backup running here must not lose the packs
     it has committed before its snapshot lists them. (Backups of the user's other machines
     are kept off by the coordinator's repository lock, taken exclusively in `prune_repo`.)"""
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.store.machinelock import machine_lock
 
     with machine_lock(session.config.cache, command="prune",
@@ -48,8 +49,6 @@ def locked(session: Session, fn: Any) -> Any:
 
 def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = None) -> None:
     """The summary line (with `extra` fields, e.g. forget's) and the human lines."""
-    from p2pbak.config import format_size
-
     plan = result.plan
     rep.summary(**{**(extra or {}), "dry_run": result.dry_run,
                    "packs_to_drop": len(plan.drop), "bytes_to_drop": plan.drop_bytes,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import typer
 
 from p2pbak.commands.common import (
@@ -16,37 +13,9 @@ from p2pbak.commands.common import (
     machine_name,
     reporter,
     run,
-    save_machine,
 )
 from p2pbak.commands.init import CoordinatorOpt, MachineOpt, UserOpt
-
-
-async def recover_machine(url: str, user: str, machine: str, passphrase: str,
-                          path: Path) -> dict:
-    """Prove the passphrase (login key), register this machine, check the key unwraps."""
-    from p2pbak.datapath import crypto
-    from p2pbak.errors import P2pbakError, WrongPassphrase
-    from p2pbak.net.api import CoordinatorClient, CoordinatorError
-
-    async with CoordinatorClient(url) as coord:
-        health = await coord.health()
-        try:
-            salt = await coord.salt(user)
-        except CoordinatorError as exc:
-            if exc.status == 404:
-                raise P2pbakError(f"no user {user!r} on {url}: check the name, or create it "
-                                  "with `p2pbak init`") from None
-            raise
-        login = await asyncio.to_thread(crypto.login_key, passphrase, user, salt)
-        try:
-            got = await coord.add_machine(user, login_key=login, machine=machine)
-        except CoordinatorError as exc:
-            if exc.status == 403:
-                raise WrongPassphrase(f"wrong passphrase for user {user!r}: nothing was "
-                                      "changed, try again") from None
-            raise
-    await asyncio.to_thread(crypto.unwrap_master_key, got["keyfile"], passphrase)
-    return save_machine(path, url, user, machine, got, health)
+from p2pbak.config import read_passphrase
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +25,8 @@ def register(app: typer.Typer) -> None:
                 password_command: PasswordCommandOpt = None, config: ConfigOpt = None,
                 json: JsonOpt = False) -> None:
         """On a new machine: regain access to your backups with user name and passphrase."""
-        from p2pbak.config import read_passphrase
+        # imported here, not at the top: keeps CLI start-up fast
+        from p2pbak.client.identity import recover_machine
 
         rep = reporter(json)
         path = fresh_config_path(config)

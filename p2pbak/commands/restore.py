@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -14,13 +15,11 @@ from p2pbak.commands.common import (
     PasswordFileOpt,
     ProgressView,
     QuietOpt,
-    Session,
     as_dict,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
+from p2pbak.config import format_size
 from p2pbak.errors import ExitCode
 
 SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or `latest`.")]
@@ -28,6 +27,7 @@ SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or 
 
 async def _restore(session: Session, ref: str, target: Path, include: list[str],
                    overwrite: bool, view: ProgressView) -> tuple[str, Any, int]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
@@ -53,7 +53,6 @@ def register(app: typer.Typer) -> None:
                     password_file: PasswordFileOpt = None,
                     password_command: PasswordCommandOpt = None) -> None:
         """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
-        from p2pbak.config import format_size
 
         rep = reporter(json, quiet)
         session = open_session(config, password_file, password_command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ DEFAULT_LISTEN = "127.0.0.1:8420"
 
 
 def default_db() -> Path:
+    # imported here, not at the top: keeps CLI start-up fast
     import platformdirs
 
     return platformdirs.user_data_path("p2pbak") / "coordinator.db"
@@ -62,9 +65,8 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
 ) -> None:
     """Run the coordinator: metadata, tickets and placement for a grid of peers."""
-    import asyncio
-    import logging
 
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import parse_credits
     from p2pbak.coordinator.http.server import ServeOptions
     from p2pbak.coordinator.http.server import serve as run

@@ -7,21 +7,20 @@ from typing import Any
 
 import typer
 
+from p2pbak.client.session import Session, open_session, unlocked
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
-    Session,
     as_dict,
-    open_session,
     reporter,
     run,
-    unlocked,
 )
 
 
 async def _list(session: Session) -> list[Any]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.snapshots import list_snapshots
 
     async with unlocked(session) as (repo, master):
@@ -47,6 +46,7 @@ def register(app: typer.Typer) -> None:
                       password_file: PasswordFileOpt = None,
                       password_command: PasswordCommandOpt = None) -> None:
         """List your snapshots, oldest first."""
+        # imported here, not at the top: keeps CLI start-up fast
         from rich.table import Table
 
         rep = reporter(json)

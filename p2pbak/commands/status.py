@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import typer
 
 from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.commands.supply_set import caps_dict
+from p2pbak.config import format_size, load
 from p2pbak.errors import Unreachable
 
 LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this machine's peer"),
@@ -17,7 +20,7 @@ LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this mac
 
 
 async def _status(cfg: Any) -> dict[str, Any]:
-    from p2pbak.commands.supply_set import caps_dict
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -33,8 +36,6 @@ async def _status(cfg: Any) -> dict[str, Any]:
 
 
 def _human(key: str, value: Any) -> str:
-    from p2pbak.config import format_size
-
     if key.startswith("bytes") and isinstance(value, int):
         return format_size(value)
     if isinstance(value, bool):
@@ -53,7 +54,6 @@ def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:
     """Account health in words (§2.4: the balance itself is not for people) and the alert."""
     if not isinstance(account, dict):
         return
-    from p2pbak.config import format_size
 
     available = fields.get("backup_space_available")
     if isinstance(available, int):
@@ -65,8 +65,6 @@ def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:
     rep.say(f"account: {account.get('health', '?')}")
     alert = account.get("alert")
     if isinstance(alert, dict):
-        import time
-
         since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(alert.get("raised", 0))))
         rep.say(f"[bold]alert[/]: balance {alert.get('level')} since {since}: "
                 f"{account.get('health', '')}")
@@ -76,7 +74,6 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status_cmd(json: JsonOpt = False, config: ConfigOpt = None) -> None:
         """Show the coordinator, this machine's peer and how much is backed up and lent."""
-        from p2pbak.config import load
 
         rep = reporter(json)
         cfg = load(config)

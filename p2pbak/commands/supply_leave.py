@@ -10,12 +10,14 @@ import typer
 from p2pbak.commands import groups
 from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
 from p2pbak.commands.output import Reporter
+from p2pbak.config import format_size, load
 from p2pbak.errors import P2pbakError
 
 POLL = 2.0  # seconds between progress questions
 
 
 async def _ask(cfg: Any, start: bool) -> dict[str, Any]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -26,8 +28,6 @@ async def _ask(cfg: Any, start: bool) -> dict[str, Any]:
 
 def _wait(rep: Reporter, cfg: Any, timeout: float) -> dict[str, Any]:
     """Poll until nothing is placed on this peer (or `timeout` seconds pass)."""
-    from p2pbak.config import format_size
-
     deadline = None if timeout <= 0 else time.monotonic() + timeout
     state = run(_ask(cfg, start=True))
     last = None
@@ -54,8 +54,6 @@ def supply_leave(
     json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Stop lending: move this peer's fragments to others, then it can be stopped."""
-    from p2pbak.config import load
-
     rep = reporter(json, quiet)
     cfg = load(config)
     rep.say("leaving: no new fragments come here; keep `p2pbak peer run` going while the "

@@ -8,6 +8,7 @@ import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
+from p2pbak.config import format_rate, format_size, load, parse_rate, parse_size, save
 from p2pbak.errors import P2pbakError
 
 SizeOpt = Annotated[str | None, typer.Option(
@@ -19,8 +20,6 @@ DownloadOpt = Annotated[str | None, typer.Option(
 
 
 def cap_text(value: int, rate: bool) -> str:
-    from p2pbak.config import format_rate, format_size
-
     if not value:
         return "no cap"
     return format_rate(value) if rate else format_size(value)
@@ -31,6 +30,7 @@ def caps_dict(supply: Any) -> dict[str, int]:
 
 
 async def _send(cfg: Any) -> dict[str, Any]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -40,8 +40,6 @@ async def _send(cfg: Any) -> dict[str, Any]:
 def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
                json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
     """Set the caps on what this machine lends; the peer agent never uses more."""
-    from p2pbak.config import load, parse_rate, parse_size, save
-
     rep = reporter(json, quiet)
     if space is None and upload is None and download is None:
         raise P2pbakError("nothing to set: give --space, --upload and/or --download "

@@ -9,6 +9,7 @@ import typer
 from p2pbak.commands import groups
 from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
 from p2pbak.commands.supply_set import cap_text, caps_dict
+from p2pbak.config import format_size, load
 
 PricesOpt = Annotated[bool, typer.Option(
     "--prices", help="Also show today's prices and this account's balance.")]
@@ -16,6 +17,7 @@ NAMES = (("space", False), ("upload", True), ("download", True))
 
 
 async def _quote(cfg: Any) -> dict[str, Any]:
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
@@ -34,7 +36,7 @@ def _region_lines(q: dict[str, Any]) -> list[str]:
 
 
 def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
-    from p2pbak.config import format_size
+    # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import credits
 
     caps = q["caps"]
@@ -55,8 +57,6 @@ def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
 def supply_show(prices: PricesOpt = False, json: JsonOpt = False,
                 config: ConfigOpt = None) -> None:
     """Show the caps, backup space in use and available, and each cap's effective region."""
-    from p2pbak.config import load
-
     rep = reporter(json)
     cfg = load(config)
     q = run(_quote(cfg))

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import smtplib
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.tariff import current_prices
+from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
@@ -155,9 +159,6 @@ async def _email(settings: MarketSettings, user: str, state: AccountState) -> bo
 
 
 def send_mail(settings: MarketSettings, to: str, state: AccountState) -> None:
-    import smtplib
-    from email.message import EmailMessage
-
     msg = EmailMessage()
     msg["From"], msg["To"] = settings.smtp_from, to
     msg["Subject"] = f"p2pbak: your backup account is {state.health.split(':')[0]}"
@@ -174,9 +175,7 @@ def send_mail(settings: MarketSettings, to: str, state: AccountState) -> None:
 
 def parse_credits(text: str) -> int:
     """'10', '0.5', '0.000001' credits → exact µc (a one-line error otherwise)."""
-    from decimal import Decimal, InvalidOperation
 
-    from p2pbak.errors import P2pbakError
 
     try:
         value = Decimal(text.strip()) * rules.MICRO

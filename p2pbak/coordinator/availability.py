@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import blake3
 
+from p2pbak.net.probes import test_fragment
+from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.units import DAY
@@ -51,11 +53,6 @@ def sample_period(online_window: int) -> float:
     return max(1.0, min(300.0, online_window / 2))
 
 
-def test_fragment(seed: bytes, size: int) -> bytes:
-    """The bytes of a test fragment: both the coordinator and the tester derive them."""
-    return blake3.blake3(seed).digest(length=size)
-
-
 async def availability_job(coord: Coordinator) -> None:
     """Sample every peer, refresh the estimates, queue tests for little-known peers."""
     await sample(coord)
@@ -65,7 +62,6 @@ async def availability_job(coord: Coordinator) -> None:
 
 async def sample(coord: Coordinator, t: int | None = None) -> None:
     at = now() if t is None else t
-    from p2pbak.store.db import peers as coordinator_peers
 
     period = round(sample_period(coord.online_window))
     online = {p.id for p in await coordinator_peers.online(coord.db, coord.online_window)}

@@ -14,8 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from p2pbak.coordinator.audit import audit_job
+from p2pbak.coordinator.availability import availability_job, sample_period
+from p2pbak.coordinator.billing import billing_job
+from p2pbak.coordinator.checker import checker_job
+from p2pbak.coordinator.model import MarketSettings, RepairSettings
+from p2pbak.coordinator.moves import move_job
+from p2pbak.coordinator.prices import price_job
+from p2pbak.coordinator.sweep import availability_sweep
+
 if TYPE_CHECKING:
-    from p2pbak.coordinator.model import MarketSettings, RepairSettings
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.jobs")
@@ -64,15 +72,6 @@ class JobRunner:
 def builtin_jobs(online_window: int, market: MarketSettings | None = None,
                  repair: RepairSettings | None = None) -> list[Job]:
     """Every job the coordinator runs, with its period."""
-    from p2pbak.coordinator.audit import audit_job
-    from p2pbak.coordinator.availability import availability_job, sample_period
-    from p2pbak.coordinator.billing import billing_job
-    from p2pbak.coordinator.checker import checker_job
-    from p2pbak.coordinator.model import MarketSettings, RepairSettings
-    from p2pbak.coordinator.moves import move_job
-    from p2pbak.coordinator.prices import price_job
-    from p2pbak.coordinator.sweep import availability_sweep
-
     market = market or MarketSettings()
     repair = repair or RepairSettings()
     return [

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from p2pbak.datapath.erasure import HEADER_LEN, share_length
 from p2pbak.market import allocation
+from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
 from p2pbak.store.db.peers import Peer
 
@@ -84,7 +86,6 @@ def order_candidates(peers: Sequence[Peer], rng: random.Random,
     shuffle."""
     if balances is None:
         return spread_subnets(weighted_order(peers, rng))
-    from p2pbak.market.allocation import Candidate, order_by_balance
 
     by_id = {p.id: p for p in peers}
     order = order_by_balance([Candidate(p.id, balances.get(p.id, 0), p.subnet)
@@ -98,8 +99,6 @@ def availability(peer: Peer) -> float:
 
 
 def fragment_size(pack_length: int, k: int) -> int:
-    from p2pbak.datapath.erasure import HEADER_LEN, share_length
-
     return share_length(pack_length, k) + HEADER_LEN
 
 

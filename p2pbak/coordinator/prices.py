@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import placement
 from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_prices
+from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
@@ -32,7 +33,7 @@ from p2pbak.market.supply import (
     backup_balance,
     effective_supply,
 )
-from p2pbak.market.update import Params, UpdateState, held_reason, update
+from p2pbak.market.update import RULES, Params, UpdateState, held_reason, new_state, update
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
@@ -54,9 +55,6 @@ RESPOND_TOL = 0.01
 
 def check_rule(rule: str) -> str:
     """A price update rule name, or a one-line error naming the choices."""
-    from p2pbak.errors import P2pbakError
-    from p2pbak.market.update import RULES
-
     if rule not in RULES:
         raise P2pbakError(f"unknown price rule {rule!r}: choose {' or '.join(RULES)}")
     return rule
@@ -154,8 +152,6 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
 async def _record(coord: Coordinator, t: int, p: Resources, o: Overheads,
                   state: UpdateState | None, measured: tuple[float, float] | None,
                   supply: Resources | None, demand: Resources | None, note: str) -> PriceRow:
-    from p2pbak.market.update import new_state
-
     state = state or new_state(coord.market.rule)
     row = PriceRow(at=t, rule=state.rule, p_upload=p.upload, p_download=p.download,
                    prices=rules.PriceTable.from_prices(p, o).to_dict(), g=measured,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
@@ -62,11 +63,6 @@ class Coordinator:
 
 async def signing_key(db: Database) -> Ed25519PrivateKey:
     """The ticket signing key, created on first start and kept in the (0600) database."""
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
 
     fresh = Ed25519PrivateKey.generate().private_bytes(
         Encoding.Raw, PrivateFormat.Raw, NoEncryption())

@@ -7,6 +7,7 @@ real `python -m p2pbak ...` started from this interpreter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,6 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import p2pbak
+from p2pbak.client.identity import initialise
+from p2pbak.config import load
+from p2pbak.datapath.erasure import CorruptFragment, parse_fragment
 from p2pbak.errors import P2pbakError
 
 HOST = "127.0.0.1"
@@ -105,10 +110,6 @@ class Grid:
         config = self.root / "users" / name / "config.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
         if not cli:
-            import asyncio
-
-            from p2pbak.commands.init import initialise
-
             passphrase = self.password_file.read_text().rstrip("\n")
             asyncio.run(initialise(self.url, name, machine or name, passphrase, config))
             return config
@@ -164,8 +165,6 @@ class Grid:
 
     def online_peers(self) -> int:
         """How many peers the coordinator counts as online (asked as the first peer)."""
-        from p2pbak.config import load
-
         cfg = load(self.peers[0].config)
         req = urllib.request.Request(f"{self.url}/v1/status", headers={
             "Authorization": f"Bearer {cfg.machine_id}.{cfg.secret}"})
@@ -230,8 +229,6 @@ def serve(db: Path, port: int, log: Path, serve_args: Sequence[str] = ()) -> Pro
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment, plus the path to this very p2pbak (installed or not)."""
-    import p2pbak
-
     here = str(Path(p2pbak.__file__).resolve().parent.parent)
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{path}" if path else here,
@@ -294,8 +291,6 @@ def fragment_files(grid: Grid) -> dict[str, list[tuple[str, Path]]]:
 
     Files that are not intact fragments (test bytes, damaged ones) are left out.
     """
-    from p2pbak.datapath.erasure import CorruptFragment, parse_fragment
-
     out: dict[str, list[tuple[str, Path]]] = {}
     for peer in grid.peers:
         for f in sorted((peer.storage / "fragments").rglob("*")):
@@ -310,8 +305,6 @@ def fragment_files(grid: Grid) -> dict[str, list[tuple[str, Path]]]:
 
 def pack_code(path: Path) -> tuple[int, int]:
     """k and n of a fragment's pack, from its header."""
-    from p2pbak.datapath.erasure import parse_fragment
-
     header = parse_fragment(path.read_bytes())
     return int(header.k), int(header.n)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from p2pbak.market.barrier import maximise
 from p2pbak.market.ces import gradient, log_utility
 from p2pbak.market.prices import Overheads, resources_needed
 from p2pbak.market.resources import Resources, Services
@@ -117,6 +118,7 @@ def violations(e: Economy, p: np.ndarray, supply: np.ndarray) -> np.ndarray:
 def solve_agent(e: Economy, i: int, p: np.ndarray, start: np.ndarray | None = None
                 ) -> np.ndarray:
     """Definition 1 for agent i with every constraint, by SLSQP; returns S_i (3,)."""
+    # imported here, not at the top: keeps CLI start-up fast (scipy)
     from scipy.optimize import minimize
 
     omega, a, c = e.endowment[i], e.weights[i], float(e.need[i] @ p)
@@ -168,8 +170,6 @@ def _constraints(e: Economy, p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
 
 def solve_batch(e: Economy, p: np.ndarray) -> np.ndarray:
     """Definition 1 with every constraint for all agents of `e`, by the barrier solver."""
-    from p2pbak.market.barrier import maximise
-
     v = e.endowment * p / (e.need @ p)[:, None]  # t = v·z
     m0 = np.tile([1.0, 1.0, 1.0, 0.0], (e.n, 1))
     mm = np.concatenate([np.broadcast_to(-np.eye(3), (e.n, 3, 3)), v[:, None, :]], axis=1)

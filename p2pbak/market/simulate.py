@@ -124,6 +124,7 @@ def equilibrium(e: Economy, guess: tuple[float, float] = (1.0, 1.0),
                 tol: float = 1e-10) -> tuple[float, float]:
     """The buffer equilibrium (p_U, p_D): the safe rule to get near, then a Newton polish
     (scipy) on h in log-price. Raises ValueError if no root is found."""
+    # imported here, not at the top: keeps CLI start-up fast (scipy)
     from scipy.optimize import root
 
     run = simulate(e, guess, rounds=200, rule="safe", tol=1e-6)

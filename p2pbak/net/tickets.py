@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 HEADER = "X-P2PBAK-Ticket"
 OPS = frozenset({"store", "fetch", "delete", "exists"})
@@ -105,8 +106,6 @@ def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str
 
 
 def public_key_hex(key: Ed25519PrivateKey) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator.availability import test_fragment
 from p2pbak.datapath.erasure import CorruptFragment, decode_pack, encode_pack, fragment_id
 from p2pbak.datapath.erasure import parse_fragment as parse_header
 from p2pbak.errors import P2pbakError
 from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient, PeerError
+from p2pbak.net.probes import test_fragment
 
 if TYPE_CHECKING:
     from p2pbak.peer.agent import AgentContext

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import AfterValidator
@@ -21,8 +22,6 @@ STATUS_PACK_SIZE = 16 * 1024 * 1024  # the usual pack, for the predicted availab
 
 
 def _check_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if len(url) > 2048 or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL with a host, e.g. http://203.0.113.5:8421")

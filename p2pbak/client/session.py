@@ -1,0 +1,52 @@
+"""A client session: this machine's config and passphrase, and the unlocked repository."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from p2pbak.config import Config, load, read_passphrase
+
+if TYPE_CHECKING:
+    from p2pbak.client.netrepo import NetworkRepository
+
+
+@dataclass
+class Session:
+    """A loaded config plus the passphrase: what every data command needs."""
+
+    config: Config
+    passphrase: str
+
+
+def open_session(config: Path | None, password_file: Path | None = None,
+                 password_command: str | None = None) -> Session:
+
+    cfg = load(config)
+    return Session(cfg, read_passphrase(password_file=password_file,
+                                        password_command=password_command))
+
+
+@asynccontextmanager
+async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None = None
+                   ) -> AsyncIterator[tuple[NetworkRepository, bytes]]:
+    """This machine's network repository and the master key (the wrapped key file from the
+    coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
+    coordinator's repository lock throughout: backups share it, prune takes it alone."""
+    # imported here, not at the top: keeps CLI start-up fast (aiohttp, cryptography)
+    from p2pbak.client.netrepo import NetworkRepository
+    from p2pbak.client.repolock import repo_lock
+    from p2pbak.datapath.crypto import unwrap_master_key
+    from p2pbak.net.api import CoordinatorClient, PeerClient
+
+    async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
+                AsyncExitStack() as held):
+        if lock is not None:
+            await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
+        repo = NetworkRepository(coord, peers)
+        keyfile = await repo.get_keyfile()
+        yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
