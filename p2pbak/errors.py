@@ -1,4 +1,8 @@
-"""Errors a user can act on, each with its documented exit code."""
+"""Every error of p2pbak, each with its documented exit code: one hierarchy under
+`P2pbakError`, whose message is the one line a user sees (what went wrong, what to do).
+
+Some also derive from the built-in they replace (ValueError, OSError), so that code
+handling the built-in keeps handling them."""
 
 from __future__ import annotations
 
@@ -49,3 +53,101 @@ class Frozen(P2pbakError):
 
 class Locked(P2pbakError):
     exit_code = ExitCode.LOCKED
+
+
+# -- the data path -------------------------------------------------------------------------
+
+class UnreadableFile(P2pbakError):
+    """A file or folder a backup could not read: the snapshot is saved without it (exit 3)."""
+
+    exit_code = ExitCode.PARTIAL
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CorruptFragment(P2pbakError):
+    """A fragment that is damaged, of another pack, or decodes to the wrong pack."""
+
+
+class NotEnoughFragments(P2pbakError):
+    """Fewer than k valid fragments of a pack could be found."""
+
+
+class DamagedBlob(P2pbakError):
+    """An encrypted blob failed authentication: damaged, or sealed with another key."""
+
+
+class MissingBlob(P2pbakError):
+    """A blob the snapshot needs is in no pack of the index."""
+
+
+# -- placement and the market --------------------------------------------------------------
+
+class NotEnoughPeers(P2pbakError):
+    """Fewer supplier peers than any code needs (`have` and `need` when counted)."""
+
+    def __init__(self, message: str, *, have: int | None = None,
+                 need: int | None = None) -> None:
+        super().__init__(message)
+        self.have = have
+        self.need = need
+
+
+class NoSupplier(P2pbakError):
+    """No online peer without a fragment of the pack can take a new one."""
+
+
+class ReceiptRefused(P2pbakError, ValueError):
+    """A receipt that pays nothing; the message says why."""
+
+
+class Unbalanced(P2pbakError, ValueError):
+    """Postings that do not sum to exactly 0."""
+
+
+class NotGranted(P2pbakError):
+    """A committed fragment was never granted to this owner on that peer."""
+
+
+# -- the wire ------------------------------------------------------------------------------
+
+class TicketError(P2pbakError, ValueError):
+    """A ticket that must be refused; the message says why."""
+
+
+class ApiError(P2pbakError):
+    """A refusal the client caused (or a conflict it can resolve): 4xx with one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class CoordinatorError(P2pbakError):
+    """The coordinator refused a request; `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PeerError(P2pbakError):
+    """A peer agent refused a transfer or could not be reached (`status` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message, ExitCode.UNREACHABLE if status == 0 else None)
+        self.status = status
+
+
+# -- persistence and tooling ---------------------------------------------------------------
+
+class StoreError(P2pbakError, OSError):
+    """The storage folder cannot be used (not writable, not a folder)."""
+
+
+class ManError(P2pbakError):
+    """The hand-written man page sections do not fit the CLI; the message says where."""

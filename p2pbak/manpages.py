@@ -28,16 +28,12 @@ from typer._click import Context
 
 from p2pbak import __version__
 from p2pbak.cli import app
-from p2pbak.errors import ExitCode
+from p2pbak.errors import ExitCode, ManError
 
 PROG = "p2pbak"
 COMMON = "common"
 PAGE_KEYS = {"description", "sections", "exit_status", "exit_codes", "environment", "files",
              "examples", "see_also"}
-
-
-class ManError(Exception):
-    """The hand-written sections do not fit the CLI; the message says where."""
 
 
 # -- roff ---------------------------------------------------------------------------------

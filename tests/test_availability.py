@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from p2pbak.coordinator import availability
 from p2pbak.coordinator.availability import PRIOR, PRIOR_WEIGHT, estimate
-from p2pbak.net.probes import test_fragment
+from p2pbak.net import probes
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.peers import PeerState
@@ -91,7 +91,7 @@ def test_little_known_peers_get_a_test_store_then_a_later_fetch(tmp_path: Path) 
             assert await availability.schedule_tests(w.coord) == 0  # one open per peer
             task = (await store.queued(w.db, 10))[0]
             assert task.kind == store.TEST_STORE and task.seed is not None
-            data = test_fragment(task.seed, task.size or 0)
+            data = probes.test_fragment(task.seed, task.size or 0)
             import blake3
 
             assert blake3.blake3(data).hexdigest() == task.fragment_id

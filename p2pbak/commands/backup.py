@@ -23,7 +23,7 @@ from p2pbak.commands.common import (
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.config import format_size
-from p2pbak.errors import ExitCode, P2pbakError
+from p2pbak.errors import ExitCode, P2pbakError, UnreadableFile
 
 if TYPE_CHECKING:
     from p2pbak.client.netrepo import Stats
@@ -64,15 +64,14 @@ def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
     }
 
 
-def _report(rep: Reporter, fields: dict[str, Any], errors: list[Any], warnings: list[Any],
+def _report(rep: Reporter, fields: dict[str, Any], errors: list[UnreadableFile], warnings: list[Any],
             dry_run: bool) -> None:
 
     for warning in warnings:
         rep.warn(str(warning))
     for err in errors:
-        item, _, message = str(err).partition(": ")
         if rep.json:
-            rep.emit("error", during="archival", item=item, message=message or item,
+            rep.emit("error", during="archival", item=err.path, message=err.reason,
                      fatal=False)
         else:
             rep.warn(f"could not read {err}")

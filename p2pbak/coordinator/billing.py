@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from p2pbak.coordinator.accounts import check_accounts, refresh_alert
 from p2pbak.coordinator.tariff import current_prices
+from p2pbak.errors import ReceiptRefused
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
 from p2pbak.store.db import bank
@@ -54,10 +55,6 @@ async def _refresh(coord: Coordinator, user: str) -> None:
 
 
 # -- receipts -----------------------------------------------------------------------------
-
-class ReceiptRefused(ValueError):
-    """A receipt that pays nothing; the message says why."""
-
 
 def verify_receipt(coord: Coordinator, peer_id: str, wire: str) -> tickets.Ticket:
     """The ticket, if this coordinator signed it for `peer_id` and it is recent enough."""

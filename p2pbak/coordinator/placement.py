@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from p2pbak.datapath.erasure import HEADER_LEN, share_length
+from p2pbak.errors import NotEnoughPeers
 from p2pbak.market import allocation
 from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
@@ -24,14 +25,6 @@ PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
 # over every candidate so that the suppliers after its n stay free to take moved work.
 CHOICE_SLACK = 0.15
 _CLAMP = 1e-6  # estimates never reach 0 or 1
-
-
-class NotEnoughPeers(Exception):
-    def __init__(self, have: int, need: int) -> None:
-        super().__init__(f"not enough online peers (have {have}, need {need}): "
-                         "start more peers or wait")
-        self.have = have
-        self.need = need
 
 
 @dataclass(frozen=True)
@@ -113,7 +106,8 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
     candidates = order_candidates(peers, rng, balances)
     while True:
         if len(candidates) < need:
-            raise NotEnoughPeers(len(candidates), need)
+            raise NotEnoughPeers(f"not enough online peers (have {len(candidates)}, need {need}): "
+                                 "start more peers or wait", have=len(candidates), need=need)
         avail = [availability(p) for p in candidates]
         code = _code(avail, target)
         if balances is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import audit, billing, placement
 from p2pbak.coordinator.checker import MAX_ATTEMPTS
+from p2pbak.errors import NoSupplier
 from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.store.db import bank
 from p2pbak.store.db import peers as coordinator_peers
@@ -37,15 +38,10 @@ DISPATCH_GRACE = 30  # after this long queued, any eligible poller may take a ta
 SCAN = 200  # queued tasks looked at per poll
 
 
-class NoSupplier(Exception):
-    """No online peer without a fragment of the pack can take a new one."""
-
-
 async def balances(coord: Coordinator, peer_ids: Sequence[str]) -> dict[str, int]:
     """Each peer's owner's account balance in µc (0 for an account never booked)."""
     found = await bank.peer_balances(coord.db, peer_ids)
     return {p: found.get(p, 0) for p in peer_ids}
-
 
 
 async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int) -> list[Peer]:

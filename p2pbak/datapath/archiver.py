@@ -30,7 +30,7 @@ from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
 from p2pbak.datapath.tree import DIR, FILE, Node, encode_tree, node_from_stat
-from p2pbak.errors import P2pbakError
+from p2pbak.errors import P2pbakError, UnreadableFile
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ class BackupSummary:
 class BackupResult:
     snapshot_id: str | None  # None on a dry run
     summary: BackupSummary
-    errors: list[str] = field(default_factory=list)  # files that could not be read
+    errors: list[UnreadableFile] = field(default_factory=list)  # files it could not read
     warnings: list[str] = field(default_factory=list)  # special files skipped
     parent: str | None = None
 
@@ -122,7 +122,7 @@ class _Walker:
         self.pending: set[str] = set()
         self.new_packs: list[tuple[str, tuple[PackEntry, ...]]] = []
         self.summary = BackupSummary()
-        self.errors: list[str] = []
+        self.errors: list[UnreadableFile] = []
         self.warnings: list[str] = []
         self.state = BackupProgress()
         self.on_progress = progress
@@ -202,7 +202,7 @@ class _Walker:
             try:
                 return node_from_stat(name, st, target=os.readlink(os.fsencode(path)))
             except OSError as exc:
-                self.errors.append(f"{path}: {exc.strerror or exc}")
+                self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
                 return None
         self.warnings.append(f"{path}: special file skipped")
         return None
@@ -214,7 +214,7 @@ class _Walker:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            self.errors.append(f"{path}: {exc.strerror or exc}")
+            self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
             entries = []
         for entry in entries:
             child = Path(entry.path)
@@ -223,7 +223,7 @@ class _Walker:
             try:
                 child_st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                self.errors.append(f"{child}: {exc.strerror or exc}")
+                self.errors.append(UnreadableFile(str(child), exc.strerror or str(exc)))
                 continue
             node = self._entry(child, os.fsencode(entry.name), child_st,
                                before.get(os.fsencode(entry.name)))
@@ -258,7 +258,7 @@ class _Walker:
                     self._report(str(path))
         except OSError as exc:
             self.summary.total_files -= 1
-            self.errors.append(f"{path}: {exc.strerror or exc}")
+            self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
             return None
         self.summary.bytes_read += size
         self.summary.total_bytes += size

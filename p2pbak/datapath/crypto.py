@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from p2pbak.errors import P2pbakError, WrongPassphrase
+from p2pbak.errors import DamagedBlob, P2pbakError, WrongPassphrase
 
 KEY_LEN = 32
 NONCE_LEN = 12
@@ -33,10 +33,6 @@ SCRYPT_P = 1
 _KEYFILE_AAD = b"p2pbak keyfile v1"
 _LOGIN_CONTEXT = b"p2pbak login key v1\0"
 _WRAP_CONTEXT = b"p2pbak key wrapping v1\0"
-
-
-class DamagedBlob(P2pbakError):
-    """An encrypted blob failed authentication: damaged, or sealed with another key."""
 
 
 def new_master_key() -> bytes:

@@ -18,7 +18,7 @@ from typing import TypeVar
 import blake3
 import zfec
 
-from p2pbak.errors import P2pbakError
+from p2pbak.errors import CorruptFragment, NotEnoughFragments, P2pbakError
 
 MAGIC = b"P2BF"
 VERSION = 1
@@ -27,14 +27,6 @@ CHECKSUM_LEN = 32
 HEADER_LEN = _FIELDS.size + CHECKSUM_LEN
 MAX_N = 256
 T = TypeVar("T")
-
-
-class CorruptFragment(P2pbakError):
-    """A fragment that is damaged, of another pack, or decodes to the wrong pack."""
-
-
-class NotEnoughFragments(P2pbakError):
-    """Fewer than k valid fragments of a pack could be found."""
 
 
 @dataclass(frozen=True)

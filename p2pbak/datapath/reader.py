@@ -11,11 +11,7 @@ from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.index import Index
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.tree import Node, decode_tree
-from p2pbak.errors import P2pbakError
-
-
-class MissingBlob(P2pbakError):
-    """A blob the snapshot needs is in no pack of the index."""
+from p2pbak.errors import MissingBlob
 
 
 class BlobReader:

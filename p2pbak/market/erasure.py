@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from p2pbak.errors import P2pbakError
+from p2pbak.errors import NotEnoughPeers, P2pbakError
 
 MAX_N = 256  # zfec's limit on shares
 DEFAULT_TARGET = 0.99999
@@ -25,10 +25,6 @@ DEFAULT_TARGET = 0.99999
 SURVIVABLE_LOSS = 1 / 3
 # Repair starts once the live holders no longer meet a target ten times weaker.
 REPAIR_SLACK = 10.0
-
-
-class NotEnoughPeers(P2pbakError):
-    """Fewer supplier peers than any code needs."""
 
 
 @dataclass(frozen=True)

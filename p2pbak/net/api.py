@@ -18,7 +18,7 @@ import aiohttp
 import blake3
 
 from p2pbak import __version__
-from p2pbak.errors import ExitCode, P2pbakError, Unreachable
+from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 
 if TYPE_CHECKING:
@@ -28,22 +28,6 @@ MAX_FRAGMENT = 64 * 1024 * 1024
 USER_AGENT = f"p2pbak/{__version__}"
 # ClientResponseError only comes from raise_for_status/json(), which are not used unguarded.
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
-
-
-class CoordinatorError(P2pbakError):
-    """The coordinator refused a request; `status` is its HTTP status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class PeerError(P2pbakError):
-    """A peer agent refused a transfer or could not be reached (`status` 0)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message, ExitCode.UNREACHABLE if status == 0 else None)
-        self.status = status
 
 
 def b64(data: bytes) -> str:

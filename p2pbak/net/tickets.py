@@ -21,13 +21,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from p2pbak.errors import TicketError
+
 HEADER = "X-P2PBAK-Ticket"
 OPS = frozenset({"store", "fetch", "delete", "exists"})
 DEFAULT_TTL = 600
-
-
-class TicketError(ValueError):
-    """A ticket that must be refused; the message says why."""
 
 
 @dataclass(frozen=True)

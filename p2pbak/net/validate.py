@@ -19,6 +19,8 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
+from p2pbak.errors import ApiError
+
 log = logging.getLogger("p2pbak.net")
 
 KIB = 1024
@@ -28,15 +30,6 @@ BLOB_MAX = 64 * MIB  # decoded snapshot / index blob
 BLOB_BODY = BLOB_MAX * 4 // 3 + 4 * KIB  # the same blob as base64 inside JSON
 
 HEX_ID_PATTERN = r"^[0-9a-f]{64}$"
-
-
-class ApiError(Exception):
-    """A refusal the client caused (or a conflict it can resolve): 4xx with one line."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def fail(status: int, message: str) -> NoReturn:

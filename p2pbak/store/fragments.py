@@ -26,7 +26,7 @@ from typing import BinaryIO
 import blake3
 
 from p2pbak.config import fsync_dir
-from p2pbak.errors import Locked
+from p2pbak.errors import Locked, StoreError
 from p2pbak.store.machinelock import machine_lock
 
 log = logging.getLogger("p2pbak.peer")
@@ -34,10 +34,6 @@ log = logging.getLogger("p2pbak.peer")
 ID_RE = re.compile(r"[0-9a-f]{64}")
 TMP_SUFFIX = ".tmp"
 _DB_NAME = "tickets.sqlite"
-
-
-class StoreError(OSError):
-    """The storage folder cannot be used (not writable, not a folder)."""
 
 
 def valid_id(fragment_id: str) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
 from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
@@ -24,10 +25,6 @@ USER_PREFIX = "user:"
 
 def user_account(user: str) -> str:
     return USER_PREFIX + user
-
-
-class Unbalanced(ValueError):
-    """Postings that do not sum to exactly 0."""
 
 
 def movements(postings: Sequence[Posting]) -> list[tuple[str, str, int]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from p2pbak.errors import NotGranted
 from p2pbak.store.db.database import (
     Conflict,
     Database,
@@ -23,10 +24,6 @@ from p2pbak.store.db.database import (
 )
 
 GRANT_SLACK = 3600  # seconds a grant outlives its ticket, for a slow upload's commit
-
-
-class NotGranted(Exception):
-    """A committed fragment was never granted to this owner on that peer."""
 
 
 @dataclass(frozen=True)
