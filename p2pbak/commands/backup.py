@@ -64,8 +64,8 @@ def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
     }
 
 
-def _report(rep: Reporter, fields: dict[str, Any], errors: list[UnreadableFile], warnings: list[Any],
-            dry_run: bool) -> None:
+def _report(rep: Reporter, fields: dict[str, Any], errors: list[UnreadableFile],
+            warnings: list[Any], dry_run: bool) -> None:
 
     for warning in warnings:
         rep.warn(str(warning))
