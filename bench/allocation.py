@@ -1,7 +1,7 @@
 """Work allocation over simulated days (§2.4): balances with and without moving stored work,
 and the price history of the live market, on a real coordinator database.
 
-  1. The scenario of tests/test_bank_days.py (`BALANCES`: 30 users of similar size, peers
+  1. The scenario of tests/coordinator/test_days.py (`BALANCES`: 30 users of similar size, peers
      online 75-95% of the time, prices fixed): the standard deviation of balances, in days
      of the mean storage bill, after each day with work allocation's moves and without
      them. Ratio: the last day's spread with moves / without. Bound: below 1/3.
@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.test_bank_days import BALANCES, TOLERANCE, Clock, Scenario, simulate  # noqa: E402
+from tests.coordinator.test_days import BALANCES, TOLERANCE, Clock, Scenario, simulate  # noqa: E402
 
 
 def run(s: Scenario) -> tuple[list[float], list[float], int, float]:

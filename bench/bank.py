@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from p2pbak.coordinator import billing  # noqa: E402
 from p2pbak.coordinator.service import Coordinator  # noqa: E402
-from tests.test_bank import USERS, machine_id, open_coord  # noqa: E402
-from tests.test_bank_allocation import _simulate  # noqa: E402
+from tests.coordinator.test_allocation import _simulate  # noqa: E402
+from tests.coordinator.test_bank import USERS, machine_id, open_coord  # noqa: E402
 
 BATCH = 100
 
