@@ -30,8 +30,8 @@ from p2pbak.coordinator.checker import plan_repairs
 from p2pbak.datapath.erasure import share_length
 from p2pbak.datapath.pack import DEFAULT_PACK_SIZE as PACK_BYTES
 from p2pbak.market.erasure import choose_code
-from p2pbak.market.supply import GB
 from p2pbak.store.db.tasks import PackHealth
+from p2pbak.units import GB
 
 
 @dataclass

@@ -26,19 +26,13 @@ from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_cap
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
 from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, Services, prices
-from p2pbak.market.supply import (
-    DEFAULT_MIX,
-    GB,
-    RatioLimits,
-    backup_balance,
-    effective_supply,
-)
+from p2pbak.market.supply import DEFAULT_MIX, RatioLimits, backup_balance, effective_supply
 from p2pbak.market.update import RULES, Params, UpdateState, held_reason, new_state, update
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db.bank import PriceRow
-from p2pbak.units import DAY
+from p2pbak.units import DAY, GB
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

@@ -23,8 +23,8 @@ import pytest
 from p2pbak.localgrid.demo import compare_trees, restored_root
 from p2pbak.localgrid.grid import Grid
 from p2pbak.market.bank import BANK
-from p2pbak.market.supply import GB
 from p2pbak.store.db.bank import user_account
+from p2pbak.units import GB
 from tests.support.e2e_repair import HEARTBEAT, SERVE_ARGS, codes, placed_on, query, wait_until
 from tests.support.grid import GridSpec, random_files, summary
 

@@ -8,7 +8,6 @@ from p2pbak.market.allocation import Candidate, order_by_balance, subnet_of
 from p2pbak.market.bank import (
     BANK,
     GB,
-    MICRO,
     PriceTable,
     alert_threshold,
     backup_postings,
@@ -23,6 +22,7 @@ from p2pbak.market.bank import (
 )
 from p2pbak.market.prices import Overheads
 from p2pbak.market.resources import prices
+from p2pbak.units import MICRO
 
 TABLE = PriceTable.from_prices(prices(0.37, 0.21), Overheads(factor=185 / 64))
 peers = st.lists(st.tuples(st.sampled_from("abcdefg"), st.integers(0, 10 * GB)),
