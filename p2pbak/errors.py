@@ -49,3 +49,9 @@ class Frozen(P2pbakError):
 
 class Locked(P2pbakError):
     exit_code = ExitCode.LOCKED
+
+
+class Conflict(P2pbakError):
+    """The record exists already, with other content (a name taken, an immutable id reused)."""
+
+    exit_code = ExitCode.FAILED

@@ -19,14 +19,11 @@ from typing import Any
 
 import aiosqlite
 
+from p2pbak.errors import Conflict as Conflict  # re-exported: store.db's modules raise it
 from p2pbak.errors import P2pbakError
 
 Row = aiosqlite.Row
 BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
-
-
-class Conflict(Exception):
-    """The row exists already (with other content)."""
 
 
 def now() -> int:
