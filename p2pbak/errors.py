@@ -151,3 +151,19 @@ class StoreError(P2pbakError, OSError):
 
 class ManError(P2pbakError):
     """The hand-written man page sections do not fit the CLI; the message says where."""
+
+
+class UnknownUser(P2pbakError):
+    """No user of that name on the coordinator."""
+
+
+class WrongLogin(P2pbakError):
+    """The login key does not match the user's: a wrong passphrase."""
+
+    exit_code = ExitCode.WRONG_PASSPHRASE
+
+
+class Conflict(P2pbakError):
+    """The record exists already, with other content (a name taken, an immutable id reused)."""
+
+    exit_code = ExitCode.FAILED

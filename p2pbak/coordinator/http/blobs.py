@@ -7,10 +7,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
+from p2pbak.coordinator import blobs
 from p2pbak.coordinator.http.common import caller, ok
+from p2pbak.errors import Conflict
 from p2pbak.net.validate import B64, BLOB_BODY, BLOB_MAX, Body, b64, fail, parse, path_id
-from p2pbak.store.db import blobs
-from p2pbak.store.db.database import Conflict
 
 routes = web.RouteTableDef()
 
@@ -35,7 +35,7 @@ async def put_blob(request: web.Request) -> web.Response:
     kind, blob_id = _kind(request), path_id(request, "blob_id")
     body = await parse(request, BlobBody, cap=BLOB_BODY)
     try:
-        new = await blobs.put(coord.db, machine.user, kind, blob_id, body.blob)
+        new = await blobs.put(coord, machine.user, kind, blob_id, body.blob)
     except Conflict:
         fail(409, f"{kind} {blob_id} exists with other content: {kind}s are immutable")
     return ok(201 if new else 200)
@@ -44,7 +44,7 @@ async def put_blob(request: web.Request) -> web.Response:
 @routes.get(f"/v1/{_KINDS}")
 async def list_blobs(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    items = await blobs.listing(coord.db, machine.user, _kind(request))
+    items = await blobs.listing(coord, machine.user, _kind(request))
     return web.json_response({request.match_info["kind"]: [
         {"id": i.id, "created": i.created, "size": i.size} for i in items]})
 
@@ -53,7 +53,7 @@ async def list_blobs(request: web.Request) -> web.Response:
 async def get_blob(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     kind, blob_id = _kind(request), path_id(request, "blob_id")
-    blob = await blobs.get(coord.db, machine.user, kind, blob_id)
+    blob = await blobs.get(coord, machine.user, kind, blob_id)
     if blob is None:
         fail(404, f"no {kind} {blob_id} for this user")
     return web.json_response({"id": blob_id, "blob": b64(blob)})
@@ -63,6 +63,6 @@ async def get_blob(request: web.Request) -> web.Response:
 async def delete_blob(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     kind, blob_id = _kind(request), path_id(request, "blob_id")
-    if not await blobs.delete(coord.db, machine.user, kind, blob_id):
+    if not await blobs.delete(coord, machine.user, kind, blob_id):
         fail(404, f"no {kind} {blob_id} for this user")
     return ok()

@@ -14,11 +14,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
+from p2pbak.coordinator import garbage
+from p2pbak.coordinator.garbage import DISQUALIFIED, now
 from p2pbak.coordinator.http.common import caller
 from p2pbak.net.validate import Body, HexId, fail, parse
-from p2pbak.store.db import garbage, locks
-from p2pbak.store.db.database import now
-from p2pbak.store.db.peers import DISQUALIFIED
 
 routes = web.RouteTableDef()
 
@@ -48,7 +47,7 @@ class LockBody(Body):
 @routes.get("/v1/packs")
 async def list_packs(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    rows = await garbage.user_packs(coord.db, machine.user)
+    rows = await garbage.user_packs(coord, machine.user)
     return web.json_response({"packs": [{"id": r.id, "length": r.length, "created": r.created}
                                         for r in rows]})
 
@@ -57,8 +56,7 @@ async def list_packs(request: web.Request) -> web.Response:
 async def placements(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, PackIdsBody)
-    found = await garbage.placements(coord.db, machine.user, body.pack_ids,
-                                     now() - coord.online_window)
+    found = await garbage.placements(coord, machine.user, body.pack_ids)
     return web.json_response({"packs": [{"id": p.id, "k": p.k, "n": p.n, "placed": p.placed,
                                          "online": p.online} for p in found]})
 
@@ -67,7 +65,7 @@ async def placements(request: web.Request) -> web.Response:
 async def drop(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, PackIdsBody)
-    dropped = await garbage.drop_packs(coord.db, machine.user, body.pack_ids)
+    dropped = await garbage.drop(coord, machine.user, body.pack_ids)
     return web.json_response({"packs": dropped.packs, "fragments": dropped.fragments,
                               "bytes": dropped.bytes, "fragment_bytes": dropped.fragment_bytes})
 
@@ -77,25 +75,19 @@ async def delete_list(request: web.Request) -> web.Response:
     """A peer agent confirms what it deleted and gets its next deletions, with tickets."""
     coord, machine = await caller(request)
     body = await parse(request, GarbageBody)
-    if body.done:
-        await garbage.confirm(coord.db, machine.id, body.done)
-    todo = await garbage.pending(coord.db, machine.id, DELETE_BATCH)
-    return web.json_response({"deletes": [
-        {"fragment_id": fid, "size": size,
-         "ticket": coord.ticket(op="delete", fragment=fid, size=size, from_="coordinator",
-                                to=machine.id)}
-        for fid, size in todo]})
+    return web.json_response({"deletes": await garbage.deletions(coord, machine.id, body.done,
+                                                                 DELETE_BATCH)})
 
 
 async def _progress(request: web.Request, start: bool) -> web.Response:
     coord, machine = await caller(request)
     if start:
         await parse(request, LeaveBody)
-        state = await garbage.begin_leave(coord.db, machine.id)
+        state = await garbage.begin_leave(coord, machine.id)
         if state == DISQUALIFIED:
             fail(409, "this peer was disqualified by audits: its fragments are being "
                       "repaired elsewhere already; stop the agent")
-    progress = await garbage.leave_progress(coord.db, machine.id)
+    progress = await garbage.leave_progress(coord, machine.id)
     if progress is None:
         fail(404, "this machine has no peer: there is nothing to leave")
     return web.json_response({"state": progress.state, "fragments": progress.fragments,
@@ -117,7 +109,7 @@ async def lock(request: web.Request) -> web.Response:
     """Take or renew this machine's repository lock (shared: backup, exclusive: prune)."""
     coord, machine = await caller(request)
     body = await parse(request, LockBody)
-    other = await locks.take(coord.db, machine.user, machine.id, body.exclusive, body.ttl)
+    other = await garbage.take_lock(coord, machine, body.exclusive, body.ttl)
     if other is not None:
         what = "prunes" if other.exclusive else "backs up"
         fail(409, f"machine {other.machine!r} of this user {what} right now (its lock lapses "
@@ -129,5 +121,5 @@ async def lock(request: web.Request) -> web.Response:
 @routes.delete("/v1/lock")
 async def unlock(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    await locks.release(coord.db, machine.user, machine.id)
+    await garbage.release_lock(coord, machine)
     return web.json_response({"ok": True})

@@ -7,11 +7,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
+from p2pbak.coordinator import identity
 from p2pbak.coordinator.http.common import caller, coordinator, ok
-from p2pbak.net import auth
+from p2pbak.errors import Conflict
 from p2pbak.net.validate import B64, Body, Name, b64, fail, parse
-from p2pbak.store.db import users
-from p2pbak.store.db.database import Conflict
 
 routes = web.RouteTableDef()
 
@@ -43,28 +42,24 @@ class KeyFileBody(Body):
 @routes.get("/v1/users/{user}/salt")
 async def salt(request: web.Request) -> web.Response:
     user = request.match_info["user"]
-    found = await users.login(coordinator(request).db, user)
+    found = await identity.salt(coordinator(request), user)
     if found is None:
         fail(404, f"unknown user '{user}': check the name or run `p2pbak init`")
-    return web.json_response({"salt": b64(found.salt)})
+    return web.json_response({"salt": b64(found)})
 
 
 @routes.post("/v1/users")
 async def create_user(request: web.Request) -> web.Response:
     body = await parse(request, NewUser)
-    db = coordinator(request).db
-    login = auth.new_login(body.salt, body.login_key)
-    machine_id, secret = auth.new_machine_id(), auth.new_secret()
     try:
-        await users.create_user(db, user=body.user, salt=login.salt, login_hash=login.login_hash,
-                                login_hash_key=login.login_hash_key, keyfile=body.keyfile,
-                                machine_id=machine_id, machine_name=body.machine,
-                                secret_hash=auth.hash_secret(secret))
+        made = await identity.create_user(coordinator(request), user=body.user, salt=body.salt,
+                                          login_key=body.login_key, keyfile=body.keyfile,
+                                          machine_name=body.machine)
     except Conflict:
         fail(409, f"user '{body.user}' exists: pick another name, or run `p2pbak recover` "
                   "to add this machine to it")
-    return web.json_response({"user": body.user, "machine_id": machine_id, "secret": secret},
-                             status=201)
+    return web.json_response({"user": body.user, "machine_id": made.machine_id,
+                              "secret": made.secret}, status=201)
 
 
 @routes.post("/v1/users/{user}/machines")
@@ -72,25 +67,21 @@ async def add_machine(request: web.Request) -> web.Response:
     """Recover: a new machine for an existing user, proven by the login key."""
     user = request.match_info["user"]
     body = await parse(request, NewMachine)
-    db = coordinator(request).db
-    stored = await users.login(db, user)
-    if stored is None:
+    try:
+        made = await identity.add_machine(coordinator(request), user=user,
+                                          login_key=body.login_key, machine_name=body.machine)
+    except identity.UnknownUser:
         fail(404, f"unknown user '{user}': check the name")
-    if not auth.login_matches(stored, body.login_key):
+    except identity.WrongLogin:
         fail(403, f"wrong passphrase for user '{user}': try again")
-    machine_id, secret = auth.new_machine_id(), auth.new_secret()
-    await users.add_machine(db, user=user, machine_id=machine_id, machine_name=body.machine,
-                            secret_hash=auth.hash_secret(secret))
-    keyfile = await users.keyfile(db, user)
-    return web.json_response({"machine_id": machine_id, "secret": secret,
-                              "keyfile": b64(keyfile or b"")}, status=201)
+    return web.json_response({"machine_id": made.machine_id, "secret": made.secret,
+                              "keyfile": b64(made.keyfile)}, status=201)
 
 
 @routes.get("/v1/keyfile")
 async def get_keyfile(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    blob = await users.keyfile(coord.db, machine.user)
-    return web.json_response({"keyfile": b64(blob or b"")})
+    return web.json_response({"keyfile": b64(await identity.keyfile(coord, machine.user))})
 
 
 @routes.put("/v1/keyfile")
@@ -99,7 +90,5 @@ async def put_keyfile(request: web.Request) -> web.Response:
     body = await parse(request, KeyFileBody)
     if (body.salt is None) != (body.login_key is None):
         fail(400, "send salt and login_key together (a passphrase change), or neither")
-    login = None if body.salt is None or body.login_key is None else auth.new_login(
-        body.salt, body.login_key)
-    await users.set_keyfile(coord.db, machine.user, body.keyfile, login)
+    await identity.set_keyfile(coord, machine.user, body.keyfile, body.salt, body.login_key)
     return ok()

@@ -7,11 +7,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing, tariff
+from p2pbak.coordinator import accounts, billing, market, tariff
 from p2pbak.coordinator import prices as market_prices
 from p2pbak.coordinator.http.common import caller, coordinator, ok
 from p2pbak.net.validate import Body, Count, fail, parse
-from p2pbak.store.db import bank
 
 routes = web.RouteTableDef()
 
@@ -62,7 +61,7 @@ async def price_history(request: web.Request) -> web.Response:
     if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
         fail(400, "limit must be a whole number from 1 to 10000")
     coord = coordinator(request)
-    rows = await bank.price_history(coord.db, int(raw))
+    rows = await market.price_history(coord, int(raw))
     p, table = await tariff.current_prices(coord)
     return web.json_response({"current": {"p": p.to_dict(), "micro": table.to_dict()},
                               "history": [r.to_dict() for r in rows]})
@@ -73,8 +72,8 @@ async def set_supply(request: web.Request) -> web.Response:
     """New caps for the caller's peer (the agent also re-announces them from its config)."""
     coord, machine = await caller(request)
     body = await parse(request, CapsBody)
-    known = await bank.set_peer_caps(coord.db, machine.id, body.space, body.upload,
-                                     body.download)
+    known = await market.set_supply_caps(coord, machine.id, body.space, body.upload,
+                                         body.download)
     return ok(peer_known=known)
 
 

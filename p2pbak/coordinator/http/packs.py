@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
 from typing import Annotated
 
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing, placement, repair
+from p2pbak.coordinator import accounts, packs, placement
 from p2pbak.coordinator.http.common import caller, ok
+from p2pbak.coordinator.identity import Machine
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.net import tickets
+from p2pbak.errors import Conflict
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
-from p2pbak.store.db import bank, packs
-from p2pbak.store.db import peers as coordinator_peers
-from p2pbak.store.db.database import Conflict
-from p2pbak.store.db.users import Machine
 
 routes = web.RouteTableDef()
 
@@ -69,10 +64,8 @@ async def plan(request: web.Request) -> web.Response:
     refusal = await accounts.backup_refusal(coord, machine.user)
     if refusal is not None:  # frozen (§2.4): no new backups; restores never ask
         fail(402, refusal)
-    peers = await coordinator_peers.online(coord.db, coord.online_window, exclude=machine.id)
-    balances = await bank.peer_balances(coord.db, [p.id for p in peers])
     try:
-        chosen = placement.place(peers, body.size, random.Random(), balances=balances)
+        chosen = await packs.plan(coord, machine.id, body.size)
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code
@@ -94,7 +87,7 @@ def _distinct(fragments: Sequence[FragmentBody]) -> None:
 
 async def _check_suppliers(coord: Coordinator, machine: Machine,
                            fragments: Sequence[FragmentBody]) -> None:
-    found = await coordinator_peers.many(coord.db, [f.peer_id for f in fragments])
+    found = await packs.peers(coord, [f.peer_id for f in fragments])
     for f in fragments:
         peer = found.get(f.peer_id)
         if f.peer_id == machine.id:
@@ -110,13 +103,10 @@ async def store_tickets(request: web.Request) -> web.Response:
     body = await parse(request, TicketsBody)
     _distinct(body.fragments)
     await _check_suppliers(coord, machine, body.fragments)
-    if await packs.get(coord.db, machine.user, pack_id) is not None:
+    if await packs.committed(coord, machine.user, pack_id):
         fail(409, f"pack {pack_id} is already committed: nothing to upload")
-    wires = [coord.ticket(op="store", fragment=f.fragment_id, size=f.size, from_=machine.id,
-                          to=f.peer_id) for f in body.fragments]
-    await packs.add_grants(coord.db, machine.user, pack_id,
-                           [f.record() for f in body.fragments],
-                           int(time.time()) + tickets.DEFAULT_TTL)
+    wires = await packs.grant_stores(coord, machine, pack_id,
+                                     [f.record() for f in body.fragments])
     return web.json_response({"tickets": wires})
 
 
@@ -146,8 +136,7 @@ async def commit(request: web.Request) -> web.Response:
     pack = packs.Pack(pack_id, body.k, body.n, body.repair, body.success, body.length, 0,
                       tuple(f.record() for f in body.fragments))
     try:
-        if await packs.commit(coord.db, machine.user, machine.id, pack):
-            await billing.charge_backup(coord, machine.user, pack_id, body.length)
+        await packs.commit(coord, machine, pack)
     except packs.NotGranted as exc:
         fail(409, f"no store ticket was issued for {exc}: request tickets before storing")
     except Conflict:
@@ -159,27 +148,15 @@ async def commit(request: web.Request) -> web.Response:
 async def get_pack(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     pack_id = path_id(request, "pack_id")
-    pack = await packs.get(coord.db, machine.user, pack_id)
-    if pack is None:
+    found = await packs.lookup(coord, machine, pack_id)
+    if found is None:
         fail(404, f"no pack {pack_id} for this user")
-    holders = await coordinator_peers.many(coord.db, [f.peer_id for f in pack.fragments])
-    fragments = await repair.fetch_order(coord, pack.fragments, holders)
-    return web.json_response({
-        "pack_id": pack.id, "k": pack.k, "n": pack.n, "repair": pack.repair,
-        "success": pack.success, "length": pack.length,
-        "fragments": [{
-            "index": f.index, "fragment_id": f.fragment_id, "size": f.size,
-            "peer_id": f.peer_id, "url": holders[f.peer_id].url,
-            "online": holders[f.peer_id].online(coord.online_window),
-            "ticket": coord.ticket(op="fetch", fragment=f.fragment_id, size=f.size,
-                                   from_=machine.id, to=f.peer_id),
-        } for f in fragments],
-    })
+    return web.json_response(found)
 
 
 @routes.post("/v1/packs/exists")
 async def exists(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, ExistsBody)
-    return web.json_response({"present": await packs.present(coord.db, machine.user,
+    return web.json_response({"present": await packs.present(coord, machine.user,
                                                              body.pack_ids)})

@@ -7,13 +7,12 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import audit, repair
+from p2pbak.coordinator import audit, repair, tasks
 from p2pbak.coordinator.http.common import caller, ok
 from p2pbak.coordinator.http.packs import FragmentBody, Index
+from p2pbak.coordinator.packs import Fragment
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net.validate import Body, HexId, fail, parse
-from p2pbak.store.db import tasks as store
-from p2pbak.store.db.packs import Fragment
 
 routes = web.RouteTableDef()
 
@@ -50,13 +49,13 @@ def _task_id(request: web.Request) -> int:
     return int(text)
 
 
-async def _leased(request: web.Request) -> tuple[Coordinator, str, store.Task]:
+async def _leased(request: web.Request) -> tuple[Coordinator, str, tasks.Task]:
     """The caller's coordinator, machine id and the task it holds the lease of."""
     coord, machine = await caller(request)
-    task = await store.get_task(coord.db, _task_id(request))
+    task = await tasks.get_task(coord, _task_id(request))
     if task is None or task.worker != machine.id:
         fail(404, "no such task leased to this peer: poll for a new one")
-    if task.state != store.LEASED:
+    if task.state != tasks.LEASED:
         fail(409, f"task {task.id} is no longer leased to this peer (it is {task.state}): "
                   "poll for a new one")
     return coord, machine.id, task
@@ -73,15 +72,15 @@ async def poll(request: web.Request) -> web.Response:
 async def store_tickets(request: web.Request) -> web.Response:
     coord, worker, task = await _leased(request)
     body = await parse(request, TicketsBody)
-    if task.kind != store.REPAIR or task.pack_pk is None:
+    if task.kind != tasks.REPAIR or task.pack_pk is None:
         fail(400, f"task {task.id} is a {task.kind}: only repairs store fragments")
     frags = [(f.index, f.fragment_id, f.size) for f in body.fragments]
     if len({f[0] for f in frags}) != len(frags):
         fail(400, "two fragments share an index")
-    info = await store.pack_info(coord.db, task.pack_pk)
+    info = await tasks.pack_info(coord, task.pack_pk)
     if info is None:
         fail(409, "the pack was deleted: report the task as failed")
-    why = repair.check_fragments(info, await store.holders(coord.db, task.pack_pk), frags)
+    why = await tasks.check_rebuilt(coord, task.pack_pk, info, frags)
     if why:
         fail(400, f"rebuilt fragments refused: {why}")
     try:
@@ -95,7 +94,7 @@ async def store_tickets(request: web.Request) -> web.Response:
 async def report(request: web.Request) -> web.Response:
     coord, worker, task = await _leased(request)
     body = await parse(request, ReportBody)
-    if task.kind != store.REPAIR:
+    if task.kind != tasks.REPAIR:
         if body.stored:
             fail(400, f"task {task.id} is a {task.kind}: it stores no placements")
         await audit.report(coord, task, worker, body.outcome, body.detail)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pbak.store.db.database import Conflict, Database, fetch_one, now
+from p2pbak.errors import Conflict
+from p2pbak.store.db.database import Database, fetch_one, now
 
 KINDS = frozenset({"snapshot", "index"})
 

@@ -26,10 +26,6 @@ Row = aiosqlite.Row
 BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
 
 
-class Conflict(Exception):
-    """The row exists already (with other content)."""
-
-
 def now() -> int:
     """Unix seconds: the coordinator's one clock for every timestamp column."""
     return int(time.time())

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.errors import NotGranted
+from p2pbak.errors import Conflict, NotGranted
 from p2pbak.store.db.database import (
-    Conflict,
     Database,
     batches,
     fetch_all,

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from p2pbak.store.db.database import Conflict, Database, fetch_one, now
+from p2pbak.errors import Conflict
+from p2pbak.store.db.database import Database, fetch_one, now
 
 
 @dataclass(frozen=True)

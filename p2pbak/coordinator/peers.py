@@ -1,0 +1,61 @@
+"""Peer agents (announce, heartbeat) and a machine's status as the status route shows it."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from p2pbak.coordinator import accounts, placement
+from p2pbak.store.db import blobs as coordinator_blobs
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.identity import Machine
+    from p2pbak.coordinator.service import Coordinator
+
+STATUS_PACK_SIZE = 16 * 1024 * 1024  # the usual pack, for the predicted availability
+
+
+async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int, upload: int,
+                   download: int) -> None:
+    await coordinator_peers.announce(coord.db, peer_id=peer_id, url=url,
+                                     subnet=placement.subnet_of(url), space=space,
+                                     upload=upload, download=download)
+
+
+async def heartbeat(coord: Coordinator, peer_id: str, *, url: str, stored_bytes: int,
+                    free_bytes: int) -> bool:
+    """False if this machine never announced a peer."""
+    return await coordinator_peers.heartbeat(
+        coord.db, peer_id=peer_id, url=url, subnet=placement.subnet_of(url),
+        stored_bytes=stored_bytes, free_bytes=free_bytes)
+
+
+async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
+    """The caller's backups, its peer, the code a pack would get now and its account."""
+    db = coord.db
+    peer = await coordinator_peers.get(db, machine.id)
+    packs, backed_up = await coordinator_packs.totals(db, machine.user)
+    others = await coordinator_peers.online(db, coord.online_window, exclude=machine.id)
+    try:
+        code = placement.place(others, STATUS_PACK_SIZE, random.Random(machine.id)).code
+    except placement.NotEnoughPeers:
+        code = None
+    return {
+        "user": machine.user,
+        "machine_id": machine.id,
+        "peer_online": peer is not None and peer.online(coord.online_window),
+        "snapshots": await coordinator_blobs.count(db, machine.user, "snapshot"),
+        "indexes": await coordinator_blobs.count(db, machine.user, "index"),
+        "packs": packs,
+        "bytes_backed_up": backed_up,
+        "bytes_stored_for_others": peer.stored_bytes if peer is not None else 0,
+        "peers_online": len(others) + (1 if peer is not None and
+                                       peer.online(coord.online_window) else 0),
+        "code": None if code is None else {
+            "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
+            "availability": code.availability, "meets_target": code.meets_target},
+        "availability": None if code is None else code.availability,
+        "account": await accounts.account_summary(coord, machine.user),  # §2.4 bank
+    }
