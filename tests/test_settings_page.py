@@ -1,0 +1,235 @@
+"""`p2pbak ui`, the settings window of §3.1, against a real coordinator, in a real browser.
+
+The browser tests drive Debian's chromium through Playwright (never `playwright install`);
+they skip when no chromium binary is present (CI installs it: .ci/apt-packages.txt). The
+screenshot goes to $P2PBAK_ARTIFACTS, else the test's tmp_path; its path is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pbak.grid import HOST, Grid, Process, free_port, spawn, wait_http
+from tests.grid import summary
+
+GB = 10**9
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+                 if Path(p).exists()), shutil.which("chromium"))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
+    root = tmp_path_factory.mktemp("settings")
+    (root / "logs").mkdir()
+    password = root / "passphrase"
+    password.write_text("pw\n")
+    port = free_port()
+    coord = spawn("coordinator", ["serve", "--db", str(root / "c.db"), "--listen",
+                                  f"{HOST}:{port}"], root / "logs" / "c.log",
+                  f"http://{HOST}:{port}")
+    g = Grid(root=root, coordinator=coord, db=root / "c.db", password_file=password)
+    try:
+        wait_http(f"{coord.url}/v1/health", coord)
+        yield g
+    finally:
+        g.stop()
+    assert "Traceback" not in coord.output()
+
+
+@pytest.fixture(scope="module")
+def una(grid: Grid) -> Path:
+    return grid.add_user("una")
+
+
+def _settings_url(proc: Process, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in proc.output().splitlines():
+            if line.startswith("{") and '"settings_url"' in line:
+                return str(json.loads(line)["settings_url"])
+        if not proc.alive():
+            raise AssertionError(f"p2pbak ui exited: {proc.output()}")
+        time.sleep(0.1)
+    raise AssertionError(f"p2pbak ui printed no settings_url: {proc.output()}")
+
+
+@pytest.fixture(scope="module")
+def page_url(grid: Grid, una: Path) -> Iterator[str]:
+    proc = spawn("ui", ["ui", "--no-browser", "--json", "--port", "0", "--config", str(una)],
+                 grid.root / "logs" / "ui.log", "")
+    try:
+        url = _settings_url(proc)
+        yield url
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _base(url: str) -> str:
+    return url.split("?", 1)[0].rstrip("/")
+
+
+@pytest.mark.slow
+def test_the_url_needs_its_token(page_url: str) -> None:
+    assert page_url.startswith(f"http://{HOST}:") and "?token=" in page_url
+    base, token = _base(page_url), page_url.split("token=", 1)[1]
+    for path in ("/", "/api/settings", "/api/balance?space=1", "/static/app.js"):
+        assert _get(base + path)[0] == 403
+        assert _get(f"{base}{path}{'&' if '?' in path else '?'}token=x{token}")[0] == 403
+    status, html = _get(page_url)
+    assert status == 200 and html.count('type="range"') == 3 and "<svg" in html
+    assert "cdn" not in html.lower() and "https://" not in html  # works offline
+    status, body = _get(f"{base}/api/balance?space=lots&token={token}")
+    assert status == 400 and "whole number" in json.loads(body)["error"]
+
+
+@pytest.mark.slow
+def test_balance_route_prices_the_paper_example_locally(page_url: str) -> None:
+    base, token = _base(page_url), page_url.split("token=", 1)[1]
+
+    def total(space: int, upload: int) -> int:
+        status, body = _get(f"{base}/api/balance?space={space}&upload={upload}&download=0"
+                            f"&token={token}")
+        assert status == 200
+        return int(json.loads(body)["total_bytes"])
+
+    assert total(50 * GB, 5000) == total(100 * GB, 5000) > 0  # §3.1's example
+    assert total(10 * GB, 5000) < total(20 * GB, 5000)  # inside the thick region
+
+
+# -- in a real browser -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary (apt-get install chromium chromium-driver)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _set(page: Any, name: str, value: int) -> None:
+    """Move slider `name` to `value` as a drag would (input events), wait for the redraw."""
+    page.evaluate("""([name, value]) => {
+        const el = document.getElementById(name);
+        const i = state.tables[name].indexOf(value);
+        if (i < 0) throw new Error(`${value} is not a position of ${name}`);
+        el.value = String(i);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+    }""", [name, value])
+    _settle(page)
+
+
+def _settle(page: Any) -> None:
+    page.wait_for_function("""() => {
+        if (document.body.dataset.busy !== '0') return false;
+        const want = ['space', 'upload', 'download']
+            .map((n) => state.tables[n][Number(document.getElementById(n).value)]).join(',');
+        return document.body.dataset.caps === want;
+    }""")
+
+
+def _total(page: Any) -> int:
+    return int(page.get_attribute("#backup-total", "data-bytes"))
+
+
+def _thick(page: Any, name: str) -> float:
+    return float(page.eval_on_selector(f"#{name}-thick", "el => el.getBoundingClientRect().width"))
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("P2PBAK_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.slow
+def test_page_in_chromium(browser: Any, page_url: str, grid: Grid, una: Path,
+                          tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    assert page.goto(_base(page_url) + "/").status == 403
+    assert page.goto(page_url).status == 200
+    page.wait_for_selector("body[data-busy='0']")
+    # three labelled sliders and a pie
+    assert page.locator("input[type=range]").count() == 3
+    for name in ("space", "upload", "download"):
+        assert page.locator(f"label[for={name}]").count() == 1
+    assert page.locator("#pie path").count() == 2
+
+    # keyboard: Home, then four steps right is 5 KB/s
+    page.focus("#upload")
+    page.keyboard.press("Home")
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    _settle(page)
+    assert page.get_attribute("#upload", "aria-valuetext") == "5 KB/s"
+
+    # §3.1: at 5 KB/s, space from 50 GB to 100 GB leaves backup space unchanged...
+    _set(page, "space", 50 * GB)
+    at50, thick50 = _total(page), _thick(page, "space")
+    assert "adds no backup space" in page.inner_text("#space-hint")
+    _set(page, "space", 100 * GB)
+    assert _total(page) == at50 > 0
+    assert _thick(page, "space") == pytest.approx(thick50)
+    # ...while inside the thick region it changes it
+    _set(page, "space", 10 * GB)
+    at10 = _total(page)
+    _set(page, "space", 20 * GB)
+    assert at10 < _total(page) < at50
+    assert page.inner_text("#space-hint").startswith("Counts up to")
+    # raising upload widens the space region (the other sliders' thick lines move)
+    _set(page, "upload", 10_000)
+    assert _thick(page, "space") > thick50
+    _set(page, "upload", 5_000)
+
+    # hidden market: no balance or price until "Details" is opened
+    page.wait_for_function("!document.getElementById('state-lines').innerText"
+                           ".includes('Loading')")
+    assert "Balance" not in page.inner_text("main") + page.inner_text("#state-lines")
+    page.click("#details summary")
+    page.wait_for_function("document.getElementById('details-body').innerText"
+                           ".includes('Balance')")
+    page.click("#details summary")
+
+    # Apply saves what `supply set` would, and says when it takes effect
+    page.click("#apply")
+    page.wait_for_function("document.getElementById('apply-msg').innerText"
+                           ".startsWith('Saved')")
+    assert "next heartbeat" in page.inner_text("#apply-msg")
+    shown = summary(grid.cli("supply", "show", "--json", config=una))
+    assert shown["caps"] == {"space": 20 * GB, "upload": 5_000, "download": 0}
+    assert int(shown["total_bytes"]) == _total(page)
+
+    shot = _artifacts(tmp_path) / "settings.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+
+    # readable at 200% zoom: half the CSS width, nothing wider than the window
+    page.set_viewport_size({"width": 550, "height": 900})
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.close()
