@@ -233,3 +233,23 @@ def test_page_in_chromium(browser: Any, page_url: str, grid: Grid, una: Path,
     page.wait_for_timeout(100)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.close()
+
+
+@pytest.mark.slow
+def test_peer_run_serves_the_page_and_status_shows_it(grid: Grid) -> None:
+    cfg = grid.add_user("vic")
+    port = free_port()
+    proc = spawn("vic", ["peer", "run", "--storage", str(cfg.parent / "storage"), "--listen",
+                         f"{HOST}:{port}", "--config", str(cfg), "--json",
+                         "--heartbeat-interval", "0.5"],
+                 grid.root / "logs" / "vic.log", f"http://{HOST}:{port}")
+    try:
+        wait_http(f"{proc.url}/v1/health", proc)
+        url = _settings_url(proc)
+        assert _get(url)[0] == 200 and _get(_base(url) + "/")[0] == 403
+        shown = summary(grid.cli("status", "--json", config=cfg))
+        assert shown["settings_url"] == url
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()
+    assert summary(grid.cli("status", "--json", config=cfg))["settings_url"] is None

@@ -201,3 +201,29 @@ async def start(page: Page, port: int = 0) -> tuple[web.AppRunner, str]:
                           "choose another --port") from None
     bound = runner.addresses[0][1]
     return runner, f"http://{HOST}:{bound}/?token={page.token}"
+
+
+# -- the page served by `peer run`, found by `status` -------------------------------------
+
+URL_FILE = "settings_url"  # beside the config, 0600: the URL carries the token
+
+
+def publish(config_file: Path, url: str) -> Path:
+    from p2pbak.config import atomic_write
+
+    path = config_file.parent / URL_FILE
+    atomic_write(path, url.encode() + b"\n", mode=0o600)
+    return path
+
+
+def published(config_file: Path) -> str | None:
+    """The URL `peer run` serves its settings page at, if it runs (None: not known)."""
+    try:
+        return (config_file.parent / URL_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def withdraw(config_file: Path, url: str) -> None:
+    if published(config_file) == url:  # not another agent's page
+        (config_file.parent / URL_FILE).unlink(missing_ok=True)
