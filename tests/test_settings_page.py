@@ -8,9 +8,6 @@ screenshot goes to $P2PBAK_ARTIFACTS, else the test's tmp_path; its path is prin
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,12 +16,19 @@ from typing import Any
 
 import pytest
 
-from p2pbak.grid import HOST, Grid, Process, free_port, spawn, wait_http
+from p2pbak.grid import HOST, Grid, free_port, spawn, wait_http
 from tests.grid import summary
+from tests.settings_page_support import (
+    artifacts,
+    browser_fixture,  # noqa: F401  (the `browser` fixture)
+    set_slider,
+    settings_url,
+    settle,
+    thick,
+    total,
+)
 
 GB = 10**9
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-                 if Path(p).exists()), shutil.which("chromium"))
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +55,12 @@ def una(grid: Grid) -> Path:
     return grid.add_user("una")
 
 
-def _settings_url(proc: Process, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in proc.output().splitlines():
-            if line.startswith("{") and '"settings_url"' in line:
-                return str(json.loads(line)["settings_url"])
-        if not proc.alive():
-            raise AssertionError(f"p2pbak ui exited: {proc.output()}")
-        time.sleep(0.1)
-    raise AssertionError(f"p2pbak ui printed no settings_url: {proc.output()}")
-
-
 @pytest.fixture(scope="module")
 def page_url(grid: Grid, una: Path) -> Iterator[str]:
     proc = spawn("ui", ["ui", "--no-browser", "--json", "--port", "0", "--config", str(una)],
                  grid.root / "logs" / "ui.log", "")
     try:
-        url = _settings_url(proc)
+        url = settings_url(proc)
         yield url
     finally:
         proc.stop()
@@ -117,55 +109,6 @@ def test_balance_route_prices_the_paper_example_locally(page_url: str) -> None:
 
 # -- in a real browser -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _set(page: Any, name: str, value: int) -> None:
-    """Move slider `name` to `value` as a drag would (input events), wait for the redraw."""
-    page.evaluate("""([name, value]) => {
-        const el = document.getElementById(name);
-        const i = state.tables[name].indexOf(value);
-        if (i < 0) throw new Error(`${value} is not a position of ${name}`);
-        el.value = String(i);
-        el.dispatchEvent(new Event('input', {bubbles: true}));
-    }""", [name, value])
-    _settle(page)
-
-
-def _settle(page: Any) -> None:
-    page.wait_for_function("""() => {
-        if (document.body.dataset.busy !== '0') return false;
-        const want = ['space', 'upload', 'download']
-            .map((n) => state.tables[n][Number(document.getElementById(n).value)]).join(',');
-        return document.body.dataset.caps === want;
-    }""")
-
-
-def _total(page: Any) -> int:
-    return int(page.get_attribute("#backup-total", "data-bytes"))
-
-
-def _thick(page: Any, name: str) -> float:
-    return float(page.eval_on_selector(f"#{name}-thick", "el => el.getBoundingClientRect().width"))
-
-
-def _artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("P2PBAK_ARTIFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 @pytest.mark.slow
 def test_page_in_chromium(browser: Any, page_url: str, grid: Grid, una: Path,
                           tmp_path: Path) -> None:
@@ -184,26 +127,26 @@ def test_page_in_chromium(browser: Any, page_url: str, grid: Grid, una: Path,
     page.keyboard.press("Home")
     for _ in range(4):
         page.keyboard.press("ArrowRight")
-    _settle(page)
+    settle(page)
     assert page.get_attribute("#upload", "aria-valuetext") == "5 KB/s"
 
     # §3.1: at 5 KB/s, space from 50 GB to 100 GB leaves backup space unchanged...
-    _set(page, "space", 50 * GB)
-    at50, thick50 = _total(page), _thick(page, "space")
+    set_slider(page, "space", 50 * GB)
+    at50, thick50 = total(page), thick(page, "space")
     assert "adds no backup space" in page.inner_text("#space-hint")
-    _set(page, "space", 100 * GB)
-    assert _total(page) == at50 > 0
-    assert _thick(page, "space") == pytest.approx(thick50)
+    set_slider(page, "space", 100 * GB)
+    assert total(page) == at50 > 0
+    assert thick(page, "space") == pytest.approx(thick50)
     # ...while inside the thick region it changes it
-    _set(page, "space", 10 * GB)
-    at10 = _total(page)
-    _set(page, "space", 20 * GB)
-    assert at10 < _total(page) < at50
+    set_slider(page, "space", 10 * GB)
+    at10 = total(page)
+    set_slider(page, "space", 20 * GB)
+    assert at10 < total(page) < at50
     assert page.inner_text("#space-hint").startswith("Counts up to")
     # raising upload widens the space region (the other sliders' thick lines move)
-    _set(page, "upload", 10_000)
-    assert _thick(page, "space") > thick50
-    _set(page, "upload", 5_000)
+    set_slider(page, "upload", 10_000)
+    assert thick(page, "space") > thick50
+    set_slider(page, "upload", 5_000)
 
     # hidden market: no balance or price until "Details" is opened
     page.wait_for_function("!document.getElementById('state-lines').innerText"
@@ -221,9 +164,9 @@ def test_page_in_chromium(browser: Any, page_url: str, grid: Grid, una: Path,
     assert "next heartbeat" in page.inner_text("#apply-msg")
     shown = summary(grid.cli("supply", "show", "--json", config=una))
     assert shown["caps"] == {"space": 20 * GB, "upload": 5_000, "download": 0}
-    assert int(shown["total_bytes"]) == _total(page)
+    assert int(shown["total_bytes"]) == total(page)
 
-    shot = _artifacts(tmp_path) / "settings.png"
+    shot = artifacts(tmp_path) / "settings.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
@@ -245,7 +188,7 @@ def test_peer_run_serves_the_page_and_status_shows_it(grid: Grid) -> None:
                  grid.root / "logs" / "vic.log", f"http://{HOST}:{port}")
     try:
         wait_http(f"{proc.url}/v1/health", proc)
-        url = _settings_url(proc)
+        url = settings_url(proc)
         assert _get(url)[0] == 200 and _get(_base(url) + "/")[0] == 403
         shown = summary(grid.cli("status", "--json", config=cfg))
         assert shown["settings_url"] == url

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from p2pbak.market.caps import caps_from_supply, supply_from_caps
+from p2pbak.market.caps import UNCAPPED_RATE, caps_from_supply, supply_from_caps
 from p2pbak.market.equilibrium import aggregate_demand
 from p2pbak.market.prices import Overheads
 from p2pbak.market.resources import Resources, Services, prices
@@ -73,11 +73,12 @@ class Balance:
     available_bytes: int
     regions: dict[str, int]  # per slider: the cap beyond which it buys nothing
     effective: dict[str, int]  # the caps after eq. (4), in the same units
+    counted: dict[str, int]  # the caps as counted: "no cap" is the disk, UNCAPPED_RATE
 
     def to_dict(self) -> dict[str, Any]:
         return {"in_use_bytes": self.in_use_bytes, "total_bytes": self.total_bytes,
                 "available_bytes": self.available_bytes, "regions": self.regions,
-                "effective": self.effective}
+                "effective": self.effective, "counted": self.counted}
 
 
 def balance(snap: Snapshot, space: int, upload: int, download: int) -> Balance:
@@ -87,10 +88,12 @@ def balance(snap: Snapshot, space: int, upload: int, download: int) -> Balance:
                          snap.in_use_bytes / GB, snap.mix)
     regions = caps_from_supply(bal.regions, snap.availability)
     effective = caps_from_supply(bal.effective, snap.availability)
+    counted = (space or snap.disk_bytes, upload or UNCAPPED_RATE, download or UNCAPPED_RATE)
     total = int(bal.total * GB)
     return Balance(snap.in_use_bytes, total, max(0, total - snap.in_use_bytes),
                    dict(zip(NAMES, regions, strict=True)),
-                   dict(zip(NAMES, effective, strict=True)))
+                   dict(zip(NAMES, effective, strict=True)),
+                   dict(zip(NAMES, counted, strict=True)))
 
 
 def paper_example(snap: Snapshot, upload: int = 5_000,

@@ -23,10 +23,11 @@ def _lines(cfg: Any, status: dict[str, Any], snaps: list[dict[str, Any]]) -> lis
     from p2pbak.config import format_size
 
     out = []
+    url = status.get("peer_url") or cfg.peer_url
     if status.get("peer_online"):
-        out.append(f"Other users reach this computer at {cfg.peer_url or 'its peer agent'}.")
-    elif cfg.peer_url:
-        out.append(f"This computer's peer agent ({cfg.peer_url}) is offline: start "
+        out.append(f"Other users reach this computer at {url or 'its peer agent'}.")
+    elif url:
+        out.append(f"This computer's peer agent ({url}) is offline: start "
                    "`p2pbak peer run` so it lends its caps and earns its backup space.")
     else:
         out.append("No peer agent has run on this computer yet: start `p2pbak peer run`.")
@@ -35,8 +36,9 @@ def _lines(cfg: Any, status: dict[str, Any], snaps: list[dict[str, Any]]) -> lis
         out.append(f"Last backup: {_when(last, time.time())}.")
     else:
         out.append("No backup yet: run `p2pbak backup FOLDER`.")
-    out.append(f"{len(snaps)} snapshots, {format_size(int(status.get('bytes_backed_up', 0)))} "
-               "backed up.")
+    plural = "" if len(snaps) == 1 else "s"
+    backed = format_size(int(status.get("bytes_backed_up", 0)))
+    out.append(f"{len(snaps)} snapshot{plural}, {backed} backed up.")
     lent = int(cfg.supply.space)
     out.append(f"Lending {format_size(lent) if lent else 'this disk (no cap)'}; other users' "
                f"data here: {format_size(int(status.get('bytes_stored_for_others', 0)))}.")

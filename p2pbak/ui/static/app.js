@@ -76,8 +76,7 @@ function drawBalance(b, asked) {
   for (const n of NAMES) {
     const region = b.regions[n];
     document.getElementById(`${n}-thick`).style.width = `${100 * position(n, region)}%`;
-    const cap = asked[n] || Infinity;
-    const hint = cap > region
+    const hint = b.counted[n] > region
       ? `Beyond ${fmtCap(n, region)} more ${LABEL[n]} adds no backup space: raise the others first.`
       : `Counts up to ${fmtCap(n, region)}.`;
     document.getElementById(`${n}-hint`).textContent = hint;
@@ -131,7 +130,7 @@ function drawSizes(sizes) {
   const fig = document.getElementById("sizes-figure");
   if (!sizes.length) { fig.hidden = true; return; }
   const max = Math.max(...sizes.map((s) => s[1]), 1);
-  const w = 300 / sizes.length;
+  const w = Math.min(30, 300 / sizes.length);
   const svg = document.getElementById("sizes");
   svg.replaceChildren(...sizes.map(([, size], i) => {
     const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
