@@ -196,3 +196,31 @@ def test_peer_run_serves_the_page_and_status_shows_it(grid: Grid) -> None:
         proc.stop()
     assert "Traceback" not in proc.output()
     assert summary(grid.cli("status", "--json", config=cfg))["settings_url"] is None
+
+
+@pytest.mark.slow
+def test_offline_the_sliders_still_work_and_apply_saves_locally(grid: Grid,
+                                                                tmp_path: Path) -> None:
+    from p2pbak.config import load
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'coordinator = "http://{HOST}:{free_port()}"\nuser = "w"\n'
+                   'machine_id = "m"\nsecret = "s"\n')
+    proc = spawn("ui-offline", ["ui", "--no-browser", "--json", "--config", str(cfg)],
+                 tmp_path / "ui.log", "")
+    try:
+        url = settings_url(proc)
+        base, token = _base(url), url.split("token=", 1)[1]
+        status, body = _get(f"{base}/api/settings?token={token}")
+        assert status == 200 and "could not be reached" in json.loads(body)["note"]
+        status, body = _get(f"{base}/api/balance?space={50 * GB}&upload=5000&token={token}")
+        assert status == 200 and int(json.loads(body)["total_bytes"]) > 0
+        req = urllib.request.Request(f"{base}/api/apply?token={token}", method="POST",
+                                     data=json.dumps({"upload": "5KB/s"}).encode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            answer = json.load(r)
+        assert not answer["sent"] and "could not be reached" in answer["message"]
+        assert load(cfg).supply.upload == 5000
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()
