@@ -79,3 +79,16 @@ def test_snapshot_round_trips_through_a_quote() -> None:
     b = balance(back, 0, 0, 0)  # no space cap: the disk counts
     assert b.available_bytes == max(0, b.total_bytes - 5 * GB)
     assert b.regions["space"] >= b.effective["space"]
+
+
+def test_market_explain_prints_the_paper_example() -> None:
+    from p2pbak.grid import run_cli
+    from tests.grid import summary
+
+    r = run_cli(["market", "explain", "--json"], timeout=60)
+    ex = summary(r)["ratio_example"]
+    assert ex["upload_bytes_per_s"] == 5000
+    assert ex["backup_bytes_at_50gb"] == ex["backup_bytes_at_100gb"] > 0
+    assert ex["space_region_bytes"] < 50 * GB
+    text = run_cli(["market", "explain"], timeout=60).stdout
+    assert "§3.1 at 5 KB/s upload" in " ".join(text.split())
