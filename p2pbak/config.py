@@ -271,6 +271,18 @@ def parse_rate(text: str) -> int:
     return _parse(body, "rate", "1MB/s, 800KiB/s or 10Mbit/s", allow_bits=True)
 
 
+def parse_caps(supply: Supply, space: str | None, upload: str | None,
+               download: str | None) -> Supply:
+    """`supply` with the caps given (text as users type it, e.g. 50GB, 5KB/s, 10Mbit/s;
+    None: keep) replaced: what `supply set` and the settings page both save."""
+    if space is None and upload is None and download is None:
+        raise P2pbakError("nothing to set: give --space, --upload and/or --download "
+                          "(see `p2pbak supply show` for the current caps)")
+    return Supply(space=supply.space if space is None else parse_size(space),
+                  upload=supply.upload if upload is None else parse_rate(upload),
+                  download=supply.download if download is None else parse_rate(download))
+
+
 def format_size(n: int) -> str:
     """Bytes in IEC units with up to 3 decimals: 1536 → '1.5 KiB'."""
     if n < 1024:

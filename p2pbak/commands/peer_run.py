@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import typer
@@ -60,6 +62,11 @@ def run(
                                              help="Seconds between heartbeats."),
     config: Path | None = typer.Option(None, "--config", help="Config file (default: "
                                        "$P2PBAK_CONFIG, else the user config folder)."),
+    settings_port: int = typer.Option(0, "--settings-port", min=0, max=65535,
+                                      help="Port of the settings page on 127.0.0.1 "
+                                           "(0: any free one)."),
+    no_settings_page: bool = typer.Option(False, "--no-settings-page",
+                                          help="Do not serve the settings page."),
     json: bool = typer.Option(False, "--json", help="JSON lines on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems."),
 ) -> None:
@@ -96,7 +103,11 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop)
+        if no_settings_page:
+            await agent.run(stop)
+            return
+        async with _settings_page(config_path(config), settings_port, reporter):
+            await agent.run(stop)
 
     try:
         asyncio.run(main())
@@ -104,6 +115,23 @@ def run(
         logger.removeHandler(handler)
     reporter.summary(stopped=True, url=agent.url())
     reporter.say("peer agent stopped")
+
+
+@asynccontextmanager
+async def _settings_page(cfg_file: Path, port: int, reporter: Reporter) -> AsyncIterator[str]:
+    """`p2pbak ui`'s page, served beside the agent; `status` finds its URL in a file."""
+    # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.ui.server import Page, publish, start, withdraw
+
+    runner, url = await start(Page(cfg_file), port)
+    publish(cfg_file, url)
+    reporter.emit("status", event="settings", settings_url=url)
+    reporter.say(f"settings page: {url}")
+    try:
+        yield url
+    finally:
+        withdraw(cfg_file, url)
+        await runner.cleanup()
 
 
 def register(app: typer.Typer) -> None:

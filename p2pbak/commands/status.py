@@ -22,6 +22,7 @@ LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this mac
 async def _status(cfg: Any) -> dict[str, Any]:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.net.api import CoordinatorClient
+    from p2pbak.ui.server import published
 
     async with CoordinatorClient.from_config(cfg) as coord:
         health = await coord.health()
@@ -32,7 +33,7 @@ async def _status(cfg: Any) -> dict[str, Any]:
             "ticket_key_matches": pinned, **status,
             "backup_space_available": quote.get("available_bytes"),
             "machine_availability": quote.get("availability"),
-            "caps": caps_dict(cfg.supply)}
+            "caps": caps_dict(cfg.supply), "settings_url": published(cfg.path)}
 
 
 def _human(key: str, value: Any) -> str:
@@ -91,3 +92,5 @@ def register(app: typer.Typer) -> None:
             if key in fields:
                 rep.say(f"{label}: {_human(key, fields[key])}")
         _account(rep, fields.get("account"), fields)
+        if fields.get("settings_url"):
+            rep.say(f"settings page: {fields['settings_url']}")

@@ -8,7 +8,7 @@ import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
-from p2pbak.config import format_rate, format_size, load, parse_rate, parse_size, save
+from p2pbak.config import format_rate, format_size, load, parse_caps, save
 from p2pbak.errors import P2pbakError
 
 SizeOpt = Annotated[str | None, typer.Option(
@@ -40,17 +40,10 @@ async def _send(cfg: Any) -> dict[str, Any]:
 def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
                json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
     """Set the caps on what this machine lends; the peer agent never uses more."""
+
     rep = reporter(json, quiet)
-    if space is None and upload is None and download is None:
-        raise P2pbakError("nothing to set: give --space, --upload and/or --download "
-                          "(see `p2pbak supply show` for the current caps)")
     cfg = load(config)
-    if space is not None:
-        cfg.supply.space = parse_size(space)
-    if upload is not None:
-        cfg.supply.upload = parse_rate(upload)
-    if download is not None:
-        cfg.supply.download = parse_rate(download)
+    cfg.supply = parse_caps(cfg.supply, space, upload, download)
     save(cfg)  # the running peer agent re-reads it at its next heartbeat
     sent = True
     try:

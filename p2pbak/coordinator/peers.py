@@ -46,6 +46,7 @@ async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
         "user": machine.user,
         "machine_id": machine.id,
         "peer_online": peer is not None and peer.online(coord.online_window),
+        "peer_url": peer.url if peer is not None else None,
         "snapshots": await coordinator_blobs.count(db, machine.user, "snapshot"),
         "indexes": await coordinator_blobs.count(db, machine.user, "index"),
         "packs": packs,

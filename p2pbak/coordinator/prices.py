@@ -22,11 +22,18 @@ from p2pbak.coordinator import placement
 from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_prices
 from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
-from p2pbak.market.caps import caps_from_supply, mix_from_usage, supply_from_caps
+from p2pbak.market.caps import mix_from_usage, supply_from_caps
 from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
 from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, Services, prices
-from p2pbak.market.supply import DEFAULT_MIX, RatioLimits, backup_balance, effective_supply
+from p2pbak.market.settings import Snapshot, balance
+from p2pbak.market.supply import (
+    DEFAULT_MIX,
+    DEFAULT_SLACK,
+    RatioLimits,
+    backup_balance,
+    effective_supply,
+)
 from p2pbak.market.update import RULES, Params, UpdateState, held_reason, new_state, update
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
@@ -184,17 +191,19 @@ async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: in
     caps = supply_from_caps(space, upload, download, avail, disk)
     mix, own = await user_mix(coord, user)
     _, backed_up = await coordinator_packs.totals(coord.db, user)
-    bal = backup_balance(caps, p, overheads, RatioLimits.from_demand(demand),
-                         backed_up / GB, mix)
-    region = caps_from_supply(bal.regions, avail)
+    # the same pure function the settings page prices each slider move with (§3.1)
+    snap = Snapshot(p, overheads, demand, mix, avail, disk, backed_up, DEFAULT_SLACK)
+    bal = balance(snap, space, upload, download)
+    market = backup_balance(caps, p, overheads, snap.limits, backed_up / GB, mix)
     return {
         "caps": {"space": space, "upload": upload, "download": download},
-        "in_use_bytes": backed_up, "total_bytes": int(bal.total * GB),
-        "available_bytes": int(bal.available * GB),
-        "regions": {"space": region[0], "upload": region[1], "download": region[2]},
+        "in_use_bytes": backed_up, "total_bytes": bal.total_bytes,
+        "available_bytes": bal.available_bytes, "regions": bal.regions,
         "availability": avail, "peer_known": peer is not None,
         "mix": mix.to_dict(), "own_mix": own,
-        "market": {"supply": caps.to_dict(), "effective": bal.effective.to_dict(),
-                   "regions": bal.regions.to_dict(), "demand": demand.to_dict()},
+        "market": {"supply": caps.to_dict(), "effective": market.effective.to_dict(),
+                   "regions": market.regions.to_dict(), "demand": demand.to_dict(),
+                   "slack": snap.slack, "overheads": overheads.to_dict(),
+                   "disk_bytes": disk},
         "prices": {"p": p.to_dict(), "micro": table.to_dict()},
     }

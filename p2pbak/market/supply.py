@@ -8,7 +8,12 @@ from p2pbak.market.prices import USABLE_FRACTION, Overheads, effective_space, se
 from p2pbak.market.resources import Resources, Services
 from p2pbak.units import DAY, GB
 
-DEFAULT_SLACK = 4.0
+# The slack factor of eq. (4) (§3.3: "how flexible the system's work allocation method
+# is"): how far one user's mix may stray from the aggregate demand's. Work allocation can
+# steer retrievals and repairs toward other holders only so far, so it is kept small: at
+# 1.5 the paper's own example holds (§3.1: at 5 KB/s of upload, space beyond ~49 GB
+# buys nothing, so raising it from 50 GB to 100 GB leaves backup space unchanged).
+DEFAULT_SLACK = 1.5
 # A typical usage pattern B:S:R per GB stored: 1% of it re-sent per day, 0.2% retrieved.
 DEFAULT_MIX = Services(backup=0.01, storage=1.0, retrieval=0.002)
 

@@ -73,7 +73,7 @@ def test_set_then_show_round_trips_the_caps(grid: Grid, erin: Path) -> None:
 
 @pytest.mark.slow
 def test_more_space_buys_more_only_inside_its_region(grid: Grid, erin: Path) -> None:
-    grid.cli("supply", "set", "--upload", "1KB/s", "--download", "2KB/s", config=erin)
+    grid.cli("supply", "set", "--upload", "2KB/s", "--download", "5KB/s", config=erin)
     region = int(show(grid, erin)["regions"]["space"])
     assert 10 * GB < region < 100 * GB  # the upload cap bounds useful space (eq. 4)
     small = available_with_space(grid, erin, "5GB")

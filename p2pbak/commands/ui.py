@@ -1,0 +1,51 @@
+"""`p2pbak ui`: the settings window of §3.1 as a local web page (127.0.0.1, token URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import webbrowser
+from typing import Annotated
+
+import typer
+
+from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter
+from p2pbak.config import load
+
+PortOpt = Annotated[int, typer.Option(
+    "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")]
+NoBrowserOpt = Annotated[bool, typer.Option(
+    "--no-browser", help="Only print the URL; do not open a browser.")]
+
+
+def ui(port: PortOpt = 0, no_browser: NoBrowserOpt = False, json: JsonOpt = False,
+       quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
+    """Open the settings page: three sliders (space, upload, download) and the backup space
+    they buy. Serves on 127.0.0.1 until stopped (Ctrl-C); the printed URL carries its token."""
+
+    # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.ui.server import Page, start
+
+    rep = reporter(json, quiet)
+    load(config)  # a clear error now if this machine is not initialised
+
+    async def main() -> None:
+        runner, url = await start(Page(config), port)
+        rep.summary(settings_url=url)
+        rep.say(f"settings page: {url}\n(Ctrl-C stops it)")
+        if not no_browser:
+            webbrowser.open(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui)
