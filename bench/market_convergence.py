@@ -4,7 +4,9 @@ Prints, per starting distance F from the buffer equilibrium: the paper's Definit
 against the safe rule (convergence rate, median/max rounds, max rounds over the target
 ⌈|ln F| / ln 2⌉ + 6, runs within it, runs within the path target ⌈(|ln F_U| + |ln F_D|) /
 ln 2⌉ + 6, negative prices); then the safe rule with 1% measurement noise and
-with only 30% of users re-optimising per round; then a market that never answers (users
+with only 30% of users re-optimising per round; then markets whose upload supply starts at
+0 (settled, and lagging); all with the coordinator's hold logic (update.COORDINATOR: an
+answer judged against the measured noise); then a market that never answers (users
 keep their sliders: S and d fixed) under the hold; then Theorem 2 checked numerically; and
 saves a plot of one far start under both rules.
 
@@ -72,13 +74,15 @@ def _frozen(agents: int, days: int = 60) -> None:
     print(f"\nA market that never answers: S and d fixed for {days} intervals, 10x start")
     e = make_economy(agents, seed=0)
     p_star = equilibrium(e)
+    from p2pbak.market.update import COORDINATOR
+
     for rule in ("paper", "safe"):
         start = Resources(1.0, *far_start(p_star, 10.0, 0.4))
         s = Resources(*map(float, supply_at(e, np.array(start.as_tuple())).sum(axis=0)))
         d = Resources(*map(float, e.demand))
         p, state, moves, far = start, None, 0, 0.0
         for _ in range(days):
-            new, state = update(p, s, d, state, rule)
+            new, state = update(p, s, d, state, rule, COORDINATOR)
             moves += new != p
             p = new
             far = max(far, abs(math.log(p.upload / start.upload)),
@@ -135,6 +139,12 @@ def main() -> None:
         lagging = Setup(agents=a.agents, rounds=100, lag=0.3)
         _table("Lagging market: 30% of users re-optimise per round (100 rounds at most)",
                _grid(pool, a.trials, lagging, ("paper", "safe")))
+        zero = Setup(agents=a.agents, rounds=100, zero=1)
+        _table("Upload supply starts at 0 (nobody has set an upload cap yet)",
+               _grid(pool, a.trials, zero, ("safe",)))
+        zero_lag = Setup(agents=a.agents, rounds=100, zero=1, lag=0.3)
+        _table("Upload supply starts at 0, 30% of users re-optimise per round",
+               _grid(pool, a.trials, zero_lag, ("safe",)))
     _frozen(a.agents)
     _uniqueness(a.agents)
     _plot(a.agents)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from p2pbak.commands import groups
+from p2pbak.commands.market_live import run_live_cmd
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import P2pbakError
 
@@ -82,17 +83,32 @@ def simulate_cmd(
                                             "plane, radians (default: drawn from the seed)."),
     rule: str = typer.Option("safe", "--update", "-u", help="Price update: paper or safe."),
     noise: float = typer.Option(0.0, "--noise", help="Relative noise on measured S and d."),
-    lag: float = typer.Option(1.0, "--lag",
-                              help="Share of users who re-optimise each round (0..1]."),
+    lag: float | None = typer.Option(None, "--lag",
+                                     help="Share of users who re-optimise each round "
+                                          "(0..1]; default 1, with --live 0.3."),
     rho: float = typer.Option(0.5, "--rho", help="CES parameter ρ of every user (< 1)."),
     tol: float = typer.Option(1e-3, "--tol", help="Converged when max relative |g| ≤ this."),
     seed: int = typer.Option(0, "--seed", "-s", help="Random seed (economy, start, noise)."),
     plot: Path | None = typer.Option(None, "--plot", help="Draw prices and |g| to a PNG."),
+    live: bool = typer.Option(False, "--live",
+                              help="The live market over --days: allocation, moves, "
+                                   "freezing, the bank and the daily price update."),
+    days: int = typer.Option(365, "--days", help="Days of the --live market."),
+    users: int = typer.Option(12, "--users", help="Users of the --live market."),
     json: bool = typer.Option(False, "--json", help="JSON lines: one per round, a summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
 ) -> None:
-    """Run one market of CES users from a start F× away from the buffer equilibrium."""
+    """Run one market of CES users from a start F× away from the buffer equilibrium
+    (or, with --live, the running market over days; exit 1 if its balances drift)."""
     out = Reporter(json=json, quiet=quiet)
+    if live:
+        share = 0.3 if lag is None else lag
+        if not 0 < share <= 1:
+            raise P2pbakError("--lag (share of users moving sliders a day) must be in (0, 1]")
+        if not run_live_cmd(out, users, days, share, seed, plot, not (json or quiet)):
+            raise typer.Exit(1)
+        return
+    lag = 1.0 if lag is None else lag
     check_market_options(agents, rounds, noise, lag, rho)
     if rule not in ("paper", "safe"):
         raise P2pbakError(f"unknown --update {rule!r}: choose paper or safe")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from p2pbak.coordinator import placement
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import allocation
+from p2pbak.market.caps import UNCAPPED_RATE
 from p2pbak.market.prices import effective_space
 from p2pbak.store.db import bank
 from p2pbak.store.db import peers as coordinator_peers
@@ -32,7 +33,7 @@ log = logging.getLogger("p2pbak.coordinator.moves")
 
 MOVE_MARK = "allocation_moved_at"
 MOVE_SHARE = 0.05  # at most this share of the stored fragment bytes moves per day
-# (less when bandwidth is dear: market.allocation.move_budget)
+# (less when the online suppliers' bandwidth caps carry less: market.allocation.move_budget)
 HORIZON_DAYS = 7.0  # balances are steered back to 0 over about this long
 PER_PEER = 500  # fragments of one donor looked at per run
 
@@ -71,7 +72,7 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
     flows = await bank.flows_since(db, accounts, int(time.time()) - window)
     rates = {a: v * DAY / window for a, v in flows.items()}
-    p_now, table = await current_prices(coord)
+    _, table = await current_prices(coord)
     live = {p.id for p in online}
     suppliers = [_supplier(p, user_account(owners[p.id]), table.space, p.id in live)
                  for p in peers.values() if p.id in owners]
@@ -81,9 +82,12 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
         db, donors, PER_PEER)]
     holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
     held = sum(h.bytes for h in holdings)
-    availability = sum(h.bytes * h.availability for h in holdings) / held if held else 1.0
-    budget = allocation.move_budget(held, MOVE_SHARE * min(1.0, interval / DAY), p_now.space,
-                                    p_now.upload, p_now.download, availability, HORIZON_DAYS)
+    seconds = min(interval, DAY)
+    up = sum(allocation.daily_capacity(p.upload, placement.availability(p), seconds,
+                                       UNCAPPED_RATE) for p in online)
+    down = sum(allocation.daily_capacity(p.download, placement.availability(p), seconds,
+                                         UNCAPPED_RATE) for p in online)
+    budget = allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
     return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
                                  HORIZON_DAYS, seed=int(time.time()))
 

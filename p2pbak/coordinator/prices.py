@@ -34,7 +34,15 @@ from p2pbak.market.supply import (
     backup_balance,
     effective_supply,
 )
-from p2pbak.market.update import RULES, Params, UpdateState, held_reason, new_state, update
+from p2pbak.market.update import (
+    COORDINATOR,
+    RULES,
+    UpdateState,
+    floor_supply,
+    held_reason,
+    new_state,
+    update,
+)
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
@@ -49,9 +57,6 @@ if TYPE_CHECKING:
 PRICE_BOUNDS = (1e-3, 1e3)
 PRIOR_AVAILABILITY = 0.5  # §2.2: 12 h/day, for a machine without a peer yet
 MIX_WINDOW = 30 * DAY  # a user's own B:S:R mix is read from this much history
-# S is the caps, which only users move: S and d within 1% of what the last move was
-# computed from (availability estimates drift, nobody moved a slider) is no answer yet
-RESPOND_TOL = 0.01
 
 
 def check_rule(rule: str) -> str:
@@ -107,7 +112,9 @@ def default_demand(overheads: Overheads = OVERHEADS) -> Resources:
 
 async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
                          window: int) -> Resources | None:
-    """Σ over peers seen within `window` s of their caps in market units, within eq. (4)."""
+    """Σ over peers seen within `window` s of their caps in market units, within eq. (4);
+    None if nothing at all is supplied (a resource nobody supplies yet is floored by the
+    update, market.update.floor_supply, so that its price rises)."""
     peers = await coordinator_peers.online(coord.db, window)
     vectors = []
     for p in peers:
@@ -115,7 +122,7 @@ async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
                              p.stored_bytes + p.free_bytes)
         vectors.append(effective_supply(s, limits) if limits is not None else s)
     total = aggregate(vectors)
-    return total if _positive(total) else None
+    return total if max(total.as_tuple()) > 0 else None
 
 
 async def price_job(coord: Coordinator) -> PriceRow | None:
@@ -140,8 +147,10 @@ async def price_job(coord: Coordinator) -> PriceRow | None:
         why = "no supply" if supply is None else "no demand"
         return await _record(coord, t, p, o, state, None, supply, demand,
                              f"{why} measured: prices held")
-    measured = g(supply, demand)
-    params = Params(respond_tol=RESPOND_TOL)
+    # S and d within their measured day-to-day noise of what the last move was computed
+    # from is no answer yet (market.hold): S is caps, which only users move
+    params = COORDINATOR
+    measured = g(floor_supply(supply, demand, params.supply_floor), demand)
     new_p, new_state = update(p, supply, demand, state, rule=settings.rule, params=params)
     bounded = prices(*(min(max(x, PRICE_BOUNDS[0]), PRICE_BOUNDS[1])
                        for x in (new_p.upload, new_p.download)))

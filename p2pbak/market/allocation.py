@@ -9,8 +9,6 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from p2pbak.market.prices import effective_space
-
 
 class Candidate(NamedTuple):
     peer_id: str
@@ -67,15 +65,21 @@ class Supplier(NamedTuple):
     subnet: str
 
 
-def move_budget(stored: int, share: float, p_space: float, p_upload: float,
-                p_download: float, availability: float, horizon: float) -> int:
-    """Bytes work allocation may move in a day: `share` of the stored fragment bytes while
-    a move pays for itself, less as bandwidth grows dear. A copy costs two uploads and two
-    downloads (holder → worker → new holder); it shifts p_S × availability × usable per
-    byte-day of income (§2.5), which counts for `horizon` days."""
-    shifted = p_space * effective_space(1.0, availability) * horizon
-    cost = 2.0 * (p_upload + p_download)
-    return int(stored * share * min(1.0, shifted / cost)) if cost > 0 else int(stored * share)
+def move_budget(stored: int, share: float, spare_upload: int, spare_download: int) -> int:
+    """Bytes work allocation may move in a day: `share` of the stored fragment bytes, and
+    no more than the suppliers' caps carry. A copy (holder → worker → new holder) costs
+    two uploads and two downloads per byte, so at most half of the day's upload and of
+    its download capacity (bytes, Σ over online peers of cap × time online). The budget
+    is the caps, not a price threshold: dear bandwidth does not stop the moves (they are
+    upkeep, charged back through q_S), so balances keep returning to 0 at any prices."""
+    return max(0, min(int(stored * share), spare_upload // 2, spare_download // 2))
+
+
+def daily_capacity(rate: int, availability: float, seconds: float,
+                   uncapped: int) -> int:
+    """Bytes a bandwidth cap (bytes/s, 0 = uncapped) carries over `seconds` online
+    `availability` of the time."""
+    return int((rate or uncapped) * seconds * availability)
 
 
 def want(balance: int, rate: float, horizon: float) -> float:

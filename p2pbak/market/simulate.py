@@ -3,7 +3,8 @@ price update (the very `update.update` the coordinator's daily job calls) moves 
 
 Options: multiplicative noise on the S and d the update sees (the truth decides
 convergence), and lag (only a share of agents re-optimise each round; the rest keep
-their sliders)."""
+their sliders), and a resource nobody supplies at the start (`zero`: its column of every
+agent's supply is 0 until the agent re-optimises)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Run:
     converged_round: int | None = None
     negative: bool = False
     diverged: bool = False
-    lagging: bool = False
+    lagging: bool = False  # the update took the damped step on some round
     buffers: tuple[float, float, float] | None = None
 
     @property
@@ -58,9 +59,11 @@ def _noisy(v: np.ndarray, noise: float, rng: np.random.Generator) -> Resources:
 
 def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: str = "safe",
              noise: float = 0.0, lag: float = 1.0, seed: int = 0,
-             tol: float = DEFAULT_TOL, params: Params = Params()) -> Run:
+             tol: float = DEFAULT_TOL, params: Params = Params(),
+             zero: int | None = None) -> Run:
     """Run the market from p = (1, *start) until max relative |g| ≤ tol, a non-positive
-    price (the paper's rule only) or `rounds` updates. `lag` = share re-optimising."""
+    price (the paper's rule only) or `rounds` updates. `lag` = share re-optimising;
+    `zero` = a resource (0 S, 1 U, 2 D) nobody supplies until they re-optimise."""
     if not 0 < lag <= 1:
         raise ValueError("lag (the share of agents re-optimising each round) must be in (0, 1]")
     rng = np.random.default_rng(seed + 7919)
@@ -70,7 +73,11 @@ def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: st
     run = Run()
     demand = e.demand
     for t in range(rounds + 1):
-        chosen = _respond(e, p, chosen, lag, rng)
+        if t == 0 and zero is not None:
+            chosen = supply_at(e, np.array(p.as_tuple()))
+            chosen[:, zero] = 0.0
+        else:
+            chosen = _respond(e, p, chosen, lag, rng)
         supply = chosen.sum(axis=0)
         _record(run, p, supply, demand)
         if run.gap[-1] <= tol:
@@ -80,15 +87,19 @@ def simulate(e: Economy, start: tuple[float, float], rounds: int = 100, rule: st
             break
         p, state = update(p, _noisy(supply, noise, rng), _noisy(demand, noise, rng), state,
                           rule, params)
+        run.lagging = run.lagging or state.lagging
         if _halted(run, p):
             break
-    run.lagging = bool(state and state.lagging)
     return run
 
 
 def _record(run: Run, p: Resources, supply: np.ndarray, demand: np.ndarray) -> None:
     truth_s, truth_d = _resources(supply), _resources(demand)
     run.prices.append((p.upload, p.download))
+    if min(supply) <= 0:  # a resource nobody supplies: as far from balance as can be
+        run.gap.append(math.inf)
+        run.g.append((math.nan, math.nan))
+        return
     run.gap.append(relative_gap(truth_s, truth_d))
     run.g.append(g_of(truth_s, truth_d))
     run.buffers = (float(supply[0] / demand[0]), float(supply[1] / demand[1]),

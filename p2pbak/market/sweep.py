@@ -12,7 +12,7 @@ import numpy as np
 
 from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.simulate import DEFAULT_TOL, Run, equilibrium, far_start, simulate
-from p2pbak.market.update import RULES
+from p2pbak.market.update import COORDINATOR, RULES, Params
 
 MAX_ECONOMIES = 5  # trials cycle over this many economies, each with its own directions
 
@@ -26,6 +26,8 @@ class Setup:
     lag: float = 1.0
     rho: float = 0.5
     tol: float = DEFAULT_TOL
+    params: Params = COORDINATOR  # update tuning: the daily job's, hold included
+    zero: int | None = None  # a resource nobody supplies at first (simulate's `zero`)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ def sweep(factors: Sequence[float], trials: int, setup: Setup = Setup(),
                 e, p_star = economies[econ]
                 start = far_start(p_star, factor, angle)
                 run = simulate(e, start, setup.rounds, rule, setup.noise, setup.lag,
-                               setup.seed + k, effective_tol(setup.tol, setup.noise))
+                               setup.seed + k, effective_tol(setup.tol, setup.noise),
+                               setup.params, setup.zero)
                 runs.append(run)
                 paths.append(path_bound(p_star, start))
                 if progress:

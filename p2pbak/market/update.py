@@ -16,16 +16,21 @@ Nothing else is guarded: it may return a non-positive price, which is what §5.2
   * step −h/m capped at ±cap (cap ≤ ln 2: at most ×2 or ÷2 a day); the cap halves on a
     sign flip without progress (|h| > progress·|h'| and |h| > flip_floor, so that noise
     around a balanced resource is no overshoot), doubles back toward ln 2 otherwise;
-  * a market whose users re-optimise late shows as repeated flips without progress (the
-    secant slope, measured across days on an unsettled market, is too shallow): after
-    `lag_after` such flips the rule switches, for good, to the damped
-    step x ← x − η·h capped at ln 2 (DESIGN.md §5);
+  * a market whose users re-optimise late shows in the data as responses that keep
+    lagging: the secant slope, measured across days on an unsettled market, is too
+    shallow, and step after step overshoots (the sign flips without progress). After
+    `lag_after` overshoots close together (one overshoot the other price caused does not count)
+    the rule takes the damped step x ← x − η·h capped at ln 2 (DESIGN.md §5); once the
+    market answers again (`calm` days in a row of progress without a flip) it leaves the
+    damped mode, and re-enters it if the lag shows again;
   * a coordinate tied by eq. (4) to the other (h = 0 on two days running while the other
     is far out) moves opposite to the other by the same step (`_untie`);
   * prices stay positive by construction (they move by a factor e^{step}).
 
-Both rules hold the prices on a day when S and d have not moved since the last move (the
-market has not answered it yet), for at most `max_hold` days (market.hold).
+Both rules hold the prices on a day when S and d have not moved since the last move by
+more than their measured noise (the market has not answered it yet), for at most
+`max_hold` days (market.hold). A resource nobody supplies yet (S_X = 0) is floored at a
+small share of the best-supplied one's buffer, so h has a sign and its price a direction.
 """
 
 from __future__ import annotations
@@ -58,16 +63,23 @@ class Params:
     min_dx: float = 1e-6  # slopes from smaller moves are floating-point noise
     progress: float = 0.5
     flip_floor: float = 0.05
-    lag_after: int = 2
+    lag_after: int = 2  # overshoots, each within lag_window days of the one before...
+    lag_window: int = 10  # ...show a lagging market
+    calm: int = 10  # days in a row of progress in damped mode: the market answers again
     eta: float = 0.3  # damped step for a lagging market
     cross: float = 2.0  # a flip while the other |h| is beyond cross·|h| is the other's doing
     tie_tol: float = 1e-6  # safe: |h| below this, beside a far-out other, is an eq. (4) tie
-    # both rules: S and d unchanged to this (relative, any component) since the last move
-    # means the market has not answered it. The default is rounding: simulated users at a
-    # ratio limit answer a ×2 move by as little as 1e-9. The coordinator, whose S is caps
-    # that only users move, passes a coarser one (coordinator.prices.RESPOND_TOL).
+    # both rules: S and d unchanged since the last move (relative, any component) to
+    # within noise_z × their measured noise, and never less than respond_tol (rounding:
+    # simulated users at a ratio limit answer a ×2 move by as little as 1e-9), means the
+    # market has not answered it. noise0 is the noise assumed until held days measured
+    # it: 0 for the simulator; the coordinator, whose S is caps that only users move
+    # while availability estimates drift, starts from COORDINATOR's.
     respond_tol: float = 1e-12
+    noise_z: float = 3.0
+    noise0: float = 0.0
     max_hold: int = 7  # intervals (days); then a move again, within ×2 of the last answer
+    supply_floor: float = 1e-3  # S_X = 0 counts as this share of the largest buffer
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,10 @@ class UpdateState:
     value: Pair | None = None  # g (paper) or h (safe) measured then
     slope: Pair = (1.0, 1.0)
     cap: Pair = (LN2, LN2)
-    overshoots: int = 0
+    overshoots: int = 0  # overshoots, each within lag_window days of the one before
+    since: int = 0  # days since the last of them
     lagging: bool = False
+    calm: int = 0  # days in a row of progress while lagging
     hold: holding.Hold = field(default_factory=holding.Hold)
 
     def to_dict(self) -> dict[str, object]:
@@ -99,6 +113,8 @@ class UpdateState:
                    slope=pair("slope") or (1.0, 1.0), cap=pair("cap") or (LN2, LN2),
                    overshoots=int(data.get("overshoots", 0)),  # type: ignore[arg-type]
                    lagging=bool(data.get("lagging", False)),
+                   calm=int(data.get("calm", 0)),  # type: ignore[arg-type]
+                   since=int(data.get("since", 0)),  # type: ignore[arg-type]
                    hold=holding.Hold.from_dict(data.get("hold")))  # type: ignore[arg-type]
 
 
@@ -115,31 +131,62 @@ def update(p: Resources, supply: Resources, demand: Resources,
     """Tomorrow's prices from today's p, S(p) and d(p); returns (p', state').
 
     `rule` picks the rule for a fresh start (state None); a stored state keeps its own.
-    A day with no supply or no demand of some resource measures nothing: prices are held.
-    So is a day on which neither S nor d moved since the last move (market.hold), for up
-    to `max_hold` days; `held_reason(state')` says so."""
+    A day with no demand of some resource, or no supply at all, measures nothing: prices
+    are held. So is a day on which neither S nor d moved since the last move by more than
+    their noise (market.hold), for up to `max_hold` days; `held_reason(state')` says so."""
     state = state or new_state(rule, params)
-    if min(supply.as_tuple()) <= 0 or min(demand.as_tuple()) <= 0:
+    if min(demand.as_tuple()) <= 0 or max(supply.as_tuple()) <= 0:
         return p, state
+    supply = floor_supply(supply, demand, params.supply_floor)
     seen: holding.Seen = supply.as_tuple() + demand.as_tuple()  # type: ignore[assignment]
-    fresh = holding.answered(state.hold, seen, params.respond_tol)
-    if not fresh and state.hold.held < params.max_hold:
-        return p, _held(state)
+    h0 = state.hold
+    fresh = _answered(state, seen, params)
+    if not fresh and h0.held >= 1:
+        # prices stood still since yesterday and S, d moved by less than an answer: noise
+        h0 = replace(h0, noise=holding.measure(h0, seen, params.noise0))
+        state = replace(state, hold=h0)
+        fresh = _answered(state, seen, params)
+    if not fresh and h0.held < params.max_hold:
+        return p, _held(state, seen, params)
     new_p, after = _rule(p, supply, demand, state, params)
     cur, new = (p.upload, p.download), (new_p.upload, new_p.download)
     if fresh:
         drift = holding.moved(cur, new)
     else:
-        new, drift = holding.bound_move(cur, new, state.hold.drift, params.max_step)
+        new, drift = holding.bound_move(cur, new, h0.drift, params.max_step)
         if new == cur:  # already ×2 from where the market last answered
-            return p, _held(state)
+            return p, _held(state, seen, params)
         new_p = Resources(1.0, *new)
-    return new_p, replace(after, hold=holding.Hold(seen=seen, drift=drift))
+    return new_p, replace(after, hold=holding.Hold(seen=seen, drift=drift, last=seen,
+                                                   noise=h0.noise))
 
 
-def _held(state: UpdateState) -> UpdateState:
-    """The state after one more day held."""
-    return replace(state, hold=replace(state.hold, held=state.hold.held + 1))
+def _answered(state: UpdateState, seen: holding.Seen, params: Params) -> bool:
+    limit = holding.threshold(state.hold, params.respond_tol, params.noise_z, params.noise0)
+    return holding.answered(state.hold, seen, limit, _expected(state, params))
+
+
+def _expected(state: UpdateState, params: Params) -> float:
+    """The answer (in h) the last move asked for, from slopes the data measured; a slope
+    at its floor measured nothing (perhaps a market that does not answer): infinite."""
+    if state.rule != "safe" or min(state.slope) <= params.min_slope:
+        return math.inf
+    return max(abs(state.slope[i] * state.hold.drift[i]) for i in range(2))
+
+
+def floor_supply(supply: Resources, demand: Resources, share: float) -> Resources:
+    """S with every zero component raised to `share` of the largest buffer S_X/d_X: a
+    resource nobody supplies yet is very scarce, not unmeasurable."""
+    s, d = supply.as_tuple(), demand.as_tuple()
+    best = max(a / b for a, b in zip(s, d, strict=True))
+    return Resources(*(max(a, share * best * b) for a, b in zip(s, d, strict=True)))
+
+
+def _held(state: UpdateState, seen: holding.Seen, params: Params) -> UpdateState:
+    """The state after one more day held (the day after it measures the noise: the first
+    held day's own change still carries the move's answer)."""
+    h = state.hold
+    return replace(state, hold=replace(h, held=h.held + 1, last=seen))
 
 
 def held_reason(state: UpdateState, params: Params = Params()) -> str:
@@ -185,15 +232,20 @@ def _safe(cur: Pair, hv: Pair, state: UpdateState,
           params: Params) -> tuple[Resources, UpdateState]:
     x = (math.log(cur[0]), math.log(cur[1]))
     slopes, caps, steps = [], [], []
-    overshoots = state.overshoots
+    flips = 0
     for i in range(2):
         slope, cap, flipped = _measure(x[i], hv[i], state, i, params)
         # a flip while the other resource is much farther from balance is what the
         # other's move did to this one (budgets and eq. 4 tie them), not a sign of a lag
-        overshoots += flipped and params.cross * abs(hv[i]) >= abs(hv[1 - i])
+        flips += flipped and params.cross * abs(hv[i]) >= abs(hv[1 - i])
         slopes.append(slope)
         caps.append(cap)
-    lagging = state.lagging or overshoots >= params.lag_after
+    since = 0 if flips else state.since + 1
+    overshoots = state.overshoots if state.since <= params.lag_window else 0
+    overshoots += bool(flips)
+    lagging, calm = _lag(hv, state, overshoots, flips, params)
+    if state.lagging and not lagging:
+        overshoots = 0
     for i in range(2):
         if lagging:
             steps.append(_clip(-params.eta * hv[i], params.max_step))
@@ -202,7 +254,23 @@ def _safe(cur: Pair, hv: Pair, state: UpdateState,
     steps = _untie(hv, state.value, steps, params)
     new = Resources(1.0, math.exp(x[0] + steps[0]), math.exp(x[1] + steps[1]))
     return new, replace(state, p=cur, value=hv, slope=(slopes[0], slopes[1]),
-                        cap=(caps[0], caps[1]), overshoots=overshoots, lagging=lagging)
+                        cap=(caps[0], caps[1]), overshoots=overshoots, lagging=lagging,
+                        calm=calm, since=since)
+
+
+def _lag(hv: Pair, state: UpdateState, overshoots: int, flips: int,
+         params: Params) -> tuple[bool, int]:
+    """(lagging, calm days) after today: `lag_after` overshoots, each within `lag_window`
+    days of the one before, mean a lagging market; in damped mode, `calm` days in a row
+    of progress without a flip mean it answers again."""
+    if not state.lagging:
+        return overshoots >= params.lag_after, 0
+    prev = state.value
+    better = prev is not None and not flips and max(map(abs, hv)) <= max(map(abs, prev))
+    calm = state.calm + 1 if better else 0
+    if calm >= params.calm:
+        return False, 0
+    return True, calm
 
 
 def _untie(hv: Pair, prev: Pair | None, steps: list[float], params: Params) -> list[float]:
@@ -250,3 +318,10 @@ def _measure(xi: float, hi: float, state: UpdateState, i: int,
 
 def _clip(v: float, bound: float) -> float:
     return max(-bound, min(bound, v))
+
+
+# The coordinator's daily job: S is caps that only users move, while availability
+# estimates drift; until held days measured that drift, assume it is 1/noise_z of 1%
+# a day (a move answered by less than 1% is then held, as long as its expected answer
+# was larger than that).
+COORDINATOR = Params(noise0=0.01 / 3.0)
