@@ -63,6 +63,7 @@ class Scenario:
     moves: bool = True  # work allocation's daily moves, carried out by repair
     stored_sigma: float = 0.6  # spread of users' stored data (lognormal σ)
     bandwidth_caps: bool = True  # False: sliders set space only, bandwidth left uncapped
+    pack: int = PACK  # largest pack of the data stored before the market opened
 
 
 @dataclass
@@ -261,8 +262,8 @@ async def simulate(tmp: Path, clock: Clock, s: Scenario) -> tuple[list[PriceRow]
         for i in range(s.users):  # what each user had stored before the market opened
             d = m.economy.services[i]
             stored = int((d[1] - d[0]) * GB)
-            m.base[i] = [await backup(m, i, min(PACK, stored - at))
-                         for at in range(0, stored, PACK)]
+            m.base[i] = [await backup(m, i, min(s.pack, stored - at))
+                         for at in range(0, stored, s.pack)]
         await hand_in(m)
         await billing.billing_job(coord)
         clock.t = T0
@@ -310,8 +311,9 @@ BALANCES = Scenario(users=30, days=10, availability=(0.75, 0.85, 0.95), live_pri
 # The test's own run: 16 such users over 7 days (the year-long horizon is the pure live
 # market's, tests/test_market_live.py), bandwidth left uncapped so that the daily move
 # budget is the 5% share (market.allocation.move_budget: the caps bound it otherwise,
-# and prices are fixed here, so bandwidth costs nothing that matters).
-STEERING = replace(BALANCES, users=16, days=7, bandwidth_caps=False)
+# and prices are fixed here, so bandwidth costs nothing that matters); the opening data
+# in 2 GB packs, half the transfers to book.
+STEERING = replace(BALANCES, users=16, days=7, bandwidth_caps=False, pack=2 * GB)
 
 
 @pytest.mark.slow
