@@ -82,8 +82,11 @@ def _credits(micro: int) -> str:
 
 async def account_details(cfg: Any) -> dict[str, Any]:
     """Balance, health and today's prices: for the "Details" disclosure only."""
-    async with CoordinatorClient.from_config(cfg) as coord:
-        account = await coord.account()
+    try:
+        async with CoordinatorClient.from_config(cfg) as coord:
+            account = await coord.account()
+    except P2pbakError as exc:
+        return {"lines": [f"The coordinator cannot be reached ({exc}): try again later."]}
     p = account.get("prices", {}).get("p", {})
     return {"lines": [f"Balance: {_credits(int(account.get('balance', 0)))} credits "
                       f"({account.get('health', '')}).",
