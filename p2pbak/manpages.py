@@ -112,11 +112,9 @@ class Page:
 
 
 def root_command() -> Any:
-    import typer.main
+    from p2pbak.cli import command
 
-    from p2pbak.cli import app
-
-    return typer.main.get_command(app)
+    return command()
 
 
 def walk(root: Any | None = None) -> list[Page]:

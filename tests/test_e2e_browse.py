@@ -18,6 +18,7 @@ from tests.grid import lines, make_grid_fixture, one_line_error, summary
 
 pytestmark = pytest.mark.slow
 grid_fixture = make_grid_fixture(4)
+LONG = "a-folder-name-long-enough-that-any-80-column-wrap-would-split-it-" * 2
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,8 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "changed.txt").write_text("first version\n")
     (root / "removed.txt").write_text("only in the first\n")
     (root / "big.bin").write_bytes(os.urandom(700_000))
+    (root / LONG).mkdir()
+    (root / LONG / "deep.txt").write_text("far down\n")
     return root
 
 
@@ -109,7 +112,7 @@ def test_stats_agree_with_status_and_the_suppliers_disks(grid: Grid, alice: Path
     assert every["erasure_expansion"] > 1.2  # a code that survives a lost third
     size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     latest = summary(grid.cli("stats", "latest", "--json", config=alice))
-    assert latest["restore_bytes"] == size and latest["files"] == 4
+    assert latest["restore_bytes"] == size and latest["files"] == 5
     # two snapshots of almost the same files: dedup keeps the raw data near one copy
     assert every["restore_bytes"] > 1.9 * size
     assert every["dedup_ratio"] > 1.9
@@ -129,6 +132,21 @@ def test_paths_as_backed_up_work_in_ls_and_restore(grid: Grid, alice: Path, src:
                          "--json", config=alice))
         assert (target / "doc" / "bash" / "notes.txt").read_text() == "same in both\n"
         assert not (target / "doc" / "big.bin").exists()
+
+
+def test_text_output_never_wraps_when_piped(grid: Grid, alice: Path, src: Path,
+                                           snaps: tuple[str, str]) -> None:
+    deep = f"{src}/{LONG}/deep.txt"
+    listing = grid.cli("ls", "latest", str(src), "--recursive", config=alice).stdout
+    assert f"doc/{LONG}/deep.txt" in listing.splitlines()
+    assert f"doc/{LONG}/" in listing.splitlines() and "doc/bash/notes.txt" in listing
+    long = grid.cli("ls", "latest", f"{src}/{LONG}", "-l", config=alice).stdout.splitlines()
+    assert len(long) == 1 and long[0].startswith("-rw") and long[0].endswith(
+        f"doc/{LONG}/deep.txt")
+    assert f"  {deep}" in grid.cli("find", "deep.txt", config=alice).stdout.splitlines()
+    table = grid.cli("snapshots", config=alice).stdout.splitlines()
+    assert any(line.rstrip().endswith(str(src)) and line.strip().startswith(snaps[1][:8])
+               for line in table), table
 
 
 def test_tags_filter_and_forget_keep_tag(grid: Grid, alice: Path, snaps: tuple[str, str]
@@ -155,3 +173,4 @@ def test_tags_filter_and_forget_keep_tag(grid: Grid, alice: Path, snaps: tuple[s
     assert summary(grid.cli("forget", "--tag", "keepme", "--keep-last", "0", "--keep-tag",
                             "nothing", "--json", config=alice))["snapshots_removed"] == 1
     assert [s["tags"] for s in listed()] == [[]]
+

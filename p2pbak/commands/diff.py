@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -19,8 +19,10 @@ from p2pbak.commands.common import (
     unlocked,
 )
 
-SnapArg = Annotated[str, typer.Argument(help="Snapshot id, prefix or `latest`.",
-                                        metavar="SNAPSHOT")]
+
+def _snap(which: str) -> Any:
+    return typer.Argument(help=f"The {which} snapshot: id, prefix or `latest`.",
+                          metavar=f"SNAPSHOT{1 if which == 'first' else 2}")
 
 
 async def _diff(session: Session, first: str, second: str) -> tuple[Any, Any, Any]:
@@ -35,8 +37,8 @@ async def _diff(session: Session, first: str, second: str) -> tuple[Any, Any, An
 
 def register(app: typer.Typer) -> None:
     @app.command("diff")
-    def diff_cmd(snapshot1: SnapArg, snapshot2: SnapArg, json: JsonOpt = False,
-                 quiet: QuietOpt = False, config: ConfigOpt = None,
+    def diff_cmd(snapshot1: str = _snap("first"), snapshot2: str = _snap("second"),
+                 json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                  password_file: PasswordFileOpt = None,
                  password_command: PasswordCommandOpt = None) -> None:
         """Show what was added (+), removed (-), modified (M), changed type (T) or only

@@ -110,8 +110,9 @@ async def resolve(reader: BlobReader, root: str, path: str | None) -> tuple[Node
 
 
 async def list_tree(repo: Repository, master: bytes, snapshot_id: str,
-                    path: str | None = None) -> list[Node]:
-    """The entries of a directory in a snapshot (or the one entry if `path` is a file)."""
+                    path: str | None = None, recursive: bool = False) -> list[Node]:
+    """The entries of a directory in a snapshot (or the one entry if `path` is a file);
+    with `recursive`, everything below it too, depth first."""
     record = await find_snapshot(repo, master, snapshot_id)
     keys = Keys.derive(master)
     reader = BlobReader(repo, keys, await load_index(repo, keys))
@@ -121,7 +122,16 @@ async def list_tree(repo: Repository, master: bytes, snapshot_id: str,
         prefix = "/".join(p.decode("utf-8", "surrogateescape") for p in split_path(path))
         if node is not None and node.type != DIR:
             return [replace(node, path=prefix)]
-        base = prefix + "/" if prefix else ""
-        return [replace(n, path=base + n.display_name) for n in await reader.tree(tree)]
+        return await _below(reader, tree, prefix, recursive)
     finally:
         reader.close()
+
+
+async def _below(reader: BlobReader, tree: str, prefix: str, recursive: bool) -> list[Node]:
+    base = prefix + "/" if prefix else ""
+    out: list[Node] = []
+    for n in await reader.tree(tree):
+        out.append(replace(n, path=base + n.display_name))
+        if recursive and n.type == DIR:
+            out += await _below(reader, n.subtree, base + n.display_name, True)
+    return out
