@@ -47,6 +47,18 @@ async def _backup(session: Session, paths: list[Path], excludes: list[str], host
         return result, repo.stats
 
 
+def interrupted(progress: Any) -> P2pbakError:
+    """Ctrl-C: what is safe on the suppliers already, and that a re-run picks it up."""
+    from p2pbak.config import format_size
+
+    packs = int(getattr(progress, "packs_saved", 0))
+    saved = (f"{packs} pack(s) ({format_size(int(getattr(progress, 'bytes_saved', 0)))}) "
+             "were uploaded and indexed" if packs else "no pack was complete yet")
+    return P2pbakError(f"backup interrupted, no snapshot saved: {saved}; run the same "
+                       "backup again to resume (it reuses what was uploaded)",
+                       ExitCode.INTERRUPTED)
+
+
 def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
     """restic's backup summary fields from the archiver's result."""
     s = as_dict(result.summary)
@@ -122,8 +134,11 @@ def register(app: typer.Typer) -> None:
         session = open_session(config, password_file, password_command)
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
-            result, stats = run(_backup(session, targets, excludes, host, dry_run, view,
-                                         flat_tags(tag or [])))
+            try:
+                result, stats = run(_backup(session, targets, excludes, host, dry_run, view,
+                                             flat_tags(tag or [])))
+            except KeyboardInterrupt:
+                raise interrupted(view.last) from None
         _report(rep, summary_fields(result, stats), list(result.errors), list(result.warnings),
                 dry_run)
         if result.errors:

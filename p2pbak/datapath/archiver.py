@@ -350,7 +350,13 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     previous = await _choose_parent(repo, master, parent, host, names)
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = _Checkpoints(repo, keys)
-    uploader = None if dry_run else _Uploader(repo, max(1, uploads), checkpoints.add)
+
+    async def committed(pack: Pack) -> None:
+        await checkpoints.add(pack)
+        walker.state.packs_saved += 1  # what an interrupted run leaves for the next
+        walker.state.bytes_saved += len(pack.data)
+
+    uploader = None if dry_run else _Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
     totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
