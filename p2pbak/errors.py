@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     WRONG_PASSPHRASE = 12
     FROZEN = 13  # account below the maximum deficit: no new backups
     UNREACHABLE = 14  # coordinator or peers cannot be reached
+    SUPPLIERS_FULL = 15  # enough suppliers online, but too few have room for a new pack
     INTERRUPTED = 130
 
 
@@ -49,3 +50,7 @@ class Frozen(P2pbakError):
 
 class Locked(P2pbakError):
     exit_code = ExitCode.LOCKED
+
+
+class SuppliersFull(P2pbakError):
+    exit_code = ExitCode.SUPPLIERS_FULL

@@ -11,19 +11,22 @@ from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
 from p2pbak.errors import P2pbakError
 
 SizeOpt = Annotated[str | None, typer.Option(
-    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB (0: no cap).")]
+    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB, or `unlimited`.",
+    metavar="SIZE")]
 UploadOpt = Annotated[str | None, typer.Option(
-    "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s (0: no cap).")]
+    "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s, or `unlimited`.",
+    metavar="RATE")]
 DownloadOpt = Annotated[str | None, typer.Option(
-    "--download", help="Download bandwidth to lend, e.g. 2MB/s (0: no cap).")]
+    "--download", help="Download bandwidth to lend, e.g. 2MB/s, or `unlimited`.",
+    metavar="RATE")]
 
 
 def cap_text(value: int, rate: bool) -> str:
-    from p2pbak.config import format_rate, format_size
+    from p2pbak.commands.caps import format_cap
 
     if not value:
-        return "no cap"
-    return format_rate(value) if rate else format_size(value)
+        return "unlimited"
+    return f"{format_cap(value)}/s" if rate else format_cap(value)
 
 
 def caps_dict(supply: Any) -> dict[str, int]:
@@ -40,6 +43,7 @@ async def _send(cfg: Any) -> dict[str, Any]:
 def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
                json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
     """Set the caps on what this machine lends; the peer agent never uses more."""
+    from p2pbak.commands.caps import read_cap
     from p2pbak.config import load, parse_rate, parse_size, save
 
     rep = reporter(json, quiet)
@@ -48,11 +52,11 @@ def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: Downlo
                           "(see `p2pbak supply show` for the current caps)")
     cfg = load(config)
     if space is not None:
-        cfg.supply.space = parse_size(space)
+        cfg.supply.space = read_cap(space, parse_size, "--space")
     if upload is not None:
-        cfg.supply.upload = parse_rate(upload)
+        cfg.supply.upload = read_cap(upload, parse_rate, "--upload")
     if download is not None:
-        cfg.supply.download = parse_rate(download)
+        cfg.supply.download = read_cap(download, parse_rate, "--download")
     save(cfg)  # the running peer agent re-reads it at its next heartbeat
     sent = True
     try:

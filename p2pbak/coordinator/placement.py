@@ -32,6 +32,17 @@ class NotEnoughPeers(Exception):
         self.need = need
 
 
+class SuppliersFull(NotEnoughPeers):
+    """Enough suppliers are online, but too few have room for a fragment of the pack."""
+
+    def __init__(self, have: int, need: int, online: int, fragment: int) -> None:
+        super().__init__(have, need)
+        self.args = (f"suppliers are full: {online} online, but only {have} have room for a "
+                     f"{fragment}-byte fragment (need {need}); other users must raise their "
+                     "space caps (`p2pbak supply set --space`) or more peers join",)
+        self.online = online
+
+
 @dataclass(frozen=True)
 class Placement:
     code: Code
@@ -112,8 +123,11 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
     """
     need = min_n_for_k(1)
     candidates = order_candidates(peers, rng, balances)
+    online, frag = len(candidates), 0
     while True:
         if len(candidates) < need:
+            if online >= need:  # enough online: they lack room, not presence
+                raise SuppliersFull(len(candidates), need, online, frag)
             raise NotEnoughPeers(len(candidates), need)
         avail = [availability(p) for p in candidates]
         code = _code(avail, target)

@@ -73,6 +73,8 @@ async def plan(request: web.Request) -> web.Response:
     balances = await bank.peer_balances(coord.db, [p.id for p in peers])
     try:
         chosen = placement.place(peers, body.size, random.Random(), balances=balances)
+    except placement.SuppliersFull as exc:  # 413: no room for this pack on enough of them
+        fail(413, str(exc))
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code
