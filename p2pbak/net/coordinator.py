@@ -19,6 +19,7 @@ from p2pbak.net import (
     coordinator_blobs,
     coordinator_garbage,
     coordinator_identity,
+    coordinator_machines,
     coordinator_market,
     coordinator_packs,
     coordinator_peers,
@@ -55,4 +56,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
     app.add_routes(coordinator_market.routes)
     app.add_routes(coordinator_tasks.routes)
     app.add_routes(coordinator_garbage.routes)
+    app.add_routes(coordinator_machines.routes)
     return app
