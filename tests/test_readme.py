@@ -8,7 +8,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 def test_readme_has_the_install_and_demo_command_then_the_test_command() -> None:
     demo, tests = two_commands(README)
     assert "pip install -e ." in demo and demo.endswith("p2pbak demo")
-    assert "pip install -e '.[test]'" in tests and "pytest" in tests
+    assert "pip install -e '.[test,sim]'" in tests and "pytest" in tests  # sim tests too
 
 
 def test_every_exit_code_is_in_the_readme() -> None:

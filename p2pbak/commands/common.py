@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -43,6 +42,8 @@ def reporter(json: bool = False, quiet: bool = False) -> Reporter:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # here, not at the top: `--help` never needs the event loop
+
     return asyncio.run(coro)
 
 
@@ -80,6 +81,8 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
     """This machine's network repository and the master key (the wrapped key file from the
     coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
     coordinator's repository lock throughout: backups share it, prune takes it alone."""
+    from asyncio import to_thread
+
     from p2pbak.datapath.crypto import unwrap_master_key
     from p2pbak.net.client import CoordinatorClient, PeerClient
     from p2pbak.net.netrepo import NetworkRepository
@@ -91,7 +94,7 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
             await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()
-        yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
+        yield repo, await to_thread(unwrap_master_key, keyfile, session.passphrase)
 
 
 def read_lines(files: list[Path]) -> list[str]:

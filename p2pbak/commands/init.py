@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +29,8 @@ MachineOpt = Annotated[str | None, typer.Option(
 
 async def initialise(url: str, user: str, machine: str, passphrase: str, path: Path) -> dict:
     """Create the user and its master key; the coordinator keeps only the wrapped key."""
+    import asyncio
+
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError
     from p2pbak.net.client import CoordinatorClient, CoordinatorError

@@ -10,6 +10,7 @@ import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.output import Reporter
+from p2pbak.commands.sim_deps import require_sim
 from p2pbak.errors import P2pbakError
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def simulate_cmd(
 ) -> None:
     """Run one market of CES users from a start F× away from the buffer equilibrium."""
     out = Reporter(json=json, quiet=quiet)
+    require_sim("market simulate")
     check_market_options(agents, rounds, noise, lag, rho)
     if rule not in ("paper", "safe"):
         raise P2pbakError(f"unknown --update {rule!r}: choose paper or safe")

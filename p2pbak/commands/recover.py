@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
@@ -24,6 +23,8 @@ from p2pbak.commands.init import CoordinatorOpt, MachineOpt, UserOpt
 async def recover_machine(url: str, user: str, machine: str, passphrase: str,
                           path: Path) -> dict:
     """Prove the passphrase (login key), register this machine, check the key unwraps."""
+    import asyncio
+
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError, WrongPassphrase
     from p2pbak.net.client import CoordinatorClient, CoordinatorError
