@@ -92,3 +92,22 @@ def test_diff_find_dump_and_tags(tmp_path: Path) -> None:
     assert [r.id for r in select(records, tags=["weekly,x"])] == [moved.id]
     assert select(records, tags=["weekly,daily"]) == []
     assert {r.id for r in select(records, tags=["weekly", "daily"])} == {old.id, moved.id}
+
+
+def test_diff_marks_a_type_change_and_metadata_only(tmp_path: Path) -> None:
+    repo = LocalRepository.create(tmp_path / "repo")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x").write_text("a file first\n")
+    (src / "meta.txt").write_text("same bytes\n")
+    first = run(backup(repo, MASTER, [src], host="h"))
+    (src / "x").unlink()
+    (src / "x").mkdir()
+    (src / "x" / "inner.txt").write_text("then a folder\n")
+    os.utime(src / "meta.txt", ns=(1_000_000_000, 1_000_000_000))
+    second = run(backup(repo, MASTER, [src], host="h"))
+    old, new = (run(find_snapshot(repo, MASTER, s.snapshot_id)) for s in (first, second))
+    d = run(diff(repo, MASTER, old, new))
+    assert [(c.marker, c.path) for c in d.changes] == [
+        ("U", f"{src}/meta.txt"), ("T", f"{src}/x/"), ("+", f"{src}/x/inner.txt")]
+    assert (d.added, d.removed, d.modified) == (1, 0, 2)

@@ -59,9 +59,9 @@ def _label(paths: Sequence[str], rel: str, node: Node) -> str:
 
 
 async def _all(reader: BlobReader, paths: Sequence[str], rel: str, node: Node, marker: str,
-               out: DiffStats) -> None:
-    """`node` and everything below it, all added or all removed."""
-    items = [(rel, node)]
+               out: DiffStats, itself: bool = True) -> None:
+    """`node` (unless not `itself`) and everything below it, all added or all removed."""
+    items = [(rel, node)] if itself else []
     if node.type == DIR:
         items += [item async for item in walk(reader, node.subtree, rel)]
     for path, n in items:
@@ -99,9 +99,11 @@ async def _diff_trees(reader: BlobReader, paths: Sequence[str], old_tree: str, n
             await _all(reader, paths, path, node, ADDED if a is None else REMOVED, out)
             continue
         marker = _changed(a, b)
-        if marker == TYPE_CHANGED:
-            await _all(reader, paths, path, a, REMOVED, out)
-            await _all(reader, paths, path, b, ADDED, out)
+        if marker == TYPE_CHANGED:  # restic's T for the entry; a folder's content +/-
+            out.changes.append(Change(marker, _label(paths, path, b), b))
+            out.modified += 1
+            await _all(reader, paths, path, a, REMOVED, out, itself=False)
+            await _all(reader, paths, path, b, ADDED, out, itself=False)
             continue
         if marker is not None:
             out.changes.append(Change(marker, _label(paths, path, b), b))
