@@ -33,8 +33,8 @@ sys.path.insert(0, str(HERE))
 
 from datapath import raw_zfec  # bench/datapath.py  # noqa: E402
 
-from p2pbak.demo import code_in_use  # noqa: E402
-from p2pbak.grid import Grid, run_cli, start_grid  # noqa: E402
+from p2pbak.localgrid.demo import code_in_use  # noqa: E402
+from p2pbak.localgrid.grid import Grid, run_cli, start_grid  # noqa: E402
 
 MiB = 1024 * 1024
 

@@ -31,7 +31,7 @@ from p2pbak.datapath.erasure import share_length
 from p2pbak.datapath.pack import DEFAULT_PACK_SIZE as PACK_BYTES
 from p2pbak.market.erasure import choose_code
 from p2pbak.market.supply import GB
-from p2pbak.store.repair import PackHealth
+from p2pbak.store.db.tasks import PackHealth
 
 
 @dataclass

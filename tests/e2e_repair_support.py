@@ -1,6 +1,6 @@
 """A real grid whose coordinator repairs and audits fast, and ground-truth readers.
 
-The grid is the one `p2pbak demo` uses (p2pbak.grid), with `serve` given short checker,
+The grid is the one `p2pbak demo` uses (p2pbak.localgrid.grid), with `serve` given short checker,
 departure, audit and online intervals so repair happens within a test's time.
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from p2pbak.grid import Grid, fragment_files, pack_code
+from p2pbak.localgrid.grid import Grid, fragment_files, pack_code
 from tests.grid import make_grid_fixture
 
 __test__ = False

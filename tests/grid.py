@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from p2pbak.grid import Grid, start_grid
+from p2pbak.localgrid.grid import Grid, start_grid
 
 GRID_PEERS = 8
 

@@ -13,9 +13,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.config import Supply
-from p2pbak.grid import free_port
+from p2pbak.localgrid.grid import free_port
 from p2pbak.net import tickets
-from p2pbak.net.peer import STATE, PeerState, make_app
+from p2pbak.peer.server import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore
 
 PEER_ID = "peer-under-test"

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.store import coordinator_packs, coordinator_peers, coordinator_users
-from p2pbak.store.coordinator_db import Database, now
-from p2pbak.store.coordinator_packs import Fragment, Pack
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import users as coordinator_users
+from p2pbak.store.db.database import Database, now
+from p2pbak.store.db.packs import Fragment, Pack
 
 __test__ = False
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pbak.coordinator import audit, checker, repair
-from p2pbak.store import repair as store
+from p2pbak.store.db import tasks as store
 from tests.repair_support import World, age_tasks, world
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from p2pbak.coordinator import availability
 from p2pbak.coordinator.availability import PRIOR, PRIOR_WEIGHT, estimate
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
 from tests.repair_support import ONLINE_WINDOW, world
 
 YEAR = 365 * 86400

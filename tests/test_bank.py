@@ -23,8 +23,11 @@ from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.market.resources import prices
 from p2pbak.net import tickets
-from p2pbak.store import bank, coordinator_packs, coordinator_peers, coordinator_users
-from p2pbak.store.bank import PriceRow, user_account
+from p2pbak.store.db import bank
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import users as coordinator_users
+from p2pbak.store.db.bank import PriceRow, user_account
 
 USERS = ("alice", "bob", "carol", "dave")
 MB = 1_000_000

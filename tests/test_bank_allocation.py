@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from p2pbak.coordinator import billing, placement
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.store import bank, coordinator_peers, coordinator_users
-from p2pbak.store.bank import user_account
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db import bank
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import users as coordinator_users
+from p2pbak.store.db.bank import user_account
+from p2pbak.store.db.peers import Peer
 
 PACK = 16 * 2**20
 

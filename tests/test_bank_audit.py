@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from p2pbak.coordinator import accounts, billing
-from p2pbak.grid import run_cli
+from p2pbak.localgrid.grid import run_cli
 from p2pbak.market import bank as rules
 from tests.grid import one_line_error, summary
 from tests.test_bank import machine_id, open_coord, ticket

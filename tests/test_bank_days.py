@@ -31,9 +31,12 @@ from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import GB
-from p2pbak.store import bank, coordinator_packs, coordinator_peers, coordinator_users, garbage
-from p2pbak.store import repair as repair_store
-from p2pbak.store.bank import PriceRow, user_account
+from p2pbak.store.db import bank, garbage
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import tasks as repair_store
+from p2pbak.store.db import users as coordinator_users
+from p2pbak.store.db.bank import PriceRow, user_account
 
 T0 = 1_900_000_000  # the simulated clock's first day (s)
 PACK = GB  # largest pack of the data stored before the market opened
@@ -168,7 +171,7 @@ async def hand_in(m: Market) -> None:
 
 
 async def work_repairs(m: Market) -> None:
-    """Peer agents poll for tasks and carry out every repair as p2pbak.net.peer_tasks does:
+    """Peer agents poll for tasks and carry out every repair as p2pbak.peer.tasks does:
     fetch k sources (or only the fragments to move, for a copy), ask for store tickets,
     store, report; each transfer's ticket is a receipt for the peer that served it."""
     while True:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p2pbak.grid import run_cli
+from p2pbak.localgrid.grid import run_cli
 from tests.grid import summary
 
 

@@ -12,7 +12,8 @@ from p2pbak.coordinator.service import Coordinator
 from p2pbak.market.equilibrium import g, h
 from p2pbak.market.resources import Resources
 from p2pbak.market.update import Params
-from p2pbak.store import bank, coordinator_peers
+from p2pbak.store.db import bank
+from p2pbak.store.db import peers as coordinator_peers
 from tests.test_bank import USERS, machine_id, open_coord, run, store_pack
 
 

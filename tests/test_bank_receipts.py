@@ -8,14 +8,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from p2pbak.grid import free_port
-from p2pbak.net.client import CoordinatorClient
-from p2pbak.net.coordinator import make_app
-from p2pbak.net.coordinator_common import COORD
-from p2pbak.net.peer_receipts import ReceiptBook
+from p2pbak.coordinator.http.app import make_app
+from p2pbak.coordinator.http.common import COORD
+from p2pbak.localgrid.grid import free_port
+from p2pbak.net.api import CoordinatorClient
 from p2pbak.net.tickets import Ticket
-from p2pbak.store import bank, coordinator_peers
-from p2pbak.store.bank import user_account
+from p2pbak.peer.receipts import ReceiptBook
+from p2pbak.store.db import bank
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db.bank import user_account
 
 
 async def _register(url: str) -> CoordinatorClient:

@@ -14,10 +14,10 @@ import pytest
 
 from p2pbak.coordinator import checker, moves, placement, repair
 from p2pbak.market.bank import BANK, Posting
-from p2pbak.store import bank, garbage
-from p2pbak.store import repair as store
-from p2pbak.store.bank import user_account
-from p2pbak.store.coordinator_packs import Fragment
+from p2pbak.store.db import bank, garbage
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.bank import user_account
+from p2pbak.store.db.packs import Fragment
 from tests.repair_support import World, fid, world
 
 T0 = 1_900_000_000

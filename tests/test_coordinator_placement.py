@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pbak.coordinator import placement
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db.peers import Peer
 
 
 def peer(i: int, free: int, subnet: str = "127.0.0.0/24", avail: float = 0.5) -> Peer:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from p2pbak.errors import P2pbakError
-from p2pbak.grid import free_port, run_cli, serve, spawn, wait_http
-from p2pbak.store.coordinator_db import Database
-from p2pbak.store.coordinator_schema import MIGRATIONS, apply_migrations, schema_version
+from p2pbak.localgrid.grid import free_port, run_cli, serve, spawn, wait_http
+from p2pbak.store.db.database import Database
+from p2pbak.store.db.schema import MIGRATIONS, apply_migrations, schema_version
 from tests.test_coordinator_support import b64, coordinator, grid
 
 

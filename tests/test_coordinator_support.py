@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from p2pbak.grid import Process, free_port, serve
+from p2pbak.localgrid.grid import Process, free_port, serve
 
 __test__ = False
 

@@ -117,7 +117,7 @@ def every_route() -> list[tuple[str, str]]:
     import re
     from pathlib import Path
 
-    from p2pbak.net.coordinator import make_app
+    from p2pbak.coordinator.http.app import make_app
 
     app = make_app(Path("unused.db"), run_jobs=False)  # never started: no file is opened
     out = []

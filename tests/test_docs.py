@@ -23,7 +23,7 @@ import pytest
 from p2pbak import manpages
 from p2pbak.config import Config, Supply, save
 from p2pbak.errors import ExitCode
-from p2pbak.lock import parse_duration
+from p2pbak.store.machinelock import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_MD = (ROOT / "docs" / "json.md").read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, fragment_files, pack_code, run_cli, wait_for
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, fragment_files, pack_code, run_cli, wait_for
 from tests.grid import (
     grid_fixture,  # noqa: F401
     lines,

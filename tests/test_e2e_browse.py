@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.grid import Grid, child_env, fragment_files
+from p2pbak.localgrid.grid import Grid, child_env, fragment_files
 from tests.grid import lines, make_grid_fixture, one_line_error, summary
 
 pytestmark = pytest.mark.slow

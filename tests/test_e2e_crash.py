@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, child_env
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, child_env
 from tests.e2e_repair_support import query
 from tests.grid import grid_fixture, lines, summary  # noqa: F401
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, fragment_files
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, fragment_files
 from tests.e2e_repair_support import live_holders, placed_on, wait_until
 from tests.grid import make_grid_fixture, stdlib_tree, summary
 

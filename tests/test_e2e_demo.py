@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.grid import run_cli
+from p2pbak.localgrid.grid import run_cli
 from tests.grid import lines, summary
 
 pytestmark = pytest.mark.slow

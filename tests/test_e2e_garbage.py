@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, fragment_files
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, fragment_files
 from tests.e2e_repair_support import query
 from tests.grid import grid_fixture, lines, summary  # noqa: F401
 

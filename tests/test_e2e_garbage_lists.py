@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from p2pbak.config import Supply
 from p2pbak.datapath.erasure import fragment_id
 from p2pbak.net import tickets
-from p2pbak.net.peer import PeerState
-from p2pbak.net.peer_garbage import DeleteList
-from p2pbak.store import garbage
-from p2pbak.store.coordinator_db import Database
+from p2pbak.peer.deletes import DeleteList
+from p2pbak.peer.server import PeerState
+from p2pbak.store.db import garbage
+from p2pbak.store.db.database import Database
 from p2pbak.store.fragments import FragmentStore
 from tests.test_coordinator_support import (
     PACK_SIZE,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, child_env
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, child_env
 from tests.grid import make_grid_fixture, random_files, summary
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from p2pbak.config import load
-from p2pbak.demo import compare_trees, restored_root
 from p2pbak.errors import ExitCode
-from p2pbak.grid import Grid
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid
 from tests.grid import lines, make_grid_fixture, one_line_error, random_files, summary
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid, wait_for
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid, wait_for
 from tests.grid import make_grid_fixture, one_line_error, summary
 
 pytestmark = pytest.mark.slow

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid
 from p2pbak.market.bank import BANK
 from p2pbak.market.supply import GB
-from p2pbak.store.bank import user_account
+from p2pbak.store.db.bank import user_account
 from tests.e2e_repair_support import HEARTBEAT, SERVE_ARGS, codes, placed_on, query, wait_until
 from tests.grid import make_grid_fixture, random_files, summary
 

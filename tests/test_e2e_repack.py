@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid
 from tests.grid import make_grid_fixture, random_files, summary
 from tests.test_e2e_garbage import disk_bytes, settle
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from p2pbak.config import load
-from p2pbak.demo import compare_trees, restored_root
-from p2pbak.grid import Grid
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import Grid
 from tests.e2e_repair_support import fast_grid_fixture, placed_on, wait_until
 from tests.grid import random_files, summary
 

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.config import load, save
-from p2pbak.demo import compare_trees, restored_root, sample_tree
-from p2pbak.grid import Grid, fragment_files, free_port, pack_code
+from p2pbak.localgrid.demo import compare_trees, restored_root, sample_tree
+from p2pbak.localgrid.grid import Grid, fragment_files, free_port, pack_code
 from p2pbak.net import tickets
 from tests.grid import grid_fixture, one_line_error, summary  # noqa: F401
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from p2pbak.commands.caps import format_cap
 from p2pbak.config import load, parse_size
 from p2pbak.errors import ExitCode
-from p2pbak.grid import Grid, wait_for
+from p2pbak.localgrid.grid import Grid, wait_for
 from tests.grid import make_grid_fixture, one_line_error, summary
 
 grid_fixture = make_grid_fixture(3, heartbeat=0.5)

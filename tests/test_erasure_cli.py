@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from p2pbak.grid import run_cli
+from p2pbak.localgrid.grid import run_cli
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from p2pbak.cli import command
-from p2pbak.grid import child_env
+from p2pbak.localgrid.grid import child_env
 
 PYTHON_NAMES = re.compile(r"<bool>|<str>|<int>|<float>|<Path>|list\[|<file>|<directory>")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak import lock
 from p2pbak.errors import ExitCode, Locked, P2pbakError
-from p2pbak.lock import LOCK_NAME, machine_lock, parse_duration, read_holder
+from p2pbak.store import machinelock as lock
+from p2pbak.store.machinelock import LOCK_NAME, machine_lock, parse_duration, read_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ HOLDER = """
 import sys
 from pathlib import Path
 from p2pbak.errors import P2pbakError
-from p2pbak.lock import machine_lock, parse_duration
+from p2pbak.store.machinelock import machine_lock, parse_duration
 print("trying", flush=True)
 try:
     with machine_lock(Path(sys.argv[1]), retry=parse_duration(sys.argv[2])):

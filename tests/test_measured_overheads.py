@@ -22,9 +22,9 @@ from p2pbak.market import bank as rules
 from p2pbak.market.bank import BANK, GB, PriceTable, to_micro
 from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, prices
-from p2pbak.store import bank, garbage
-from p2pbak.store import repair as repair_store
-from p2pbak.store.bank import user_account
+from p2pbak.store.db import bank, garbage
+from p2pbak.store.db import tasks as repair_store
+from p2pbak.store.db.bank import user_account
 from tests.test_bank import USERS, machine_id, open_coord, store_pack, ticket
 
 SECONDS = 86_400

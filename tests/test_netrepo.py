@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2pbak.client.netrepo import NetworkRepository
 from p2pbak.datapath.erasure import encode_pack, fragment_id
 from p2pbak.errors import Frozen, Unreachable
-from p2pbak.net.client import CoordinatorError, PeerError
-from p2pbak.net.netrepo import NetworkRepository
+from p2pbak.net.api import CoordinatorError, PeerError
 
 
 class Coordinator:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.config import Supply
 from p2pbak.net import tickets
-from p2pbak.net.client import PeerClient, PeerError
+from p2pbak.net.api import PeerClient, PeerError
 from tests.peer_helpers import Served, fragment, serve_peer, stored_files
 
 
@@ -268,8 +268,8 @@ def test_agent_picks_up_new_caps_from_the_config(tmp_path: Path) -> None:
     import os
 
     from p2pbak import config
-    from p2pbak.net.peer import PeerState
-    from p2pbak.net.peer_agent import Agent
+    from p2pbak.peer.agent import Agent
+    from p2pbak.peer.server import PeerState
     from p2pbak.store.fragments import FragmentStore
 
     cfg = config.Config(path=tmp_path / "c.toml", coordinator="http://127.0.0.1:1", user="u",
@@ -312,7 +312,7 @@ def test_served_hooks_see_each_completed_transfer(tmp_path: Path) -> None:
 def test_listen_and_advertise_defaults() -> None:
     from p2pbak.commands.peer_run import parse_listen
     from p2pbak.errors import P2pbakError
-    from p2pbak.net.peer_agent import Agent
+    from p2pbak.peer.agent import Agent
 
     assert parse_listen("127.0.0.1:8421") == ("127.0.0.1", 8421)
     assert parse_listen("[::1]:9000") == ("::1", 9000)
@@ -328,7 +328,7 @@ def test_listen_and_advertise_defaults() -> None:
 def test_foreign_ticket_key_is_warned_once(tmp_path: Path,
                                            caplog: pytest.LogCaptureFixture) -> None:
     from p2pbak import config
-    from p2pbak.net.peer_agent import Agent
+    from p2pbak.peer.agent import Agent
 
     cfg = config.Config(path=tmp_path / "c.toml", coordinator="http://127.0.0.1:1", user="u",
                         machine_id="m", secret="s", ticket_key="aa" * 32)

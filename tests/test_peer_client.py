@@ -10,8 +10,8 @@ from aiohttp import web
 
 from p2pbak.config import Supply
 from p2pbak.errors import ExitCode, P2pbakError, Unreachable
-from p2pbak.grid import free_port
-from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient, PeerError
+from p2pbak.localgrid.grid import free_port
+from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient, PeerError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

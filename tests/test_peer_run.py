@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from p2pbak import config
-from p2pbak.grid import Grid, Process, free_port, spawn, start_grid, wait_for, wait_http
-from p2pbak.net.client import CoordinatorClient, PeerClient, PeerError
+from p2pbak.localgrid.grid import Grid, Process, free_port, spawn, start_grid, wait_for, wait_http
+from p2pbak.net.api import CoordinatorClient, PeerClient, PeerError
 from tests.grid import make_grid_fixture, one_line_error
 from tests.peer_helpers import fragment, stored_files
 
@@ -196,7 +196,7 @@ def test_coordinator_outage_is_logged_once_and_fragments_still_served(
 
 
 def _run(args: list[str], cfg: Path) -> tuple[int, str]:
-    from p2pbak.grid import run_cli
+    from p2pbak.localgrid.grid import run_cli
 
     r = run_cli(["peer", "run", *args, "--config", str(cfg)], timeout=60)
     return r.returncode, one_line_error(r)
@@ -232,7 +232,7 @@ def test_start_errors_are_one_line(grid: Grid, tmp_path: Path) -> None:
 
 def test_agent_runs_workers_and_heartbeat_hooks(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from p2pbak.net.peer_agent import Agent, AgentContext
+    from p2pbak.peer.agent import Agent, AgentContext
 
     g = start_grid(tmp_path, 0)  # a coordinator, no peers yet
     try:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from p2pbak.coordinator import checker, repair
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net import tickets
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
-from p2pbak.store.coordinator_packs import Fragment
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
+from p2pbak.store.db.packs import Fragment
 from tests.repair_support import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
 
 

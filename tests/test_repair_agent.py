@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pbak.datapath.erasure import encode_pack, fragment_id
-from p2pbak.net.client import CoordinatorClient, PeerClient
-from p2pbak.net.peer_tasks import Repairer, _audit
+from p2pbak.net.api import CoordinatorClient, PeerClient
+from p2pbak.peer.tasks import Repairer, _audit
 from tests.peer_helpers import serve_peer
 
 

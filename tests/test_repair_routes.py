@@ -107,7 +107,7 @@ def test_a_repair_over_http_moves_the_placement(world: tuple[Api, list[Api]]) ->
 
 
 def test_the_serve_options_are_documented(tmp_path: Path) -> None:
-    from p2pbak.grid import run_cli
+    from p2pbak.localgrid.grid import run_cli
 
     text = " ".join(run_cli(["serve", "--help"]).stdout.split())
     for option in ("--checker-interval", "--departure-timeout", "--audit-interval",

@@ -15,15 +15,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from p2pbak.coordinator.http.app import make_app
+from p2pbak.coordinator.http.common import COORD
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.grid import free_port
+from p2pbak.localgrid.grid import free_port
 from p2pbak.market.bank import BANK, Posting
-from p2pbak.net.coordinator import make_app
-from p2pbak.net.coordinator_common import COORD
-from p2pbak.store import bank
-from p2pbak.store import repair as store
-from p2pbak.store.bank import user_account
-from p2pbak.store.coordinator_db import now
+from p2pbak.store.db import bank
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.bank import user_account
+from p2pbak.store.db.database import now
 from tests.repair_support import fid
 
 ONLINE_WINDOW = 60

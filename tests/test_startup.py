@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from p2pbak.grid import child_env
+from p2pbak.localgrid.grid import child_env
 
 HEAVY = ("numpy", "scipy", "matplotlib", "aiohttp", "cryptography", "zfec", "asyncio")
 

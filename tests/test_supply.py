@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from p2pbak.config import load
 from p2pbak.coordinator.prices import default_demand
-from p2pbak.grid import HOST, Grid, free_port, spawn, wait_http
+from p2pbak.localgrid.grid import HOST, Grid, free_port, spawn, wait_http
 from p2pbak.market.caps import caps_from_supply, supply_from_caps
 from p2pbak.market.prices import Overheads
 from p2pbak.market.resources import prices

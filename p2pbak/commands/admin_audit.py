@@ -20,8 +20,8 @@ async def _audit(path: Path) -> dict[str, Any]:
 
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.billing import MarketSettings
-    from p2pbak.store import bank
-    from p2pbak.store.coordinator_db import Database
+    from p2pbak.store.db import bank
+    from p2pbak.store.db.database import Database
 
     if not path.is_file():
         raise P2pbakError(f"no database at {path}: give the file `p2pbak serve --db` uses")

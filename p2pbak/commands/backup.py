@@ -27,7 +27,7 @@ from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode, P2pbakError
 
 if TYPE_CHECKING:
-    from p2pbak.net.netrepo import Stats
+    from p2pbak.client.netrepo import Stats
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Files and folders to back up.")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
                    password_command: PasswordCommandOpt = None) -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
         from p2pbak.datapath.selection import flat_tags
-        from p2pbak.lock import machine_lock, parse_duration
+        from p2pbak.store.machinelock import machine_lock, parse_duration
 
         rep = reporter(json, quiet)
         wait = parse_duration(retry_lock)

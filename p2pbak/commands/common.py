@@ -17,8 +17,8 @@ from p2pbak.commands.output import Reporter
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from p2pbak.client.netrepo import NetworkRepository
     from p2pbak.config import Config
-    from p2pbak.net.netrepo import NetworkRepository
 
 T = TypeVar("T")
 
@@ -83,10 +83,10 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
     coordinator's repository lock throughout: backups share it, prune takes it alone."""
     from asyncio import to_thread
 
+    from p2pbak.client.netrepo import NetworkRepository
+    from p2pbak.client.repolock import repo_lock
     from p2pbak.datapath.crypto import unwrap_master_key
-    from p2pbak.net.client import CoordinatorClient, PeerClient
-    from p2pbak.net.netrepo import NetworkRepository
-    from p2pbak.net.repolock import repo_lock
+    from p2pbak.net.api import CoordinatorClient, PeerClient
 
     async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
                 AsyncExitStack() as held):

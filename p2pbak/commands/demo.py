@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
                  json: JsonOpt = False) -> None:
         """Start a local grid, back up a folder, restore it elsewhere, verify every byte."""
         from p2pbak.config import format_size
-        from p2pbak.demo import keep_instructions, run_demo
+        from p2pbak.localgrid.demo import keep_instructions, run_demo
 
         rep = reporter(json)
         r = run_demo(peers, path, keep, say=rep.say)

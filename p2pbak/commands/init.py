@@ -33,7 +33,7 @@ async def initialise(url: str, user: str, machine: str, passphrase: str, path: P
 
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError
-    from p2pbak.net.client import CoordinatorClient, CoordinatorError
+    from p2pbak.net.api import CoordinatorClient, CoordinatorError
 
     async with CoordinatorClient(url) as coord:
         health = await coord.health()

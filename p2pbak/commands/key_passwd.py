@@ -29,7 +29,7 @@ async def change_passphrase(session: Session, new: str) -> dict[str, Any]:
     import asyncio
 
     from p2pbak.datapath import crypto
-    from p2pbak.net.client import CoordinatorClient, b64, unb64
+    from p2pbak.net.api import CoordinatorClient, b64, unb64
 
     cfg = session.config
     async with CoordinatorClient.from_config(cfg) as coord:

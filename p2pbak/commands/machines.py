@@ -13,7 +13,7 @@ from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
 
 async def _call(config: Any, method: str, path: str) -> dict[str, Any]:
     from p2pbak.config import load
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(load(config)) as coord:
         return await coord.call(method, quote(path), {} if method == "POST" else None)

@@ -14,7 +14,7 @@ LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=10_000,
 
 
 async def _prices(cfg: Any, limit: int) -> dict[str, Any]:
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
         return await coord.prices(limit)

@@ -69,10 +69,10 @@ def run(
     from rich.console import Console
 
     from p2pbak.config import config_path
-    from p2pbak.net.peer_agent import Agent
-    from p2pbak.net.peer_garbage import DeleteList
-    from p2pbak.net.peer_receipts import RECEIPTS_FILE, ReceiptBook
-    from p2pbak.net.peer_tasks import task_worker
+    from p2pbak.peer.agent import Agent
+    from p2pbak.peer.deletes import DeleteList
+    from p2pbak.peer.receipts import RECEIPTS_FILE, ReceiptBook
+    from p2pbak.peer.tasks import task_worker
 
     # a log, not a page: one line per event however long
     reporter = Reporter(json=json, quiet=quiet, out=Console(highlight=False, soft_wrap=True),

@@ -62,7 +62,7 @@ def locked(session: Session, fn: Any) -> Any:
     """Run `fn()` under this machine's lock: a backup running here must not lose the packs
     it has committed before its snapshot lists them. (Backups of the user's other machines
     are kept off by the coordinator's repository lock, taken exclusively in `prune_repo`.)"""
-    from p2pbak.lock import machine_lock
+    from p2pbak.store.machinelock import machine_lock
 
     with machine_lock(session.config.cache, command="prune",
                       hint="wait for it to finish and run prune again"):

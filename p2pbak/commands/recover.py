@@ -27,7 +27,7 @@ async def recover_machine(url: str, user: str, machine: str, passphrase: str,
 
     from p2pbak.datapath import crypto
     from p2pbak.errors import P2pbakError, WrongPassphrase
-    from p2pbak.net.client import CoordinatorClient, CoordinatorError
+    from p2pbak.net.api import CoordinatorClient, CoordinatorError
 
     async with CoordinatorClient(url) as coord:
         health = await coord.health()

@@ -67,10 +67,10 @@ def serve(
 
     from p2pbak.coordinator.accounts import parse_credits
     from p2pbak.coordinator.billing import MarketSettings
+    from p2pbak.coordinator.http.server import ServeOptions
+    from p2pbak.coordinator.http.server import serve as run
     from p2pbak.coordinator.prices import check_rule
     from p2pbak.coordinator.repair import RepairSettings
-    from p2pbak.net.coordinator_server import ServeOptions
-    from p2pbak.net.coordinator_server import serve as run
 
     out = Reporter(json=json, quiet=quiet)
     host, port = parse_listen(listen, DEFAULT_LISTEN, port_zero=True)

@@ -18,7 +18,7 @@ LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this mac
 
 async def _status(cfg: Any) -> dict[str, Any]:
     from p2pbak.commands.supply_set import caps_dict
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
         health = await coord.health()

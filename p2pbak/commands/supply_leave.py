@@ -16,7 +16,7 @@ POLL = 2.0  # seconds between progress questions
 
 
 async def _ask(cfg: Any, start: bool) -> dict[str, Any]:
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
         if start:

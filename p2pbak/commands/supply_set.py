@@ -34,7 +34,7 @@ def caps_dict(supply: Any) -> dict[str, int]:
 
 
 async def _send(cfg: Any) -> dict[str, Any]:
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
         return await coord.set_supply(cfg.supply)

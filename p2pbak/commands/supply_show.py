@@ -16,7 +16,7 @@ NAMES = (("space", False), ("upload", True), ("download", True))
 
 
 async def _quote(cfg: Any) -> dict[str, Any]:
-    from p2pbak.net.client import CoordinatorClient
+    from p2pbak.net.api import CoordinatorClient
 
     async with CoordinatorClient.from_config(cfg) as coord:
         return await coord.supply_quote(cfg.supply)

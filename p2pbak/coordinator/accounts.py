@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from p2pbak.coordinator.billing import MarketSettings, current_prices
 from p2pbak.market import bank as rules
-from p2pbak.store import bank, coordinator_packs
-from p2pbak.store.bank import user_account
+from p2pbak.store.db import bank
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db.bank import user_account
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
-    from p2pbak.store.coordinator_db import Database
+    from p2pbak.store.db.database import Database
 
 log = logging.getLogger("p2pbak.coordinator.accounts")
 

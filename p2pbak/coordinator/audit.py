@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import availability, repair
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
+from p2pbak.store.db.peers import Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

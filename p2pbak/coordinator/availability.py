@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import blake3
 
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -65,7 +65,7 @@ async def availability_job(coord: Coordinator) -> None:
 
 async def sample(coord: Coordinator, t: int | None = None) -> None:
     at = now() if t is None else t
-    from p2pbak.store import coordinator_peers
+    from p2pbak.store.db import peers as coordinator_peers
 
     period = round(sample_period(coord.online_window))
     online = {p.id for p in await coordinator_peers.online(coord.db, coord.online_window)}

@@ -25,8 +25,8 @@ from p2pbak.market import bank as rules
 from p2pbak.market.prices import Overheads
 from p2pbak.market.resources import Resources, prices
 from p2pbak.net import tickets
-from p2pbak.store import bank
-from p2pbak.store.bank import user_account
+from p2pbak.store.db import bank
+from p2pbak.store.db.bank import user_account
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

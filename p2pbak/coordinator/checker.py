@@ -13,8 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

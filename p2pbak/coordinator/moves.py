@@ -19,10 +19,11 @@ from p2pbak.coordinator.billing import DAY, current_prices
 from p2pbak.market import allocation
 from p2pbak.market.prices import effective_space
 from p2pbak.market.supply import GB
-from p2pbak.store import bank, coordinator_peers
-from p2pbak.store import repair as store
-from p2pbak.store.bank import user_account
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db import bank
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.bank import user_account
+from p2pbak.store.db.peers import Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from p2pbak.market import allocation
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db.peers import Peer
 
 PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
 # Work allocation needs a choice: a code may cost this much more than the cheapest one

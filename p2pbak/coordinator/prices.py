@@ -33,8 +33,10 @@ from p2pbak.market.supply import (
     effective_supply,
 )
 from p2pbak.market.update import Params, UpdateState, held_reason, update
-from p2pbak.store import bank, coordinator_packs, coordinator_peers
-from p2pbak.store.bank import PriceRow
+from p2pbak.store.db import bank
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db.bank import PriceRow
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

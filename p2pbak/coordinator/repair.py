@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import placement
 from p2pbak.market.allocation import Candidate, order_by_balance
-from p2pbak.store import coordinator_peers
-from p2pbak.store import repair as store
-from p2pbak.store.coordinator_db import now
-from p2pbak.store.coordinator_packs import Fragment
-from p2pbak.store.coordinator_peers import Peer
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import tasks as store
+from p2pbak.store.db.database import now
+from p2pbak.store.db.packs import Fragment
+from p2pbak.store.db.peers import Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -53,7 +53,7 @@ class NoSupplier(Exception):
 
 async def balances(coord: Coordinator, peer_ids: Sequence[str]) -> dict[str, int]:
     """Each peer's owner's account balance in µc (0 for an account never booked)."""
-    from p2pbak.store import bank
+    from p2pbak.store.db import bank
 
     found = await bank.peer_balances(coord.db, peer_ids)
     return {p: found.get(p, 0) for p in peer_ids}

@@ -11,8 +11,8 @@ from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
 from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.net import tickets
-from p2pbak.store import coordinator_users
-from p2pbak.store.coordinator_db import Database
+from p2pbak.store.db import users as coordinator_users
+from p2pbak.store.db.database import Database
 
 DEFAULT_ONLINE_WINDOW = 180  # seconds since the last heartbeat for a peer to count online
 TICKET_KEY_SETTING = "ticket_signing_key"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from p2pbak.store import coordinator_peers, garbage
+from p2pbak.store.db import garbage
+from p2pbak.store.db import peers as coordinator_peers
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator

@@ -14,8 +14,8 @@ import blake3
 from aiohttp import web
 
 from p2pbak.net.validate import fail
-from p2pbak.store import coordinator_users as users
-from p2pbak.store.coordinator_db import Database
+from p2pbak.store.db import users
+from p2pbak.store.db.database import Database
 
 SECRET_BYTES = 32
 _DUMMY_HASH = bytes(32)  # compared against when the machine id is unknown

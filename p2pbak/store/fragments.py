@@ -27,7 +27,7 @@ import blake3
 
 from p2pbak.config import fsync_dir
 from p2pbak.errors import Locked
-from p2pbak.lock import machine_lock
+from p2pbak.store.machinelock import machine_lock
 
 log = logging.getLogger("p2pbak.peer")
 

@@ -1,0 +1,1 @@
+"""The user's side: network repository and repository lock."""

@@ -1,0 +1,1 @@
+"""The coordinator's HTTP routes: parse, call the service, answer."""

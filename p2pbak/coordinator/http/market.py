@@ -1,0 +1,88 @@
+"""Coordinator routes of the market: receipts, the caller's account, prices, supply caps."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import Field
+
+from p2pbak.coordinator import accounts, billing
+from p2pbak.coordinator import prices as market_prices
+from p2pbak.coordinator.http.common import caller, coordinator, ok
+from p2pbak.net.validate import Body, Count, fail, parse
+from p2pbak.store.db import bank
+
+routes = web.RouteTableDef()
+
+MAX_RECEIPTS = 1000
+Wire = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class ReceiptsBody(Body):
+    receipts: Annotated[list[Wire], Field(min_length=1, max_length=MAX_RECEIPTS)]
+
+
+class CapsBody(Body):
+    space: Count
+    upload: Count
+    download: Count
+
+
+@routes.post("/v1/receipts")
+async def receipts(request: web.Request) -> web.Response:
+    """A peer hands in the tickets it honoured; each is paid once, to the peer it names."""
+    coord, machine = await caller(request)
+    body = await parse(request, ReceiptsBody)
+    paid = accepted = replayed = 0
+    refused = []
+    results = await billing.settle_receipts(coord, machine.id, body.receipts)
+    for i, result in enumerate(results):
+        if isinstance(result, billing.ReceiptRefused):
+            refused.append({"index": i, "error": str(result)})
+            continue
+        booked, amount = result
+        accepted += booked
+        replayed += not booked
+        paid += amount
+    return web.json_response({"paid": paid, "accepted": accepted, "replayed": replayed,
+                              "refused": refused})
+
+
+@routes.get("/v1/account")
+async def account(request: web.Request) -> web.Response:
+    coord, machine = await caller(request)
+    return web.json_response({"user": machine.user,
+                              **await accounts.account_summary(coord, machine.user)})
+
+
+@routes.get("/v1/prices")
+async def price_history(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        fail(400, "limit must be a whole number from 1 to 10000")
+    coord = coordinator(request)
+    rows = await bank.price_history(coord.db, int(raw))
+    p, table = await billing.current_prices(coord)
+    return web.json_response({"current": {"p": p.to_dict(), "micro": table.to_dict()},
+                              "history": [r.to_dict() for r in rows]})
+
+
+@routes.put("/v1/supply")
+async def set_supply(request: web.Request) -> web.Response:
+    """New caps for the caller's peer (the agent also re-announces them from its config)."""
+    coord, machine = await caller(request)
+    body = await parse(request, CapsBody)
+    known = await bank.set_peer_caps(coord.db, machine.id, body.space, body.upload,
+                                     body.download)
+    return ok(peer_known=known)
+
+
+@routes.post("/v1/supply/quote")
+async def quote(request: web.Request) -> web.Response:
+    coord, machine = await caller(request)
+    body = await parse(request, CapsBody)
+    answer = await market_prices.supply_quote(coord, machine.user, machine.id, body.space,
+                                              body.upload, body.download)
+    answer["account"] = (await accounts.account_state(coord, machine.user)).to_dict()
+    return web.json_response(answer)

@@ -1,0 +1,1 @@
+"""The peer agent: fragment server, tasks, receipts, delete lists."""

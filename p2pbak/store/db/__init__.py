@@ -1,0 +1,1 @@
+"""The coordinator's database: schema, migrations, one module per table group."""

@@ -1,0 +1,415 @@
+"""The bank's ledger (paper §2.4): accounts, double-entry rows, price history, alerts (SQL only).
+
+Amounts are integer micro-credits (µc). A transaction books one operation (Table 1); it is
+made of movements, each exactly two entries (−x on the payer, +x on the payee) in one
+database transaction, so the sum over all accounts, the bank's included, is always 0.
+Consumers pay the bank and the bank pays suppliers: every movement has the bank on one side.
+A transaction's `ref` names what it pays for (a ticket id, a committed pack) and is unique,
+so nothing is ever paid twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from p2pbak.market.bank import BANK, Posting
+from p2pbak.market.prices import Flows
+from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
+
+USER_PREFIX = "user:"
+
+MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,         -- 'bank' or 'user:<user name>'
+        balance INTEGER NOT NULL DEFAULT 0,  -- µc, always the sum of its entries
+        created INTEGER NOT NULL)""",
+    """CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,            -- backup | storage | retrieval | store | fetch | upkeep
+        ref TEXT UNIQUE,               -- what is paid for, once: 'ticket:<id>', 'pack:...'
+        user_name TEXT,                -- the consumer served, if any
+        quantity INTEGER NOT NULL DEFAULT 0,  -- bytes moved, or byte-seconds stored
+        at INTEGER NOT NULL)""",
+    "CREATE INDEX transactions_at ON transactions(at)",
+    """CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        txn INTEGER NOT NULL REFERENCES transactions(id),
+        movement INTEGER NOT NULL,     -- the two entries of one movement share it
+        account TEXT NOT NULL REFERENCES accounts(name),
+        amount INTEGER NOT NULL)""",
+    "CREATE INDEX entries_account ON entries(account)",
+    "CREATE INDEX entries_txn ON entries(txn, movement)",
+    """CREATE TABLE price_history (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        p_upload REAL NOT NULL,        -- prices in effect from `at` (p_S = 1)
+        p_download REAL NOT NULL,
+        prices TEXT NOT NULL,          -- PriceTable in µc, JSON
+        g_upload REAL,                 -- g(p) measured at the previous prices (null: no market)
+        g_download REAL,
+        supply TEXT,                   -- aggregate maximum supply S, JSON (per day)
+        demand TEXT,                   -- aggregate demand d, JSON (per day)
+        state TEXT NOT NULL,           -- the update rule's state, JSON
+        note TEXT NOT NULL DEFAULT '')""",
+    """CREATE TABLE alerts (
+        user_name TEXT PRIMARY KEY,
+        level TEXT NOT NULL,           -- 'low' | 'frozen'
+        raised INTEGER NOT NULL,
+        emailed INTEGER NOT NULL DEFAULT 0)""",
+)
+
+
+def user_account(user: str) -> str:
+    return USER_PREFIX + user
+
+
+class Unbalanced(ValueError):
+    """Postings that do not sum to exactly 0."""
+
+
+def movements(postings: Sequence[Posting]) -> list[tuple[str, str, int]]:
+    """(payer, payee, µc > 0) per non-bank posting: consumers pay the bank, the bank pays
+    suppliers (§2.4). The bank's own posting is implied by the others."""
+    if sum(p.amount for p in postings) != 0:
+        raise Unbalanced(f"postings sum to {sum(p.amount for p in postings)} µc, not 0")
+    out = []
+    for p in postings:
+        if p.account == BANK or p.amount == 0:
+            continue
+        out.append((p.account, BANK, -p.amount) if p.amount < 0 else
+                   (BANK, p.account, p.amount))
+    return out
+
+
+async def book(db: Database, *, kind: str, postings: Sequence[Posting], ref: str | None = None,
+               user: str | None = None, quantity: int = 0) -> bool:
+    """Book one operation atomically; False (nothing booked) if `ref` was booked before."""
+    async with db.transaction() as conn:
+        return await book_in(conn, kind=kind, postings=postings, ref=ref, user=user,
+                             quantity=quantity)
+
+
+async def book_in(conn: aiosqlite.Connection, *, kind: str, postings: Sequence[Posting],
+                  ref: str | None = None, user: str | None = None, quantity: int = 0) -> bool:
+    """`book` inside a transaction the caller holds."""
+    moves = movements(postings)
+    if ref is not None and await fetch_one(conn, "SELECT 1 FROM transactions WHERE ref = ?",
+                                           (ref,)):
+        return False
+    t = now()
+    cur = await conn.execute(
+        "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
+        (kind, ref, user, quantity, t))
+    txn = cur.lastrowid
+    for i, (payer, payee, amount) in enumerate(moves):
+        for account, delta in ((payer, -amount), (payee, amount)):
+            await conn.execute("INSERT OR IGNORE INTO accounts(name, created) VALUES (?, ?)",
+                               (account, t))
+            await conn.execute("UPDATE accounts SET balance = balance + ? WHERE name = ?",
+                               (delta, account))
+            await conn.execute(
+                "INSERT INTO entries(txn, movement, account, amount) VALUES (?, ?, ?, ?)",
+                (txn, i, account, delta))
+    return True
+
+
+async def balance(db: Database, account: str) -> int:
+    return int(await db.scalar("SELECT coalesce((SELECT balance FROM accounts WHERE name = ?),"
+                               " 0)", (account,)))
+
+
+async def balances(db: Database, accounts: Iterable[str]) -> dict[str, int]:
+    """Balance of each account asked (0 for one never touched)."""
+    out = dict.fromkeys(accounts, 0)
+    for part in batches(out):
+        rows = await db.all(f"SELECT name, balance FROM accounts WHERE name IN ({marks(part)})",
+                            part)
+        out.update({r[0]: int(r[1]) for r in rows})
+    return out
+
+
+async def peer_balances(db: Database, peer_ids: Sequence[str]) -> dict[str, int]:
+    """Each peer's owner's balance (a peer id is its machine id)."""
+    owners = await peer_owners(db, peer_ids)
+    by_account = await balances(db, (user_account(u) for u in owners.values()))
+    return {p: by_account[user_account(u)] for p, u in owners.items()}
+
+
+async def peer_owners(db: Database, peer_ids: Sequence[str]) -> dict[str, str]:
+    """machine/peer id → user name, for the ids that exist."""
+    out: dict[str, str] = {}
+    for part in batches(peer_ids):
+        rows = await db.all(f"SELECT id, user_name FROM machines WHERE id IN ({marks(part)})",
+                            part)
+        out.update({r[0]: r[1] for r in rows})
+    return out
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The ledger's invariants, as counted by SQL."""
+
+    sum: int  # Σ entries over all accounts: must be exactly 0
+    balance_sum: int  # Σ cached balances: must be exactly 0
+    entries: int
+    accounts: int
+    transactions: int
+    unpaired: int  # movements that are not exactly two entries summing to 0
+    drifted: int  # accounts whose balance is not the sum of their entries
+
+    @property
+    def ok(self) -> bool:
+        return self.sum == 0 and self.balance_sum == 0 and not self.unpaired and \
+            not self.drifted
+
+
+async def audit(db: Database) -> Audit:
+    row = await db.one(
+        "SELECT (SELECT coalesce(sum(amount), 0) FROM entries),"
+        " (SELECT coalesce(sum(balance), 0) FROM accounts),"
+        " (SELECT count(*) FROM entries), (SELECT count(*) FROM accounts),"
+        " (SELECT count(*) FROM transactions),"
+        " (SELECT count(*) FROM (SELECT 1 FROM entries GROUP BY txn, movement"
+        "   HAVING count(*) != 2 OR sum(amount) != 0 OR min(amount) >= 0)),"
+        " (SELECT count(*) FROM accounts a WHERE a.balance !="
+        "   (SELECT coalesce(sum(amount), 0) FROM entries e WHERE e.account = a.name))")
+    assert row is not None
+    return Audit(*(int(v) for v in row))
+
+
+# -- usage: what the market measures ------------------------------------------------------
+
+async def usage_since(db: Database, since: int, user: str | None = None) -> dict[str, int]:
+    """Σ quantity per transaction kind booked at or after `since` (one user's, if given)."""
+    sql = "SELECT kind, coalesce(sum(quantity), 0) FROM transactions WHERE at >= ?"
+    params: list[object] = [since]
+    if user is not None:
+        sql += " AND user_name = ?"
+        params.append(user)
+    rows = await db.all(sql + " GROUP BY kind", params)
+    return {r[0]: int(r[1]) for r in rows}
+
+
+# what the bank pays for without a consumer: repair and testing (the workers' pay, and the
+# receipts of the peers they fetched from or stored on)
+UPKEEP_KINDS = ("upkeep", "fetch", "store")
+
+
+async def overhead_flows(db: Database, since: int, until: int) -> Flows:
+    """What the ledger booked within [since, until) that measures the overheads (Flows):
+    backup bytes charged and their store receipts paid, µc the bank paid for upkeep (its
+    side of every movement of a consumer-less upkeep kind), byte-seconds stored."""
+    row = await db.one(
+        "SELECT coalesce(sum(CASE WHEN kind = 'backup' THEN quantity END), 0),"
+        " coalesce(sum(CASE WHEN kind = 'store' AND user_name IS NOT NULL THEN quantity END),"
+        " 0), coalesce(sum(CASE WHEN kind = 'storage' THEN quantity END), 0)"
+        " FROM transactions WHERE at >= ? AND at < ?", (since, until))
+    paid = await db.scalar(
+        "SELECT coalesce(-sum(e.amount), 0) FROM entries e JOIN transactions t ON t.id = e.txn"
+        f" WHERE e.account = ? AND t.user_name IS NULL AND t.kind IN ({marks(UPKEEP_KINDS)})"
+        " AND t.at >= ? AND t.at < ?", (BANK, *UPKEEP_KINDS, since, until))
+    assert row is not None
+    return Flows(backed_up=int(row[0]), backup_stored=int(row[1]), upkeep_paid=int(paid),
+                 stored_byte_seconds=int(row[2]), seconds=max(0, until - since))
+
+
+@dataclass(frozen=True)
+class Holding:
+    user: str  # whose data
+    peer_id: str
+    bytes: int  # fragment bytes of that user's packs on that peer
+    availability: float
+
+
+async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
+    """(user → bytes of packs stored, every (user, holder) pair with its fragment bytes)."""
+    data = {r[0]: int(r[1]) for r in await db.all(
+        "SELECT user_name, sum(length) FROM packs GROUP BY user_name")}
+    rows = await db.all(
+        "SELECT p.user_name, f.peer_id, sum(f.size), pe.availability FROM fragments f"
+        " JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
+        " GROUP BY p.user_name, f.peer_id ORDER BY p.user_name, f.peer_id")
+    return data, [Holding(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
+
+
+async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | None:
+    """The user whose pack has fragment `fragment_id` on `peer_id` (None if unknown)."""
+    return await db.scalar(
+        "SELECT p.user_name FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
+        " WHERE f.fragment_id = ? AND f.peer_id = ? LIMIT 1", (fragment_id, peer_id))
+
+
+async def backup_store(db: Database, fragment_id: str, peer_id: str, user: str) -> bool:
+    """Whether `user` placed `fragment_id` on `peer_id` for a pack of its own (committed,
+    or granted and not committed yet): a store the backup charge paid for."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
+        " WHERE f.fragment_id = ? AND f.peer_id = ? AND p.user_name = ?) OR EXISTS"
+        " (SELECT 1 FROM grants WHERE fragment_id = ? AND peer_id = ? AND user_name = ?)",
+        (fragment_id, peer_id, user) * 2))
+
+
+async def marker(db: Database, name: str) -> int | None:
+    """A time mark kept by a job (e.g. storage accrued up to), None before the first run."""
+    value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+    return None if value is None else int(value)
+
+
+async def setting(db: Database, name: str) -> str | None:
+    value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+    return None if value is None else str(value)
+
+
+async def set_setting(db: Database, name: str, value: str) -> None:
+    async with db.transaction() as conn:
+        await set_marker_in(conn, name, value)
+
+
+async def set_marker_in(conn: aiosqlite.Connection, name: str, value: int | str) -> None:
+    await conn.execute("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name)"
+                       " DO UPDATE SET value = excluded.value", (name, str(value)))
+
+
+# -- price history ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PriceRow:
+    at: int
+    rule: str
+    p_upload: float
+    p_download: float
+    prices: dict[str, int]  # PriceTable µc
+    g: tuple[float, float] | None
+    supply: dict[str, float] | None
+    demand: dict[str, float] | None
+    state: dict[str, object]
+    note: str = ""
+    id: int = 0
+    overheads: dict[str, float] | None = None  # market.prices.Overheads its q came from
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "at": self.at, "rule": self.rule, "p_space": 1.0,
+                "p_upload": self.p_upload, "p_download": self.p_download,
+                "prices_micro": self.prices,
+                "g": None if self.g is None else list(self.g),
+                "supply": self.supply, "demand": self.demand, "overheads": self.overheads,
+                "note": self.note}
+
+
+_PRICE_COLS = ("id, at, rule, p_upload, p_download, prices, g_upload, g_download, supply,"
+               " demand, state, note, overheads")
+
+
+def _price(row: aiosqlite.Row) -> PriceRow:
+    def js(v: str | None) -> dict | None:
+        return None if v is None else json.loads(v)
+
+    g = None if row[6] is None else (float(row[6]), float(row[7]))
+    return PriceRow(at=int(row[1]), rule=row[2], p_upload=float(row[3]),
+                    p_download=float(row[4]), prices=json.loads(row[5]), g=g,
+                    supply=js(row[8]), demand=js(row[9]), state=json.loads(row[10]),
+                    note=row[11], id=int(row[0]), overheads=js(row[12]))
+
+
+async def add_price(db: Database, row: PriceRow) -> int:
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "INSERT INTO price_history(at, rule, p_upload, p_download, prices, g_upload,"
+            " g_download, supply, demand, state, note, overheads)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.at, row.rule, row.p_upload, row.p_download, json.dumps(row.prices),
+             None if row.g is None else row.g[0], None if row.g is None else row.g[1],
+             None if row.supply is None else json.dumps(row.supply),
+             None if row.demand is None else json.dumps(row.demand),
+             json.dumps(row.state), row.note,
+             None if row.overheads is None else json.dumps(row.overheads)))
+    return int(cur.lastrowid or 0)
+
+
+async def latest_price(db: Database) -> PriceRow | None:
+    row = await db.one(f"SELECT {_PRICE_COLS} FROM price_history ORDER BY id DESC LIMIT 1")
+    return None if row is None else _price(row)
+
+
+async def price_history(db: Database, limit: int = 100) -> list[PriceRow]:
+    """The last `limit` rows, oldest first."""
+    rows = await db.all(f"SELECT {_PRICE_COLS} FROM price_history ORDER BY id DESC LIMIT ?",
+                        (limit,))
+    return [_price(r) for r in reversed(rows)]
+
+
+# -- alerts -------------------------------------------------------------------------------
+
+async def alert(db: Database, user: str) -> tuple[str, int] | None:
+    """(level, raised at) of the user's open alert, if any."""
+    row = await db.one("SELECT level, raised FROM alerts WHERE user_name = ?", (user,))
+    return None if row is None else (row[0], int(row[1]))
+
+
+async def set_alert(db: Database, user: str, level: str | None) -> bool:
+    """Open, change or (level None) clear the user's alert; True if it is new or worse
+    than before (the moment to tell the user)."""
+    async with db.transaction() as conn:
+        old = await fetch_one(conn, "SELECT level FROM alerts WHERE user_name = ?", (user,))
+        if level is None:
+            await conn.execute("DELETE FROM alerts WHERE user_name = ?", (user,))
+            return False
+        if old is not None and old[0] == level:
+            return False
+        await conn.execute(
+            "INSERT INTO alerts(user_name, level, raised) VALUES (?, ?, ?) ON CONFLICT"
+            "(user_name) DO UPDATE SET level = excluded.level, raised = excluded.raised,"
+            " emailed = 0", (user, level, now()))
+    return old is None or (old[0], level) == ("low", "frozen")
+
+
+async def unmailed_alerts(db: Database) -> list[tuple[str, str]]:
+    """(user, level) of open alerts no e-mail was sent for yet."""
+    rows = await db.all("SELECT user_name, level FROM alerts WHERE emailed = 0"
+                        " ORDER BY user_name")
+    return [(r[0], r[1]) for r in rows]
+
+
+async def mark_emailed(db: Database, user: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE alerts SET emailed = 1 WHERE user_name = ?", (user,))
+
+
+async def user_accounts(db: Database) -> list[tuple[str, int]]:
+    """(user name, balance) for every user, 0 for those never billed."""
+    rows = await db.all(
+        "SELECT u.name, coalesce(a.balance, 0) FROM users u LEFT JOIN accounts a"
+        " ON a.name = ? || u.name ORDER BY u.name", (USER_PREFIX,))
+    return [(r[0], int(r[1])) for r in rows]
+
+
+async def first_use(db: Database, user: str) -> int | None:
+    """When the user's first operation was booked (None: never)."""
+    value = await db.scalar("SELECT min(at) FROM transactions WHERE user_name = ?", (user,))
+    return None if value is None else int(value)
+
+
+async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
+                        download: int) -> bool:
+    """New caps for an announced peer; False if the machine has no peer yet."""
+    async with db.transaction() as conn:
+        cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
+                                 "WHERE id = ?", (space, upload, download, peer_id))
+    return cur.rowcount > 0
+
+
+async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict[str, int]:
+    """Net µc booked to each account at or after `since` (0 for none)."""
+    out = dict.fromkeys(accounts, 0)
+    for part in batches(out):
+        rows = await db.all(
+            "SELECT e.account, sum(e.amount) FROM entries e JOIN transactions t ON t.id = e.txn"
+            f" WHERE t.at >= ? AND e.account IN ({marks(part)}) GROUP BY e.account",
+            [since, *part])
+        out.update({r[0]: int(r[1]) for r in rows})
+    return out

@@ -1,0 +1,137 @@
+"""The coordinator's SQLite database: connections, transactions, versioned migrations.
+
+One writer connection (every change runs in `transaction()`, serialised by a lock, BEGIN
+IMMEDIATE) and one reader connection (autocommit, so every read sees the last commit and
+never a half-done write). WAL mode lets the two run side by side; foreign keys are on.
+The schema itself is the list in `coordinator_schema.MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from p2pbak.errors import P2pbakError
+
+Row = aiosqlite.Row
+BATCH = 500  # ids per statement, under SQLite's bound-parameter limit
+
+
+class Conflict(Exception):
+    """The row exists already (with other content)."""
+
+
+def now() -> int:
+    """Unix seconds: the coordinator's one clock for every timestamp column."""
+    return int(time.time())
+
+
+def batches(ids: Iterable[str]) -> list[list[str]]:
+    """`ids` without repeats, in order, cut into statement-sized parts."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[i:i + BATCH] for i in range(0, len(unique), BATCH)]
+
+
+def marks(part: Sequence[object]) -> str:
+    """The `?,?,…` placeholders for an IN list of `part`."""
+    return ",".join("?" * len(part))
+
+
+class Database:
+    """An open coordinator database. Use `await Database.open(path)`; close with `close()`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection,
+                 reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        # One statement at a time on the reader: a cursor left open by one request would
+        # otherwise hold its read snapshot, and another request's read would see stale data.
+        self._read_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, migrate: bool = True) -> Database:
+        path = Path(path)
+        fresh = not path.exists()
+        writer = await _connect(path)
+        if fresh:
+            os.chmod(path, 0o600)  # it holds the ticket signing key
+        db = cls(path, writer, await _connect(path))
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            if migrate:
+                from p2pbak.store.db.schema import MIGRATIONS, apply_migrations
+
+                await apply_migrations(db, MIGRATIONS)
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise P2pbakError(f"cannot use database {path}: {exc}: is it a p2pbak "
+                              "coordinator database?") from None
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        async with self._lock, self._read_lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One atomic change: commits on success, rolls back on any exception."""
+        async with self._lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = await self.one(sql, params)
+        return None if row is None else row[0]
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise P2pbakError(f"cannot open database {path}: {exc}: check the path and "
+                          "its permissions") from None
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str,
+                    params: Iterable[Any] = ()) -> Row | None:
+    """A read inside a transaction (on the writer connection)."""
+    async with conn.execute(sql, tuple(params)) as cur:
+        return await cur.fetchone()
+
+
+async def fetch_all(conn: aiosqlite.Connection, sql: str,
+                    params: Iterable[Any] = ()) -> list[Row]:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return list(await cur.fetchall())

@@ -1,0 +1,148 @@
+"""Packs, their fragment placements and the store grants behind them (SQL only).
+
+A grant records that the pack's owner was given a store ticket for one fragment on one
+peer; a commit may only name fragments that have a grant, so an owner cannot claim
+placements it was never allowed to make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from p2pbak.store.db.database import (
+    Conflict,
+    Database,
+    batches,
+    fetch_all,
+    fetch_one,
+    marks,
+    now,
+)
+
+GRANT_SLACK = 3600  # seconds a grant outlives its ticket, for a slow upload's commit
+
+
+class NotGranted(Exception):
+    """A committed fragment was never granted to this owner on that peer."""
+
+
+@dataclass(frozen=True)
+class Fragment:
+    index: int
+    fragment_id: str
+    size: int
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    k: int
+    n: int
+    repair: int
+    success: int
+    length: int
+    created: int
+    fragments: tuple[Fragment, ...]
+
+    def same_content(self, other: Pack) -> bool:
+        return ((self.id, self.k, self.n, self.repair, self.success, self.length)
+                == (other.id, other.k, other.n, other.repair, other.success, other.length)
+                and sorted(self.fragments, key=lambda f: f.index)
+                == sorted(other.fragments, key=lambda f: f.index))
+
+
+async def add_grants(db: Database, user: str, pack_id: str, fragments: Sequence[Fragment],
+                     ticket_expiry: int) -> None:
+    expires = ticket_expiry + GRANT_SLACK
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO grants(user_name, pack_id, idx, fragment_id, size, peer_id, expires)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(user_name, pack_id, fragment_id, peer_id)"
+            " DO UPDATE SET idx = excluded.idx,"
+            " size = excluded.size, expires = excluded.expires",
+            [(user, pack_id, f.index, f.fragment_id, f.size, f.peer_id, expires)
+             for f in fragments])
+
+
+async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
+    """Record `pack` and its stored fragments atomically. True if new, False if it was
+    already committed with the same content; Conflict if with other content,
+    NotGranted if a fragment lacks a grant."""
+    from p2pbak.store.db import garbage  # it imports this module
+
+    async with db.transaction() as conn:
+        old = await _load(conn, user, pack.id)
+        if old is not None:
+            if old.same_content(pack):
+                return False
+            raise Conflict(pack.id)
+        await _check_grants(conn, user, pack)
+        cur = await conn.execute(
+            "INSERT INTO packs(user_name, id, machine_id, k, n, repair, success, length, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (user, pack.id, machine_id, pack.k, pack.n, pack.repair, pack.success, pack.length,
+             now()))
+        await conn.executemany(
+            "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(cur.lastrowid, f.index, f.fragment_id, f.size, f.peer_id, now())
+             for f in pack.fragments])
+        # granted but not committed (slow tail cancelled, moved to a spare): garbage
+        await garbage.queue_unused_grants(conn, user, pack.id)
+        await conn.execute("DELETE FROM grants WHERE user_name = ? AND pack_id = ?",
+                           (user, pack.id))
+    return True
+
+
+async def _check_grants(conn: aiosqlite.Connection, user: str, pack: Pack) -> None:
+    for f in pack.fragments:
+        row = await fetch_one(
+            conn, "SELECT 1 FROM grants WHERE user_name = ? AND pack_id = ? AND idx = ?"
+            " AND fragment_id = ? AND size = ? AND peer_id = ?",
+            (user, pack.id, f.index, f.fragment_id, f.size, f.peer_id))
+        if row is None:
+            raise NotGranted(f"fragment {f.index} on peer {f.peer_id}")
+
+
+_PACK_SQL = ("SELECT pk, id, k, n, repair, success, length, created FROM packs"
+             " WHERE user_name = ? AND id = ?")
+_FRAGMENTS_SQL = ("SELECT idx, fragment_id, size, peer_id FROM fragments WHERE pack_pk = ?"
+                  " ORDER BY idx")
+
+
+def _pack(row: aiosqlite.Row, frags: list[aiosqlite.Row]) -> Pack:
+    return Pack(*row[1:], fragments=tuple(Fragment(*f) for f in frags))
+
+
+async def _load(conn: aiosqlite.Connection, user: str, pack_id: str) -> Pack | None:
+    row = await fetch_one(conn, _PACK_SQL, (user, pack_id))
+    return None if row is None else _pack(row, await fetch_all(conn, _FRAGMENTS_SQL, (row[0],)))
+
+
+async def get(db: Database, user: str, pack_id: str) -> Pack | None:
+    """The user's pack with its placements (None for another user's or unknown id)."""
+    row = await db.one(_PACK_SQL, (user, pack_id))
+    return None if row is None else _pack(row, await db.all(_FRAGMENTS_SQL, (row[0],)))
+
+
+async def present(db: Database, user: str, pack_ids: Sequence[str]) -> list[str]:
+    """Those of `pack_ids` the user has committed, in the order asked."""
+    found: set[str] = set()
+    ids = list(dict.fromkeys(pack_ids))
+    for part in batches(ids):
+        rows = await db.all(f"SELECT id FROM packs WHERE user_name = ? AND id IN ({marks(part)})",
+                            [user, *part])
+        found.update(r[0] for r in rows)
+    return [p for p in ids if p in found]
+
+
+async def totals(db: Database, user: str) -> tuple[int, int]:
+    """(number of packs, sum of their lengths) for the user."""
+    row = await db.one("SELECT count(*), coalesce(sum(length), 0) FROM packs"
+                       " WHERE user_name = ?", (user,))
+    assert row is not None
+    return int(row[0]), int(row[1])

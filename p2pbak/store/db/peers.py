@@ -1,0 +1,99 @@
+"""Peers (each machine's supplier agent), their heartbeats and liveness (SQL only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2pbak.store.db.database import Database, now
+
+# Peer states. Heartbeats move offline → active; the availability sweep moves active →
+# offline. Later states (leaving, dropped) are never changed by a heartbeat.
+ACTIVE = "active"
+OFFLINE = "offline"
+
+HEARTBEAT_RETENTION = 30 * 86400  # seconds of heartbeat history kept for estimators
+
+_PEER_COLUMNS = ("id, url, subnet, space, upload, download, stored_bytes, free_bytes, "
+                 "first_seen, last_seen, availability, reputation, state")
+
+
+@dataclass(frozen=True)
+class Peer:
+    id: str
+    url: str
+    subnet: str
+    space: int
+    upload: int
+    download: int
+    stored_bytes: int
+    free_bytes: int
+    first_seen: int
+    last_seen: int | None
+    availability: float
+    reputation: float
+    state: str
+
+    def online(self, window: int, at: int | None = None) -> bool:
+        t = now() if at is None else at
+        return self.state == ACTIVE and self.last_seen is not None and self.last_seen >= t - window
+
+
+async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: int,
+                   upload: int, download: int) -> None:
+    """Create or update this machine's peer with its address and caps."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO peers(id, url, subnet, space, upload, download, free_bytes, first_seen)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url,"
+            " subnet = excluded.subnet, space = excluded.space, upload = excluded.upload,"
+            " download = excluded.download",
+            (peer_id, url, subnet, space, upload, download, space, now()))
+
+
+async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,
+                    free_bytes: int) -> bool:
+    """Record a heartbeat; False when the machine has not announced a peer."""
+    t = now()
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE peers SET url = ?, subnet = ?, stored_bytes = ?, free_bytes = ?,"
+            " last_seen = ?, state = CASE WHEN state = ? THEN ? ELSE state END WHERE id = ?",
+            (url, subnet, stored_bytes, free_bytes, t, OFFLINE, ACTIVE, peer_id))
+        if cur.rowcount == 0:
+            return False
+        await conn.execute(
+            "INSERT INTO heartbeats(peer_id, at, stored_bytes, free_bytes) VALUES (?, ?, ?, ?)",
+            (peer_id, t, stored_bytes, free_bytes))
+    return True
+
+
+async def get(db: Database, peer_id: str) -> Peer | None:
+    row = await db.one(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,))
+    return None if row is None else Peer(*row)
+
+
+async def many(db: Database, peer_ids: list[str]) -> dict[str, Peer]:
+    if not peer_ids:
+        return {}
+    marks = ",".join("?" * len(peer_ids))
+    rows = await db.all(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id IN ({marks})", peer_ids)
+    return {row[0]: Peer(*row) for row in rows}
+
+
+async def online(db: Database, window: int, exclude: str | None = None) -> list[Peer]:
+    """Active peers whose last heartbeat is within `window` seconds, minus `exclude`."""
+    rows = await db.all(
+        f"SELECT {_PEER_COLUMNS} FROM peers WHERE state = ? AND last_seen >= ? AND id != ?"
+        " ORDER BY id", (ACTIVE, now() - window, exclude or ""))
+    return [Peer(*row) for row in rows]
+
+
+async def sweep(db: Database, window: int) -> int:
+    """Mark active peers silent for longer than `window` offline; prune old heartbeats."""
+    t = now()
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE peers SET state = ? WHERE state = ? AND coalesce(last_seen, first_seen) < ?",
+            (OFFLINE, ACTIVE, t - window))
+        await conn.execute("DELETE FROM heartbeats WHERE at < ?", (t - HEARTBEAT_RETENTION,))
+    return cur.rowcount
