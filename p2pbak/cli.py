@@ -7,11 +7,14 @@ import os
 import pkgutil
 import sys
 
+import click
 import typer
+import typer.main
 
 import p2pbak.commands as pkg
 from p2pbak import __version__
 from p2pbak.commands import groups, output
+from p2pbak.commands.metavars import tidy
 from p2pbak.errors import ExitCode, P2pbakError
 
 app = typer.Typer(
@@ -53,10 +56,15 @@ def _register_all() -> None:
 _register_all()
 
 
+def command() -> click.Command:
+    """The click command behind `app`, with plain value placeholders (commands.metavars)."""
+    return tidy(typer.main.get_command(app))
+
+
 def main() -> None:
     """Entry point: one line per error, never a traceback (P2PBAK_DEBUG=1 shows it)."""
     try:
-        app(standalone_mode=True)
+        command()(standalone_mode=True, prog_name="p2pbak")
     except SystemExit:
         raise
     except P2pbakError as exc:

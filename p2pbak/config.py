@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -271,6 +272,23 @@ def parse_rate(text: str) -> int:
     return _parse(body, "rate", "1MB/s, 800KiB/s or 10Mbit/s", allow_bits=True)
 
 
+# `unlimited` spells no cap (stored as 0, which is why a cap of zero is refused)
+NO_CAP = ("unlimited", "none", "no-cap")
+
+
+def read_cap(text: str, parse: Callable[[str], int], option: str) -> int:
+    """A cap in bytes (or bytes/s); 0 stored means no cap, so only `unlimited` gives it.
+    A cap of zero is refused: it would read as no cap to every peer and coordinator."""
+    if text.strip().lower() in NO_CAP:
+        return 0
+    value = parse(text)
+    if value <= 0:
+        raise P2pbakError(f"{option} {text!r} would lend nothing: to stop lending run "
+                          f"`p2pbak supply leave`; for no cap write {option} unlimited")
+    return value
+
+
+
 def parse_caps(supply: Supply, space: str | None, upload: str | None,
                download: str | None) -> Supply:
     """`supply` with the caps given (text as users type it, e.g. 50GB, 5KB/s, 10Mbit/s;
@@ -278,9 +296,11 @@ def parse_caps(supply: Supply, space: str | None, upload: str | None,
     if space is None and upload is None and download is None:
         raise P2pbakError("nothing to set: give --space, --upload and/or --download "
                           "(see `p2pbak supply show` for the current caps)")
-    return Supply(space=supply.space if space is None else parse_size(space),
-                  upload=supply.upload if upload is None else parse_rate(upload),
-                  download=supply.download if download is None else parse_rate(download))
+    return Supply(
+        space=supply.space if space is None else read_cap(space, parse_size, "--space"),
+        upload=supply.upload if upload is None else read_cap(upload, parse_rate, "--upload"),
+        download=supply.download if download is None else read_cap(download, parse_rate,
+                                                                    "--download"))
 
 
 def format_size(n: int) -> str:

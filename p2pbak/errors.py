@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     WRONG_PASSPHRASE = 12
     FROZEN = 13  # account below the maximum deficit: no new backups
     UNREACHABLE = 14  # coordinator or peers cannot be reached
+    SUPPLIERS_FULL = 15  # enough suppliers online, but too few have room for a new pack
     INTERRUPTED = 130
 
 
@@ -167,3 +168,10 @@ class Conflict(P2pbakError):
     """The record exists already, with other content (a name taken, an immutable id reused)."""
 
     exit_code = ExitCode.FAILED
+
+
+class SuppliersFull(NotEnoughPeers):
+    """Enough suppliers are online, but too few have room for a fragment of the pack: other
+    users must raise their space caps or more peers join (exit 15)."""
+
+    exit_code = ExitCode.SUPPLIERS_FULL

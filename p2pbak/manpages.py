@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer.main
 from rich.errors import MarkupError
 from rich.text import Text
 from typer._click import Context
 
 from p2pbak import __version__
-from p2pbak.cli import app
+from p2pbak.cli import command
 from p2pbak.errors import ExitCode, ManError
 
 PROG = "p2pbak"
@@ -114,7 +113,7 @@ class Page:
 
 
 def root_command() -> Any:
-    return typer.main.get_command(app)
+    return command()
 
 
 def walk(root: Any | None = None) -> list[Page]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
-from p2pbak.errors import Frozen, P2pbakError, Unreachable
+from p2pbak.errors import Frozen, P2pbakError, SuppliersFull, Unreachable
 from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient
 
 ID_BATCH = 5000  # pack ids per garbage request
@@ -88,6 +88,8 @@ class NetworkRepository:
         except CoordinatorError as exc:
             if exc.status == 402:  # the bank refuses: account below its maximum deficit
                 raise Frozen(str(exc)) from None
+            if exc.status == 413:  # enough online, but too few with room for this pack
+                raise SuppliersFull(str(exc)) from None
             if exc.status == 409:  # not enough online suppliers
                 raise Unreachable(str(exc)) from None
             raise

@@ -36,15 +36,26 @@ ExcludeFileOpt = Annotated[list[Path] | None, typer.Option(
 
 
 async def _backup(session: Session, paths: list[Path], excludes: list[str], host: str | None,
-                  dry_run: bool, view: ProgressView) -> tuple[Any, Stats]:
+                  dry_run: bool, view: ProgressView, tags: list[str]) -> tuple[Any, Stats]:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.archiver import backup
 
     # shared: a prune on another machine of this user waits until this backup is done
     async with unlocked(session, lock="shared") as (repo, master):
         result = await backup(repo, master, paths, excludes=excludes, host=host,
-                              dry_run=dry_run, progress=view.update)
+                              dry_run=dry_run, progress=view.update, tags=tags)
         return result, repo.stats
+
+
+def interrupted(progress: Any) -> P2pbakError:
+    """Ctrl-C: what is safe on the suppliers already, and that a re-run picks it up."""
+
+    packs = int(getattr(progress, "packs_saved", 0))
+    saved = (f"{packs} pack(s) ({format_size(int(getattr(progress, 'bytes_saved', 0)))}) "
+             "were uploaded and indexed" if packs else "no pack was complete yet")
+    return P2pbakError(f"backup interrupted, no snapshot saved: {saved}; run the same "
+                       "backup again to resume (it reuses what was uploaded)",
+                       ExitCode.INTERRUPTED)
 
 
 def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
@@ -98,6 +109,9 @@ def register(app: typer.Typer) -> None:
                    = False,
                    host: Annotated[str | None, typer.Option(
                        "--host", help="Record this host name in the snapshot.")] = None,
+                   tag: Annotated[list[str] | None, typer.Option(
+                       "--tag", help="Tag the snapshot (a,b or repeat the option).",
+                       metavar="TAG[,TAG]")] = None,
                    retry_lock: Annotated[str, typer.Option(
                        "--retry-lock", help="Wait this long (30s, 5m, 1h) for another backup "
                        "of this machine to finish.")] = "0",
@@ -106,6 +120,7 @@ def register(app: typer.Typer) -> None:
                    password_command: PasswordCommandOpt = None) -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
         # imported here, not at the top: keeps CLI start-up fast
+        from p2pbak.datapath.selection import flat_tags
         from p2pbak.store.machinelock import machine_lock, parse_duration
 
         rep = reporter(json, quiet)
@@ -117,7 +132,11 @@ def register(app: typer.Typer) -> None:
         session = open_session(config, password_file, password_command)
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
-            result, stats = run(_backup(session, targets, excludes, host, dry_run, view))
+            try:
+                result, stats = run(_backup(session, targets, excludes, host, dry_run, view,
+                                             flat_tags(tag or [])))
+            except KeyboardInterrupt:
+                raise interrupted(view.last) from None
         _report(rep, summary_fields(result, stats), list(result.errors), list(result.warnings),
                 dry_run)
         if result.errors:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
 import time
@@ -43,6 +42,9 @@ def reporter(json: bool = False, quiet: bool = False) -> Reporter:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    # imported here, not at the top: keeps CLI start-up fast
+    import asyncio  # here, not at the top: `--help` never needs the event loop
+
     return asyncio.run(coro)
 
 
@@ -83,6 +85,7 @@ class ProgressView:
         self._task: TaskID | None = None
         self._start = time.monotonic()
         self._seen: dict[str, int] | None = None
+        self.last: Any = None  # the data path's last progress object
 
     def __enter__(self) -> ProgressView:
         if not self.rep.json and not self.rep.quiet and sys.stdout.isatty():
@@ -111,6 +114,7 @@ class ProgressView:
             self.emit(self._seen)  # the final counters, like restic's last status line
 
     def update(self, progress: Any) -> None:
+        self.last = progress
         p = self._seen = counters(progress)
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=p["bytes_done"],
@@ -130,7 +134,8 @@ class ProgressView:
 def counters(progress: Any) -> dict[str, int]:
     """The counters every progress line carries, from any progress object."""
     d = as_dict(progress)
-    return {"files_done": int(d.get("files_done", 0) or 0),
+    saved = {"packs_saved": int(d["packs_saved"])} if "packs_saved" in d else {}
+    return {**saved, "files_done": int(d.get("files_done", 0) or 0),
             "bytes_done": int(d.get("bytes_done", 0) or 0),
             "total_files": int(d.get("files_total") or 0),
             "total_bytes": int(d.get("bytes_total") or 0)}

@@ -16,6 +16,7 @@ from p2pbak.commands.common import (
     reporter,
     run,
 )
+from p2pbak.commands.filters import PathFilterOpt, TagFilterOpt, abs_paths
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.prune import DryRunOpt, locked, prune_repo
 from p2pbak.commands.prune import report as report_prune
@@ -31,10 +32,13 @@ def _keep(name: str, what: str) -> Any:
 
 
 async def _decide(session: Session, ids: list[str], policy: Policy, host: str | None,
-                  dry_run: bool) -> list[dict[str, Any]]:
-    """One group line per host+paths group; removes the snapshots unless `dry_run`."""
+                  dry_run: bool, only: tuple[list[str], list[str]] = ([], []),
+                  keep_tags: list[str] | None = None) -> list[dict[str, Any]]:
+    """One group line per host+paths group; removes the snapshots unless `dry_run`.
+    `only` is the (paths, tags) filter; snapshots with any of `keep_tags` are kept."""
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.retention import apply_policy, group_by
+    from p2pbak.datapath.selection import keep_tagged, select
     from p2pbak.datapath.snapshots import find_snapshot, list_snapshots
 
     async with unlocked(session) as (repo, master):
@@ -43,11 +47,11 @@ async def _decide(session: Session, ids: list[str], policy: Policy, host: str | 
             records = sorted(chosen.values(), key=lambda r: (r.time, r.id))  # listing order
             groups = [_group(records, [], {})]
         else:
-            records = [r for r in await list_snapshots(repo, master)
-                       if host is None or r.host == host]
+            records = select(await list_snapshots(repo, master), [host] if host else [],
+                             *only)
             groups = []
             for members in group_by(records, lambda r: (r.host, r.paths)).values():
-                d = apply_policy(members, policy, lambda r: r.time)
+                d = keep_tagged(apply_policy(members, policy, lambda r: r.time), keep_tags)
                 groups.append(_group(d.remove, d.keep, d.reasons))
         if not dry_run:
             for group in groups:
@@ -75,6 +79,13 @@ def _report(rep: Reporter, groups: list[dict[str, Any]], dry_run: bool) -> dict[
     removed = sum(len(g["remove"]) for g in groups)
     for g in groups:
         rep.emit("group", **g)
+        if g["host"] is not None and (g["keep"] or g["remove"]):
+            # imported here, not at the top: keeps CLI start-up fast
+            from rich.markup import escape
+
+            rep.say(escape(f"snapshots for (host [{g['host']}], paths "
+                           f"[{', '.join(g['paths'])}]): keep {len(g['keep'])}, "
+                           f"remove {len(g['remove'])}"))
         for snap in g["keep"]:
             rep.say(f"keep   {snap['short_id']} {snap['time'][:19]} {snap['host']} "
                     f"({', '.join(snap['reasons'])})")
@@ -99,6 +110,10 @@ def forget_cmd(
     keep_yearly: int = _keep("yearly", "the newest snapshot of each of the last N years"),
     host: Annotated[str | None, typer.Option(
         "--host", help="Only consider snapshots of this host.")] = None,
+    path: PathFilterOpt = None, tag: TagFilterOpt = None,
+    keep_tag: Annotated[list[str] | None, typer.Option(
+        "--keep-tag", help="Keep every snapshot with this tag (repeatable).",
+        metavar="TAG")] = None,
     dry_run: DryRunOpt = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Then drop the packs no snapshot uses (as `p2pbak prune`).")] = False,
@@ -108,6 +123,7 @@ def forget_cmd(
     """Remove snapshots by id, or all but those a keep policy keeps (per host and paths)."""
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.retention import Policy
+    from p2pbak.datapath.selection import flat_tags
 
     rep = reporter(json, quiet)
     try:
@@ -118,11 +134,15 @@ def forget_cmd(
     ids = list(snapshots or [])
     if ids and not policy.empty():
         raise P2pbakError("give snapshot ids or a --keep-* policy, not both", ExitCode.USAGE)
-    if not ids and policy.empty():
+    keep_tags = flat_tags(keep_tag or [])
+    if ids and keep_tags:
+        raise P2pbakError("give snapshot ids or --keep-tag, not both", ExitCode.USAGE)
+    if not ids and policy.empty() and not keep_tags:
         raise P2pbakError("nothing to forget: give snapshot ids or a policy such as "
                           "--keep-last 7 --keep-daily 14", ExitCode.USAGE)
     session = open_session(config, password_file, password_command)
-    groups = run(_decide(session, ids, policy, host, dry_run))
+    groups = run(_decide(session, ids, policy, host, dry_run,
+                         (abs_paths(path), list(tag or [])), keep_tags))
     fields = _report(rep, groups, dry_run)
     if prune:
         gone = frozenset(snap["id"] for g in groups for snap in g["remove"])

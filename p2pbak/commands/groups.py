@@ -12,4 +12,10 @@ peer_app = typer.Typer(help="The peer agent that stores other users' fragments."
 admin_app = typer.Typer(help="Operator tools for the coordinator's database.",
                         no_args_is_help=True)
 
-GROUPS = {"market": market_app, "supply": supply_app, "peer": peer_app, "admin": admin_app}
+key_app = typer.Typer(help="The passphrase that unlocks your master key.",
+                      no_args_is_help=True)
+machines_app = typer.Typer(help="Your machines: list them, revoke a lost or stolen one.",
+                           no_args_is_help=True)
+
+GROUPS = {"market": market_app, "supply": supply_app, "peer": peer_app, "admin": admin_app,
+          "key": key_app, "machines": machines_app}

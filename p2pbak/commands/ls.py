@@ -22,13 +22,14 @@ from p2pbak.commands.common import (
 from p2pbak.commands.snapshots import when
 
 
-async def _ls(session: Session, ref: str, path: str | None) -> tuple[str, list[Any]]:
+async def _ls(session: Session, ref: str, path: str | None,
+              recursive: bool = False) -> tuple[str, list[Any]]:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.snapshots import find_snapshot, list_tree
 
     async with unlocked(session) as (repo, master):
         snap = await find_snapshot(repo, master, ref)
-        return snap.id, await list_tree(repo, master, snap.id, path)
+        return snap.id, await list_tree(repo, master, snap.id, path, recursive)
 
 
 _KIND = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
@@ -43,9 +44,11 @@ def node_fields(node: Any) -> dict[str, Any]:
             **({"target": os.fsdecode(n["target"])} if n.get("target") else {})}
 
 
-def _line(e: dict[str, Any]) -> str:
-    mode = stat.filemode(_KIND.get(e["type"], stat.S_IFREG) | int(e["mode"]))
+def _line(e: dict[str, Any], long: bool = True) -> str:
     name = e["path"] or e["name"]
+    if not long:
+        return name + ("/" if e["type"] == "dir" else "")
+    mode = stat.filemode(_KIND.get(e["type"], stat.S_IFREG) | int(e["mode"]))
     if e.get("target"):
         name += f" -> {e['target']}"
     return f"{mode} {int(e['size'] or 0):>12} {when(e['mtime'])} {name}"
@@ -55,17 +58,24 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls_cmd(snapshot: Annotated[str, typer.Argument(help="Snapshot id, prefix or `latest`.")],
                path: Annotated[str | None, typer.Argument(
-                   help="Folder inside the snapshot (default: everything).")] = None,
+                   help="Folder inside the snapshot, as backed up (/home/a/doc) or below its "
+                   "root (doc); default: the top.")] = None,
+               recursive: Annotated[bool, typer.Option(
+                   "--recursive", "-r", help="Also list everything below, depth first.")]
+               = False,
+               long: Annotated[bool, typer.Option(
+                   "--long", "-l", help="Show mode, size and time (as restic's ls -l).")]
+               = False,
                json: JsonOpt = False, config: ConfigOpt = None,
                password_file: PasswordFileOpt = None,
                password_command: PasswordCommandOpt = None) -> None:
         """List the files and folders of a snapshot."""
         rep = reporter(json)
         snap_id, entries = run(_ls(open_session(config, password_file, password_command),
-                                   snapshot, path))
+                                   snapshot, path, recursive))
         rep.emit("snapshot", id=snap_id)
         for entry in entries:
             e = node_fields(entry)
             rep.emit("node", **e)
             if not json:
-                rep.out.print(_line(e), markup=False, highlight=False)
+                rep.out.print(_line(e, long), markup=False, highlight=False)

@@ -11,6 +11,7 @@ import typer
 from p2pbak.commands import groups
 from p2pbak.commands.market_live import run_live_cmd
 from p2pbak.commands.output import Reporter
+from p2pbak.commands.sim_deps import require_sim
 from p2pbak.errors import P2pbakError
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def simulate_cmd(
     """Run one market of CES users from a start F× away from the buffer equilibrium
     (or, with --live, the running market over days; exit 1 if its balances drift)."""
     out = Reporter(json=json, quiet=quiet)
+    require_sim("market simulate")
     if live:
         share = 0.3 if lag is None else lag
         if not 0 < share <= 1:

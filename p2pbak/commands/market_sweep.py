@@ -9,6 +9,7 @@ import typer
 from p2pbak.commands import groups
 from p2pbak.commands.market_simulate import check_market_options
 from p2pbak.commands.output import Reporter
+from p2pbak.commands.sim_deps import require_sim
 from p2pbak.errors import P2pbakError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def sweep_cmd(
 ) -> None:
     """Convergence rate and rounds of the paper's and the safe price update, side by side."""
     out = Reporter(json=json, quiet=quiet)
+    require_sim("market sweep")
     check_market_options(agents, rounds, noise, lag, rho)
     if trials < 1:
         raise P2pbakError("--trials must be at least 1")

@@ -15,14 +15,22 @@ from typing import Any
 from rich.console import Console
 
 _current: Reporter | None = None
+UNWRAPPED = 1_000_000  # columns when not on a terminal: cron mail and grep get whole lines
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that wraps at the terminal's width, and never when not on a terminal."""
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr, highlight=False, soft_wrap=not tty,
+                   width=None if tty else UNWRAPPED)
 
 
 @dataclass
 class Reporter:
     json: bool = False
     quiet: bool = False
-    out: Console = field(default_factory=lambda: Console(highlight=False))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    out: Console = field(default_factory=console)
+    err: Console = field(default_factory=lambda: console(stderr=True))
 
     def __post_init__(self) -> None:
         global _current

@@ -18,6 +18,7 @@ from p2pbak.commands.common import (
 )
 from p2pbak.commands.output import Reporter
 from p2pbak.config import format_size
+from p2pbak.errors import ExitCode, P2pbakError
 
 if TYPE_CHECKING:
     from p2pbak.datapath.prune import PruneResult
@@ -26,13 +27,35 @@ DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", "-n", help="Show what would be dropped; drop nothing.")]
 
 
+MaxUnusedOpt = Annotated[str, typer.Option(
+    "--max-unused", help="Repack packs until at most this share of the kept bytes is unused "
+    "(e.g. 5%, restic's default); `unlimited`: never repack.", metavar="PERCENT")]
+
+
+def parse_max_unused(text: str) -> float | None:
+    """'5%' → 0.05; 'unlimited' → None (no repacking)."""
+
+    if text.strip().lower() == "unlimited":
+        return None
+    try:
+        value = float(text.strip().removesuffix("%")) / 100
+    except ValueError:
+        value = -1.0
+    if not text.strip().endswith("%") or not 0 <= value < 1:
+        raise P2pbakError(f"cannot read --max-unused {text!r}: write a share like 5% "
+                          "(0% to 99%) or `unlimited`", ExitCode.USAGE)
+    return value
+
+
 async def prune_repo(session: Session, dry_run: bool,
-                     forgotten: frozenset[str] = frozenset()) -> PruneResult:
+                     forgotten: frozenset[str] = frozenset(),
+                     max_unused: float | None = None) -> PruneResult:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.prune import prune
 
     async with unlocked(session, lock="shared" if dry_run else "exclusive") as (repo, master):
-        return await prune(repo, master, dry_run=dry_run, forgotten=forgotten)
+        return await prune(repo, master, dry_run=dry_run, forgotten=forgotten,
+                           max_unused=max_unused)
 
 
 def locked(session: Session, fn: Any) -> Any:
@@ -56,7 +79,16 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
                    "unused_bytes_kept": plan.unused_in_kept,
                    "packs_dropped": result.packs_dropped, "bytes_freed": result.bytes_freed,
                    "fragment_bytes_freed": result.fragment_bytes_freed,
-                   "indexes_rewritten": result.indexes_rewritten})
+                   "indexes_rewritten": result.indexes_rewritten,
+                   "packs_to_repack": len(plan.repack),
+                   "unused_bytes_repacked": plan.repack_unused,
+                   "packs_written": result.packs_written,
+                   "bytes_written": result.bytes_written})
+    if plan.repack:
+        rep.say(f"{'would repack' if result.dry_run else 'repacked'} {len(plan.repack)} packs "
+                f"({format_size(plan.repack_unused)} unused in them)"
+                + ("" if result.dry_run else f" into {result.packs_written} new packs "
+                   f"({format_size(result.bytes_written)})"))
     if result.dry_run:
         rep.say(f"would drop {len(plan.drop)} packs ({format_size(plan.drop_bytes)}); "
                 f"{plan.keep} packs ({format_size(plan.kept_bytes)}) stay")
@@ -69,13 +101,16 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
         rep.say(f"{format_size(plan.unused_in_kept)} unused inside packs still in use")
 
 
-def prune_cmd(dry_run: DryRunOpt = False, json: JsonOpt = False, quiet: QuietOpt = False,
+def prune_cmd(dry_run: DryRunOpt = False, max_unused: MaxUnusedOpt = "unlimited",
+              json: JsonOpt = False, quiet: QuietOpt = False,
               config: ConfigOpt = None, password_file: PasswordFileOpt = None,
               password_command: PasswordCommandOpt = None) -> None:
-    """Drop packs no snapshot uses; the suppliers delete their fragments."""
+    """Drop packs no snapshot uses (and, with --max-unused, repack mostly-unused ones); the
+    suppliers delete their fragments."""
     rep = reporter(json, quiet)
+    limit = parse_max_unused(max_unused)
     session = open_session(config, password_file, password_command)
-    report(rep, locked(session, lambda: run(prune_repo(session, dry_run))))
+    report(rep, locked(session, lambda: run(prune_repo(session, dry_run, max_unused=limit))))
 
 
 def register(app: typer.Typer) -> None:

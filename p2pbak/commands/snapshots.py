@@ -17,6 +17,7 @@ from p2pbak.commands.common import (
     reporter,
     run,
 )
+from p2pbak.commands.filters import HostFilterOpt, PathFilterOpt, TagFilterOpt, abs_paths
 
 
 async def _list(session: Session) -> list[Any]:
@@ -37,28 +38,34 @@ def snapshot_fields(snap: Any) -> dict[str, Any]:
     d["time"] = d["time"].isoformat() if isinstance(d.get("time"), datetime) else d.get("time")
     d["paths"] = [str(p) for p in d.get("paths", [])]
     d["excludes"] = list(d.get("excludes", []))
+    d["tags"] = list(d.get("tags", []))
     return d
 
 
 def register(app: typer.Typer) -> None:
     @app.command("snapshots")
-    def snapshots_cmd(json: JsonOpt = False, config: ConfigOpt = None,
-                      password_file: PasswordFileOpt = None,
+    def snapshots_cmd(host: HostFilterOpt = None, path: PathFilterOpt = None,
+                      tag: TagFilterOpt = None, json: JsonOpt = False,
+                      config: ConfigOpt = None, password_file: PasswordFileOpt = None,
                       password_command: PasswordCommandOpt = None) -> None:
-        """List your snapshots, oldest first."""
+        """List your snapshots, oldest first (filtered by --host, --path, --tag)."""
         # imported here, not at the top: keeps CLI start-up fast
         from rich.table import Table
 
+        # imported here, not at the top: keeps CLI start-up fast
+        from p2pbak.datapath.selection import select
+
         rep = reporter(json)
-        snaps = [snapshot_fields(s) for s in run(_list(
-            open_session(config, password_file, password_command)))]
+        records = run(_list(open_session(config, password_file, password_command)))
+        snaps = [snapshot_fields(s) for s in select(records, host or [], abs_paths(path),
+                                                    tag or [])]
         for s in snaps:
             rep.emit("snapshot", **s)
         if json:
             return
-        table = Table("ID", "Time", "Host", "Paths", box=None)
+        table = Table("ID", "Time", "Host", "Tags", "Paths", box=None)
         for s in snaps:
-            table.add_row(s["id"][:8], when(s["time"]), s["host"],
+            table.add_row(s["id"][:8], when(s["time"]), s["host"], ",".join(s["tags"]),
                           "\n".join(s["paths"]))
         rep.out.print(table)
         rep.say(f"{len(snaps)} snapshots")

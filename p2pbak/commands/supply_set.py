@@ -7,22 +7,26 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
+from p2pbak.commands.caps import format_cap
 from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
-from p2pbak.config import format_rate, format_size, load, parse_caps, save
+from p2pbak.config import load, parse_caps, save
 from p2pbak.errors import P2pbakError
 
 SizeOpt = Annotated[str | None, typer.Option(
-    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB (0: no cap).")]
+    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB, or `unlimited`.",
+    metavar="SIZE")]
 UploadOpt = Annotated[str | None, typer.Option(
-    "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s (0: no cap).")]
+    "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s, or `unlimited`.",
+    metavar="RATE")]
 DownloadOpt = Annotated[str | None, typer.Option(
-    "--download", help="Download bandwidth to lend, e.g. 2MB/s (0: no cap).")]
+    "--download", help="Download bandwidth to lend, e.g. 2MB/s, or `unlimited`.",
+    metavar="RATE")]
 
 
 def cap_text(value: int, rate: bool) -> str:
     if not value:
-        return "no cap"
-    return format_rate(value) if rate else format_size(value)
+        return "unlimited"
+    return f"{format_cap(value)}/s" if rate else format_cap(value)
 
 
 def caps_dict(supply: Any) -> dict[str, int]:
@@ -40,7 +44,6 @@ async def _send(cfg: Any) -> dict[str, Any]:
 def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
                json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
     """Set the caps on what this machine lends; the peer agent never uses more."""
-
     rep = reporter(json, quiet)
     cfg = load(config)
     cfg.supply = parse_caps(cfg.supply, space, upload, download)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from p2pbak.datapath.erasure import HEADER_LEN, share_length
-from p2pbak.errors import NotEnoughPeers
+from p2pbak.errors import NotEnoughPeers, SuppliersFull
 from p2pbak.market import allocation
 from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
@@ -104,8 +104,15 @@ def place(peers: Sequence[Peer], size: int, rng: random.Random, *,
     """
     need = min_n_for_k(1)
     candidates = order_candidates(peers, rng, balances)
+    online, frag = len(candidates), 0
     while True:
         if len(candidates) < need:
+            if online >= need:  # enough online: they lack room, not presence
+                raise SuppliersFull(
+                    f"suppliers are full: {online} online, but only {len(candidates)} have room "
+                    f"for a {frag}-byte fragment (need {need}); other users must raise their "
+                    "space caps (`p2pbak supply set --space`) or more peers join",
+                    have=len(candidates), need=need)
             raise NotEnoughPeers(f"not enough online peers (have {len(candidates)}, need {need}): "
                                  "start more peers or wait", have=len(candidates), need=need)
         avail = [availability(p) for p in candidates]

@@ -333,7 +333,8 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
                  excludes: Sequence[str] = (), host: str | None = None,
                  parent: str | None = None, dry_run: bool = False,
                  progress: Callable[[BackupProgress], None] | None = None,
-                 pack_size: int = DEFAULT_PACK_SIZE, uploads: int = 2) -> BackupResult:
+                 pack_size: int = DEFAULT_PACK_SIZE, uploads: int = 2,
+                 tags: Sequence[str] = ()) -> BackupResult:
     """Back up `paths`; parent None picks the latest snapshot of the same host and paths,
     "" forces a full read."""
     started = time.monotonic()
@@ -349,7 +350,13 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     previous = await _choose_parent(repo, master, parent, host, names)
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = _Checkpoints(repo, keys)
-    uploader = None if dry_run else _Uploader(repo, max(1, uploads), checkpoints.add)
+
+    async def committed(pack: Pack) -> None:
+        await checkpoints.add(pack)
+        walker.state.packs_saved += 1  # what an interrupted run leaves for the next
+        walker.state.bytes_saved += len(pack.data)
+
+    uploader = None if dry_run else _Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
     totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
@@ -378,7 +385,7 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         await repo.put_index(index_id, blob)
     result.snapshot_id, record = encode_snapshot(
         keys, datetime.now(UTC), host, names, tree, result.parent,
-        list(excludes), summary.as_dict())
+        list(excludes), summary.as_dict(), tags)
     await repo.put_snapshot(result.snapshot_id, record)
     await checkpoints.drop()  # the index written above lists every one of their packs
     return result

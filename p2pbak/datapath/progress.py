@@ -12,3 +12,5 @@ class Progress:
     files_total: int | None = None  # a backup knows them once its background scan is done
     bytes_total: int | None = None
     current: str = ""
+    packs_saved: int = 0  # a backup's packs committed and indexed: a re-run reuses them
+    bytes_saved: int = 0

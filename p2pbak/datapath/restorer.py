@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.index import load_index
+from p2pbak.datapath.paths import in_snapshot
 from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
@@ -48,15 +49,9 @@ class _Item:
 
 
 def _normalise_includes(record: SnapshotRecord, include: Sequence[str]) -> list[str]:
-    """Include patterns relative to the snapshot root; original absolute paths work too."""
-    out = []
-    for pattern in include:
-        for original in record.paths:
-            if pattern == original or pattern.startswith(original.rstrip("/") + "/"):
-                pattern = os.path.basename(original.rstrip("/")) + pattern[len(original):]
-                break
-        out.append(pattern.strip("/"))
-    return [p for p in out if p]
+    """Include patterns relative to the snapshot root; the backed-up (absolute) paths work
+    too, with or without their leading slash."""
+    return [p for p in (in_snapshot(record.paths, pattern) for pattern in include) if p]
 
 
 def _matches(rel: tuple[bytes, ...], patterns: list[str]) -> bool:

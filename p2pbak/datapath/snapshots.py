@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ import msgpack
 
 from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
 from p2pbak.datapath.index import load_index
+from p2pbak.datapath.paths import in_snapshot
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.tree import DIR, Node
@@ -31,6 +33,7 @@ class SnapshotRecord:
     parent: str | None = None
     excludes: tuple[str, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -39,11 +42,13 @@ class SnapshotRecord:
 
 def encode_snapshot(keys: Keys, time: datetime, host: str, paths: list[str], tree: str,
                     parent: str | None, excludes: list[str],
-                    summary: dict[str, Any]) -> tuple[str, bytes]:
+                    summary: dict[str, Any], tags: Sequence[str] = ()) -> tuple[str, bytes]:
     """(snapshot id, sealed record); the id is BLAKE3 of the sealed bytes."""
     doc = {"v": SNAPSHOT_VERSION, "time": time.astimezone(UTC).isoformat(), "host": host,
            "paths": paths, "tree": tree, "parent": parent, "excludes": excludes,
            "summary": summary}
+    if tags:  # absent when empty: untagged records stay byte-identical to older ones
+        doc["tags"] = sorted(set(tags))
     sealed = seal(keys.blob, msgpack.packb(doc), _AAD)
     return blake3.blake3(sealed).hexdigest(), sealed
 
@@ -55,7 +60,7 @@ def decode_snapshot(keys: Keys, snapshot_id: str, sealed: bytes) -> SnapshotReco
     return SnapshotRecord(id=snapshot_id, time=datetime.fromisoformat(doc["time"]),
                           host=doc["host"], paths=tuple(doc["paths"]), tree=doc["tree"],
                           parent=doc["parent"], excludes=tuple(doc["excludes"]),
-                          summary=doc["summary"])
+                          summary=doc["summary"], tags=tuple(doc.get("tags", ())))
 
 
 async def list_snapshots(repo: Repository, master: bytes) -> list[SnapshotRecord]:
@@ -105,17 +110,28 @@ async def resolve(reader: BlobReader, root: str, path: str | None) -> tuple[Node
 
 
 async def list_tree(repo: Repository, master: bytes, snapshot_id: str,
-                    path: str | None = None) -> list[Node]:
-    """The entries of a directory in a snapshot (or the one entry if `path` is a file)."""
+                    path: str | None = None, recursive: bool = False) -> list[Node]:
+    """The entries of a directory in a snapshot (or the one entry if `path` is a file);
+    with `recursive`, everything below it too, depth first."""
     record = await find_snapshot(repo, master, snapshot_id)
     keys = Keys.derive(master)
     reader = BlobReader(repo, keys, await load_index(repo, keys))
+    path = in_snapshot(record.paths, path)
     try:
         node, tree = await resolve(reader, record.tree, path)
         prefix = "/".join(p.decode("utf-8", "surrogateescape") for p in split_path(path))
         if node is not None and node.type != DIR:
             return [replace(node, path=prefix)]
-        base = prefix + "/" if prefix else ""
-        return [replace(n, path=base + n.display_name) for n in await reader.tree(tree)]
+        return await _below(reader, tree, prefix, recursive)
     finally:
         reader.close()
+
+
+async def _below(reader: BlobReader, tree: str, prefix: str, recursive: bool) -> list[Node]:
+    base = prefix + "/" if prefix else ""
+    out: list[Node] = []
+    for n in await reader.tree(tree):
+        out.append(replace(n, path=base + n.display_name))
+        if recursive and n.type == DIR:
+            out += await _below(reader, n.subtree, base + n.display_name, True)
+    return out

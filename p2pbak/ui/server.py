@@ -142,8 +142,8 @@ async def apply(request: web.Request) -> web.Response:
         raise P2pbakError("the body must be JSON: {\"space\", \"upload\", \"download\"}") from None
     if not isinstance(body, dict):
         raise P2pbakError("the body must be a JSON object")
-    texts = {n: None if body.get(n) is None else str(body[n])
-             for n in ("space", "upload", "download")}
+    texts = {n: None if body.get(n) is None else "unlimited" if body[n] in (0, "0")
+             else str(body[n]) for n in ("space", "upload", "download")}  # 0: the no-cap stop
     cfg = page.load()
     cfg.supply = parse_caps(cfg.supply, **texts)  # the same validation as `supply set`
     save(cfg)

@@ -15,6 +15,7 @@ from p2pbak import __version__
 from p2pbak.coordinator.http import blobs as coordinator_blobs
 from p2pbak.coordinator.http import garbage as coordinator_garbage
 from p2pbak.coordinator.http import identity as coordinator_identity
+from p2pbak.coordinator.http import machines as coordinator_machines
 from p2pbak.coordinator.http import market as coordinator_market
 from p2pbak.coordinator.http import packs as coordinator_packs
 from p2pbak.coordinator.http import peers as coordinator_peers
@@ -52,4 +53,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
     app.add_routes(coordinator_market.routes)
     app.add_routes(coordinator_tasks.routes)
     app.add_routes(coordinator_garbage.routes)
+    app.add_routes(coordinator_machines.routes)
     return app

@@ -12,7 +12,7 @@ from p2pbak.coordinator import accounts, packs, placement
 from p2pbak.coordinator.http.common import caller, ok
 from p2pbak.coordinator.identity import Machine
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.errors import Conflict
+from p2pbak.errors import Conflict, SuppliersFull
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
 
 routes = web.RouteTableDef()
@@ -66,6 +66,8 @@ async def plan(request: web.Request) -> web.Response:
         fail(402, refusal)
     try:
         chosen = await packs.plan(coord, machine.id, body.size)
+    except SuppliersFull as exc:  # 413: no room for this pack on enough of them
+        fail(413, str(exc))
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code

@@ -1,0 +1,45 @@
+"""Start-up stays light: `--help` imports none of the simulator's packages, and the
+simulator's commands say in one line how to install them when they are missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from p2pbak.localgrid.grid import child_env
+
+HEAVY = ("numpy", "scipy", "matplotlib", "aiohttp", "cryptography", "zfec", "asyncio")
+
+
+def imported(*args: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "p2pbak", *args],
+                       capture_output=True, text=True, env=child_env(), timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = set()
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("args", [("--help",), ("backup", "--help"), ("market", "--help")])
+def test_help_imports_no_heavy_package(args: tuple[str, ...]) -> None:
+    names = imported(*args)
+    assert "typer" in names  # the parse saw the imports
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_simulator_without_its_packages_says_how_to_get_them(command: str) -> None:
+    code = ("import sys; sys.modules['numpy'] = None; sys.argv = ['p2pbak', 'market', "
+            f"'{command}']; from p2pbak.cli import main; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=child_env(), timeout=60)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr  # scipy and matplotlib need numpy: all three missing
+    assert lines[0].startswith(f"p2pbak: error: `p2pbak market {command}` needs the "
+                               "simulator's packages (numpy")
+    assert lines[0].endswith("missing): pip install 'p2pbak[sim]'")
