@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import JsonOpt, QuietOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.errors import P2pbakError
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The coordinator's SQLite database file.",
@@ -65,10 +66,11 @@ def _say(rep: Any, r: dict[str, Any]) -> None:
             f"{credits(r['users_balance'])} credits")
 
 
-def audit(db: DbOpt, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+@with_options(config=False, password=False)
+def audit(opts: Options, db: DbOpt) -> None:
     """Check the ledger: sum exactly 0, every entry paired, no account below its limit
     without a freeze (exit 1 if any fails)."""
-    rep = reporter(json, quiet)
+    rep = opts.reporter()
     result = run(_audit(db.expanduser()))
     rep.summary(**result)
     _say(rep, result)

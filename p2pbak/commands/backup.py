@@ -8,19 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     ProgressView,
-    QuietOpt,
     as_dict,
     read_lines,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.output import Reporter
 from p2pbak.config import format_size
 from p2pbak.errors import ExitCode, P2pbakError, UnreadableFile
@@ -102,7 +97,8 @@ def _report(rep: Reporter, fields: dict[str, Any], errors: list[UnreadableFile],
 
 def register(app: typer.Typer) -> None:
     @app.command("backup")
-    def backup_cmd(paths: PathsArg, exclude: ExcludeOpt = None,
+    @with_options()
+    def backup_cmd(opts: Options, paths: PathsArg, exclude: ExcludeOpt = None,
                    exclude_file: ExcludeFileOpt = None,
                    dry_run: Annotated[bool, typer.Option(
                        "--dry-run", "-n", help="Show what would be uploaded; upload nothing.")]
@@ -114,22 +110,19 @@ def register(app: typer.Typer) -> None:
                        metavar="TAG[,TAG]")] = None,
                    retry_lock: Annotated[str, typer.Option(
                        "--retry-lock", help="Wait this long (30s, 5m, 1h) for another backup "
-                       "of this machine to finish.")] = "0",
-                   json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-                   password_file: PasswordFileOpt = None,
-                   password_command: PasswordCommandOpt = None) -> None:
+                       "of this machine to finish.")] = "0") -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.datapath.selection import flat_tags
         from p2pbak.store.machinelock import machine_lock, parse_duration
 
-        rep = reporter(json, quiet)
+        rep = opts.reporter()
         wait = parse_duration(retry_lock)
         missing = [str(p) for p in paths if not os.path.lexists(p)]
         if missing:
             raise P2pbakError(f"no such file or folder: {', '.join(missing)}")
         excludes = [*(exclude or []), *read_lines(exclude_file or [])]
-        session = open_session(config, password_file, password_command)
+        session = opts.session()
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
             try:

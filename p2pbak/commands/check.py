@@ -6,16 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode
 
@@ -35,15 +30,13 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
         return await check(repo, master, read_data, progress)
 
 
-def check_cmd(read_data: Annotated[bool, typer.Option(
+@with_options()
+def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
                   "--read-data", help="Also fetch every pack and verify every blob in it.")]
-              = False,
-              json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-              password_file: PasswordFileOpt = None,
-              password_command: PasswordCommandOpt = None) -> None:
+              = False) -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
-    rep = reporter(json, quiet)
-    session = open_session(config, password_file, password_command)
+    rep = opts.reporter()
+    session = opts.session()
     result = run(_check(session, read_data, rep))
     for problem in result.problems:
         if rep.json:

@@ -8,27 +8,27 @@ from typing import Annotated
 
 import typer
 
-from p2pbak.commands.common import JsonOpt, reporter
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import format_size
 from p2pbak.errors import ExitCode
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo_cmd(peers: Annotated[int, typer.Option(
+    @with_options(quiet=False, config=False, password=False)
+    def demo_cmd(opts: Options, peers: Annotated[int, typer.Option(
                      "--peers", min=3, max=64, help="How many peer agents to start.")] = 10,
                  path: Annotated[Path | None, typer.Option(
                      "--path", file_okay=False, help="Folder to back up (default: a sample "
                      "tree of a few MiB).")] = None,
                  keep: Annotated[bool, typer.Option(
                      "--keep", help="Leave the grid running and say how to use and stop it.")]
-                 = False,
-                 json: JsonOpt = False) -> None:
+                 = False) -> None:
         """Start a local grid, back up a folder, restore it elsewhere, verify every byte."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.localgrid.demo import keep_instructions, run_demo
 
-        rep = reporter(json)
+        rep = opts.reporter()
         r = run_demo(peers, path, keep, say=rep.say)
         rep.summary(**asdict(r))
         counts = sorted(r.fragments_per_peer.values())
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         else:
             for d in r.differences[:20]:
                 rep.warn(f"restore differs: {d}")
-        if keep and not json:
+        if keep and not opts.json:
             for line in keep_instructions(r):  # whole lines, so they can be pasted
                 rep.out.print(line, soft_wrap=True, markup=False, highlight=False)
         if not r.verified:

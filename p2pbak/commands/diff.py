@@ -6,16 +6,11 @@ from typing import Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import format_size
 
 
@@ -37,20 +32,19 @@ async def _diff(session: Session, first: str, second: str) -> tuple[Any, Any, An
 
 def register(app: typer.Typer) -> None:
     @app.command("diff")
-    def diff_cmd(snapshot1: str = _snap("first"), snapshot2: str = _snap("second"),
-                 json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-                 password_file: PasswordFileOpt = None,
-                 password_command: PasswordCommandOpt = None) -> None:
+    @with_options()
+    def diff_cmd(opts: Options, snapshot1: str = _snap("first"),
+                 snapshot2: str = _snap("second")) -> None:
         """Show what was added (+), removed (-), modified (M), changed type (T) or only
         changed metadata (U) from SNAPSHOT1 to SNAPSHOT2."""
 
-        rep = reporter(json, quiet)
-        old, new, d = run(_diff(open_session(config, password_file, password_command),
+        rep = opts.reporter()
+        old, new, d = run(_diff(opts.session(),
                                 snapshot1, snapshot2))
         rep.say(f"comparing snapshot {old.short_id} to {new.short_id}:")
         for c in d.changes:
             rep.emit("change", path=c.path, modifier=c.marker, type=c.node.type)
-            if not json and not quiet:
+            if not opts.json and not opts.quiet:
                 rep.out.print(f"{c.marker}    {c.path}", markup=False, highlight=False,
                               soft_wrap=True)
         rep.summary(source_snapshot=old.id, target_snapshot=new.id, added=d.added,

@@ -8,16 +8,11 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 
 
 async def _dump(session: Session, ref: str, path: str, out: BinaryIO) -> dict[str, Any]:
@@ -33,21 +28,19 @@ async def _dump(session: Session, ref: str, path: str, out: BinaryIO) -> dict[st
 
 def register(app: typer.Typer) -> None:
     @app.command("dump")
-    def dump_cmd(snapshot: Annotated[str, typer.Argument(
+    @with_options()
+    def dump_cmd(opts: Options, snapshot: Annotated[str, typer.Argument(
                      help="Snapshot id, prefix or `latest`.", metavar="SNAPSHOT")],
                  path: Annotated[str, typer.Argument(
                      help="File or folder in the snapshot, as backed up (/home/a/x) or "
                      "below its root (x).", metavar="PATH")],
                  target: Annotated[Path | None, typer.Option(
                      "--target", "-o", help="Write here instead of to standard output.",
-                     dir_okay=False, metavar="FILE")] = None,
-                 json: JsonOpt = False, quiet: QuietOpt = False,
-                 config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-                 password_command: PasswordCommandOpt = None) -> None:
+                     dir_okay=False, metavar="FILE")] = None) -> None:
         """Write a file of a snapshot to standard output, or a folder as a tar stream
         (with --target, --json prints a summary; on standard output only the data)."""
-        rep = reporter(json, quiet)
-        session = open_session(config, password_file, password_command)
+        rep = opts.reporter()
+        session = opts.session()
         if target is None:
             run(_dump(session, snapshot, path, sys.stdout.buffer))
             sys.stdout.buffer.flush()

@@ -6,18 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
 from p2pbak.commands.filters import HostFilterOpt, PathFilterOpt, TagFilterOpt, abs_paths
 from p2pbak.commands.ls import node_fields
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.snapshots import when
 from p2pbak.errors import ExitCode
 
@@ -39,19 +34,18 @@ async def _find(session: Session, patterns: list[str], snapshots: list[str],
 
 def register(app: typer.Typer) -> None:
     @app.command("find")
-    def find_cmd(patterns: Annotated[list[str], typer.Argument(
+    @with_options()
+    def find_cmd(opts: Options, patterns: Annotated[list[str], typer.Argument(
                      help="Glob on the name (*.txt), or on the path if it has a slash.",
                      metavar="PATTERN...")],
                  snapshot: Annotated[list[str] | None, typer.Option(
                      "--snapshot", "-s", help="Search only this snapshot (repeatable).",
                      metavar="SNAPSHOT")] = None,
                  host: HostFilterOpt = None, path: PathFilterOpt = None,
-                 tag: TagFilterOpt = None, json: JsonOpt = False, quiet: QuietOpt = False,
-                 config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-                 password_command: PasswordCommandOpt = None) -> None:
+                 tag: TagFilterOpt = None) -> None:
         """Find files and folders by name across snapshots (exit 1 when nothing matches)."""
-        rep = reporter(json, quiet)
-        found = run(_find(open_session(config, password_file, password_command),
+        rep = opts.reporter()
+        found = run(_find(opts.session(),
                           list(patterns), list(snapshot or []), list(host or []),
                           abs_paths(path), list(tag or [])))
         current = None
@@ -61,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 rep.say(f"found in snapshot {f.snapshot.short_id} from "
                         f"{when(f.snapshot.time.isoformat())}:")
             rep.emit("match", snapshot=f.snapshot.id, **{**node_fields(f.node), "path": f.path})
-            if not json and not quiet:
+            if not opts.json and not opts.quiet:
                 rep.out.print(f"  {f.path}", markup=False, highlight=False, soft_wrap=True)
         rep.summary(matches=len(found), snapshots=len({f.snapshot.id for f in found}))
         if not found:

@@ -6,17 +6,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
 from p2pbak.commands.filters import PathFilterOpt, TagFilterOpt, abs_paths
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.prune import DryRunOpt, locked, prune_repo
 from p2pbak.commands.prune import report as report_prune
@@ -99,7 +94,8 @@ def _report(rep: Reporter, groups: list[dict[str, Any]], dry_run: bool) -> dict[
             "snapshots_kept": sum(len(g["keep"]) for g in groups)}
 
 
-def forget_cmd(
+@with_options()
+def forget_cmd(opts: Options,
     snapshots: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids (or unique prefixes) to remove.")] = None,
     keep_last: int = _keep("last", "the N most recent snapshots"),
@@ -117,15 +113,13 @@ def forget_cmd(
     dry_run: DryRunOpt = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Then drop the packs no snapshot uses (as `p2pbak prune`).")] = False,
-    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-    password_file: PasswordFileOpt = None, password_command: PasswordCommandOpt = None,
 ) -> None:
     """Remove snapshots by id, or all but those a keep policy keeps (per host and paths)."""
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.retention import Policy
     from p2pbak.datapath.selection import flat_tags
 
-    rep = reporter(json, quiet)
+    rep = opts.reporter()
     try:
         policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly,
                         keep_yearly)
@@ -140,7 +134,7 @@ def forget_cmd(
     if not ids and policy.empty() and not keep_tags:
         raise P2pbakError("nothing to forget: give snapshot ids or a policy such as "
                           "--keep-last 7 --keep-daily 14", ExitCode.USAGE)
-    session = open_session(config, password_file, password_command)
+    session = opts.session()
     groups = run(_decide(session, ids, policy, host, dry_run,
                          (abs_paths(path), list(tag or [])), keep_tags))
     fields = _report(rep, groups, dry_run)

@@ -7,15 +7,11 @@ from typing import Annotated
 import typer
 
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     fresh_config_path,
     machine_name,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import read_passphrase
 
 CoordinatorOpt = Annotated[str, typer.Option(
@@ -28,17 +24,17 @@ MachineOpt = Annotated[str | None, typer.Option(
 
 def register(app: typer.Typer) -> None:
     @app.command("init")
-    def init(coordinator: CoordinatorOpt, user: UserOpt, machine: MachineOpt = None,
-             password_file: PasswordFileOpt = None, password_command: PasswordCommandOpt = None,
-             config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    @with_options(quiet=False)
+    def init(opts: Options, coordinator: CoordinatorOpt, user: UserOpt,
+             machine: MachineOpt = None) -> None:
         """Create your user and this machine on a coordinator (a new master key)."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.client.identity import initialise
 
-        rep = reporter(json)
-        path = fresh_config_path(config)
-        passphrase = read_passphrase(password_file=password_file,
-                                     password_command=password_command, confirm=True)
+        rep = opts.reporter()
+        path = fresh_config_path(opts.config)
+        passphrase = read_passphrase(password_file=opts.password_file,
+                                     password_command=opts.password_command, confirm=True)
         done = run(initialise(coordinator, user, machine_name(machine), passphrase, path))
         rep.summary(**done)
         rep.say(f"created user [bold]{user}[/] on {coordinator}; config written to {path}\n"

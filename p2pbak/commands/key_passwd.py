@@ -8,17 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session
+from p2pbak.client.session import Session
 from p2pbak.commands import groups
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import _prompt, read_passphrase
 from p2pbak.errors import P2pbakError
 
@@ -51,19 +46,17 @@ def _new_passphrase(new_file: Path | None, new_command: str | None) -> str:
     return read_passphrase(password_file=new_file, password_command=new_command)
 
 
-def key_passwd(new_password_file: Annotated[Path | None, typer.Option(
+@with_options()
+def key_passwd(opts: Options, new_password_file: Annotated[Path | None, typer.Option(
                    "--new-password-file", help="Read the new passphrase from this file "
                    "(default: ask twice on the terminal).", dir_okay=False)] = None,
                new_password_command: Annotated[str | None, typer.Option(
                    "--new-password-command", help="Run this command to get the new "
-                   "passphrase.")] = None,
-               json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-               password_file: PasswordFileOpt = None,
-               password_command: PasswordCommandOpt = None) -> None:
+                   "passphrase.")] = None) -> None:
     """Change the passphrase: the old one (as for every command) unlocks, the new one
     locks from now on; snapshots and data are untouched."""
-    rep = reporter(json, quiet)
-    session = open_session(config, password_file, password_command)
+    rep = opts.reporter()
+    session = opts.session()
     new = _new_passphrase(new_password_file, new_password_command)
     if new == session.passphrase:
         raise P2pbakError("the new passphrase is the old one: nothing changed")

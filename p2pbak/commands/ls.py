@@ -9,16 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     as_dict,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.snapshots import when
 
 
@@ -56,7 +52,9 @@ def _line(e: dict[str, Any], long: bool = True) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
-    def ls_cmd(snapshot: Annotated[str, typer.Argument(help="Snapshot id, prefix or `latest`.")],
+    @with_options(quiet=False)
+    def ls_cmd(opts: Options,
+               snapshot: Annotated[str, typer.Argument(help="Snapshot id, prefix or `latest`.")],
                path: Annotated[str | None, typer.Argument(
                    help="Folder inside the snapshot, as backed up (/home/a/doc) or below its "
                    "root (doc); default: the top.")] = None,
@@ -65,17 +63,13 @@ def register(app: typer.Typer) -> None:
                = False,
                long: Annotated[bool, typer.Option(
                    "--long", "-l", help="Show mode, size and time (as restic's ls -l).")]
-               = False,
-               json: JsonOpt = False, config: ConfigOpt = None,
-               password_file: PasswordFileOpt = None,
-               password_command: PasswordCommandOpt = None) -> None:
+               = False) -> None:
         """List the files and folders of a snapshot."""
-        rep = reporter(json)
-        snap_id, entries = run(_ls(open_session(config, password_file, password_command),
-                                   snapshot, path, recursive))
+        rep = opts.reporter()
+        snap_id, entries = run(_ls(opts.session(), snapshot, path, recursive))
         rep.emit("snapshot", id=snap_id)
         for entry in entries:
             e = node_fields(entry)
             rep.emit("node", **e)
-            if not json:
+            if not opts.json:
                 rep.out.print(_line(e, long), markup=False, highlight=False)

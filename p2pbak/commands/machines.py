@@ -9,7 +9,8 @@ from urllib.parse import quote
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import load
 
 
@@ -27,14 +28,15 @@ def _state(m: dict[str, Any]) -> str:
     return f"peer {m['peer_state']}" if m["peer_state"] else "no peer"
 
 
-def machines_list(json: JsonOpt = False, config: ConfigOpt = None) -> None:
+@with_options(quiet=False, password=False)
+def machines_list(opts: Options) -> None:
     """List your machines: id, name, when added, whether revoked, and its peer's state."""
 
     # imported here, not at the top: keeps CLI start-up fast
     from rich.markup import escape
 
-    rep = reporter(json)
-    found = run(_call(config, "GET", "/v1/machines"))["machines"]
+    rep = opts.reporter()
+    found = run(_call(opts.config, "GET", "/v1/machines"))["machines"]
     for m in found:
         rep.emit("machine", **m)
         added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(m["created"])))
@@ -43,15 +45,14 @@ def machines_list(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     rep.summary(machines=len(found))
 
 
-def machines_revoke(machine_id: Annotated[str, typer.Argument(
+@with_options(password=False)
+def machines_revoke(opts: Options, machine_id: Annotated[str, typer.Argument(
                         help="The machine's id, from `p2pbak machines list`.",
-                        metavar="ID")],
-                    json: JsonOpt = False, quiet: QuietOpt = False,
-                    config: ConfigOpt = None) -> None:
+                        metavar="ID")]) -> None:
     """Revoke a machine: its next request is refused and its peer's fragments are repaired
     elsewhere. Change the passphrase too (`p2pbak key passwd`) if it may be known."""
-    rep = reporter(json, quiet)
-    run(_call(config, "POST", f"/v1/machines/{machine_id}/revoke"))
+    rep = opts.reporter()
+    run(_call(opts.config, "POST", f"/v1/machines/{machine_id}/revoke"))
     rep.summary(machine_id=machine_id, revoked=True)
     rep.say(f"machine {machine_id} revoked: the coordinator refuses it from now on")
 

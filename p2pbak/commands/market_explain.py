@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import JsonOpt, QuietOpt, reporter
+from p2pbak.commands.options import Options, with_options
 
 AVAILABILITY = 0.5  # §2.2: online 12 h a day
 TARGET = 0.99999  # §2.2: 99.999% file availability
@@ -14,7 +14,8 @@ EXAMPLE_UPLOAD = 5_000  # §3.1: 5 KB/s of upload, space raised from 50 GB to 10
 GB = 1_000_000_000
 
 
-def explain(json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+@with_options(config=False, password=False)
+def explain(opts: Options) -> None:
     """Print the paper's figures from the code: copies vs erasure factor, effective space,
     and what a GB consumed costs against what a GB supplied earns."""
     # imported here, not at the top: keeps CLI start-up fast
@@ -30,7 +31,7 @@ def explain(json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     ratio = consume_to_earn_ratio(prices(1.0, 1.0), overheads, AVAILABILITY)
     snap = prior_snapshot(AVAILABILITY)
     at50, at100 = paper_example(snap, EXAMPLE_UPLOAD)
-    rep = reporter(json, quiet)
+    rep = opts.reporter()
     rep.summary(ratio_example={"upload_bytes_per_s": EXAMPLE_UPLOAD, "slack": snap.slack,
                                "backup_bytes_at_50gb": at50.total_bytes,
                                "backup_bytes_at_100gb": at100.total_bytes,

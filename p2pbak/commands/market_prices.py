@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import load
 
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=10_000,
@@ -34,11 +35,11 @@ def _line(row: dict[str, Any]) -> str:
             f"{float(row['p_download']):.4g}  {gap}{factor}{note}")
 
 
-def market_prices(limit: LimitOpt = 30, json: JsonOpt = False,
-                  config: ConfigOpt = None) -> None:
+@with_options(quiet=False, password=False)
+def market_prices(opts: Options, limit: LimitOpt = 30) -> None:
     """Show resource prices over time (space = 1) and the market's g(p) at each update."""
-    rep = reporter(json)
-    answer = run(_prices(load(config), limit))
+    rep = opts.reporter()
+    answer = run(_prices(load(opts.config), limit))
     history = list(answer.get("history", []))
     rep.summary(current=answer.get("current"), history=history)
     if not history:

@@ -70,7 +70,7 @@ def with_options(*, quiet: bool = True, config: bool = True,
              *(["password_file", "password_command"] if password else [])]
 
     def decorate(fn: F) -> F:
-        sig = inspect.signature(fn)
+        sig = inspect.signature(fn, eval_str=True)  # Typer reads these, not the strings
         own = [p for name, p in sig.parameters.items() if name != "opts"]
         shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_DEFAULTS[n],
                                     annotation=_ANNOTATIONS[n]) for n in names]

@@ -6,16 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.output import Reporter
 from p2pbak.config import format_size
 from p2pbak.errors import ExitCode, P2pbakError
@@ -101,15 +96,14 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
         rep.say(f"{format_size(plan.unused_in_kept)} unused inside packs still in use")
 
 
-def prune_cmd(dry_run: DryRunOpt = False, max_unused: MaxUnusedOpt = "unlimited",
-              json: JsonOpt = False, quiet: QuietOpt = False,
-              config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-              password_command: PasswordCommandOpt = None) -> None:
+@with_options()
+def prune_cmd(opts: Options, dry_run: DryRunOpt = False,
+              max_unused: MaxUnusedOpt = "unlimited") -> None:
     """Drop packs no snapshot uses (and, with --max-unused, repack mostly-unused ones); the
     suppliers delete their fragments."""
-    rep = reporter(json, quiet)
+    rep = opts.reporter()
     limit = parse_max_unused(max_unused)
-    session = open_session(config, password_file, password_command)
+    session = opts.session()
     report(rep, locked(session, lambda: run(prune_repo(session, dry_run, max_unused=limit))))
 
 

@@ -5,33 +5,28 @@ from __future__ import annotations
 import typer
 
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     fresh_config_path,
     machine_name,
-    reporter,
     run,
 )
 from p2pbak.commands.init import CoordinatorOpt, MachineOpt, UserOpt
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import read_passphrase
 
 
 def register(app: typer.Typer) -> None:
     @app.command("recover")
-    def recover(coordinator: CoordinatorOpt, user: UserOpt, machine: MachineOpt = None,
-                password_file: PasswordFileOpt = None,
-                password_command: PasswordCommandOpt = None, config: ConfigOpt = None,
-                json: JsonOpt = False) -> None:
+    @with_options(quiet=False)
+    def recover(opts: Options, coordinator: CoordinatorOpt, user: UserOpt,
+                machine: MachineOpt = None) -> None:
         """On a new machine: regain access to your backups with user name and passphrase."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.client.identity import recover_machine
 
-        rep = reporter(json)
-        path = fresh_config_path(config)
-        passphrase = read_passphrase(password_file=password_file,
-                                     password_command=password_command)
+        rep = opts.reporter()
+        path = fresh_config_path(opts.config)
+        passphrase = read_passphrase(password_file=opts.password_file,
+                                     password_command=opts.password_command)
         done = run(recover_machine(coordinator, user, machine_name(machine), passphrase, path))
         rep.summary(**done)
         rep.say(f"this machine now has access to {user}'s backups; config written to {path}")

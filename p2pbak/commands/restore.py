@@ -7,18 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     ProgressView,
-    QuietOpt,
     as_dict,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import format_size
 from p2pbak.errors import ExitCode
 
@@ -40,7 +35,8 @@ async def _restore(session: Session, ref: str, target: Path, include: list[str],
 
 def register(app: typer.Typer) -> None:
     @app.command("restore")
-    def restore_cmd(snapshot: SnapshotArg,
+    @with_options()
+    def restore_cmd(opts: Options, snapshot: SnapshotArg,
                     target: Annotated[Path, typer.Option(
                         "--target", "-t", help="Folder to restore into.", file_okay=False)],
                     include: Annotated[list[str] | None, typer.Option(
@@ -48,14 +44,11 @@ def register(app: typer.Typer) -> None:
                     = None,
                     overwrite: Annotated[bool, typer.Option(
                         "--overwrite", help="Replace files that already exist in the target.")]
-                    = False,
-                    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-                    password_file: PasswordFileOpt = None,
-                    password_command: PasswordCommandOpt = None) -> None:
+                    = False) -> None:
         """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
 
-        rep = reporter(json, quiet)
-        session = open_session(config, password_file, password_command)
+        rep = opts.reporter()
+        session = opts.session()
         with ProgressView(rep, "restore") as view:
             snap_id, result, downloaded = run(_restore(session, snapshot, target.absolute(),
                                            list(include or []), overwrite, view))

@@ -7,17 +7,13 @@ from typing import Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
     as_dict,
-    reporter,
     run,
 )
 from p2pbak.commands.filters import HostFilterOpt, PathFilterOpt, TagFilterOpt, abs_paths
+from p2pbak.commands.options import Options, with_options
 
 
 async def _list(session: Session) -> list[Any]:
@@ -44,10 +40,9 @@ def snapshot_fields(snap: Any) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     @app.command("snapshots")
-    def snapshots_cmd(host: HostFilterOpt = None, path: PathFilterOpt = None,
-                      tag: TagFilterOpt = None, json: JsonOpt = False,
-                      config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-                      password_command: PasswordCommandOpt = None) -> None:
+    @with_options(quiet=False)
+    def snapshots_cmd(opts: Options, host: HostFilterOpt = None, path: PathFilterOpt = None,
+                      tag: TagFilterOpt = None) -> None:
         """List your snapshots, oldest first (filtered by --host, --path, --tag)."""
         # imported here, not at the top: keeps CLI start-up fast
         from rich.table import Table
@@ -55,13 +50,13 @@ def register(app: typer.Typer) -> None:
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.datapath.selection import select
 
-        rep = reporter(json)
-        records = run(_list(open_session(config, password_file, password_command)))
+        rep = opts.reporter()
+        records = run(_list(opts.session()))
         snaps = [snapshot_fields(s) for s in select(records, host or [], abs_paths(path),
                                                     tag or [])]
         for s in snaps:
             rep.emit("snapshot", **s)
-        if json:
+        if opts.json:
             return
         table = Table("ID", "Time", "Host", "Tags", "Paths", box=None)
         for s in snaps:

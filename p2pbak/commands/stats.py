@@ -7,17 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
 from p2pbak.commands.filters import HostFilterOpt, PathFilterOpt, TagFilterOpt, abs_paths
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import format_size as size
 
 
@@ -52,18 +47,17 @@ def _lines(s: Any) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     @app.command("stats")
-    def stats_cmd(snapshots: Annotated[list[str] | None, typer.Argument(
+    @with_options()
+    def stats_cmd(opts: Options, snapshots: Annotated[list[str] | None, typer.Argument(
                       help="Snapshot ids, prefixes or `latest` (default: all).",
                       metavar="[SNAPSHOT]...")] = None,
                   host: HostFilterOpt = None, path: PathFilterOpt = None,
-                  tag: TagFilterOpt = None, json: JsonOpt = False, quiet: QuietOpt = False,
-                  config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-                  password_command: PasswordCommandOpt = None) -> None:
+                  tag: TagFilterOpt = None) -> None:
         """Show the restore size, stored size, deduplication ratio and erasure overhead of
         some snapshots or all."""
 
-        rep = reporter(json, quiet)
-        s = run(_stats(open_session(config, password_file, password_command),
+        rep = opts.reporter()
+        s = run(_stats(opts.session(),
                        list(snapshots or []), list(host or []), abs_paths(path),
                        list(tag or [])))
         rep.summary(**asdict(s), dedup_ratio=s.dedup_ratio,

@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.supply_set import caps_dict
 from p2pbak.config import format_size, load
 from p2pbak.errors import Unreachable
@@ -73,11 +74,12 @@ def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
-    def status_cmd(json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    @with_options(quiet=False, password=False)
+    def status_cmd(opts: Options) -> None:
         """Show the coordinator, this machine's peer and how much is backed up and lent."""
 
-        rep = reporter(json)
-        cfg = load(config)
+        rep = opts.reporter()
+        cfg = load(opts.config)
         try:
             fields = run(_status(cfg))
         except Unreachable:

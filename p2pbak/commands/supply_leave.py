@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.output import Reporter
 from p2pbak.config import format_size, load
 from p2pbak.errors import P2pbakError
@@ -47,15 +48,15 @@ def _wait(rep: Reporter, cfg: Any, timeout: float) -> dict[str, Any]:
     return state
 
 
-def supply_leave(
+@with_options(password=False)
+def supply_leave(opts: Options,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Give up waiting after this many seconds (0: wait as long as it "
         "takes); the move goes on.")] = 0,
-    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Stop lending: move this peer's fragments to others, then it can be stopped."""
-    rep = reporter(json, quiet)
-    cfg = load(config)
+    rep = opts.reporter()
+    cfg = load(opts.config)
     rep.say("leaving: no new fragments come here; keep `p2pbak peer run` going while the "
             "repair machinery moves the ones it holds to other peers")
     final = _wait(rep, cfg, timeout)

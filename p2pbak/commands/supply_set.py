@@ -8,7 +8,8 @@ import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.caps import format_cap
-from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import load, parse_caps, save
 from p2pbak.errors import P2pbakError
 
@@ -41,11 +42,12 @@ async def _send(cfg: Any) -> dict[str, Any]:
         return await coord.set_supply(cfg.supply)
 
 
-def supply_set(space: SizeOpt = None, upload: UploadOpt = None, download: DownloadOpt = None,
-               json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
+@with_options(password=False)
+def supply_set(opts: Options, space: SizeOpt = None, upload: UploadOpt = None,
+               download: DownloadOpt = None) -> None:
     """Set the caps on what this machine lends; the peer agent never uses more."""
-    rep = reporter(json, quiet)
-    cfg = load(config)
+    rep = opts.reporter()
+    cfg = load(opts.config)
     cfg.supply = parse_caps(cfg.supply, space, upload, download)
     save(cfg)  # the running peer agent re-reads it at its next heartbeat
     sent = True

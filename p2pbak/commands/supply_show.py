@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.common import ConfigOpt, JsonOpt, reporter, run
+from p2pbak.commands.common import run
+from p2pbak.commands.options import Options, with_options
 from p2pbak.commands.supply_set import cap_text, caps_dict
 from p2pbak.config import format_size, load
 
@@ -54,11 +55,11 @@ def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
         rep.say(f"balance: {credits(int(acct['balance']))} credits ({acct['health']})")
 
 
-def supply_show(prices: PricesOpt = False, json: JsonOpt = False,
-                config: ConfigOpt = None) -> None:
+@with_options(quiet=False, password=False)
+def supply_show(opts: Options, prices: PricesOpt = False) -> None:
     """Show the caps, backup space in use and available, and each cap's effective region."""
-    rep = reporter(json)
-    cfg = load(config)
+    rep = opts.reporter()
+    cfg = load(opts.config)
     q = run(_quote(cfg))
     fields = {k: q[k] for k in ("in_use_bytes", "available_bytes", "total_bytes", "regions",
                                 "availability", "peer_known", "mix", "own_mix", "market")}

@@ -6,16 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
-from p2pbak.client.session import Session, open_session, unlocked
+from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    PasswordCommandOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    reporter,
     run,
 )
+from p2pbak.commands.options import Options, with_options
 from p2pbak.errors import ExitCode, P2pbakError
 
 
@@ -40,16 +35,14 @@ async def _retag(session: Session, refs: list[str], add: list[str], remove: list
 
 def register(app: typer.Typer) -> None:
     @app.command("tag")
-    def tag_cmd(snapshots: Annotated[list[str], typer.Argument(
+    @with_options()
+    def tag_cmd(opts: Options, snapshots: Annotated[list[str], typer.Argument(
                     help="Snapshot ids, prefixes or `latest`.", metavar="SNAPSHOT...")],
                 add: list[str] | None = _tags("Add these tags (repeatable).", "--add"),
                 remove: list[str] | None = _tags("Remove these tags (repeatable).",
                                                  "--remove"),
                 set_: list[str] | None = _tags("Replace all tags with these (repeatable).",
-                                               "--set"),
-                json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
-                password_file: PasswordFileOpt = None,
-                password_command: PasswordCommandOpt = None) -> None:
+                                               "--set")) -> None:
         """Change the tags of snapshots; a changed snapshot gets a new id, as in restic."""
         # imported here, not at the top: keeps CLI start-up fast
         from rich.markup import escape
@@ -57,13 +50,13 @@ def register(app: typer.Typer) -> None:
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.datapath.selection import flat_tags
 
-        rep = reporter(json, quiet)
+        rep = opts.reporter()
         if not (add or remove or set_ is not None):
             raise P2pbakError("nothing to change: give --add, --remove or --set",
                               ExitCode.USAGE)
         if set_ is not None and (add or remove):
             raise P2pbakError("give --set alone, or --add/--remove", ExitCode.USAGE)
-        done = run(_retag(open_session(config, password_file, password_command),
+        done = run(_retag(opts.session(),
                           list(snapshots), flat_tags(add or []), flat_tags(remove or []),
                           None if set_ is None else flat_tags(set_)))
         changed = 0

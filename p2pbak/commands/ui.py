@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from p2pbak.commands.common import ConfigOpt, JsonOpt, QuietOpt, reporter
+from p2pbak.commands.options import Options, with_options
 from p2pbak.config import load
 
 PortOpt = Annotated[int, typer.Option(
@@ -18,19 +18,19 @@ NoBrowserOpt = Annotated[bool, typer.Option(
     "--no-browser", help="Only print the URL; do not open a browser.")]
 
 
-def ui(port: PortOpt = 0, no_browser: NoBrowserOpt = False, json: JsonOpt = False,
-       quiet: QuietOpt = False, config: ConfigOpt = None) -> None:
+@with_options(password=False)
+def ui(opts: Options, port: PortOpt = 0, no_browser: NoBrowserOpt = False) -> None:
     """Open the settings page: three sliders (space, upload, download) and the backup space
     they buy. Serves on 127.0.0.1 until stopped (Ctrl-C); the printed URL carries its token."""
 
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.ui.server import Page, start
 
-    rep = reporter(json, quiet)
-    load(config)  # a clear error now if this machine is not initialised
+    rep = opts.reporter()
+    load(opts.config)  # a clear error now if this machine is not initialised
 
     async def main() -> None:
-        runner, url = await start(Page(config), port)
+        runner, url = await start(Page(opts.config), port)
         rep.summary(settings_url=url)
         rep.say(f"settings page: {url}\n(Ctrl-C stops it)")
         if not no_browser:
