@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -37,7 +36,9 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
     """This machine's network repository and the master key (the wrapped key file from the
     coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
     coordinator's repository lock throughout: backups share it, prune takes it alone."""
-    # imported here, not at the top: keeps CLI start-up fast (aiohttp, cryptography)
+    # imported here, not at the top: keeps CLI start-up fast (asyncio, aiohttp, cryptography)
+    import asyncio
+
     from p2pbak.client.netrepo import NetworkRepository
     from p2pbak.client.repolock import repo_lock
     from p2pbak.datapath.crypto import unwrap_master_key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import time
@@ -71,6 +70,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems."),
 ) -> None:
     """Serve fragments to other peers under this machine's caps until stopped (SIGTERM)."""
+    # imported here, not at the top: keeps CLI start-up fast
+    import asyncio
 
     # imported here, not at the top: keeps CLI start-up fast
     from rich.console import Console

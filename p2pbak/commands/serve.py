@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -65,6 +64,8 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
 ) -> None:
     """Run the coordinator: metadata, tickets and placement for a grid of peers."""
+    # imported here, not at the top: keeps CLI start-up fast
+    import asyncio
 
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import parse_credits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import webbrowser
 from typing import Annotated
@@ -22,6 +21,8 @@ NoBrowserOpt = Annotated[bool, typer.Option(
 def ui(opts: Options, port: PortOpt = 0, no_browser: NoBrowserOpt = False) -> None:
     """Open the settings page: three sliders (space, upload, download) and the backup space
     they buy. Serves on 127.0.0.1 until stopped (Ctrl-C); the printed URL carries its token."""
+    # imported here, not at the top: keeps CLI start-up fast
+    import asyncio
 
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.ui.server import Page, start
