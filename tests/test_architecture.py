@@ -109,7 +109,7 @@ def test_imports_inside_functions_say_they_keep_start_up_fast() -> None:
                 continue
             i = node.lineno - 2
             while i >= 0 and (lines[i].strip().startswith(("from ", "import ", ")"))
-                              or lines[i].rstrip().endswith((",", "("))):
+                              or lines[i].rstrip().endswith((",", "(")) or not lines[i].strip()):
                 i -= 1
             if LAZY_MARK not in lines[i]:
                 unmarked.append(f"{name}:{node.lineno} {ast.unparse(node)}")
