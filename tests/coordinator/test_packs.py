@@ -165,7 +165,9 @@ def test_not_enough_online_peers_is_409(tmp_path: Path) -> None:
                                                {"size": PACK_SIZE}).error
         tiny = {p.machine_id for p in grid(server.api, "tiny", 2, free=1000)}
         r = solo.call("POST", "/v1/packs/plan", {"size": PACK_SIZE})
-        assert r.status == 409 and "(have 1, need 2)" in r.error  # no room on the tiny ones
+        # online but no room on the tiny ones: suppliers are full (413), not missing (409)
+        assert r.status == 413 and "suppliers are full" in r.error
+        assert "only 1 have room" in r.error
         plan = solo.ok("POST", "/v1/packs/plan", {"size": 100})
         chosen = {p["peer_id"] for p in plan["peers"]}
         assert solo.machine_id not in chosen and chosen & tiny
