@@ -27,14 +27,17 @@ SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or 
 
 
 async def _restore(session: Session, ref: str, target: Path, include: list[str],
-                   overwrite: bool, view: ProgressView) -> tuple[str, Any, int]:
+                   overwrite: bool, window: int | None,
+                   view: ProgressView) -> tuple[str, Any, int]:
+    from p2pbak.datapath.packrestore import DEFAULT_WINDOW
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
     async with unlocked(session) as (repo, master):
         snap = await find_snapshot(repo, master, ref)
         result = await restore(repo, master, snap.id, target, include=include,
-                               overwrite=overwrite, progress=view.update)
+                               overwrite=overwrite, progress=view.update,
+                               window=window or DEFAULT_WINDOW)
         return snap.id, result, repo.stats.bytes_downloaded
 
 
@@ -49,6 +52,9 @@ def register(app: typer.Typer) -> None:
                     overwrite: Annotated[bool, typer.Option(
                         "--overwrite", help="Replace files that already exist in the target.")]
                     = False,
+                    window: Annotated[int | None, typer.Option(
+                        "--window", min=1, help="Packs fetched and written at once (default "
+                        "4; memory grows with it, about two packs each).")] = None,
                     json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                     password_file: PasswordFileOpt = None,
                     password_command: PasswordCommandOpt = None) -> None:
@@ -59,7 +65,7 @@ def register(app: typer.Typer) -> None:
         session = open_session(config, password_file, password_command)
         with ProgressView(rep, "restore") as view:
             snap_id, result, downloaded = run(_restore(session, snapshot, target.absolute(),
-                                           list(include or []), overwrite, view))
+                                           list(include or []), overwrite, window, view))
         fields = as_dict(result)
         errors = fields.pop("errors")
         for err in errors:

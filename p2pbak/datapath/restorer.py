@@ -1,7 +1,8 @@
 """The restorer: snapshot tree -> files, each written to a temporary name and renamed.
 
-The plan (which nodes, which packs in which order) is made first, so conflicts are
-refused before anything is written and packs are fetched ahead in the order of use.
+The plan (which nodes; which blobs of which packs go to which files at which offsets) is
+made first, so conflicts are refused before anything is written; the data is then written
+pack by pack (datapath.packrestore).
 """
 
 from __future__ import annotations
@@ -9,23 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TypeVar
 
 from p2pbak.datapath.crypto import Keys
-from p2pbak.datapath.index import load_index
+from p2pbak.datapath.index import Index, load_index
+from p2pbak.datapath.packrestore import DEFAULT_WINDOW, Plan, RestoreFile, write_files
 from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, find_snapshot
 from p2pbak.datapath.tree import DIR, FILE, SYMLINK, Node
 from p2pbak.errors import P2pbakError
-
-T = TypeVar("T")
-
 
 RestoreProgress = Progress
 
@@ -101,74 +99,76 @@ def _check_conflicts(target: Path, items: list[_Item], overwrite: bool) -> None:
 
 
 class _Writer:
-    """The synchronous part of a restore, run in a worker thread."""
+    """The synchronous parts of a restore, run in a worker thread: the folders, symlinks and
+    the plan of the files before the data (datapath.packrestore), the renames after."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reader: BlobReader, target: Path,
-                 result: RestoreResult, state: RestoreProgress,
-                 progress: Callable[[RestoreProgress], None] | None) -> None:
-        self.loop, self.reader, self.target = loop, reader, target
-        self.result, self.state, self.on_progress = result, state, progress
+    def __init__(self, target: Path, index: Index, result: RestoreResult) -> None:
+        self.target, self.index, self.result = target, index, result
+        self.plan = Plan()
+        self.dirs: list[tuple[Path, Node]] = []
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def _error(self, dest: Path, exc: OSError | P2pbakError | str) -> None:
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        self.result.errors.append(f"{dest}: {msg}")
 
-    def _report(self, path: Path) -> None:
-        if self.on_progress is not None:
-            self.state.current = str(path)
-            self.on_progress(self.state)
-
-    def run(self, items: list[_Item]) -> None:
-        dirs: list[tuple[Path, Node]] = []
+    def prepare(self, items: list[_Item]) -> None:
         for item in items:
             dest = self.target.joinpath(*map(os.fsdecode, item.rel))
             try:
                 if item.node.type == DIR:
                     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    dirs.append((dest, item.node))
+                    self.dirs.append((dest, item.node))
                 elif item.node.type == FILE:
-                    self._file(dest, item.node)
+                    self.plan.add(self.index, RestoreFile(dest, _temp(dest), item.node))
                 elif item.node.type == SYMLINK:
                     self._symlink(dest, item.node)
             except (OSError, P2pbakError) as exc:
-                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                self.result.errors.append(f"{dest}: {msg}")
+                self._error(dest, exc)
+
+    def finish(self, state: RestoreProgress) -> None:
+        """One sync for all the data, then modes, times and renames; folders last."""
+        os.sync()
+        for file in self.plan.files:
+            try:
+                if file.pending and not file.error:
+                    file.error = "not all of its data could be fetched"
+                if not file.error:
+                    self._place(file)
+                    self.result.files_restored += 1
+                    self.result.bytes_restored += file.size
+                    state.files_done += 1
+                    continue
+            except OSError as exc:
+                file.error = exc.strerror or str(exc)
+            file.tmp.unlink(missing_ok=True)
+            self._error(file.dest, file.error)
         # Deepest first, so a read-only directory is finished only when its content is.
-        for dest, node in sorted(dirs, key=lambda d: len(d[0].parts), reverse=True):
+        for dest, node in sorted(self.dirs, key=lambda d: len(d[0].parts), reverse=True):
             try:
                 os.chmod(dest, node.mode)
                 os.utime(dest, ns=(node.mtime_ns, node.mtime_ns))
                 self.result.dirs_restored += 1
             except OSError as exc:
-                self.result.errors.append(f"{dest}: {exc.strerror or exc}")
+                self._error(dest, exc)
 
-    def _temp(self, dest: Path) -> Path:
-        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return dest.with_name(f".{dest.name}.p2pbak-{os.getpid()}.tmp")
+    def discard(self) -> None:
+        """An interrupted restore leaves no temporary file behind."""
+        for file in self.plan.files:
+            if file.created:
+                file.tmp.unlink(missing_ok=True)
 
-    def _file(self, dest: Path, node: Node) -> None:
-        tmp = self._temp(dest)
-        try:
-            with open(tmp, "wb") as f:
-                for chunk_id in node.content:
-                    data = self._call(self.reader.blob(chunk_id))
-                    f.write(data)
-                    self.state.bytes_done += len(data)
-                    self.result.bytes_restored += len(data)
-                    self._report(dest)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, node.mode)
-            os.utime(tmp, ns=(node.mtime_ns, node.mtime_ns))
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self.result.files_restored += 1
-        self.state.files_done += 1
-        self._report(dest)
+    def _place(self, file: RestoreFile) -> None:
+        if not file.created:  # an empty file: no blob ever opened it
+            file.tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            file.tmp.write_bytes(b"")
+        node = file.node
+        os.chmod(file.tmp, node.mode)
+        os.utime(file.tmp, ns=(node.mtime_ns, node.mtime_ns))
+        os.replace(file.tmp, file.dest)
 
     def _symlink(self, dest: Path, node: Node) -> None:
-        tmp = self._temp(dest)
+        tmp = _temp(dest)
+        tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp.unlink(missing_ok=True)
         os.symlink(node.target, os.fsencode(tmp))
         try:
@@ -180,10 +180,16 @@ class _Writer:
         self.result.symlinks_restored += 1
 
 
+def _temp(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.p2pbak-{os.getpid()}.tmp")
+
+
 async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Path, *,
                   include: Sequence[str] = (), overwrite: bool = False,
-                  progress: Callable[[RestoreProgress], None] | None = None) -> RestoreResult:
-    """Restore a snapshot ("latest", an id or a prefix) into `target`."""
+                  progress: Callable[[RestoreProgress], None] | None = None,
+                  window: int = DEFAULT_WINDOW) -> RestoreResult:
+    """Restore a snapshot ("latest", an id or a prefix) into `target`, fetching `window`
+    data packs at a time."""
     started = time.monotonic()
     record = await find_snapshot(repo, master, snapshot_id)
     keys = Keys.derive(master)
@@ -199,22 +205,19 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
             raise P2pbakError("nothing in the snapshot matches the include patterns")
         _check_conflicts(target, items, overwrite)
         files = [i.node for i in items if i.node.type == FILE]
-        reader.plan(_pack_order(reader, files))
         state = RestoreProgress(files_total=len(files), bytes_total=sum(f.size for f in files))
         target.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(asyncio.get_running_loop(), reader, target, result, state, progress)
-        await asyncio.to_thread(writer.run, items)
+        writer = _Writer(target, index, result)
+        await asyncio.to_thread(writer.prepare, items)
+        try:
+            await write_files(repo, keys, writer.plan, state, progress, window)
+        except BaseException:
+            writer.discard()
+            raise
+        await asyncio.to_thread(writer.finish, state)
+        if progress is not None:
+            progress(state)
     finally:
         reader.close()
     result.duration = round(time.monotonic() - started, 3)
     return result
-
-
-def _pack_order(reader: BlobReader, files: list[Node]) -> list[str]:
-    order: dict[str, None] = {}
-    for node in files:
-        for chunk_id in node.content:
-            loc = reader.index.get(chunk_id)
-            if loc is not None:
-                order.setdefault(loc.pack_id)
-    return list(order)

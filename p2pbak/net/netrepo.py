@@ -23,6 +23,10 @@ ID_BATCH = 5000  # pack ids per garbage request
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
+# A fetch asks k holders first (the systematic fragments when they are online: their shares
+# are the pack itself, no decode needed); the `extra_fetch` others are asked only when one
+# fails, or when the k have not all answered after HEDGE seconds (a slow or hung holder).
+HEDGE = 0.5
 
 
 @dataclass
@@ -50,10 +54,11 @@ class NetworkRepository:
     """`datapath.repository.Repository` over a coordinator and supplier peers."""
 
     def __init__(self, coord: CoordinatorClient, peers: PeerClient, *, parallel: int = 16,
-                 extra_fetch: int = 2, executor: Executor | None = None) -> None:
+                 extra_fetch: int = 2, executor: Executor | None = None,
+                 hedge: float = HEDGE) -> None:
         self.coord = coord
         self.peers = peers
-        self.extra_fetch = extra_fetch
+        self.extra_fetch, self.hedge = extra_fetch, hedge
         self.stats = Stats()
         self._executor = executor
         self._slots = asyncio.Semaphore(parallel)
@@ -154,18 +159,21 @@ class NetworkRepository:
     async def get_pack(self, pack_id: str) -> bytes:
         info = await self.coord.get_pack(pack_id)
         k = int(info["k"])
-        candidates = sorted(info["fragments"], key=self._fetch_order)
+        candidates = sorted(info["fragments"], key=lambda f: self._fetch_order(f, k))
         frags = await self._fetch_k(pack_id, k, candidates)
         return await self._cpu(decode_pack, pack_id, frags)
 
-    def _fetch_order(self, frag: dict[str, Any]) -> tuple[bool, bool]:
-        """Online peers first and those that failed us last; otherwise the coordinator's
-        order, which is work allocation's (§2.4: lowest balance first; the sort is stable)."""
-        return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers)
+    def _fetch_order(self, frag: dict[str, Any], k: int) -> tuple[bool, bool, bool]:
+        """Online peers first and those that failed us last; among the rest the systematic
+        fragments (index < k) first, then the coordinator's order, which is work
+        allocation's (§2.4: lowest balance first; the sort is stable)."""
+        return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers,
+                int(frag.get("index", k)) >= k)
 
     async def _fetch_k(self, pack_id: str, k: int,
                        candidates: list[dict[str, Any]]) -> list[bytes]:
-        """Ask k + extra peers at once, start another per failure, keep the first k good."""
+        """Ask k peers, start another per failure and `extra_fetch` more once the hedge
+        delay passes; keep the first k good."""
         queue = list(candidates)
         got: list[bytes] = []
         failures: list[str] = []
@@ -177,10 +185,16 @@ class NetworkRepository:
                     frag = queue.pop(0)
                     tasks[asyncio.create_task(self._get(frag))] = frag
 
-        launch(k + self.extra_fetch)
+        launch(k)
+        hedged = False
         try:
             while tasks and len(got) < k:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=None if hedged else self.hedge)
+                if not done:
+                    hedged = True
+                    launch(self.extra_fetch)
+                    continue
                 for task in done:
                     frag = tasks.pop(task)
                     exc = task.exception()
