@@ -68,7 +68,8 @@ class P2pbak:
 
     def env(self, source: Path | None = None) -> dict[str, str]:
         env = child_env({"P2PBAK_CONFIG": str(self.config),
-                         "P2PBAK_PASSWORD_FILE": str(self.grid.password_file)})
+                         "P2PBAK_PASSWORD_FILE": str(self.grid.password_file),
+                         "P2PBAK_CACHE_DIR": str(self.grid.root / "cache")})
         if source is not None:  # an older p2pbak: its source alone on the path
             env["PYTHONPATH"] = str(source)
         return env

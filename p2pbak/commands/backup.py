@@ -11,6 +11,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     ProgressView,
@@ -105,7 +106,8 @@ def register(app: typer.Typer) -> None:
                        "of this machine to finish.")] = "0",
                    json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                    password_file: PasswordFileOpt = None,
-                   password_command: PasswordCommandOpt = None) -> None:
+                   password_command: PasswordCommandOpt = None,
+                   no_cache: NoCacheOpt = False) -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
         from p2pbak.lock import machine_lock, parse_duration
 
@@ -115,7 +117,7 @@ def register(app: typer.Typer) -> None:
         if missing:
             raise P2pbakError(f"no such file or folder: {', '.join(missing)}")
         excludes = [*(exclude or []), *read_lines(exclude_file or [])]
-        session = open_session(config, password_file, password_command)
+        session = open_session(config, password_file, password_command, no_cache)
         targets = [p.absolute() for p in paths]
         with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
             result, stats = run(_backup(session, targets, excludes, host, dry_run, view))

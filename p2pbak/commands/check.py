@@ -9,6 +9,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
@@ -41,10 +42,11 @@ def check_cmd(read_data: Annotated[bool, typer.Option(
               = False,
               json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
               password_file: PasswordFileOpt = None,
-              password_command: PasswordCommandOpt = None) -> None:
+              password_command: PasswordCommandOpt = None,
+              no_cache: NoCacheOpt = False) -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
     rep = reporter(json, quiet)
-    session = open_session(config, password_file, password_command)
+    session = open_session(config, password_file, password_command, no_cache)
     result = run(_check(session, read_data, rep))
     for problem in result.problems:
         if rep.json:

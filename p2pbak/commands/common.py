@@ -34,6 +34,9 @@ PasswordFileOpt = Annotated[Path | None, typer.Option(
 PasswordCommandOpt = Annotated[str | None, typer.Option(
     "--password-command", help="Run this command to get the passphrase "
     "(or $P2PBAK_PASSWORD_COMMAND).")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Fetch index and snapshot blobs from the coordinator, not the local "
+    "cache ($P2PBAK_CACHE_DIR, else the platform cache folder; see `p2pbak cache`).")]
 
 STATUS_EVERY = 0.5  # seconds between JSON status lines
 
@@ -63,15 +66,32 @@ class Session:
 
     config: Config
     passphrase: str
+    no_cache: bool = False
 
 
 def open_session(config: Path | None, password_file: Path | None = None,
-                 password_command: str | None = None) -> Session:
+                 password_command: str | None = None, no_cache: bool = False) -> Session:
     from p2pbak.config import load, read_passphrase
 
     cfg = load(config)
     return Session(cfg, read_passphrase(password_file=password_file,
-                                        password_command=password_command))
+                                        password_command=password_command), no_cache)
+
+
+def open_cache(session: Session, keyfile: bytes) -> Any:
+    """This repository's metadata cache (store.cache), or None with --no-cache or when the
+    cache folder cannot be made (a run then fetches everything, as with --no-cache)."""
+    from p2pbak.store.cache import MetadataCache, default_base, repository_id
+
+    if session.no_cache:
+        return None
+    cfg = session.config
+    try:
+        return MetadataCache.open(default_base(), repository_id(cfg.coordinator, cfg.user,
+                                                                keyfile),
+                                  {"coordinator": cfg.coordinator, "user": cfg.user})
+    except OSError:
+        return None
 
 
 @asynccontextmanager
@@ -91,6 +111,7 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
             await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()
+        repo.cache = open_cache(session, keyfile)
         yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
 
 

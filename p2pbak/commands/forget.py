@@ -9,6 +9,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
@@ -105,6 +106,7 @@ def forget_cmd(
         "--prune", help="Then drop the packs no snapshot uses (as `p2pbak prune`).")] = False,
     json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
     password_file: PasswordFileOpt = None, password_command: PasswordCommandOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Remove snapshots by id, or all but those a keep policy keeps (per host and paths)."""
     from p2pbak.datapath.retention import Policy
@@ -121,7 +123,7 @@ def forget_cmd(
     if not ids and policy.empty():
         raise P2pbakError("nothing to forget: give snapshot ids or a policy such as "
                           "--keep-last 7 --keep-daily 14", ExitCode.USAGE)
-    session = open_session(config, password_file, password_command)
+    session = open_session(config, password_file, password_command, no_cache)
     groups = run(_decide(session, ids, policy, host, dry_run))
     fields = _report(rep, groups, dry_run)
     if prune:

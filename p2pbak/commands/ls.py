@@ -12,6 +12,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     Session,
@@ -59,10 +60,11 @@ def register(app: typer.Typer) -> None:
                    help="Folder inside the snapshot (default: everything).")] = None,
                json: JsonOpt = False, config: ConfigOpt = None,
                password_file: PasswordFileOpt = None,
-               password_command: PasswordCommandOpt = None) -> None:
+               password_command: PasswordCommandOpt = None,
+               no_cache: NoCacheOpt = False) -> None:
         """List the files and folders of a snapshot."""
         rep = reporter(json)
-        snap_id, entries = run(_ls(open_session(config, password_file, password_command),
+        snap_id, entries = run(_ls(open_session(config, password_file, password_command, no_cache),
                                    snapshot, path))
         rep.emit("snapshot", id=snap_id)
         for entry in entries:

@@ -9,6 +9,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
@@ -72,10 +73,11 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
 
 def prune_cmd(dry_run: DryRunOpt = False, json: JsonOpt = False, quiet: QuietOpt = False,
               config: ConfigOpt = None, password_file: PasswordFileOpt = None,
-              password_command: PasswordCommandOpt = None) -> None:
+              password_command: PasswordCommandOpt = None,
+              no_cache: NoCacheOpt = False) -> None:
     """Drop packs no snapshot uses; the suppliers delete their fragments."""
     rep = reporter(json, quiet)
-    session = open_session(config, password_file, password_command)
+    session = open_session(config, password_file, password_command, no_cache)
     report(rep, locked(session, lambda: run(prune_repo(session, dry_run))))
 
 

@@ -10,6 +10,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     ProgressView,
@@ -28,7 +29,7 @@ SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or 
 
 async def _restore(session: Session, ref: str, target: Path, include: list[str],
                    overwrite: bool, window: int | None,
-                   view: ProgressView) -> tuple[str, Any, int]:
+                   view: ProgressView) -> tuple[str, Any, Any]:
     from p2pbak.datapath.packrestore import DEFAULT_WINDOW
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
@@ -38,7 +39,7 @@ async def _restore(session: Session, ref: str, target: Path, include: list[str],
         result = await restore(repo, master, snap.id, target, include=include,
                                overwrite=overwrite, progress=view.update,
                                window=window or DEFAULT_WINDOW)
-        return snap.id, result, repo.stats.bytes_downloaded
+        return snap.id, result, repo.stats
 
 
 def register(app: typer.Typer) -> None:
@@ -57,20 +58,23 @@ def register(app: typer.Typer) -> None:
                         "4; memory grows with it, about two packs each).")] = None,
                     json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                     password_file: PasswordFileOpt = None,
-                    password_command: PasswordCommandOpt = None) -> None:
+                    password_command: PasswordCommandOpt = None,
+                    no_cache: NoCacheOpt = False) -> None:
         """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
         from p2pbak.config import format_size
 
         rep = reporter(json, quiet)
-        session = open_session(config, password_file, password_command)
+        session = open_session(config, password_file, password_command, no_cache)
         with ProgressView(rep, "restore") as view:
-            snap_id, result, downloaded = run(_restore(session, snapshot, target.absolute(),
+            snap_id, result, stats = run(_restore(session, snapshot, target.absolute(),
                                            list(include or []), overwrite, window, view))
         fields = as_dict(result)
         errors = fields.pop("errors")
         for err in errors:
             rep.warn(f"could not restore {err}")
-        rep.summary(target=str(target), bytes_downloaded=downloaded, **fields)
+        rep.summary(target=str(target), bytes_downloaded=stats.bytes_downloaded,
+                    metadata_fetched=stats.metadata_fetched,
+                    metadata_cached=stats.metadata_cached, **fields)
         rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: "
                 f"{fields['files_restored']} files, {format_size(fields['bytes_restored'])}")
         if errors:

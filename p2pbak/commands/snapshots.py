@@ -10,6 +10,7 @@ import typer
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     Session,
@@ -45,13 +46,14 @@ def register(app: typer.Typer) -> None:
     @app.command("snapshots")
     def snapshots_cmd(json: JsonOpt = False, config: ConfigOpt = None,
                       password_file: PasswordFileOpt = None,
-                      password_command: PasswordCommandOpt = None) -> None:
+                      password_command: PasswordCommandOpt = None,
+                      no_cache: NoCacheOpt = False) -> None:
         """List your snapshots, oldest first."""
         from rich.table import Table
 
         rep = reporter(json)
         snaps = [snapshot_fields(s) for s in run(_list(
-            open_session(config, password_file, password_command)))]
+            open_session(config, password_file, password_command, no_cache)))]
         for s in snaps:
             rep.emit("snapshot", **s)
         if json:

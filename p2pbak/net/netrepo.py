@@ -17,6 +17,7 @@ from typing import Any
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
+from p2pbak.store.cache import MetadataCache
 
 ID_BATCH = 5000  # pack ids per garbage request
 # After `success` fragments are stored, the rest get this share of the time taken so far
@@ -39,6 +40,8 @@ class Stats:
     fragments_failed: int = 0
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
+    metadata_fetched: int = 0  # index and snapshot blobs from the coordinator
+    metadata_cached: int = 0  # ... and from the local cache
 
 
 @dataclass
@@ -65,6 +68,7 @@ class NetworkRepository:
         self._known: set[str] = set()
         self._pending: dict[str, asyncio.Future[bool]] = {}
         self._flush: asyncio.Task[None] | None = None
+        self.cache: MetadataCache | None = None  # set once the repository is known
 
     # -- packs: upload -------------------------------------------------------------------
 
@@ -257,26 +261,54 @@ class NetworkRepository:
 
     # -- metadata: opaque encrypted blobs on the coordinator --------------------------------
 
+    # With a local cache (store.cache) a blob is fetched once: later runs read it from disk.
+
     async def put_snapshot(self, snapshot_id: str, blob: bytes) -> None:
         await self.coord.put_snapshot(snapshot_id, blob)
+        self._cache_put("snapshot", snapshot_id, blob)
 
     async def get_snapshot(self, snapshot_id: str) -> bytes:
-        return await self.coord.get_snapshot(snapshot_id)
+        return await self._cached("snapshot", snapshot_id, self.coord.get_snapshot)
 
     async def list_snapshots(self) -> list[str]:
-        return [s["id"] for s in await self.coord.list_snapshots()]
+        ids = [s["id"] for s in await self.coord.list_snapshots()]
+        if self.cache is not None:
+            self.cache.retain("snapshot", ids)
+        return ids
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         await self.coord.delete_snapshot(snapshot_id)
+        if self.cache is not None:
+            self.cache.delete("snapshot", snapshot_id)
 
     async def put_index(self, index_id: str, blob: bytes) -> None:
         await self.coord.put_index(index_id, blob)
+        self._cache_put("index", index_id, blob)
 
     async def get_index(self, index_id: str) -> bytes:
-        return await self.coord.get_index(index_id)
+        return await self._cached("index", index_id, self.coord.get_index)
 
     async def list_indexes(self) -> list[str]:
-        return [i["id"] for i in await self.coord.list_indexes()]
+        ids = [i["id"] for i in await self.coord.list_indexes()]
+        if self.cache is not None:
+            self.cache.retain("index", ids)
+        return ids
+
+    async def _cached(self, kind: str, blob_id: str,
+                      fetch: Callable[[str], Awaitable[bytes]]) -> bytes:
+        if self.cache is not None:
+            found = self.cache.get(kind, blob_id)
+            if found is not None:
+                self.stats.metadata_cached += 1
+                return found
+        blob = await fetch(blob_id)
+        self.stats.metadata_fetched += 1
+        self._cache_put(kind, blob_id, blob)
+        return blob
+
+    def _cache_put(self, kind: str, blob_id: str, blob: bytes) -> None:
+        if self.cache is not None:
+            self.cache.put(kind, blob_id, blob)
 
     async def get_keyfile(self) -> bytes:
         return await self.coord.get_keyfile()
@@ -286,6 +318,8 @@ class NetworkRepository:
 
     async def delete_index(self, index_id: str) -> None:
         await self.coord.delete_index(index_id)
+        if self.cache is not None:
+            self.cache.delete("index", index_id)
 
     # -- garbage: what the coordinator holds for this user (prune, check) -----------------
 
