@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from p2pbak.datapath.blobs import BlobType, open_blob
 from p2pbak.datapath.crypto import Keys
@@ -35,8 +34,8 @@ _MAX_OPEN = 64  # file descriptors one pack job keeps open at most
 
 @dataclass(eq=False)
 class RestoreFile:
-    dest: Path
-    tmp: Path
+    dest: str
+    tmp: str  # beside dest; renamed to it once all its data is written and synced
     node: Node
     size: int = 0
     pending: int = 0  # blob writes still to do
@@ -88,7 +87,6 @@ class PackWriter:
         with self._lock:
             if file.created:
                 return os.open(file.tmp, os.O_WRONLY | os.O_CLOEXEC)
-            file.tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             file.created = True
         if file.size >= PREALLOCATE_MIN:
@@ -133,8 +131,15 @@ class PackWriter:
                 file.pending -= 1
                 self.state.bytes_done += len(plain)
                 done = file.pending == 0
-            if done:
-                os.close(fds.pop(file))
+            if done:  # mode and times once all its data is there
+                fd = fds.pop(file)
+                try:
+                    os.fchmod(fd, file.node.mode)
+                    os.utime(fd, ns=(file.node.mtime_ns, file.node.mtime_ns))
+                except OSError as exc:
+                    self.fail([file], exc.strerror or str(exc))
+                finally:
+                    os.close(fd)
 
     def fail(self, files: list[RestoreFile], why: str) -> None:
         with self._lock:
@@ -147,8 +152,10 @@ class PackWriter:
 
 async def write_files(repo: Repository, keys: Keys, plan: Plan, state: Progress,
                       progress: Callable[[Progress], None] | None,
-                      window: int = DEFAULT_WINDOW) -> None:
-    """Fetch the plan's packs `window` at a time and write them; errors land on the files."""
+                      window: int = DEFAULT_WINDOW,
+                      ready: Awaitable[None] | None = None) -> None:
+    """Fetch the plan's packs `window` at a time and write them (once `ready`: the folders
+    exist); errors land on the files."""
     if window < 1:
         raise P2pbakError(f"restore window {window} must be at least 1")
     loop = asyncio.get_running_loop()
@@ -158,6 +165,8 @@ async def write_files(repo: Repository, keys: Keys, plan: Plan, state: Progress,
     async def one(pack_id: str) -> None:
         try:
             data = await repo.get_pack(pack_id)
+            if ready is not None:
+                await asyncio.shield(ready)
             await loop.run_in_executor(pool, writer.write_pack, pack_id, data)
         except P2pbakError as exc:
             writer.fail_pack(pack_id, str(exc))

@@ -8,6 +8,7 @@ pack by pack (datapath.packrestore).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,14 @@ async def _plan(reader: BlobReader, tree: str, rel: tuple[bytes, ...], patterns:
 
 
 def _check_conflicts(target: Path, items: list[_Item], overwrite: bool) -> None:
+    try:
+        with os.scandir(target) as entries:
+            if next(entries, None) is None:
+                return  # an empty target: nothing can be in the way
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise P2pbakError(f"{target} is not a directory; restore elsewhere") from None
     for item in items:
         dest = target.joinpath(*map(os.fsdecode, item.rel))
         if not os.path.lexists(dest):
@@ -99,34 +108,45 @@ def _check_conflicts(target: Path, items: list[_Item], overwrite: bool) -> None:
 
 
 class _Writer:
-    """The synchronous parts of a restore, run in a worker thread: the folders, symlinks and
-    the plan of the files before the data (datapath.packrestore), the renames after."""
+    """The synchronous parts of a restore, run in worker threads: the plan of the files
+    (datapath.packrestore), the folders and symlinks (while the first packs are fetched),
+    the renames after the data. Paths are strings: pathlib costs too much per file."""
 
     def __init__(self, target: Path, index: Index, result: RestoreResult) -> None:
-        self.target, self.index, self.result = target, index, result
+        self.target, self.index, self.result = str(target), index, result
         self.plan = Plan()
-        self.dirs: list[tuple[Path, Node]] = []
+        self.dirs: list[tuple[str, Node]] = []
 
-    def _error(self, dest: Path, exc: OSError | P2pbakError | str) -> None:
+    def _error(self, dest: str, exc: OSError | P2pbakError | str) -> None:
         msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         self.result.errors.append(f"{dest}: {msg}")
 
-    def prepare(self, items: list[_Item]) -> None:
+    def _dest(self, item: _Item) -> str:
+        return os.path.join(self.target, *map(os.fsdecode, item.rel))
+
+    def plan_files(self, items: list[_Item]) -> None:
         for item in items:
-            dest = self.target.joinpath(*map(os.fsdecode, item.rel))
+            if item.node.type == FILE:
+                dest = self._dest(item)
+                self.plan.add(self.index, RestoreFile(dest, _temp(dest), item.node))
+
+    def make_dirs(self, items: list[_Item]) -> None:
+        """Folders (parents first, as planned) and symlinks; files need only the folders."""
+        for item in items:
+            if item.node.type not in (DIR, SYMLINK):
+                continue
+            dest = self._dest(item)
             try:
                 if item.node.type == DIR:
-                    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.makedirs(dest, mode=0o700, exist_ok=True)
                     self.dirs.append((dest, item.node))
-                elif item.node.type == FILE:
-                    self.plan.add(self.index, RestoreFile(dest, _temp(dest), item.node))
-                elif item.node.type == SYMLINK:
+                else:
                     self._symlink(dest, item.node)
-            except (OSError, P2pbakError) as exc:
+            except OSError as exc:
                 self._error(dest, exc)
 
     def finish(self, state: RestoreProgress) -> None:
-        """One sync for all the data, then modes, times and renames; folders last."""
+        """One sync for all the data, then the renames; folders last."""
         os.sync()
         for file in self.plan.files:
             try:
@@ -140,10 +160,11 @@ class _Writer:
                     continue
             except OSError as exc:
                 file.error = exc.strerror or str(exc)
-            file.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file.tmp)
             self._error(file.dest, file.error)
         # Deepest first, so a read-only directory is finished only when its content is.
-        for dest, node in sorted(self.dirs, key=lambda d: len(d[0].parts), reverse=True):
+        for dest, node in sorted(self.dirs, key=lambda d: d[0].count(os.sep), reverse=True):
             try:
                 os.chmod(dest, node.mode)
                 os.utime(dest, ns=(node.mtime_ns, node.mtime_ns))
@@ -155,33 +176,38 @@ class _Writer:
         """An interrupted restore leaves no temporary file behind."""
         for file in self.plan.files:
             if file.created:
-                file.tmp.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file.tmp)
 
     def _place(self, file: RestoreFile) -> None:
         if not file.created:  # an empty file: no blob ever opened it
-            file.tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            file.tmp.write_bytes(b"")
-        node = file.node
-        os.chmod(file.tmp, node.mode)
-        os.utime(file.tmp, ns=(node.mtime_ns, node.mtime_ns))
+            node = file.node
+            fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, node.mode)
+                os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+            finally:
+                os.close(fd)
         os.replace(file.tmp, file.dest)
 
-    def _symlink(self, dest: Path, node: Node) -> None:
+    def _symlink(self, dest: str, node: Node) -> None:
         tmp = _temp(dest)
-        tmp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         os.symlink(node.target, os.fsencode(tmp))
         try:
             os.utime(tmp, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
             os.replace(tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         self.result.symlinks_restored += 1
 
 
-def _temp(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.p2pbak-{os.getpid()}.tmp")
+def _temp(dest: str) -> str:
+    head, name = os.path.split(dest)
+    return os.path.join(head, f".{name}.p2pbak-{os.getpid()}.tmp")
 
 
 async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Path, *,
@@ -208,10 +234,14 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
         state = RestoreProgress(files_total=len(files), bytes_total=sum(f.size for f in files))
         target.mkdir(parents=True, exist_ok=True)
         writer = _Writer(target, index, result)
-        await asyncio.to_thread(writer.prepare, items)
+        await asyncio.to_thread(writer.plan_files, items)
+        # The folders are made while the first packs are fetched; no file is written before.
+        dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
         try:
-            await write_files(repo, keys, writer.plan, state, progress, window)
+            await write_files(repo, keys, writer.plan, state, progress, window, ready=dirs)
+            await dirs
         except BaseException:
+            await asyncio.gather(dirs, return_exceptions=True)
             writer.discard()
             raise
         await asyncio.to_thread(writer.finish, state)
