@@ -131,6 +131,7 @@ class PackWriter:
                 file.pending -= 1
                 self.state.bytes_done += len(plain)
                 done = file.pending == 0
+                self.state.files_done += done
             if done:  # mode and times once all its data is there
                 fd = fds.pop(file)
                 try:

@@ -156,7 +156,7 @@ class _Writer:
                     self._place(file)
                     self.result.files_restored += 1
                     self.result.bytes_restored += file.size
-                    state.files_done += 1
+                    state.files_done += not file.node.content  # the others as written
                     continue
             except OSError as exc:
                 file.error = exc.strerror or str(exc)
