@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                     = False,
                     window: Annotated[int | None, typer.Option(
                         "--window", min=1, help="Packs fetched and written at once (default "
-                        "4; memory grows with it, about two packs each).")] = None,
+                        "3; memory grows with it, about two packs each).")] = None,
                     json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
                     password_file: PasswordFileOpt = None,
                     password_command: PasswordCommandOpt = None,

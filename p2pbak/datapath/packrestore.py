@@ -27,7 +27,9 @@ from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.tree import Node
 from p2pbak.errors import P2pbakError
 
-DEFAULT_WINDOW = 4  # packs in flight: fetched, being opened or written
+# Packs in flight (fetched, being opened or written): one per core writing and one being
+# fetched keeps both busy on two cores; each costs about two packs of memory.
+DEFAULT_WINDOW = 3
 PREALLOCATE_MIN = 1024 * 1024  # smaller files are just written (pwrite extends them)
 _MAX_OPEN = 64  # file descriptors one pack job keeps open at most
 
