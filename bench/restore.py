@@ -5,13 +5,16 @@ copy of Python's standard library and a copy of /usr/share/man, many small files
 as a user sees them (one process each): the first `backup`, the re-run on the unchanged
 tree and a `restore`, and the same three with `restic` (local repository, its own cache,
 in the same run on the same tree). Each is printed with the peak RSS of its process
-(GNU time's %M) and as a ratio p2pbak/restic (lower is better). Both restores are
-checked byte-identical against the source (not timed).
+(GNU time's %M) and as a ratio p2pbak/restic (lower is better). Re-runs and restores are
+repeated --rounds times, the tools interleaved, and the fastest of each counts: on a
+shared machine that is the run least disturbed by other load. Every restore is checked
+byte-identical against the source (not timed).
 
 --before DIR runs the restore a second time with the p2pbak source in DIR (e.g.
 `git archive <commit> | tar -x -C DIR`), for a before/after ratio on the same tree.
 
     python bench/restore.py [--peers N] [--tree DIR ...] [--before DIR] [--window W]
+                            [--rounds R]
 """
 
 from __future__ import annotations
@@ -123,33 +126,45 @@ def line(what: str, ours: Run, theirs: Run | None) -> str:
             f"time {ours.seconds / theirs.seconds:5.2f}x RSS {ours.rss_mib / theirs.rss_mib:5.2f}x")
 
 
+def best(runs: list[Run]) -> Run:
+    """The fastest of some runs (the least disturbed by other load), with its peak RSS."""
+    return min(runs, key=lambda r: r.seconds)
+
+
 def bench_tree(name: str, tree: Path, ours: P2pbak, theirs: Restic | None,
-               before: Path | None, work: Path) -> None:
+               before: Path | None, work: Path, rounds: int) -> None:
     files, size = tree_size(tree)
     print(f"{name}: {tree} ({files} files, {size / MiB:.0f} MiB)")
     if theirs is not None:
         theirs.init(name)
-    rows = [("first backup", ours.backup(tree),
-             theirs.backup(name, tree) if theirs else None),
-            ("unchanged re-run", ours.backup(tree),
-             theirs.backup(name, tree) if theirs else None)]
-    for what, a, b in rows:
-        print(line(what, a, b))
+    print(line("first backup", ours.backup(tree),
+               theirs.backup(name, tree) if theirs else None))
+    reruns: dict[str, list[Run]] = {"ours": [], "theirs": []}
+    for _ in range(rounds):  # interleaved, so both see the same load
+        reruns["ours"].append(ours.backup(tree))
+        if theirs is not None:
+            reruns["theirs"].append(theirs.backup(name, tree))
+    print(line("unchanged re-run", best(reruns["ours"]),
+               best(reruns["theirs"]) if theirs else None))
     target = work / f"restore-{name}"
-    mine = ours.restore(target)
-    if compare_trees(tree, restored_root(target, tree)):
-        sys.exit(f"p2pbak's restore of {tree} differs from the source")
-    shutil.rmtree(target)
-    other = None
-    if theirs is not None:
-        other = theirs.restore(name, target)
-        if compare_trees(tree, target / tree.relative_to("/")):  # restic keeps whole paths
-            sys.exit(f"restic's restore of {tree} differs from the source")
+    runs: dict[str, list[Run]] = {"ours": [], "theirs": [], "before": []}
+    for _ in range(rounds):
+        runs["ours"].append(ours.restore(target))
+        if compare_trees(tree, restored_root(target, tree)):
+            sys.exit(f"p2pbak's restore of {tree} differs from the source")
         shutil.rmtree(target)
-    print(line("restore", mine, other))
+        if theirs is not None:
+            runs["theirs"].append(theirs.restore(name, target))
+            if compare_trees(tree, target / tree.relative_to("/")):  # restic: whole paths
+                sys.exit(f"restic's restore of {tree} differs from the source")
+            shutil.rmtree(target)
+        if before is not None:
+            runs["before"].append(ours.restore(target, before))
+            shutil.rmtree(target)
+    mine = best(runs["ours"])
+    print(line("restore", mine, best(runs["theirs"]) if theirs else None))
     if before is not None:
-        old = ours.restore(target, before)
-        shutil.rmtree(target)
+        old = best(runs["before"])
         print(f"  restore before    p2pbak {old.seconds:7.2f} s {old.rss_mib:6.0f} MiB "
               f"({before}); ratio before/after time {old.seconds / mine.seconds:5.2f}x")
 
@@ -161,6 +176,8 @@ def main() -> None:
                         help="tree to measure (repeatable; default: stdlib and man copies)")
     parser.add_argument("--before", type=Path, help="older p2pbak source to restore with too")
     parser.add_argument("--window", type=int, help="restore --window (default: p2pbak's)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="re-runs and restores per tool, interleaved; the fastest counts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p2pbak-bench-restore-"))
     grid = None
@@ -175,7 +192,7 @@ def main() -> None:
         binary = restic()
         theirs = Restic(binary, work) if binary else None
         for i, (name, tree) in enumerate(trees):
-            bench_tree(name, tree, ours, theirs, args.before, work)
+            bench_tree(name, tree, ours, theirs, args.before, work, max(1, args.rounds))
             if i == 0:
                 code = code_in_use(grid)
                 print(f"grid: coordinator + {len(grid.peers)} peers on 127.0.0.1, code "
