@@ -130,3 +130,18 @@ def test_systematic_fragments_are_asked_first_and_alone() -> None:
     peers.down = {"http://p1"}
     assert asyncio.run(repo.get_pack(pid)) == data
     assert asked[:3] == ["http://p2", "http://p1", "http://p0"] and asked[3] == "http://p7"
+
+
+def test_a_stale_temporary_file_is_cut_to_size(tmp_path: Path) -> None:
+    """A temp file of the same name left by a crashed run, longer than the file: the restore
+    still writes exactly the file (the temp is cut to size when first opened)."""
+    src = tmp_path / "src"
+    build(src, {"f": (os.urandom(3000), 0o644)}, [])
+    repo = new_repo(tmp_path / "repo")
+    asyncio.run(backup(repo, MASTER, [src]))
+    out = tmp_path / "out"
+    (out / "src").mkdir(parents=True)
+    (out / "src" / f".f.p2pbak-{os.getpid()}.tmp").write_bytes(b"\xff" * 10_000)
+    asyncio.run(restore(repo, MASTER, "latest", out))
+    assert (out / "src" / "f").read_bytes() == (src / "f").read_bytes()
+    assert sorted(p.name for p in (out / "src").iterdir()) == ["f"]

@@ -86,15 +86,18 @@ class PackWriter:
         self._lock = threading.Lock()
 
     def _open(self, file: RestoreFile) -> int:
+        # Creating is the slow part: done outside the lock, so both workers create at once.
+        fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with self._lock:
-            if file.created:
-                return os.open(file.tmp, os.O_WRONLY | os.O_CLOEXEC)
-            fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            file.created = True
-        if file.size >= PREALLOCATE_MIN:
-            # a file system without it: pwrite still extends the file
-            with contextlib.suppress(OSError):
-                os.posix_fallocate(fd, 0, file.size)
+            first, file.created = not file.created, True
+        if first:
+            # To its size: cuts what a stale temporary file had beyond it, keeps what
+            # another worker may have written already (every offset is below the size).
+            os.ftruncate(fd, file.size)
+            if file.size >= PREALLOCATE_MIN:
+                # a file system without it: pwrite still fills the file
+                with contextlib.suppress(OSError):
+                    os.posix_fallocate(fd, 0, file.size)
         return fd
 
     def write_pack(self, pack_id: str, data: bytes) -> None:
