@@ -5,7 +5,9 @@ copy of Python's standard library and a copy of /usr/share/man, many small files
 as a user sees them (one process each): the first `backup`, the re-run on the unchanged
 tree and a `restore`, and the same three with `restic` (local repository, its own cache,
 in the same run on the same tree). Each is printed with the peak RSS of its process
-(GNU time's %M) and as a ratio p2pbak/restic (lower is better). Re-runs and restores are
+(GNU time's %M), the CPU seconds of that process (user + system: the client's own work,
+not the grid's; steadier than wall time on a loaded machine) and as ratios p2pbak/restic
+(lower is better). Re-runs and restores are
 repeated --rounds times, the tools interleaved, and the fastest of each counts: on a
 shared machine that is the run least disturbed by other load. Every restore is checked
 byte-identical against the source (not timed).
@@ -46,6 +48,7 @@ TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 class Run:
     seconds: float
     rss_mib: float
+    cpu: float  # user + system seconds of the process itself (not the grid's)
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> Run:
@@ -56,13 +59,14 @@ def measured(cmd: list[str], env: dict[str, str]) -> Run:
     """
     with tempfile.NamedTemporaryFile("r") as rss, tempfile.TemporaryFile() as err:
         began = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *cmd], env=env,
+        proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", rss.name, *cmd], env=env,
                               stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - began
         if proc.returncode != 0:
             err.seek(0)
             sys.exit(f"{' '.join(cmd[:4])} failed: {err.read().decode(errors='replace')}")
-        return Run(seconds, int(rss.read().split()[-1]) / 1024)
+        kib, user, system = rss.read().split()[-3:]
+        return Run(seconds, int(kib) / 1024, float(user) + float(system))
 
 
 class P2pbak:
@@ -119,11 +123,14 @@ def tree_size(tree: Path) -> tuple[int, int]:
 
 
 def line(what: str, ours: Run, theirs: Run | None) -> str:
-    text = f"  {what:<17} p2pbak {ours.seconds:7.2f} s {ours.rss_mib:6.0f} MiB"
+    text = (f"  {what:<17} p2pbak {ours.seconds:7.2f} s (cpu {ours.cpu:6.2f} s) "
+            f"{ours.rss_mib:5.0f} MiB")
     if theirs is None:
         return text
-    return (text + f" | restic {theirs.seconds:7.2f} s {theirs.rss_mib:6.0f} MiB | ratio "
-            f"time {ours.seconds / theirs.seconds:5.2f}x RSS {ours.rss_mib / theirs.rss_mib:5.2f}x")
+    return (text + f" | restic {theirs.seconds:7.2f} s (cpu {theirs.cpu:6.2f} s) "
+            f"{theirs.rss_mib:5.0f} MiB | ratio time {ours.seconds / theirs.seconds:5.2f}x "
+            f"cpu {ours.cpu / max(theirs.cpu, 0.01):5.2f}x "
+            f"RSS {ours.rss_mib / theirs.rss_mib:5.2f}x")
 
 
 def best(runs: list[Run]) -> Run:
@@ -165,8 +172,9 @@ def bench_tree(name: str, tree: Path, ours: P2pbak, theirs: Restic | None,
     print(line("restore", mine, best(runs["theirs"]) if theirs else None))
     if before is not None:
         old = best(runs["before"])
-        print(f"  restore before    p2pbak {old.seconds:7.2f} s {old.rss_mib:6.0f} MiB "
-              f"({before}); ratio before/after time {old.seconds / mine.seconds:5.2f}x")
+        print(f"  restore before    p2pbak {old.seconds:7.2f} s (cpu {old.cpu:6.2f} s) "
+              f"{old.rss_mib:5.0f} MiB ({before}); ratio before/after time "
+              f"{old.seconds / mine.seconds:5.2f}x cpu {old.cpu / mine.cpu:5.2f}x")
 
 
 def main() -> None:
