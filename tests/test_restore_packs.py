@@ -145,3 +145,15 @@ def test_a_stale_temporary_file_is_cut_to_size(tmp_path: Path) -> None:
     asyncio.run(restore(repo, MASTER, "latest", out))
     assert (out / "src" / "f").read_bytes() == (src / "f").read_bytes()
     assert sorted(p.name for p in (out / "src").iterdir()) == ["f"]
+
+
+def test_a_hung_systematic_holder_is_hedged_once_the_others_answered() -> None:
+    """k=2: p0 hangs, p1 answers at once; after the hedge delay the extra holders are
+    asked, the pack comes back and the hung fetch is cancelled."""
+    coord, peers = Coordinator(k=2, n=6, success=6), Peers()
+    repo = NetworkRepository(coord, peers, extra_fetch=2, hedge=0.05)  # type: ignore[arg-type]
+    pid, data = _pack(20_000)
+    asyncio.run(repo.put_pack(pid, data))
+    peers.hang = {"http://p0"}
+    assert asyncio.run(repo.get_pack(pid)) == data
+    assert peers.cancelled == 1

@@ -25,9 +25,11 @@ ID_BATCH = 5000  # pack ids per garbage request
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
 # A fetch asks k holders first (the systematic fragments when they are online: their shares
-# are the pack itself, no decode needed); the `extra_fetch` others are asked only when one
-# fails, or when the k have not all answered after HEDGE seconds (a slow or hung holder).
+# are the pack itself, no decode needed); others are asked when one fails, and
+# `extra_fetch` more when the k are slow: once one has answered, the rest get as long again
+# as it took (at least HEDGE); before any has, HEDGE_STALL (a hung holder, or k = 1).
 HEDGE = 0.5
+HEDGE_STALL = 10.0
 
 
 @dataclass
@@ -176,8 +178,8 @@ class NetworkRepository:
 
     async def _fetch_k(self, pack_id: str, k: int,
                        candidates: list[dict[str, Any]]) -> list[bytes]:
-        """Ask k peers, start another per failure and `extra_fetch` more once the hedge
-        delay passes; keep the first k good."""
+        """Ask k peers, start another per failure and `extra_fetch` more when the k are
+        slow (see HEDGE); keep the first k good."""
         queue = list(candidates)
         got: list[bytes] = []
         failures: list[str] = []
@@ -190,15 +192,21 @@ class NetworkRepository:
                     tasks[asyncio.create_task(self._get(frag))] = frag
 
         launch(k)
-        hedged = False
+        start = time.monotonic()
+        deadline: float | None = start + max(self.hedge, HEDGE_STALL)
         try:
             while tasks and len(got) < k:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED,
-                                             timeout=None if hedged else self.hedge)
+                                             timeout=timeout)
                 if not done:
-                    hedged = True
+                    deadline = None  # hedged once
                     launch(self.extra_fetch)
                     continue
+                if deadline is not None and not got and any(
+                        t.exception() is None for t in done):
+                    spent = time.monotonic() - start
+                    deadline = time.monotonic() + max(self.hedge, spent)
                 for task in done:
                     frag = tasks.pop(task)
                     exc = task.exception()
