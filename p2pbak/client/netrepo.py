@@ -17,12 +17,19 @@ from typing import Any
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, SuppliersFull, Unreachable
 from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient
+from p2pbak.store.cache import MetadataCache
 
 ID_BATCH = 5000  # pack ids per garbage request
 # After `success` fragments are stored, the rest get this share of the time taken so far
 # before they are cancelled (the slow tail), so a healthy grid still stores all `total`.
 TAIL_GRACE = 0.5
 TAIL_GRACE_MIN = 0.2
+# A fetch asks k holders first (the systematic fragments when they are online: their shares
+# are the pack itself, no decode needed); others are asked when one fails, and
+# `extra_fetch` more when the k are slow: once one has answered, the rest get as long again
+# as it took (at least HEDGE); before any has, HEDGE_STALL (a hung holder, or k = 1).
+HEDGE = 0.5
+HEDGE_STALL = 10.0
 
 
 @dataclass
@@ -35,6 +42,8 @@ class Stats:
     fragments_failed: int = 0
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
+    metadata_fetched: int = 0  # index and snapshot blobs from the coordinator
+    metadata_cached: int = 0  # ... and from the local cache
 
 
 @dataclass
@@ -50,16 +59,18 @@ class NetworkRepository:
     """`datapath.repository.Repository` over a coordinator and supplier peers."""
 
     def __init__(self, coord: CoordinatorClient, peers: PeerClient, *, parallel: int = 16,
-                 extra_fetch: int = 2, executor: Executor | None = None) -> None:
+                 extra_fetch: int = 2, executor: Executor | None = None,
+                 hedge: float = HEDGE) -> None:
         self.coord = coord
         self.peers = peers
-        self.extra_fetch = extra_fetch
+        self.extra_fetch, self.hedge = extra_fetch, hedge
         self.stats = Stats()
         self._executor = executor
         self._slots = asyncio.Semaphore(parallel)
         self._known: set[str] = set()
         self._pending: dict[str, asyncio.Future[bool]] = {}
         self._flush: asyncio.Task[None] | None = None
+        self.cache: MetadataCache | None = None  # set once the repository is known
 
     # -- packs: upload -------------------------------------------------------------------
 
@@ -156,18 +167,21 @@ class NetworkRepository:
     async def get_pack(self, pack_id: str) -> bytes:
         info = await self.coord.get_pack(pack_id)
         k = int(info["k"])
-        candidates = sorted(info["fragments"], key=self._fetch_order)
+        candidates = sorted(info["fragments"], key=lambda f: self._fetch_order(f, k))
         frags = await self._fetch_k(pack_id, k, candidates)
         return await self._cpu(decode_pack, pack_id, frags)
 
-    def _fetch_order(self, frag: dict[str, Any]) -> tuple[bool, bool]:
-        """Online peers first and those that failed us last; otherwise the coordinator's
-        order, which is work allocation's (§2.4: lowest balance first; the sort is stable)."""
-        return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers)
+    def _fetch_order(self, frag: dict[str, Any], k: int) -> tuple[bool, bool, bool]:
+        """Online peers first and those that failed us last; among the rest the systematic
+        fragments (index < k) first, then the coordinator's order, which is work
+        allocation's (§2.4: lowest balance first; the sort is stable)."""
+        return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers,
+                int(frag.get("index", k)) >= k)
 
     async def _fetch_k(self, pack_id: str, k: int,
                        candidates: list[dict[str, Any]]) -> list[bytes]:
-        """Ask k + extra peers at once, start another per failure, keep the first k good."""
+        """Ask k peers, start another per failure and `extra_fetch` more when the k are
+        slow (see HEDGE); keep the first k good."""
         queue = list(candidates)
         got: list[bytes] = []
         failures: list[str] = []
@@ -179,10 +193,22 @@ class NetworkRepository:
                     frag = queue.pop(0)
                     tasks[asyncio.create_task(self._get(frag))] = frag
 
-        launch(k + self.extra_fetch)
+        launch(k)
+        start = time.monotonic()
+        deadline: float | None = start + max(self.hedge, HEDGE_STALL)
         try:
             while tasks and len(got) < k:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=timeout)
+                if not done:
+                    deadline = None  # hedged once
+                    launch(self.extra_fetch)
+                    continue
+                if deadline is not None and not got and any(
+                        t.exception() is None for t in done):
+                    spent = time.monotonic() - start
+                    deadline = time.monotonic() + max(self.hedge, spent)
                 for task in done:
                     frag = tasks.pop(task)
                     exc = task.exception()
@@ -245,26 +271,54 @@ class NetworkRepository:
 
     # -- metadata: opaque encrypted blobs on the coordinator --------------------------------
 
+    # With a local cache (store.cache) a blob is fetched once: later runs read it from disk.
+
     async def put_snapshot(self, snapshot_id: str, blob: bytes) -> None:
         await self.coord.put_snapshot(snapshot_id, blob)
+        self._cache_put("snapshot", snapshot_id, blob)
 
     async def get_snapshot(self, snapshot_id: str) -> bytes:
-        return await self.coord.get_snapshot(snapshot_id)
+        return await self._cached("snapshot", snapshot_id, self.coord.get_snapshot)
 
     async def list_snapshots(self) -> list[str]:
-        return [s["id"] for s in await self.coord.list_snapshots()]
+        ids = [s["id"] for s in await self.coord.list_snapshots()]
+        if self.cache is not None:
+            self.cache.retain("snapshot", ids)
+        return ids
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         await self.coord.delete_snapshot(snapshot_id)
+        if self.cache is not None:
+            self.cache.delete("snapshot", snapshot_id)
 
     async def put_index(self, index_id: str, blob: bytes) -> None:
         await self.coord.put_index(index_id, blob)
+        self._cache_put("index", index_id, blob)
 
     async def get_index(self, index_id: str) -> bytes:
-        return await self.coord.get_index(index_id)
+        return await self._cached("index", index_id, self.coord.get_index)
 
     async def list_indexes(self) -> list[str]:
-        return [i["id"] for i in await self.coord.list_indexes()]
+        ids = [i["id"] for i in await self.coord.list_indexes()]
+        if self.cache is not None:
+            self.cache.retain("index", ids)
+        return ids
+
+    async def _cached(self, kind: str, blob_id: str,
+                      fetch: Callable[[str], Awaitable[bytes]]) -> bytes:
+        if self.cache is not None:
+            found = self.cache.get(kind, blob_id)
+            if found is not None:
+                self.stats.metadata_cached += 1
+                return found
+        blob = await fetch(blob_id)
+        self.stats.metadata_fetched += 1
+        self._cache_put(kind, blob_id, blob)
+        return blob
+
+    def _cache_put(self, kind: str, blob_id: str, blob: bytes) -> None:
+        if self.cache is not None:
+            self.cache.put(kind, blob_id, blob)
 
     async def get_keyfile(self) -> bytes:
         return await self.coord.get_keyfile()
@@ -274,6 +328,8 @@ class NetworkRepository:
 
     async def delete_index(self, index_id: str) -> None:
         await self.coord.delete_index(index_id)
+        if self.cache is not None:
+            self.cache.delete("index", index_id)
 
     # -- garbage: what the coordinator holds for this user (prune, check) -----------------
 

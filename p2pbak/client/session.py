@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from p2pbak.config import Config, load, read_passphrase
+from p2pbak.store.cache import MetadataCache, default_base, repository_id
 
 if TYPE_CHECKING:
     from p2pbak.client.netrepo import NetworkRepository
@@ -20,14 +21,15 @@ class Session:
 
     config: Config
     passphrase: str
+    no_cache: bool = False  # --no-cache: fetch index and snapshot blobs, ignore the cache
 
 
 def open_session(config: Path | None, password_file: Path | None = None,
-                 password_command: str | None = None) -> Session:
+                 password_command: str | None = None, no_cache: bool = False) -> Session:
 
     cfg = load(config)
     return Session(cfg, read_passphrase(password_file=password_file,
-                                        password_command=password_command))
+                                        password_command=password_command), no_cache)
 
 
 @asynccontextmanager
@@ -50,4 +52,19 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
             await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()
+        repo.cache = open_cache(session, keyfile)
         yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
+
+
+def open_cache(session: Session, keyfile: bytes) -> MetadataCache | None:
+    """This repository's metadata cache (store.cache), or None with --no-cache or when the
+    cache folder cannot be made (a run then fetches everything, as with --no-cache)."""
+    if session.no_cache:
+        return None
+    cfg = session.config
+    try:
+        return MetadataCache.open(default_base(), repository_id(cfg.coordinator, cfg.user,
+                                                                keyfile),
+                                  {"coordinator": cfg.coordinator, "user": cfg.user})
+    except OSError:
+        return None

@@ -97,7 +97,7 @@ def _report(rep: Reporter, fields: dict[str, Any], errors: list[UnreadableFile],
 
 def register(app: typer.Typer) -> None:
     @app.command("backup")
-    @with_options()
+    @with_options(cache=True)
     def backup_cmd(opts: Options, paths: PathsArg, exclude: ExcludeOpt = None,
                    exclude_file: ExcludeFileOpt = None,
                    dry_run: Annotated[bool, typer.Option(

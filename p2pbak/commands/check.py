@@ -30,7 +30,7 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
         return await check(repo, master, read_data, progress)
 
 
-@with_options()
+@with_options(cache=True)
 def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
                   "--read-data", help="Also fetch every pack and verify every blob in it.")]
               = False) -> None:

@@ -33,8 +33,12 @@ PasswordFileOpt = Annotated[Path | None, typer.Option(
 PasswordCommandOpt = Annotated[str | None, typer.Option(
     "--password-command", help="Run this command to get the passphrase "
     "(or $P2PBAK_PASSWORD_COMMAND).")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Fetch index and snapshot blobs from the coordinator, not the local "
+    "cache ($P2PBAK_CACHE_DIR, else the platform cache folder; see `p2pbak cache`).")]
 
 STATUS_EVERY = 0.5  # seconds between JSON status lines
+UPDATE_EVERY = 0.1  # seconds between reads of the progress counters
 
 
 def reporter(json: bool = False, quiet: bool = False) -> Reporter:
@@ -84,8 +88,9 @@ class ProgressView:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._start = time.monotonic()
-        self._seen: dict[str, int] | None = None
-        self.last: Any = None  # the data path's last progress object
+        self._latest: Any = None
+        self._tick = 0.0
+        self.last: Any = None  # the data path's last progress object (what an interrupt saved)
 
     def __enter__(self) -> ProgressView:
         if not self.rep.json and not self.rep.quiet and sys.stdout.isatty():
@@ -110,12 +115,18 @@ class ProgressView:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
-        if exc_type is None and self.rep.json and self._seen is not None:
-            self.emit(self._seen)  # the final counters, like restic's last status line
+        if exc_type is None and self.rep.json and self._latest is not None:
+            self.emit(counters(self._latest))  # the final counters, like restic's last line
 
     def update(self, progress: Any) -> None:
-        self.last = progress
-        p = self._seen = counters(progress)
+        # Called per chunk of a backup: only keep the object, read it a few times a second
+        # (reading it costs more than backing up a small file's chunk).
+        self._latest = self.last = progress
+        now = time.monotonic()
+        if now - self._tick < UPDATE_EVERY:
+            return
+        self._tick = now
+        p = counters(progress)
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=p["bytes_done"],
                              total=p["total_bytes"] or None, files=p["files_done"])

@@ -94,7 +94,7 @@ def _report(rep: Reporter, groups: list[dict[str, Any]], dry_run: bool) -> dict[
             "snapshots_kept": sum(len(g["keep"]) for g in groups)}
 
 
-@with_options()
+@with_options(cache=True)
 def forget_cmd(opts: Options,
     snapshots: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids (or unique prefixes) to remove.")] = None,

@@ -52,7 +52,7 @@ def _line(e: dict[str, Any], long: bool = True) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
-    @with_options(quiet=False)
+    @with_options(quiet=False, cache=True)
     def ls_cmd(opts: Options,
                snapshot: Annotated[str, typer.Argument(help="Snapshot id, prefix or `latest`.")],
                path: Annotated[str | None, typer.Argument(

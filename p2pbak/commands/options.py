@@ -1,5 +1,6 @@
 """The options every command shares, declared once: `--json` and `--quiet` (output), and for
-commands that open the repository `--config`, `--password-file` and `--password-command`.
+commands that open the repository `--config`, `--password-file`, `--password-command` and
+`--no-cache`.
 
 A command takes them as one `Options` value:
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from p2pbak.commands.common import (
     ConfigOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCommandOpt,
     PasswordFileOpt,
     QuietOpt,
@@ -45,6 +47,7 @@ class Options:
     config: Path | None = None
     password_file: Path | None = None
     password_command: str | None = None
+    no_cache: bool = False
 
     def reporter(self) -> Reporter:
         return reporter(self.json, self.quiet)
@@ -54,20 +57,23 @@ class Options:
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.client.session import open_session
 
-        return open_session(self.config, self.password_file, self.password_command)
+        return open_session(self.config, self.password_file, self.password_command,
+                            self.no_cache)
 
 
 _ANNOTATIONS = {"json": JsonOpt, "quiet": QuietOpt, "config": ConfigOpt,
-                "password_file": PasswordFileOpt, "password_command": PasswordCommandOpt}
+                "password_file": PasswordFileOpt, "password_command": PasswordCommandOpt,
+                "no_cache": NoCacheOpt}
 _DEFAULTS = {f.name: f.default for f in fields(Options)}
 
 
-def with_options(*, quiet: bool = True, config: bool = True,
-                 password: bool = True) -> Callable[[F], F]:
+def with_options(*, quiet: bool = True, config: bool = True, password: bool = True,
+                 cache: bool = False) -> Callable[[F], F]:
     """A command whose first parameter is `opts: Options`; its CLI gets `--json` and, as
-    asked, `--quiet`, `--config`, `--password-file` and `--password-command`."""
+    asked, `--quiet`, `--config`, `--password-file`, `--password-command` and `--no-cache`."""
     names = ["json", *(["quiet"] if quiet else []), *(["config"] if config else []),
-             *(["password_file", "password_command"] if password else [])]
+             *(["password_file", "password_command"] if password else []),
+             *(["no_cache"] if cache else [])]
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)  # Typer reads these, not the strings

@@ -96,7 +96,7 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
         rep.say(f"{format_size(plan.unused_in_kept)} unused inside packs still in use")
 
 
-@with_options()
+@with_options(cache=True)
 def prune_cmd(opts: Options, dry_run: DryRunOpt = False,
               max_unused: MaxUnusedOpt = "unlimited") -> None:
     """Drop packs no snapshot uses (and, with --max-unused, repack mostly-unused ones); the

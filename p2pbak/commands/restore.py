@@ -21,21 +21,24 @@ SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id (or a prefix), or 
 
 
 async def _restore(session: Session, ref: str, target: Path, include: list[str],
-                   overwrite: bool, view: ProgressView) -> tuple[str, Any, int]:
+                   overwrite: bool, window: int | None,
+                   view: ProgressView) -> tuple[str, Any, Any]:
     # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.datapath.packrestore import DEFAULT_WINDOW
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
     async with unlocked(session) as (repo, master):
         snap = await find_snapshot(repo, master, ref)
         result = await restore(repo, master, snap.id, target, include=include,
-                               overwrite=overwrite, progress=view.update)
-        return snap.id, result, repo.stats.bytes_downloaded
+                               overwrite=overwrite, progress=view.update,
+                               window=window or DEFAULT_WINDOW)
+        return snap.id, result, repo.stats
 
 
 def register(app: typer.Typer) -> None:
     @app.command("restore")
-    @with_options()
+    @with_options(cache=True)
     def restore_cmd(opts: Options, snapshot: SnapshotArg,
                     target: Annotated[Path, typer.Option(
                         "--target", "-t", help="Folder to restore into.", file_okay=False)],
@@ -44,19 +47,24 @@ def register(app: typer.Typer) -> None:
                     = None,
                     overwrite: Annotated[bool, typer.Option(
                         "--overwrite", help="Replace files that already exist in the target.")]
-                    = False) -> None:
+                    = False,
+                    window: Annotated[int | None, typer.Option(
+                        "--window", min=1, help="Packs fetched and written at once (default "
+                        "3; memory grows with it, about two packs each).")] = None) -> None:
         """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
 
         rep = opts.reporter()
         session = opts.session()
         with ProgressView(rep, "restore") as view:
-            snap_id, result, downloaded = run(_restore(session, snapshot, target.absolute(),
-                                           list(include or []), overwrite, view))
+            snap_id, result, stats = run(_restore(session, snapshot, target.absolute(),
+                                           list(include or []), overwrite, window, view))
         fields = as_dict(result)
         errors = fields.pop("errors")
         for err in errors:
             rep.warn(f"could not restore {err}")
-        rep.summary(target=str(target), bytes_downloaded=downloaded, **fields)
+        rep.summary(target=str(target), bytes_downloaded=stats.bytes_downloaded,
+                    metadata_fetched=stats.metadata_fetched,
+                    metadata_cached=stats.metadata_cached, **fields)
         rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: "
                 f"{fields['files_restored']} files, {format_size(fields['bytes_restored'])}")
         if errors:

@@ -40,7 +40,7 @@ def snapshot_fields(snap: Any) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     @app.command("snapshots")
-    @with_options(quiet=False)
+    @with_options(quiet=False, cache=True)
     def snapshots_cmd(opts: Options, host: HostFilterOpt = None, path: PathFilterOpt = None,
                       tag: TagFilterOpt = None) -> None:
         """List your snapshots, oldest first (filtered by --host, --path, --tag)."""

@@ -183,18 +183,30 @@ def _decode_columns(blocks: list[memoryview], indexes: list[int], k: int, n: int
     return list(zfec.Decoder(k, n).decode([b[start:stop] for b in blocks], indexes))
 
 
+def _join_prefix(pieces: list[bytes | memoryview], length: int) -> bytes:
+    """The first `length` bytes of the pieces joined, in one copy (not join, then slice)."""
+    out: list[bytes | memoryview] = []
+    for piece in pieces:
+        if length <= 0:
+            break
+        view = memoryview(piece)
+        out.append(view[:length])
+        length -= len(view)
+    return b"".join(out)
+
+
 def _decode(pack_id: str, key: tuple[int, int, int],
             shares: dict[int, memoryview]) -> bytes:
     k, n, length = key
     indexes = sorted(shares)
     blocks = [shares[i] for i in indexes]
-    if indexes == list(range(k)):
-        data = b"".join(blocks)
+    if indexes == list(range(k)):  # the systematic shares are the pack itself
+        pieces: list[bytes | memoryview] = list(blocks)
     else:
         parts = _by_stripes(len(blocks[0]),
                             lambda a, b: _decode_columns(blocks, indexes, k, n, a, b))
-        data = b"".join(part[i] for i in range(k) for part in parts)
-    data = data[:length]
+        pieces = [part[i] for i in range(k) for part in parts]
+    data = _join_prefix(pieces, length)
     if blake3.blake3(data).hexdigest() != pack_id:
         raise CorruptFragment(
             f"pack {pack_id[:12]} decodes to the wrong bytes: its fragments were tampered with")

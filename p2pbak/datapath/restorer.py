@@ -1,22 +1,24 @@
 """The restorer: snapshot tree -> files, each written to a temporary name and renamed.
 
-The plan (which nodes, which packs in which order) is made first, so conflicts are
-refused before anything is written and packs are fetched ahead in the order of use.
+The plan (which nodes; which blobs of which packs go to which files at which offsets) is
+made first, so conflicts are refused before anything is written; the data is then written
+pack by pack (datapath.packrestore).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TypeVar
 
 from p2pbak.datapath.crypto import Keys
-from p2pbak.datapath.index import load_index
+from p2pbak.datapath.index import Index, load_index
+from p2pbak.datapath.packrestore import DEFAULT_WINDOW, Plan, RestoreFile, write_files
 from p2pbak.datapath.paths import in_snapshot
 from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
@@ -24,9 +26,6 @@ from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, find_snapshot
 from p2pbak.datapath.tree import DIR, FILE, SYMLINK, Node
 from p2pbak.errors import P2pbakError
-
-T = TypeVar("T")
-
 
 RestoreProgress = Progress
 
@@ -82,6 +81,14 @@ async def _plan(reader: BlobReader, tree: str, rel: tuple[bytes, ...], patterns:
 
 
 def _check_conflicts(target: Path, items: list[_Item], overwrite: bool) -> None:
+    try:
+        with os.scandir(target) as entries:
+            if next(entries, None) is None:
+                return  # an empty target: nothing can be in the way
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise P2pbakError(f"{target} is not a directory; restore elsewhere") from None
     for item in items:
         dest = target.joinpath(*map(os.fsdecode, item.rel))
         if not os.path.lexists(dest):
@@ -96,89 +103,114 @@ def _check_conflicts(target: Path, items: list[_Item], overwrite: bool) -> None:
 
 
 class _Writer:
-    """The synchronous part of a restore, run in a worker thread."""
+    """The synchronous parts of a restore, run in worker threads: the plan of the files
+    (datapath.packrestore), the folders and symlinks (while the first packs are fetched),
+    the renames after the data. Paths are strings: pathlib costs too much per file."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reader: BlobReader, target: Path,
-                 result: RestoreResult, state: RestoreProgress,
-                 progress: Callable[[RestoreProgress], None] | None) -> None:
-        self.loop, self.reader, self.target = loop, reader, target
-        self.result, self.state, self.on_progress = result, state, progress
+    def __init__(self, target: Path, index: Index, result: RestoreResult) -> None:
+        self.target, self.index, self.result = str(target), index, result
+        self.plan = Plan()
+        self.dirs: list[tuple[str, Node]] = []
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def _error(self, dest: str, exc: OSError | P2pbakError | str) -> None:
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        self.result.errors.append(f"{dest}: {msg}")
 
-    def _report(self, path: Path) -> None:
-        if self.on_progress is not None:
-            self.state.current = str(path)
-            self.on_progress(self.state)
+    def _dest(self, item: _Item) -> str:
+        return os.path.join(self.target, *map(os.fsdecode, item.rel))
 
-    def run(self, items: list[_Item]) -> None:
-        dirs: list[tuple[Path, Node]] = []
+    def plan_files(self, items: list[_Item]) -> None:
         for item in items:
-            dest = self.target.joinpath(*map(os.fsdecode, item.rel))
+            if item.node.type == FILE:
+                dest = self._dest(item)
+                self.plan.add(self.index, RestoreFile(dest, _temp(dest), item.node))
+
+    def make_dirs(self, items: list[_Item]) -> None:
+        """Folders (parents first, as planned) and symlinks; files need only the folders."""
+        for item in items:
+            if item.node.type not in (DIR, SYMLINK):
+                continue
+            dest = self._dest(item)
             try:
                 if item.node.type == DIR:
-                    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    dirs.append((dest, item.node))
-                elif item.node.type == FILE:
-                    self._file(dest, item.node)
-                elif item.node.type == SYMLINK:
+                    os.makedirs(dest, mode=0o700, exist_ok=True)
+                    self.dirs.append((dest, item.node))
+                else:
                     self._symlink(dest, item.node)
-            except (OSError, P2pbakError) as exc:
-                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                self.result.errors.append(f"{dest}: {msg}")
+            except OSError as exc:
+                self._error(dest, exc)
+
+    def finish(self, state: RestoreProgress) -> None:
+        """One sync for all the data, then the renames; folders last."""
+        os.sync()
+        for file in self.plan.files:
+            try:
+                if file.pending and not file.error:
+                    file.error = "not all of its data could be fetched"
+                if not file.error:
+                    self._place(file)
+                    self.result.files_restored += 1
+                    self.result.bytes_restored += file.size
+                    state.files_done += not file.node.content  # the others as written
+                    continue
+            except OSError as exc:
+                file.error = exc.strerror or str(exc)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file.tmp)
+            self._error(file.dest, file.error)
         # Deepest first, so a read-only directory is finished only when its content is.
-        for dest, node in sorted(dirs, key=lambda d: len(d[0].parts), reverse=True):
+        for dest, node in sorted(self.dirs, key=lambda d: d[0].count(os.sep), reverse=True):
             try:
                 os.chmod(dest, node.mode)
                 os.utime(dest, ns=(node.mtime_ns, node.mtime_ns))
                 self.result.dirs_restored += 1
             except OSError as exc:
-                self.result.errors.append(f"{dest}: {exc.strerror or exc}")
+                self._error(dest, exc)
 
-    def _temp(self, dest: Path) -> Path:
-        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return dest.with_name(f".{dest.name}.p2pbak-{os.getpid()}.tmp")
+    def discard(self) -> None:
+        """An interrupted restore leaves no temporary file behind."""
+        for file in self.plan.files:
+            if file.created:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file.tmp)
 
-    def _file(self, dest: Path, node: Node) -> None:
-        tmp = self._temp(dest)
-        try:
-            with open(tmp, "wb") as f:
-                for chunk_id in node.content:
-                    data = self._call(self.reader.blob(chunk_id))
-                    f.write(data)
-                    self.state.bytes_done += len(data)
-                    self.result.bytes_restored += len(data)
-                    self._report(dest)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, node.mode)
-            os.utime(tmp, ns=(node.mtime_ns, node.mtime_ns))
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self.result.files_restored += 1
-        self.state.files_done += 1
-        self._report(dest)
+    def _place(self, file: RestoreFile) -> None:
+        if not file.created:  # an empty file: no blob ever opened it
+            node = file.node
+            fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, node.mode)
+                os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+            finally:
+                os.close(fd)
+        os.replace(file.tmp, file.dest)
 
-    def _symlink(self, dest: Path, node: Node) -> None:
-        tmp = self._temp(dest)
-        tmp.unlink(missing_ok=True)
+    def _symlink(self, dest: str, node: Node) -> None:
+        tmp = _temp(dest)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         os.symlink(node.target, os.fsencode(tmp))
         try:
             os.utime(tmp, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
             os.replace(tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         self.result.symlinks_restored += 1
 
 
+def _temp(dest: str) -> str:
+    head, name = os.path.split(dest)
+    return os.path.join(head, f".{name}.p2pbak-{os.getpid()}.tmp")
+
+
 async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Path, *,
                   include: Sequence[str] = (), overwrite: bool = False,
-                  progress: Callable[[RestoreProgress], None] | None = None) -> RestoreResult:
-    """Restore a snapshot ("latest", an id or a prefix) into `target`."""
+                  progress: Callable[[RestoreProgress], None] | None = None,
+                  window: int = DEFAULT_WINDOW) -> RestoreResult:
+    """Restore a snapshot ("latest", an id or a prefix) into `target`, fetching `window`
+    data packs at a time."""
     started = time.monotonic()
     record = await find_snapshot(repo, master, snapshot_id)
     keys = Keys.derive(master)
@@ -194,22 +226,23 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
             raise P2pbakError("nothing in the snapshot matches the include patterns")
         _check_conflicts(target, items, overwrite)
         files = [i.node for i in items if i.node.type == FILE]
-        reader.plan(_pack_order(reader, files))
         state = RestoreProgress(files_total=len(files), bytes_total=sum(f.size for f in files))
         target.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(asyncio.get_running_loop(), reader, target, result, state, progress)
-        await asyncio.to_thread(writer.run, items)
+        writer = _Writer(target, index, result)
+        await asyncio.to_thread(writer.plan_files, items)
+        # The folders are made while the first packs are fetched; no file is written before.
+        dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
+        try:
+            await write_files(repo, keys, writer.plan, state, progress, window, ready=dirs)
+            await dirs
+        except BaseException:
+            await asyncio.gather(dirs, return_exceptions=True)
+            writer.discard()
+            raise
+        await asyncio.to_thread(writer.finish, state)
+        if progress is not None:
+            progress(state)
     finally:
         reader.close()
     result.duration = round(time.monotonic() - started, 3)
     return result
-
-
-def _pack_order(reader: BlobReader, files: list[Node]) -> list[str]:
-    order: dict[str, None] = {}
-    for node in files:
-        for chunk_id in node.content:
-            loc = reader.index.get(chunk_id)
-            if loc is not None:
-                order.setdefault(loc.pack_id)
-    return list(order)

@@ -97,7 +97,8 @@ class Grid:
     def cli(self, *args: str, config: Path | None = None, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run one p2pbak command to completion, as a user would."""
-        extra = {"P2PBAK_PASSWORD_FILE": str(self.password_file)}
+        extra = {"P2PBAK_PASSWORD_FILE": str(self.password_file),
+                 "P2PBAK_CACHE_DIR": str(self.root / "cache")}  # the grid's, not ~/.cache
         if config is not None:
             extra["P2PBAK_CONFIG"] = str(config)
         return run_cli(list(args), env={**extra, **(env or {})}, timeout=timeout)
