@@ -236,3 +236,121 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str,
             last = exc
         time.sleep(every)
     raise AssertionError(f"{what} within {timeout:.0f} s (last error: {last})")
+
+
+# -- a p2pbak grid in the lab ------------------------------------------------------------
+
+COORD_URL = f"http://{INET_IP}:8420"
+PEER_PORT = 8601
+PASSPHRASE = "correct horse battery"
+
+
+@dataclass
+class LabPeer:
+    name: str
+    ns: str
+    config: Path
+    storage: Path
+    process: Process | None = None
+    home: Home | None = None  # None: on the internet
+
+    def auth(self) -> dict[str, str]:
+        from p2pbak.config import load
+
+        cfg = load(self.config)
+        return {"Authorization": f"Bearer {cfg.machine_id}.{cfg.secret}"}
+
+
+@dataclass
+class LabGrid:
+    lab: Lab
+    root: Path
+    coordinator: Process
+    password_file: Path
+    peers: list[LabPeer] = field(default_factory=list)
+
+    def env(self, peer: LabPeer | Path) -> dict[str, str]:
+        config = peer.config if isinstance(peer, LabPeer) else peer
+        return {"P2PBAK_CONFIG": str(config), "P2PBAK_PASSWORD_FILE": str(self.password_file)}
+
+    def cli(self, ns: str, *args: str, config: LabPeer | Path,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.lab.cli(ns, *args, env=self.env(config), timeout=timeout)
+
+    def status(self, peer: LabPeer) -> dict[str, Any]:
+        """The coordinator's /v1/status as `peer`'s machine, asked from the internet."""
+        return dict(self.lab.get_json(self.lab.inet, f"{COORD_URL}/v1/status", peer.auth()))
+
+    def reached(self) -> dict[str, dict[str, Any]]:
+        return {p.name: self.status(p)["reached"] for p in self.peers
+                if p.process is not None and p.process.alive()}
+
+    def wait_settled(self, timeout: float = 45) -> dict[str, dict[str, Any]]:
+        """Until every live peer is online and reached as its place says (public or relayed)."""
+        def settled() -> dict[str, dict[str, Any]] | None:
+            got = self.reached()
+            for p in self.peers:
+                if p.name in got and got[p.name]["how"] != ("relayed" if p.home else "public"):
+                    return None
+            live = sum(1 for p in self.peers if p.process and p.process.alive())
+            return got if self.status(self.peers[0])["peers_online"] >= live else None
+        return dict(wait_until(settled, timeout, "the lab's peers did not all come online, "
+                               "public or relayed"))
+
+    def start_peer(self, peer: LabPeer, *extra: str) -> None:
+        peer.process = self.lab.spawn(
+            peer.ns, peer.name, ["peer", "run", "--storage", str(peer.storage), "--listen",
+                                 f"0.0.0.0:{_port(peer)}", "--config", str(peer.config),
+                                 "--heartbeat-interval", "1", *extra],
+            self.root / "logs" / f"{peer.name}.log")
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.output()[-3000:]}" for p in
+                         [self.coordinator, *(q.process for q in self.peers if q.process)])
+
+
+def _port(peer: LabPeer) -> int:
+    return PEER_PORT + (int(peer.name[-1]) if peer.home is None else 0)
+
+
+def start_lab_grid(lab: Lab, root: Path, public: int = 3, relays: int = 2) -> LabGrid:
+    """A coordinator (`serve --relay`) and `public` peers (the first `relays` with --relay)
+    on the internet, and a peer on every home host, all on 0.0.0.0 with no --advertise."""
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    password_file = root / "passphrase"
+    password_file.write_text(PASSPHRASE + "\n")
+    coord = lab.spawn(lab.inet, "coordinator", ["serve", "--db", str(root / "coord.db"),
+                                                "--listen", f"{INET_IP}:8420", "--relay",
+                                                "--online-window", "20"],
+                      root / "logs" / "coordinator.log", COORD_URL)
+    wait_until(lambda: lab.get_json(lab.inet, f"{COORD_URL}/v1/health", timeout=1), 30,
+               "the coordinator did not answer")
+    grid = LabGrid(lab, root, coord, password_file)
+    for i in range(1, public + 1):
+        grid.peers.append(_lab_peer(root, f"pub{i}", lab.inet, None))
+    for home in lab.homes:
+        for j, ns in enumerate(home.hosts):
+            grid.peers.append(_lab_peer(root, f"home{home.lan[-1]}{j}", ns, home))
+
+    def init(peer: LabPeer) -> None:
+        r = lab.cli(lab.inet, "init", "--coordinator", COORD_URL, "--user", peer.name,
+                    "--config", str(peer.config), "--password-file", str(password_file),
+                    "--json")
+        if r.returncode != 0:
+            raise RuntimeError(f"init {peer.name}: {r.stderr.strip()}")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(init, grid.peers))
+    for n, peer in enumerate(grid.peers):
+        grid.start_peer(peer, *(["--relay"] if peer.home is None and n < relays else []))
+    return grid
+
+
+def _lab_peer(root: Path, name: str, ns: str, home: Home | None) -> LabPeer:
+    storage = root / name / "storage"
+    storage.mkdir(parents=True)
+    return LabPeer(name, ns, root / name / "config.toml", storage, home=home)
+
+
+def fragments_held(peer: LabPeer) -> int:
+    return sum(1 for f in (peer.storage / "fragments").rglob("*")
+               if f.is_file() and len(f.name) == 64)

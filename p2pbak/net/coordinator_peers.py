@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import AfterValidator
 
 from p2pbak.coordinator import accounts, placement
+from p2pbak.net import coordinator_reach
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import Body, Count, fail, parse
 from p2pbak.store import coordinator_blobs, coordinator_packs, coordinator_peers
@@ -92,4 +93,5 @@ async def status(request: web.Request) -> web.Response:
             "availability": code.availability, "meets_target": code.meets_target},
         "availability": None if code is None else code.availability,
         "account": await accounts.account_summary(coord, machine.user),  # §2.4 bank
+        "reached": coordinator_reach.reach_of(request.app, peer),  # how others reach it
     })

@@ -16,6 +16,7 @@ from typing import Any
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
+from p2pbak.net import reroute
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
 
 ID_BATCH = 5000  # pack ids per garbage request
@@ -44,6 +45,7 @@ class _Upload:
     fid: str
     peer: dict[str, Any]
     ticket: str
+    rerouted: bool = False  # retried once through the peer's new relay (net/reroute)
 
 
 class NetworkRepository:
@@ -119,7 +121,8 @@ class NetworkRepository:
                     self.stats.fragments_failed += 1
                     why = str(task.exception())
                     self.stats.failed_peers.add(u.peer["peer_id"])
-                    retry = await self._move_to_spare(pack_id, u, spares)
+                    retry = (await self._move_to_spare(pack_id, u, spares)
+                             or await self._reroute(pack_id, u, task.exception()))
                     if retry is not None:
                         tasks[asyncio.create_task(self._put(retry))] = retry
                 if deadline is None and len(stored) >= success:
@@ -146,6 +149,19 @@ class NetworkRepository:
         if not spares:
             return None
         moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "")
+        (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
+        return moved
+
+    async def _reroute(self, pack_id: str, u: _Upload,
+                       exc: BaseException | None) -> _Upload | None:
+        """Once, a relayed peer at its new relay, with a fresh ticket (the old one may have
+        been spent before the relay broke)."""
+        if u.rerouted or exc is None or not reroute.worth_rerouting(u.peer["url"], exc):
+            return None
+        url = await reroute.new_url(self.coord, u.peer["peer_id"], u.peer["url"])
+        if not url:
+            return None
+        moved = _Upload(u.index, u.fragment, u.fid, {**u.peer, "url": url}, "", True)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
         return moved
 

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 HEADER = "X-P2PBAK-Ticket"
-OPS = frozenset({"store", "fetch", "delete", "exists"})
+OPS = frozenset({"store", "fetch", "delete", "exists", "relay"})  # relay: see net/relay.py
 DEFAULT_TTL = 600
 
 

@@ -1,0 +1,139 @@
+"""End to end in the NAT lab: peers behind MASQUERADE routers, with no port forwarded and
+no --advertise, are full members of the grid through relays (tests/natlab.py).
+
+Tests run in file order on one lab: how peers are reached, a backup from behind one NAT and
+its restore from behind another, then a relay killed in the middle of a backup.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pbak.demo import compare_trees, restored_root
+from p2pbak.grid import child_env
+from tests.grid import lines, random_files, summary
+from tests.natlab import (
+    COORD_URL,
+    PEER_PORT,
+    LabGrid,
+    LabPeer,
+    fragments_held,
+    lab_or_skip,
+    start_lab_grid,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabGrid]:
+    with lab_or_skip() as nat:
+        grid = start_lab_grid(nat, tmp_path_factory.mktemp("natlab"))
+        try:
+            grid.wait_settled()
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{grid.logs()}") from None
+        yield grid
+        for proc in [grid.coordinator, *(p.process for p in grid.peers if p.process)]:
+            assert "Traceback" not in proc.output(), f"{proc.name}:\n{proc.output()}"
+
+
+def _peer(lab: LabGrid, name: str) -> LabPeer:
+    return next(p for p in lab.peers if p.name == name)
+
+
+def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
+    relays = {_mid(_peer(lab, "pub1")), _mid(_peer(lab, "pub2"))}
+    # a peer that came up before any peer relay did starts on the coordinator's (the last
+    # resort) and moves to a peer relay within a few heartbeats
+    reached = wait_until(lambda: (r := lab.reached()) and all(
+        r[p.name]["via"] in relays for p in lab.peers if p.home) and r, 40,
+        "home peers did not all move to peer relays")
+    for p in lab.peers:
+        how = reached[p.name]
+        if p.home is None:  # dialled back at its interface address
+            port = PEER_PORT + int(p.name[-1])
+            assert how == {"how": "public", "url": f"http://198.18.0.1:{port}"}
+        else:  # nothing dials a home: relayed
+            assert how["how"] == "relayed" and how["url"].endswith(f"/v1/relay/{_mid(p)}")
+    vias = {reached[p.name]["via"] for p in lab.peers if p.home}
+    assert vias == relays  # the load spread over both
+    home = _peer(lab, "home30")  # behind the symmetric NAT
+    r = lab.cli(home.ns, "status", "--json", config=home)
+    assert summary(r)["reached"]["how"] == "relayed"
+    text = lab.cli(home.ns, "status", config=home).stdout
+    assert "reached by others: relayed via" in text
+
+
+def _mid(peer: LabPeer) -> str:
+    from p2pbak.config import load
+
+    return load(peer.config).machine_id
+
+
+def test_backup_behind_one_nat_lands_behind_every_nat(lab: LabGrid, tmp_path: Path) -> None:
+    src = random_files(tmp_path / "src", 6, 256, seed=13)
+    owner = _peer(lab, "home10")
+    before = {p.name: fragments_held(p) for p in lab.peers}
+    summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+    gained = {p.name for p in lab.peers if fragments_held(p) > before[p.name]}
+    for home in lab.lab.homes:  # every NAT, the symmetric one too, and the internet
+        assert any(p.home is home for p in lab.peers if p.name in gained), gained
+    assert any(p.home is None for p in lab.peers if p.name in gained), gained
+    # recover on a new machine behind another NAT, restore: byte-identical
+    other = _peer(lab, "home21")
+    config = tmp_path / "laptop" / "config.toml"
+    r = lab.lab.cli(other.ns, "recover", "--coordinator", COORD_URL, "--user", owner.name,
+                    "--machine", "laptop", "--config", str(config), "--password-file",
+                    str(lab.password_file), "--json")
+    assert summary(r)["user"] == owner.name
+    target = tmp_path / "restored"
+    r = lab.cli(other.ns, "restore", "latest", "--target", str(target), "--json",
+                config=config)
+    summary(r)
+    assert compare_trees(src, restored_root(target, src)) == []
+
+
+def test_killing_a_relay_mid_backup_leaves_it_complete(lab: LabGrid, tmp_path: Path) -> None:
+    relay = _peer(lab, "pub1")
+    carried = [p for p in lab.peers if lab.status(p)["reached"].get("via") == _mid(relay)]
+    assert carried, "pub1 relays nobody"
+    src = random_files(tmp_path / "src", 24, 1024, seed=31)
+    owner = _peer(lab, "home11")
+    backup = subprocess.Popen(
+        ["ip", "netns", "exec", owner.ns, sys.executable, "-m", "p2pbak", "backup", str(src),
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(lab.env(owner)), stdin=subprocess.DEVNULL)
+    try:
+        start = {p.name: fragments_held(p) for p in carried}
+        # mid-transfer: once a peer behind this relay has taken a fragment of the backup
+        wait_until(lambda: any(fragments_held(p) > start[p.name] for p in carried)
+                   or backup.poll() is not None, 60, "the backup never reached pub1's peers",
+                   every=0.05)
+        assert backup.poll() is None, "the backup ended before the relay could be killed"
+        assert relay.process is not None
+        relay.process.kill()
+        out, err = backup.communicate(timeout=180)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait(10)
+    assert backup.returncode == 0, err
+    done = [m for m in lines(out) if m.get("message_type") == "summary"]
+    assert len(done) == 1 and done[0]["packs_added"] >= 1
+    # the peers pub1 carried moved to another relay
+    def moved() -> bool:
+        return all(lab.status(p)["reached"].get("via") not in ("", _mid(relay))
+                   for p in carried)
+    wait_until(moved, 30, "pub1's peers did not move to another relay")
+    target = tmp_path / "restored"
+    r = lab.cli(owner.ns, "restore", "latest", "--target", str(target), "--json",
+                config=owner, timeout=300)
+    summary(r)
+    assert compare_trees(src, restored_root(target, src)) == []
