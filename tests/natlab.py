@@ -313,9 +313,11 @@ def _port(peer: LabPeer) -> int:
     return PEER_PORT + (int(peer.name[-1]) if peer.home is None else 0)
 
 
-def start_lab_grid(lab: Lab, root: Path, public: int = 3, relays: int = 2) -> LabGrid:
-    """A coordinator (`serve --relay`) and `public` peers (the first `relays` with --relay)
-    on the internet, and a peer on every home host, all on 0.0.0.0 with no --advertise."""
+def start_lab_grid(lab: Lab, root: Path, public: int = 3, relays: int = 2,
+                   relay_rate: str = "4MB/s") -> LabGrid:
+    """A coordinator (`serve --relay`) and `public` peers (the first `relays` with --relay
+    under `relay_rate`) on the internet, and a peer on every home host, all on 0.0.0.0 with
+    no --advertise."""
     (root / "logs").mkdir(parents=True, exist_ok=True)
     password_file = root / "passphrase"
     password_file.write_text(PASSPHRASE + "\n")
@@ -341,7 +343,8 @@ def start_lab_grid(lab: Lab, root: Path, public: int = 3, relays: int = 2) -> La
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(init, grid.peers))
     for n, peer in enumerate(grid.peers):
-        grid.start_peer(peer, *(["--relay"] if peer.home is None and n < relays else []))
+        relay = ["--relay", "--relay-rate", relay_rate] if peer.home is None and n < relays else []
+        grid.start_peer(peer, *relay)
     return grid
 
 

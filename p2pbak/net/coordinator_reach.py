@@ -134,6 +134,18 @@ async def peer_reach(request: web.Request) -> web.Response:
                               "reached": reach_of(request.app, peer)})
 
 
+async def _first_alive(relays: Relays, choices: list[tuple[str, str]]) -> tuple[str, str]:
+    """The first relay that answers now; one that does not stops being offered (it died
+    since it last proved reachable, e.g. the one a peer just asked to avoid)."""
+    timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for rid, url in choices:
+            if not await _dial(session, url, rid):
+                return rid, url
+            relays.offered.pop(rid, None)
+    return "", ""
+
+
 def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[str, str]:
     """How others reach `peer`: public (dialled back), relayed (via which relay), direct
     (an address it advertised, not checked), none (no peer on this machine)."""
@@ -153,14 +165,14 @@ async def _assign(request: web.Request, peer_id: str,
     """The least-loaded online relay peer not avoided, else the coordinator's own relay."""
     c, relays = coordinator(request), request.app[RELAYS]
     online = await coordinator_peers.many(c.db, list(relays.offered))
-    choices = [(len(relays.load.get(rid, ())), rid, url) for rid, url in relays.offered.items()
-               if rid != peer_id and url not in avoid and rid in online
-               and online[rid].online(c.online_window)]
-    if choices:
-        _, rid, url = min(choices)
-    elif RELAY in request.app and COORDINATOR_ID not in avoid:
+    choices = sorted((len(relays.load.get(rid, ())), rid, url)
+                     for rid, url in relays.offered.items()
+                     if rid != peer_id and url not in avoid and rid in online
+                     and online[rid].online(c.online_window))
+    rid, url = await _first_alive(relays, [(rid, url) for _, rid, url in choices])
+    if not rid and RELAY in request.app and COORDINATOR_ID not in avoid:
         rid, url = COORDINATOR_ID, ""  # "": the coordinator's URL, as the peer knows it
-    else:
+    if not rid:
         return None
     relays.assign(rid, peer_id)
     ticket = c.ticket(op="relay", fragment=peer_id, size=0, from_=peer_id, to=rid)

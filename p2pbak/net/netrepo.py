@@ -34,6 +34,7 @@ class Stats:
     bytes_uploaded: int = 0
     fragments_cancelled: int = 0
     fragments_failed: int = 0
+    fragments_rerouted: int = 0  # retried at a relayed peer's new relay (net/reroute)
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
 
@@ -163,6 +164,7 @@ class NetworkRepository:
             return None
         moved = _Upload(u.index, u.fragment, u.fid, {**u.peer, "url": url}, "", True)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
+        self.stats.fragments_rerouted += 1
         return moved
 
     # -- packs: download -----------------------------------------------------------------

@@ -164,6 +164,8 @@ async def put_fragment(request: web.Request) -> web.Response:
     state.reserved += t.size
     try:
         await _receive(request, state, fid, t.size)
+    except ConnectionResetError:  # the sender went away mid-body: nothing stored, no fault
+        fail(400, "the upload was cut off before its end: send it again")
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise

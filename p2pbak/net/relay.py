@@ -124,14 +124,14 @@ async def forward(request: web.Request) -> web.StreamResponse:
         await stream.send_head(OPEN, {"method": request.method, "path": path,
                                       "headers": headers})
         pump = asyncio.create_task(_pump(request, stream, state))
-        head = await asyncio.wait_for(stream.head, HEAD_TIMEOUT)
-    except (StreamReset, TimeoutError) as exc:
-        await stream.reset("gave up")
-        fail(503, f"peer {peer_id} did not answer through this relay ({exc or 'timeout'})")
-    try:
+        try:
+            head = await asyncio.wait_for(stream.head, HEAD_TIMEOUT)
+        except (StreamReset, TimeoutError) as exc:
+            fail(503, f"peer {peer_id} did not answer through this relay "
+                      f"({exc or 'timeout'}): ask the coordinator for its current address")
         return await _answer(request, stream, head, state)
     finally:
-        if pump is not None:
+        if pump is not None:  # the body must not be read after the handler returns
             pump.cancel()
             with contextlib.suppress(BaseException):
                 await pump
@@ -169,5 +169,7 @@ async def _answer(request: web.Request, stream: Stream, head: dict[str, object],
         # the peer's link broke mid-answer: cut the connection so the caller sees it
         if request.transport is not None:
             request.transport.close()
+    except ConnectionError:
+        pass  # the caller went away (e.g. it had enough fragments): nothing to answer
     return resp
 

@@ -138,7 +138,10 @@ class Mux:
             raise StreamReset("the relay link is closed")
         self.bytes_carried += len(payload)
         async with self._lock:  # one frame at a time; send_bytes waits for the socket
-            await self.ws.send_bytes(_HDR.pack(sid, kind) + payload)
+            try:
+                await self.ws.send_bytes(_HDR.pack(sid, kind) + payload)
+            except (ConnectionError, RuntimeError) as exc:  # the link is going away
+                raise StreamReset(f"the relay link broke: {exc}") from None
 
     async def run(self) -> None:
         """Read frames until the WebSocket closes; then every open stream fails."""
