@@ -123,6 +123,15 @@ class Lab:
             home.hosts.append(ns)
         return home
 
+    def forward(self, home: Home, host: int, port: int) -> None:
+        """Forward TCP `port` of the router's public address to host `host` (by hand, as a
+        user would on the router's web page)."""
+        to = home.host_ip(host)
+        self.exec(home.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p",
+                  "tcp", "--dport", str(port), "-j", "DNAT", "--to-destination", f"{to}:{port}")
+        self.exec(home.router, "iptables", "-I", "FORWARD", "-i", "wan", "-p", "tcp", "-d", to,
+                  "--dport", str(port), "-j", "ACCEPT")
+
     # -- running ----------------------------------------------------------------------
 
     def spawn(self, ns: str, name: str, args: list[str], log: Path, url: str = "",

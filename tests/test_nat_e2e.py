@@ -71,6 +71,20 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
     assert "reached by others: relayed via" in text
 
 
+def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:
+    """The coordinator dials back the address it sees the peer come from: with a port
+    forwarded by hand, the peer is public there, with no --advertise."""
+    peer = _peer(lab, "home21")
+    home = peer.home
+    assert home is not None and peer.process is not None
+    lab.lab.forward(home, 1, PEER_PORT)
+    peer.process.stop()
+    lab.start_peer(peer)
+    want = {"how": "public", "url": f"http://{home.wan_ip}:{PEER_PORT}"}
+    wait_until(lambda: lab.status(peer)["reached"] == want, 30,
+               "the forwarded peer was not found public at its router's address")
+
+
 def _mid(peer: LabPeer) -> str:
     from p2pbak.config import load
 
