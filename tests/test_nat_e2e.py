@@ -16,6 +16,7 @@ import pytest
 
 from p2pbak.demo import compare_trees, restored_root
 from p2pbak.grid import child_env
+from p2pbak.net import seal
 from tests.grid import lines, random_files, summary
 from tests.natlab import (
     COORD_URL,
@@ -61,7 +62,8 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
             port = PEER_PORT + int(p.name[-1])
             assert how == {"how": "public", "url": f"http://198.18.0.1:{port}"}
         else:  # nothing dials a home: relayed
-            assert how["how"] == "relayed" and how["url"].endswith(f"/v1/relay/{_mid(p)}")
+            assert how["how"] == "relayed" and f"/v1/relay/{_mid(p)}~" in how["url"]
+            assert seal.url_key(how["url"])  # its link key, pinned: links through relays are sealed
     vias = {reached[p.name]["via"] for p in lab.peers if p.home}
     assert vias == relays  # the load spread over both
     home = _peer(lab, "home30")  # behind the symmetric NAT

@@ -18,9 +18,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2pbak.grid import free_port
-from p2pbak.net import tickets
+from p2pbak.net import seal, tickets
 from p2pbak.net.client import PeerClient, PeerError
 from p2pbak.net.peer import TokenBucket
 from p2pbak.net.peer_reach import Reacher
@@ -203,3 +204,116 @@ def test_callers_that_give_up_leave_no_error_behind(
     with caplog.at_level(logging.INFO):
         asyncio.run(go())
     assert not [r for r in caplog.records if "unexpected error" in r.getMessage()]
+
+
+# -- sealed: what crosses the relay is ciphertext -------------------------------------------
+
+class Tap:
+    """A TCP forwarder in front of the relay that keeps every byte it passes (the wire)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.seen = bytearray()
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> Tap:
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tr, tw = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    self.seen += data
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+        await asyncio.gather(pipe(r, tw), pipe(tr, w))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+@contextlib.asynccontextmanager
+async def sealed_link(root: Path, answering_key: X25519PrivateKey,
+                      pinned_key: X25519PrivateKey) -> AsyncIterator[tuple[Served, str, Tap]]:
+    """A relayed peer holding `answering_key`, at a URL pinning `pinned_key`; every byte to
+    and from the relay (client side and link side) goes through one Tap."""
+    async with serve_peer(root) as peer:
+        state = RelayState(key=peer.key.public_key, relay_id=RELAY_ID)
+        app = web.Application(middlewares=[error_middleware])
+        add_relay(app, state)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        tap = await Tap(port).start()
+        base = f"http://127.0.0.1:{tap.port}"
+        session = aiohttp.ClientSession()
+        reacher = Reacher("127.0.0.1", int(peer.url.rsplit(":", 1)[1]), relay=False,
+                          on_change=lambda r: None, link_key=answering_key)
+        reacher._session = session
+
+        async def link() -> None:
+            ticket = tickets.issue(peer.key, op="relay", fragment=RELAYED, size=0,
+                                   from_=RELAYED, to=RELAY_ID)
+            async with session.ws_connect(relay_url(base, RELAYED) + "/connect",
+                                          headers={tickets.HEADER: ticket}) as ws:
+                await Mux(ws, on_open=reacher._serve, first_id=2).run()
+        task = asyncio.create_task(link())
+        try:
+            for _ in range(200):
+                if RELAYED in state.tunnels:
+                    break
+                await asyncio.sleep(0.01)
+            url = relay_url(base, RELAYED) + "~" + seal.public_hex(pinned_key)
+            yield peer, url, tap
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await session.close()
+            tap.close()
+            await runner.cleanup()
+
+
+def test_the_relay_sees_only_ciphertext(tmp_path: Path) -> None:
+    async def go() -> None:
+        key = X25519PrivateKey.generate()
+        async with sealed_link(tmp_path, key, key) as (peer, url, tap), \
+                PeerClient() as client:
+            fid, data = fragment(300_000, seed=b"p2pbak_private_plans.odt quarterly numbers")
+            store, fetch = peer.ticket("store", fid, len(data)), peer.ticket("fetch", fid)
+            await client.put_fragment(url, fid, data, store)
+            assert peer.store.read(fid) == data
+            assert await client.get_fragment(url, fid, fetch) == data
+            assert (await client.health(url))["peer_id"] == peer.state.peer_id
+            # unsealed requests through the relay are refused by the peer itself
+            async with aiohttp.ClientSession() as s, s.get(url + "/v1/health") as resp:
+                assert resp.status == 403
+            wire = bytes(tap.seen)
+            assert len(wire) > 2 * len(data)  # it all went through the tap
+            for secret in (store, fetch, fid, store.split(".")[1], data[:64], data[-64:],
+                           b"p2pbak_private_plans"):  # (the link's own relay ticket is)
+                needle = secret.encode() if isinstance(secret, str) else secret
+                assert needle not in wire, needle[:40]
+    asyncio.run(go())
+
+
+def test_a_peer_without_the_pinned_key_is_refused(tmp_path: Path) -> None:
+    async def go() -> None:
+        impostor, pinned = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+        async with sealed_link(tmp_path, impostor, pinned) as (peer, url, _), \
+                PeerClient() as client:
+            fid, data = fragment(5000)
+            with pytest.raises(PeerError) as refused:
+                await client.put_fragment(url, fid, data, peer.ticket("store", fid, len(data)))
+            assert refused.value.status == 400 and "not sealed for this peer" in str(
+                refused.value)
+            assert peer.store.read(fid) is None
+    asyncio.run(go())

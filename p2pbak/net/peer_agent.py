@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2pbak import config
 from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
-from p2pbak.net import tickets
+from p2pbak.net import seal, tickets
 from p2pbak.net.client import CoordinatorClient, PeerClient
 from p2pbak.net.peer import STATE, PeerState, TokenBucket, make_app
 from p2pbak.net.peer_reach import Reached, Reacher
@@ -114,7 +114,8 @@ class Agent:
         if not self.advertise:  # find our address ourselves
             workers.append(Reacher(self.host, self.port, relay=self.relay,
                                    on_change=self._reach_changed,
-                                   recheck=max(5.0, 5 * self.interval)))
+                                   recheck=max(5.0, 5 * self.interval),
+                                   link_key=seal.load_or_create(self.storage)))
         jobs = [asyncio.create_task(self._heartbeats(ctx))]
         jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in workers]
         try:

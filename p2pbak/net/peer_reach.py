@@ -14,6 +14,7 @@ import array
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import socket
 import struct
@@ -22,10 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2pbak.errors import P2pbakError
-from p2pbak.net import tickets
-from p2pbak.net.client import CoordinatorError
+from p2pbak.net import seal, tickets
+from p2pbak.net.client import MAX_FRAGMENT, CoordinatorError
 from p2pbak.net.relay import COORDINATOR_ID, RESPONSE_HEADERS, relay_url
 from p2pbak.net.relay_mux import CHUNK, HEAD, Mux, Stream, StreamReset
 
@@ -74,8 +76,11 @@ class Reacher:
     """The worker that keeps this peer reachable; `on_change` gets each new way in."""
 
     def __init__(self, host: str, port: int, *, relay: bool,
-                 on_change: Callable[[Reached], None], recheck: float = 60.0) -> None:
+                 on_change: Callable[[Reached], None], recheck: float = 60.0,
+                 link_key: X25519PrivateKey | None = None) -> None:
         self.host, self.port, self.relay = host, port, relay
+        # with a link key, only sealed requests are answered through a relay (net/seal.py)
+        self.link_key = link_key
         self.on_change = on_change
         self.recheck = recheck  # seconds on the coordinator's relay before asking for a peer
         self._next: dict[str, Any] | None = None  # an answer already in hand
@@ -137,12 +142,14 @@ class Reacher:
         base = str(relay.get("url") or ctx.cfg.coordinator)
         url = relay_url(base, ctx.cfg.machine_id)
         via = str(relay.get("relay_id", "?"))
+        pinned = url + (seal.KEY_MARK + seal.public_hex(self.link_key) if self.link_key
+                        else "")
         try:
             async with self._session.ws_connect(
                     url + "/connect", headers={tickets.HEADER: str(relay.get("ticket"))},
                     heartbeat=15, max_msg_size=CHUNK + 1024) as ws:
                 mux = Mux(ws, on_open=self._serve, first_id=2)
-                self.on_change(Reached("relayed", url, via=via))
+                self.on_change(Reached("relayed", pinned, via=via))
                 await self._hold(ctx, mux, via)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("cannot keep a link to relay %s at %s (%s): asking for another",
@@ -177,6 +184,9 @@ class Reacher:
         try:
             head = await stream.head
             method, path = str(head["method"]), str(head["path"])
+            if self.link_key is not None:
+                await self._serve_sealed(stream, method, path)
+                return
             headers = {str(k): str(v) for k, v in dict(head.get("headers", {})).items()}
             data = stream.body() if method in ("PUT", "POST") else None
             async with self._session.request(method, self.local + path, headers=headers,
@@ -192,3 +202,40 @@ class Reacher:
                 await stream.reset(str(exc) or type(exc).__name__)
         finally:
             stream.close()
+
+    async def _serve_sealed(self, stream: Stream, method: str, path: str) -> None:
+        """Open a sealed request, replay it, seal the answer; anything else is refused."""
+        assert self._session is not None and self.link_key is not None
+        if (method, path) != ("POST", seal.SEALED_PATH):
+            return await _answer(stream, 403, b'{"error": "this peer answers sealed '
+                                 b'requests only (POST /sealed)"}')
+        blob = bytearray()
+        async for piece in stream.body():
+            blob += piece
+            if len(blob) > MAX_FRAGMENT + seal.OVERHEAD:
+                return await _answer(stream, 413, b'{"error": "sealed request too large"}')
+        try:
+            opened = seal.open_request(self.link_key, bytes(blob))
+        except seal.SealError as exc:
+            return await _answer(stream, 400, json.dumps({"error": str(exc)}).encode())
+        inner = opened.head
+        method, path = str(inner.get("method", "")), str(inner.get("path", ""))
+        headers = {str(k): str(v) for k, v in dict(inner.get("headers") or {}).items()}
+        if not path.startswith("/v1/") or method not in ("GET", "PUT", "HEAD", "DELETE"):
+            return await _answer(stream, 400, b'{"error": "bad sealed request"}')
+        data = opened.body if method == "PUT" else None
+        async with self._session.request(method, self.local + path, headers=headers,
+                                         data=data, allow_redirects=False) as resp:
+            body = await resp.read()
+            out = {h: resp.headers[h] for h in ("Content-Type",) if h in resp.headers}
+        await _answer(stream, 200, seal.seal_response(
+            opened.response_key, {"status": resp.status, "headers": out}, body),
+            "application/octet-stream")
+
+
+async def _answer(stream: Stream, status: int, body: bytes,
+                  kind: str = "application/json") -> None:
+    await stream.send_head(HEAD, {"status": status, "headers": {
+        "Content-Type": kind, "Content-Length": str(len(body))}})
+    await stream.write(body)
+    await stream.end()

@@ -55,8 +55,9 @@ def add_relay(app: web.Application, state: RelayState) -> None:
 
 
 def peer_id_of(request: web.Request) -> str:
-    """The machine id in the path (32 lowercase hex digits), 400 when it is not one."""
-    value = request.match_info["peer_id"]
+    """The machine id in the path (lowercase hex digits; a relayed peer's URL may add
+    `~` and its link key, see net/seal.py), 400 when it is not one."""
+    value = request.match_info["peer_id"].split("~", 1)[0]
     if not 0 < len(value) <= 64 or any(c not in "0123456789abcdef" for c in value):
         fail(400, "peer_id must be a machine id (lowercase hex digits)")
     return value
