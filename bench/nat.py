@@ -5,7 +5,7 @@ peer (the real fragment server, net/peer.py) and a relay (net/relay.py); behind 
 peer reachable only through that relay (net/peer_reach.Reacher's link); behind home 2 the
 client (PeerClient), which stores --count fragments of --size KiB:
   1. direct to the public peer;
-  2. to the home-1 peer through the relay.
+  2. to the home-1 peer through the relay, sealed end to end (net/seal.py) as in the grid.
 Prints MB/s of each, the relayed/direct ratio, and the relay process's CPU seconds per MB
 carried (user + system, read from the relay itself). Each role is this script again, run
 with `ip netns exec`.
@@ -31,9 +31,10 @@ sys.path.insert(0, str(HERE.parent))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
 from p2pbak.grid import child_env  # noqa: E402
-from p2pbak.net import tickets  # noqa: E402
+from p2pbak.net import seal, tickets  # noqa: E402
 from p2pbak.net.client import PeerClient  # noqa: E402
 from p2pbak.net.peer import make_app  # noqa: E402
 from p2pbak.net.peer_reach import Reacher  # noqa: E402
@@ -57,7 +58,8 @@ async def _forever() -> None:
 
 # -- roles (each its own process, in its namespace) ----------------------------------------
 
-async def role_peer(key: Ed25519PrivateKey, root: Path, port: int, relay: str) -> None:
+async def role_peer(key: Ed25519PrivateKey, root: Path, port: int, relay: str,
+                    link: str) -> None:
     store = FragmentStore(root).open()
     runner = web.AppRunner(make_app(store, peer_id=PEER_ID, ticket_key=key.public_key()),
                            access_log=None)
@@ -65,7 +67,8 @@ async def role_peer(key: Ed25519PrivateKey, root: Path, port: int, relay: str) -
     await web.TCPSite(runner, "0.0.0.0", port).start()
     if not relay:
         await _forever()
-    reacher = Reacher("0.0.0.0", port, relay=False, on_change=lambda r: None)
+    reacher = Reacher("0.0.0.0", port, relay=False, on_change=lambda r: None,
+                      link_key=X25519PrivateKey.from_private_bytes(bytes.fromhex(link)))
     ticket = tickets.issue(key, op="relay", fragment=RELAYED, size=0, from_=RELAYED,
                            to=RELAY_ID)
     async with aiohttp.ClientSession() as session:
@@ -113,10 +116,20 @@ async def role_client(key: Ed25519PrivateKey, url: str, count: int, size: int,
 
 # -- the bench -------------------------------------------------------------------------------
 
+def _log(role: str) -> int:
+    """Where a role's stderr goes (kept for a failed run): a file in the temp folder."""
+    return os.open(os.path.join(tempfile.gettempdir(), f"p2pbak-bench-nat-{role}.log"),
+                   os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+
 def _spawn(ns: str, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, *args],
-                            env=child_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = _log(args[0])
+    try:
+        return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, *args],
+                                env=child_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log)
+    finally:
+        os.close(log)
 
 
 def _stats(lab: object, url: str) -> dict[str, float]:
@@ -134,6 +147,7 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
         print(f"bench/nat.py: {why}", file=sys.stderr)
         return 1
     key_hex = Ed25519PrivateKey.generate().private_bytes_raw().hex()
+    link = X25519PrivateKey.generate()
     lab = Lab(tag=f"p2b{os.getpid() % 100000}", inet="")
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -145,13 +159,15 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
                                 "--port", str(PUBLIC_PORT)))
             procs.append(_spawn(home_ns, "peer", key_hex, "--root", f"{tmp}/home",
                                 "--port", str(HOME_PORT),
-                                "--relay", f"http://{INET}:{RELAY_PORT}"))
+                                "--relay", f"http://{INET}:{RELAY_PORT}",
+                                "--link", link.private_bytes_raw().hex()))
             stats_url = f"http://{INET}:{RELAY_PORT}/stats"
-            wait_until(lambda: _stats(lab, stats_url)["linked"], 30, "the relayed peer's link")
+            wait_until(lambda: _stats(lab, stats_url)["linked"], 90, "the relayed peer's link")
             wait_until(lambda: lab.get_json(lab.inet, f"http://{INET}:{PUBLIC_PORT}/v1/health"),
-                       30, "the public peer")
+                       90, "the public peer")
             runs = {"direct": f"http://{INET}:{PUBLIC_PORT}",
-                    "relayed": relay_url(f"http://{INET}:{RELAY_PORT}", RELAYED)}
+                    "relayed": relay_url(f"http://{INET}:{RELAY_PORT}", RELAYED)
+                    + seal.KEY_MARK + seal.public_hex(link)}
             rates, cpu = {}, {}
             for name, url in runs.items():
                 before = _stats(lab, stats_url)
@@ -176,8 +192,8 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
         lab.close()
     print(f"upload of {count} x {size_kib} KiB fragments, {parallel} at once, "
           "home 2 -> target:")
-    print(f"  direct to a public peer:        {rates['direct']:8.1f} MB/s")
-    print(f"  to a home-1 peer via the relay: {rates['relayed']:8.1f} MB/s  "
+    print(f"  direct to a public peer:                          {rates['direct']:8.1f} MB/s")
+    print(f"  to a home-1 peer via the relay, sealed end to end: {rates['relayed']:8.1f} MB/s  "
           f"(ratio relayed/direct {rates['relayed'] / rates['direct']:.2f})")
     print(f"  relay CPU: {cpu['relayed'] * 1000:.1f} ms per MB carried")
     return 0
@@ -195,12 +211,13 @@ def main() -> int:
     ap.add_argument("--root", default="")
     ap.add_argument("--relay", default="")
     ap.add_argument("--url", default="")
+    ap.add_argument("--link", default="", help="peer role: its X25519 link key (hex)")
     a = ap.parse_args()
     if a.role == "bench":
         return bench(a.count, a.size, a.parallel)
     key = _key(a.key)
     if a.role == "peer":
-        asyncio.run(role_peer(key, Path(a.root), a.port, a.relay))
+        asyncio.run(role_peer(key, Path(a.root), a.port, a.relay, a.link))
     elif a.role == "relay":
         asyncio.run(role_relay(key, a.port))
     else:
