@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ class RelayState:
     relay_id: str  # this relay's name in tickets: a machine id, or COORDINATOR_ID
     bucket: TokenBucket = field(default_factory=TokenBucket)  # the bandwidth cap
     tunnels: dict[str, Mux] = field(default_factory=dict)
-    spent: set[str] = field(default_factory=set)  # relay ticket ids already used
+    spent: dict[str, int] = field(default_factory=dict)  # relay ticket id → its expiry
     carried: int = 0  # body bytes forwarded, both ways
 
 
@@ -90,7 +91,9 @@ async def connect(request: web.Request) -> web.WebSocketResponse:
         fail(401, f"{exc}: ask the coordinator (POST /v1/reach) for a relay ticket")
     if t.id in state.spent:
         fail(409, "relay ticket already used: ask the coordinator for a new one")
-    state.spent.add(t.id)
+    now = time.time()
+    state.spent = {i: exp for i, exp in state.spent.items() if exp >= now}  # expired: moot
+    state.spent[t.id] = t.exp
     ws = web.WebSocketResponse(heartbeat=15, max_msg_size=CHUNK + 1024)
     await ws.prepare(request)
     mux = Mux(ws, first_id=1)
@@ -126,6 +129,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
                                       "headers": headers})
         pump = asyncio.create_task(_pump(request, stream, state))
         try:
+            # the body may take long (a big fragment on a slow link); the answer may come
+            # before its end (a refusal); once all is sent, the peer has HEAD_TIMEOUT
+            await asyncio.wait({pump, stream.head}, return_when=asyncio.FIRST_COMPLETED)
             head = await asyncio.wait_for(stream.head, HEAD_TIMEOUT)
         except (StreamReset, TimeoutError) as exc:
             fail(503, f"peer {peer_id} did not answer through this relay "
