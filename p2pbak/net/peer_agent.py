@@ -111,7 +111,7 @@ class Agent:
 
     async def _until(self, stop: asyncio.Event, ctx: AgentContext) -> None:
         workers = list(self.workers)
-        if not self.advertise:  # find our address ourselves
+        if not self.advertise or self.relay:  # find our address (a relay: offer it)
             workers.append(Reacher(self.host, self.port, relay=self.relay,
                                    on_change=self._reach_changed,
                                    recheck=max(5.0, 5 * self.interval),
