@@ -366,3 +366,66 @@ def _lab_peer(root: Path, name: str, ns: str, home: Home | None) -> LabPeer:
 def fragments_held(peer: LabPeer) -> int:
     return sum(1 for f in (peer.storage / "fragments").rglob("*")
                if f.is_file() and len(f.name) == 64)
+
+
+class Capture:
+    """Every TCP payload to or from `ports` seen on `iface` in namespace `ns` (AF_PACKET),
+    in its own thread: what crossed the wire there, for tests of what a relay sees."""
+
+    def __init__(self, ns: str, iface: str, ports: set[int]) -> None:
+        self.ns, self.iface, self.ports = ns, iface, ports
+        self.flows: dict[tuple[object, object], bytearray] = {}  # TCP connection → payloads
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> Capture:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("capture did not start")
+        if self.error is not None:
+            raise RuntimeError(f"capture failed: {self.error}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        import socket
+        import struct
+
+        try:
+            _enter(self.ns)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+            sock.bind((self.iface, 0))
+            sock.settimeout(0.2)
+        except OSError as exc:
+            self.error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        with sock:
+            while not self._stop.is_set():
+                try:
+                    frame = sock.recv(1 << 18)
+                except TimeoutError:
+                    continue
+                if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+                    continue  # IPv4 TCP only
+                ihl = (frame[14] & 0x0F) * 4
+                tcp = 14 + ihl
+                sport, dport = struct.unpack_from("!HH", frame, tcp)
+                if sport in self.ports or dport in self.ports:
+                    ends = sorted([(frame[26:30], sport), (frame[30:34], dport)])
+                    payload = frame[tcp + (frame[tcp + 12] >> 4) * 4:]
+                    if payload:
+                        self.flows.setdefault((ends[0], ends[1]), bytearray()).extend(payload)
+
+    def relayed(self) -> bytes:
+        """The bytes of connections that went through a relay, both ways: requests naming a
+        /v1/relay/ path, and links to the relay (WebSocket frames from their first byte
+        when the link was up before the capture)."""
+        return b"".join(bytes(f) for f in self.flows.values()
+                        if b" /v1/relay/" in f[:64] or f[0] in (0x81, 0x82, 0x88, 0x89, 0x8A))

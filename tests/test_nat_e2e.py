@@ -21,6 +21,7 @@ from tests.grid import lines, random_files, summary
 from tests.natlab import (
     COORD_URL,
     PEER_PORT,
+    Capture,
     LabGrid,
     LabPeer,
     fragments_held,
@@ -114,6 +115,38 @@ def test_backup_behind_one_nat_lands_behind_every_nat(lab: LabGrid, tmp_path: Pa
                 config=config)
     summary(r)
     assert compare_trees(src, restored_root(target, src)) == []
+
+
+def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> None:
+    """Capture the relays' traffic on the internet's bridge during a backup: no ticket,
+    fragment id, fragment byte or file name in the clear."""
+    src = random_files(tmp_path / "src", 4, 256, seed=7)
+    (src / "p2pbak_private_plans.txt").write_text("quarterly numbers\n")
+    owner = _peer(lab, "home20")
+    homes = [p for p in lab.peers if p.home is not None and p is not owner]
+    before = {p.name: set(_fragment_files(p)) for p in homes}
+    relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2, the coordinator
+    with Capture(lab.lab.inet, "br0", relays) as cap:
+        done = summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+    wire = cap.relayed()  # (the relays are storage peers too: direct transfers left out)
+    new = [f for p in homes for f in _fragment_files(p) if f not in before[p.name]]
+    assert new and done["fragments_uploaded"] >= len(new)
+    assert len(wire) > sum(f.stat().st_size for f in new)  # they crossed the relays
+    for f in new:
+        data = f.read_bytes()
+        assert f.name.encode() not in wire  # the fragment id
+        for at in (0, len(data) // 2, len(data) - 64):
+            assert data[at:at + 64] not in wire
+    for needle in (b"p2pbak_private_plans", b"/v1/fragments/"):
+        at = wire.find(needle)
+        assert at < 0, wire[max(0, at - 300):at + 100]
+    # the only tickets in the clear are the relay tickets of links (re)connecting
+    assert wire.count(b"X-P2PBAK-Ticket") == wire.count(b"/connect HTTP/1.1")
+
+
+def _fragment_files(peer: LabPeer) -> list[Path]:
+    return [f for f in (peer.storage / "fragments").rglob("*")
+            if f.is_file() and len(f.name) == 64]
 
 
 def _receiving(peer: LabPeer) -> bool:
