@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 from p2pbak.config import Supply, format_rate, fsync_dir  # noqa: E402
 from p2pbak.net import tickets  # noqa: E402
-from p2pbak.peer.server import TokenBucket, make_app  # noqa: E402
+from p2pbak.net.ratelimit import TokenBucket, make_app  # noqa: E402
 from p2pbak.store.fragments import FragmentStore  # noqa: E402
 
 # The peer app checks a signature and the replay table per request and hashes every byte it

@@ -119,6 +119,10 @@ class TicketError(P2pbakError, ValueError):
     """A ticket that must be refused; the message says why."""
 
 
+class SealError(P2pbakError, ValueError):
+    """Bytes that do not open under the key: tampered, or sealed for another key."""
+
+
 class ApiError(P2pbakError):
     """A refusal the client caused (or a conflict it can resolve): 4xx with one line."""
 

@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from p2pbak.client import reroute
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, SuppliersFull, Unreachable
 from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient
@@ -40,6 +41,7 @@ class Stats:
     bytes_uploaded: int = 0
     fragments_cancelled: int = 0
     fragments_failed: int = 0
+    fragments_rerouted: int = 0  # retried at a relayed peer's new relay (net/reroute)
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
     metadata_fetched: int = 0  # index and snapshot blobs from the coordinator
@@ -53,6 +55,7 @@ class _Upload:
     fid: str
     peer: dict[str, Any]
     ticket: str
+    rerouted: bool = False  # retried once through the peer's new relay (net/reroute)
 
 
 class NetworkRepository:
@@ -132,7 +135,8 @@ class NetworkRepository:
                     self.stats.fragments_failed += 1
                     why = str(task.exception())
                     self.stats.failed_peers.add(u.peer["peer_id"])
-                    retry = await self._move_to_spare(pack_id, u, spares)
+                    retry = (await self._move_to_spare(pack_id, u, spares)
+                             or await self._reroute(pack_id, u, task.exception()))
                     if retry is not None:
                         tasks[asyncio.create_task(self._put(retry))] = retry
                 if deadline is None and len(stored) >= success:
@@ -160,6 +164,20 @@ class NetworkRepository:
             return None
         moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "")
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
+        return moved
+
+    async def _reroute(self, pack_id: str, u: _Upload,
+                       exc: BaseException | None) -> _Upload | None:
+        """Once, a relayed peer at its new relay, with a fresh ticket (the old one may have
+        been spent before the relay broke)."""
+        if u.rerouted or exc is None or not reroute.worth_rerouting(u.peer["url"], exc):
+            return None
+        url = await reroute.new_url(self.coord, u.peer["peer_id"], u.peer["url"])
+        if not url:
+            return None
+        moved = _Upload(u.index, u.fragment, u.fid, {**u.peer, "url": url}, "", True)
+        (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
+        self.stats.fragments_rerouted += 1
         return moved
 
     # -- packs: download -----------------------------------------------------------------

@@ -13,7 +13,7 @@ import typer
 
 from p2pbak.commands import groups
 from p2pbak.commands.output import Reporter
-from p2pbak.config import config_path
+from p2pbak.config import config_path, parse_rate
 from p2pbak.errors import P2pbakError
 
 DEFAULT_LISTEN = "127.0.0.1:8421"
@@ -55,8 +55,13 @@ def run(
     storage: Path = typer.Option(..., "--storage", help="Folder for other users' fragments."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT to serve on."),
     advertise: str = typer.Option("", "--advertise",
-                                  help="URL other peers use to reach this agent "
-                                       "(default: http://<listen>)."),
+                                  help="URL other peers use to reach this agent (default: "
+                                       "found by the coordinator dialling back; behind NAT, "
+                                       "through a relay)."),
+    relay: bool = typer.Option(False, "--relay", help="Relay for peers behind NAT while "
+                               "this one is reachable."),
+    relay_rate: str = typer.Option("0", "--relay-rate", help="Bandwidth cap on what this "
+                                   "peer relays, e.g. 1MB/s (0: no cap)."),
     heartbeat_interval: float = typer.Option(60.0, "--heartbeat-interval", min=0.1,
                                              help="Seconds between heartbeats."),
     config: Path | None = typer.Option(None, "--config", help="Config file (default: "
@@ -87,7 +92,8 @@ def run(
                         err=Console(stderr=True, highlight=False, soft_wrap=True))
     host, port = parse_listen(listen)
     agent = Agent(config_path(config), storage.expanduser(), host, port,
-                  advertise.rstrip("/"), heartbeat_interval)
+                  advertise.rstrip("/"), heartbeat_interval, relay=relay,
+                  relay_rate=parse_rate(relay_rate))
     # tickets honoured, handed in to be paid with each heartbeat
     receipts = ReceiptBook(agent.storage / RECEIPTS_FILE)
     agent.served_hooks.append(receipts.served)

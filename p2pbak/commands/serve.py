@@ -60,6 +60,8 @@ def serve(
     availability_window: int = typer.Option(7 * 86400, "--availability-window", min=60,
                                             help="Seconds of heartbeat history behind each "
                                             "peer's availability estimate."),
+    relay: bool = typer.Option(False, "--relay", help="Relay for peers behind NAT when no "
+                               "peer offers to (the relay of last resort)."),
     json: bool = typer.Option(False, "--json", help="Start/stop lines as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start/stop lines."),
 ) -> None:
@@ -84,7 +86,7 @@ def serve(
                             rule=check_rule(price_rule),
                             smtp_host=smtp_host, smtp_port=smtp_port, smtp_from=smtp_from)
     opts = ServeOptions(db=path, host=host, port=port, online_window=online_window,
-                        tls_cert=tls_cert, tls_key=tls_key, market=market,
+                        tls_cert=tls_cert, tls_key=tls_key, market=market, relay=relay,
                         repair=RepairSettings(checker_interval, departure_timeout,
                                               audit_interval, availability_window))
 

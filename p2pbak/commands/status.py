@@ -16,7 +16,8 @@ from p2pbak.errors import Unreachable
 LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this machine's peer"),
           ("snapshots", "snapshots"), ("packs", "packs"),
           ("bytes_backed_up", "backed up"), ("bytes_stored_for_others", "stored for others"),
-          ("peers_online", "peers online"), ("code", "erasure code for a new pack"),
+          ("reached", "reached by others"), ("peers_online", "peers online"),
+          ("code", "erasure code for a new pack"),
           ("availability", "predicted availability")]
 
 
@@ -47,9 +48,20 @@ def _human(key: str, value: Any) -> str:
     if key == "code" and isinstance(value, dict):
         note = "" if value.get("meets_target", True) else " (below the target: add peers)"
         return f"any {value['k']} of {value['n']} fragments{note}"
+    if key == "reached" and isinstance(value, dict):
+        return _reached(value)
     if value is None:
         return "not enough online peers"
     return str(value)
+
+
+def _reached(value: dict[str, Any]) -> str:
+    how = value.get("how", "?")
+    if how == "relayed":
+        return f"relayed via {value.get('via')} ({value.get('url')})"
+    if how == "none":
+        return "no peer runs on this machine"
+    return f"{how} at {value.get('url')}"
 
 
 def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:

@@ -9,12 +9,23 @@ from p2pbak.coordinator import accounts, placement
 from p2pbak.store.db import blobs as coordinator_blobs
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db.peers import Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.identity import Machine
     from p2pbak.coordinator.service import Coordinator
 
 STATUS_PACK_SIZE = 16 * 1024 * 1024  # the usual pack, for the predicted availability
+
+__all__ = ["Peer", "announce", "get", "heartbeat", "many", "status"]
+
+
+async def get(coord: Coordinator, peer_id: str) -> Peer | None:
+    return await coordinator_peers.get(coord.db, peer_id)
+
+
+async def many(coord: Coordinator, peer_ids: list[str]) -> dict[str, Peer]:
+    return await coordinator_peers.many(coord.db, peer_ids)
 
 
 async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int, upload: int,

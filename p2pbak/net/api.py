@@ -19,6 +19,7 @@ import blake3
 
 from p2pbak import __version__
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
+from p2pbak.net import seal
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 
 if TYPE_CHECKING:
@@ -45,6 +46,17 @@ def _why(exc: BaseException, timeout: aiohttp.ClientTimeout) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"no answer within {timeout.sock_read or timeout.total or 0:g} s"
     return str(exc) or type(exc).__name__
+
+
+def _body_error(raw: bytes, status: int) -> str:
+    """The `{"error": ...}` text of an answer body, else its status."""
+    try:
+        body = jsonlib.loads(raw)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return body["error"]
+    except ValueError:
+        pass
+    return f"HTTP {status}"
 
 
 async def _error_text(resp: aiohttp.ClientResponse) -> str:
@@ -281,7 +293,15 @@ class PeerClient(_Session):
     async def _request(self, method: str, url: str, fragment_id: str, ticket: str,
                        data: bytes | None = None, max_size: int = MAX_FRAGMENT,
                        ) -> tuple[int, bytes]:
-        target = f"{url.rstrip('/')}/v1/fragments/{quote(fragment_id, safe='')}"
+        path = f"/v1/fragments/{quote(fragment_id, safe='')}"
+        if seal.url_key(url):  # a relayed peer: end to end sealed (net/seal.py)
+            status, body = await self._sealed(method, url, path, {TICKET_HEADER: ticket},
+                                              data, max_size)
+            if status >= 400 and status != 404:
+                raise PeerError(f"peer {url} refused {method} of fragment "
+                                f"{fragment_id[:12]}: {_body_error(body, status)}", status)
+            return status, body
+        target = url.rstrip("/") + path
         try:
             async with self.session.request(method, target, data=data,
                                             headers={TICKET_HEADER: ticket}) as resp:
@@ -328,7 +348,45 @@ class PeerClient(_Session):
         """Delete; a fragment already gone counts as deleted."""
         await self._request("DELETE", url, fragment_id, ticket)
 
+    async def _sealed(self, method: str, url: str, path: str, headers: dict[str, str],
+                      data: bytes | None, max_size: int) -> tuple[int, bytes]:
+        """One request sealed for the link key pinned in `url`; its (status, body)."""
+        try:
+            blob, answer_key = seal.seal_request(seal.url_key(url), {
+                "method": method, "path": path, "headers": headers}, data or b"")
+        except seal.SealError as exc:
+            raise PeerError(f"peer {url}: {exc}", 400) from None
+        raw = bytearray()
+        try:
+            async with self.session.post(url.rstrip("/") + seal.SEALED_PATH,
+                                         data=blob) as resp:
+                if resp.status != 200:
+                    raise PeerError(f"peer {url} refused a sealed {method}: "
+                                    f"{await _error_text(resp)}", resp.status)
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    raw += chunk
+                    if len(raw) > max_size + seal.OVERHEAD:
+                        raise PeerError(f"peer {url} sent more than {max_size} bytes", 200)
+        except _NETWORK_ERRORS as exc:
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+        try:
+            head, body = seal.open_response(answer_key, bytes(raw))
+        except seal.SealError as exc:
+            raise PeerError(f"peer {url} refused: {exc} (not the peer the coordinator "
+                            "recorded)", 403) from None
+        status = head.get("status")
+        return (status if isinstance(status, int) else 502), body
+
     async def health(self, url: str) -> dict[str, Any]:
+        if seal.url_key(url):
+            status, raw = await self._sealed("GET", url, "/v1/health", {}, None, 1 << 20)
+            try:
+                body = jsonlib.loads(raw)
+            except ValueError:
+                raise PeerError(f"peer {url} sent a non-JSON health answer", status) from None
+            if status != 200:
+                raise PeerError(f"peer {url}: {_body_error(raw, status)}", status)
+            return body if isinstance(body, dict) else {}
         try:
             async with self.session.get(f"{url.rstrip('/')}/v1/health") as resp:
                 if resp.status != 200:

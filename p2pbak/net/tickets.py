@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from p2pbak.errors import TicketError
 
 HEADER = "X-P2PBAK-Ticket"
-OPS = frozenset({"store", "fetch", "delete", "exists"})
+OPS = frozenset({"store", "fetch", "delete", "exists", "relay"})  # relay: see net/relay.py
 DEFAULT_TTL = 600
 
 

@@ -22,8 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2pbak import config
 from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
-from p2pbak.net import tickets
+from p2pbak.net import seal, tickets
 from p2pbak.net.api import CoordinatorClient, PeerClient
+from p2pbak.net.ratelimit import TokenBucket
+from p2pbak.net.relay import RelayState, add_relay
+from p2pbak.peer.reach import Reached, Reacher
 from p2pbak.peer.server import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore, StoreError
 
@@ -63,6 +66,10 @@ class Agent:
     workers: list[Worker] = field(default_factory=list)
     heartbeat_hooks: list[HeartbeatHook] = field(default_factory=list)
     served_hooks: list[ServedHook] = field(default_factory=list)  # see PeerState
+    relay: bool = False  # relay for peers behind NAT (when this one is reachable)
+    relay_rate: int = 0  # bytes/s cap on what it relays, 0: none
+    reached: Reached | None = None  # how others reach us, once known (net/peer_reach)
+    _url_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _cfg: Config | None = None
     _mtime: float = 0.0
     _online: bool | None = None  # last state logged (None: not yet known)
@@ -79,6 +86,9 @@ class Agent:
             key = await self._ticket_key(cfg, coord)
             app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
             app[STATE].served_hooks.extend(self.served_hooks)
+            if self.relay:
+                add_relay(app, RelayState(key=lambda: key, relay_id=cfg.machine_id,
+                                          bucket=TokenBucket(self.relay_rate)))
             # short lingering: a refused body is not drained past the caps for long
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
                                    lingering_time=2.0)
@@ -101,8 +111,14 @@ class Agent:
             store.close()
 
     async def _until(self, stop: asyncio.Event, ctx: AgentContext) -> None:
+        workers = list(self.workers)
+        if not self.advertise or self.relay:  # find our address (a relay: offer it)
+            workers.append(Reacher(self.host, self.port, relay=self.relay,
+                                   on_change=self._reach_changed,
+                                   recheck=max(5.0, 5 * self.interval),
+                                   link_key=seal.load_or_create(self.storage)))
         jobs = [asyncio.create_task(self._heartbeats(ctx))]
-        jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in self.workers]
+        jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in workers]
         try:
             await stop.wait()
             log.info("stopping: finishing transfers in flight")
@@ -124,14 +140,19 @@ class Agent:
 
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        if self.reached is not None and not self.advertise:
+            return self.reached.url
         return self.advertise or f"http://{host}:{self.port}"
+
+    def _reach_changed(self, reached: Reached) -> None:
+        if reached != self.reached:
+            log.info("reachable: %s", reached.describe())
+            self.reached = reached
+            self._url_changed.set()
 
     def _load(self) -> Config:
         cfg = config.load(self.config_path)
         self._cfg, self._mtime = cfg, _mtime(cfg.path)
-        if not self.advertise and self.host in ("0.0.0.0", "::", ""):
-            raise P2pbakError(f"listening on all interfaces ({self.host}): give --advertise "
-                              "URL with an address other peers can reach")
         return cfg
 
     async def _ticket_key(self, cfg: Config, coord: CoordinatorClient) -> Ed25519PublicKey:
@@ -157,8 +178,12 @@ class Agent:
         """Announce, then heartbeat every interval; back off while the coordinator is away."""
         announced, delay = False, min(1.0, self.interval)
         state = ctx.state
+        if not self.advertise:
+            await self._url_changed.wait()  # announce the address found, not a guess
         while True:
-            announced = announced and not self._reload(state)
+            moved = self._url_changed.is_set()
+            self._url_changed.clear()
+            announced = announced and not self._reload(state) and not moved
             try:
                 if not announced:
                     await ctx.coord.announce_peer(self.url(), state.caps)
@@ -175,7 +200,8 @@ class Agent:
             self._check_key(answer)
             await self._run_hooks(ctx, answer)
             delay = min(1.0, self.interval)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):  # a new address is announced at once
+                await asyncio.wait_for(self._url_changed.wait(), self.interval)
 
     async def _run_hooks(self, ctx: AgentContext, answer: dict[str, Any]) -> None:
         """Each hook in turn; a failing one is logged when its error changes, not each time."""

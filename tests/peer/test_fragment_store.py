@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pbak.peer.server import TokenBucket
+from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.store.fragments import FragmentStore, StoreError, valid_id
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import AfterValidator
 
 from p2pbak.coordinator import peers
+from p2pbak.coordinator.http import reach
 from p2pbak.coordinator.http.common import caller, ok
 from p2pbak.net.validate import Body, Count, fail, parse
 
@@ -61,4 +62,6 @@ async def heartbeat(request: web.Request) -> web.Response:
 @routes.get("/v1/status")
 async def status(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    return web.json_response(await peers.status(coord, machine))
+    answer = await peers.status(coord, machine)
+    answer["reached"] = reach.reach_of(request.app, await peers.get(coord, machine.id))
+    return web.json_response(answer)

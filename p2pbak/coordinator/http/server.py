@@ -14,8 +14,10 @@ from pathlib import Path
 from aiohttp import web
 
 from p2pbak.coordinator.http.app import make_app
+from p2pbak.coordinator.http.common import COORD
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.errors import P2pbakError
+from p2pbak.net.relay import COORDINATOR_ID, RelayState, add_relay, close_tunnels
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish
 
@@ -32,6 +34,7 @@ class ServeOptions:
     tls_key: Path | None = None
     market: MarketSettings | None = None
     repair: RepairSettings | None = None
+    relay: bool = False  # relay of last resort for peers behind NAT (net/relay.py)
 
 
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -91,6 +94,9 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
     ctx = tls_context(opts.tls_cert, opts.tls_key)
     app = make_app(prepare_db_path(opts.db), opts.online_window, market=opts.market,
                    repair=opts.repair)
+    if opts.relay:
+        add_relay(app, RelayState(key=lambda: app[COORD].signing_key.public_key(),
+                                  relay_id=COORDINATOR_ID))
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
@@ -105,6 +111,7 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
         on_start(_url(runner, ctx is not None))
         await _wait_for_signal()
         await site.stop()  # no new connections; requests under way run to the end
+        await close_tunnels(app)  # relay links are not requests that end by themselves
         await inflight.drain(SHUTDOWN_GRACE)
     finally:
         await runner.cleanup()

@@ -1,0 +1,179 @@
+"""Coordinator route `POST /v1/reach`: how can other machines reach this peer?
+
+Like libp2p's AutoNAT: the peer names the addresses it listens on; the coordinator adds the
+address it sees the request come from (a NAT router's public side), dials each back with
+`GET /v1/health` and answers which reached *this* peer (its peer id in the answer). If none
+did, the peer is behind a NAT or firewall, and the coordinator assigns it a relay (circuit
+relay v2's reservation): the least-loaded online peer that offered to relay, else the
+coordinator itself if it runs `serve --relay`, with a signed relay ticket for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import aiohttp
+from aiohttp import web
+from pydantic import Field
+
+from p2pbak.coordinator import peers as coordinator_peers
+from p2pbak.coordinator.http.common import caller, coordinator
+from p2pbak.net.relay import COORDINATOR_ID, RELAY, peer_id_of, relay_base
+from p2pbak.net.validate import Body, fail, parse
+
+routes = web.RouteTableDef()
+
+DIAL_TIMEOUT = 3.0  # seconds per dial-back
+MAX_ADDRESSES = 16
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Address = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ReachBody(Body):
+    port: Port
+    addresses: list[Address] = Field(default_factory=list, max_length=MAX_ADDRESSES)
+    relay: bool = False  # offers to relay for others when reachable
+    avoid: list[str] = Field(default_factory=list, max_length=8)  # relays that just failed
+    scheme: Annotated[str, Field(pattern="^https?$")] = "http"
+
+
+@dataclass
+class Relays:
+    """Peers that offered to relay (by peer id → their URL) and who each carries."""
+
+    offered: dict[str, str] = field(default_factory=dict)
+    load: dict[str, set[str]] = field(default_factory=dict)  # relay id → relayed peer ids
+    public: dict[str, list[str]] = field(default_factory=dict)  # peer id → URLs dialled
+
+    def via(self, peer_id: str) -> str:
+        return next((rid for rid, carried in self.load.items() if peer_id in carried), "")
+
+    def assign(self, relay_id: str, peer_id: str) -> None:
+        for carried in self.load.values():
+            carried.discard(peer_id)
+        self.load.setdefault(relay_id, set()).add(peer_id)
+
+
+RELAYS = web.AppKey("relays", Relays)
+
+
+def add_reach(app: web.Application) -> None:
+    app[RELAYS] = Relays()
+    app.add_routes(routes)
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _dialable(host: str, observed: str) -> bool:
+    """Worth dialling: a literal IP, loopback only when the peer itself came over it."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+        return False
+    return not ip.is_loopback or ipaddress.ip_address(observed).is_loopback
+
+
+async def _dial(session: aiohttp.ClientSession, url: str, peer_id: str) -> str:
+    """'' when `url` reaches this very peer, else why not."""
+    try:
+        async with session.get(f"{url}/v1/health") as resp:
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    if not isinstance(body, dict) or body.get("peer_id") != peer_id:
+        return "another server answers there"
+    return ""
+
+
+@routes.post("/v1/reach")
+async def reach(request: web.Request) -> web.Response:
+    _, machine = await caller(request)
+    body = await parse(request, ReachBody)
+    observed = request.remote or ""
+    hosts = list(dict.fromkeys([*body.addresses, observed]))
+    urls = [_url(body.scheme, h, body.port) for h in hosts if _dialable(h, observed)]
+    timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        why = await asyncio.gather(*(_dial(session, u, machine.id) for u in urls))
+    reachable = [u for u, w in zip(urls, why, strict=True) if not w]
+    relays = request.app[RELAYS]
+    answer: dict[str, object] = {
+        "observed": observed, "reachable": reachable,
+        "tried": [{"url": u, "ok": not w, "error": w} for u, w in zip(urls, why, strict=True)],
+        "relay": None}
+    relays.public.pop(machine.id, None)
+    if reachable:
+        relays.public[machine.id] = reachable
+        if body.relay:
+            relays.offered[machine.id] = reachable[0]
+        else:
+            relays.offered.pop(machine.id, None)
+        return web.json_response(answer)
+    relays.offered.pop(machine.id, None)
+    answer["relay"] = await _assign(request, machine.id, set(body.avoid))
+    return web.json_response(answer)
+
+
+@routes.get("/v1/reach/{peer_id}")
+async def peer_reach(request: web.Request) -> web.Response:
+    """A peer's current URL and how it is reached (clients re-ask when a relay fails)."""
+    c, _ = await caller(request)
+    peer = await coordinator_peers.get(c, peer_id_of(request))
+    if peer is None:
+        fail(404, "no such peer: it has never announced itself")
+    return web.json_response({"peer_id": peer.id, "url": peer.url,
+                              "online": peer.online(c.online_window),
+                              "reached": reach_of(request.app, peer)})
+
+
+async def _first_alive(relays: Relays, choices: list[tuple[str, str]]) -> tuple[str, str]:
+    """The first relay that answers now; one that does not stops being offered (it died
+    since it last proved reachable, e.g. the one a peer just asked to avoid)."""
+    timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for rid, url in choices:
+            if not await _dial(session, url, rid):
+                return rid, url
+            relays.offered.pop(rid, None)
+    return "", ""
+
+
+def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[str, str]:
+    """How others reach `peer`: public (dialled back), relayed (via which relay), direct
+    (an address it advertised, not checked), none (no peer on this machine)."""
+    if peer is None:
+        return {"how": "none"}
+    relays = app[RELAYS]
+    base = relay_base(peer.url)
+    if base:
+        return {"how": "relayed", "via": relays.via(peer.id) or base, "url": peer.url,
+                "relay_url": base}
+    how = "public" if peer.url in relays.public.get(peer.id, ()) else "direct"
+    return {"how": how, "url": peer.url}
+
+
+async def _assign(request: web.Request, peer_id: str,
+                  avoid: set[str]) -> dict[str, str] | None:
+    """The least-loaded online relay peer not avoided, else the coordinator's own relay."""
+    c, relays = coordinator(request), request.app[RELAYS]
+    online = await coordinator_peers.many(c, list(relays.offered))
+    choices = sorted((len(relays.load.get(rid, ())), rid, url)
+                     for rid, url in relays.offered.items()
+                     if rid != peer_id and url not in avoid and rid in online
+                     and online[rid].online(c.online_window))
+    rid, url = await _first_alive(relays, [(rid, url) for _, rid, url in choices])
+    if not rid and RELAY in request.app and COORDINATOR_ID not in avoid:
+        rid, url = COORDINATOR_ID, ""  # "": the coordinator's URL, as the peer knows it
+    if not rid:
+        return None
+    relays.assign(rid, peer_id)
+    ticket = c.ticket(op="relay", fragment=peer_id, size=0, from_=peer_id, to=rid)
+    return {"relay_id": rid, "url": url, "ticket": ticket}

@@ -1,0 +1,194 @@
+"""End to end in the NAT lab: peers behind MASQUERADE routers, with no port forwarded and
+no --advertise, are full members of the grid through relays (tests/natlab.py).
+
+Tests run in file order on one lab: how peers are reached, a backup from behind one NAT and
+its restore from behind another, then a relay killed in the middle of a backup.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pbak.localgrid.demo import compare_trees, restored_root
+from p2pbak.localgrid.grid import child_env
+from p2pbak.net import seal
+from tests.support.grid import lines, random_files, summary
+from tests.support.natlab import (
+    COORD_URL,
+    PEER_PORT,
+    Capture,
+    LabGrid,
+    LabPeer,
+    fragments_held,
+    lab_or_skip,
+    start_lab_grid,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabGrid]:
+    with lab_or_skip() as nat:
+        grid = start_lab_grid(nat, tmp_path_factory.mktemp("natlab"))
+        try:
+            grid.wait_settled()
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{grid.logs()}") from None
+        yield grid
+        for proc in [grid.coordinator, *(p.process for p in grid.peers if p.process)]:
+            assert "Traceback" not in proc.output(), f"{proc.name}:\n{proc.output()}"
+
+
+def _peer(lab: LabGrid, name: str) -> LabPeer:
+    return next(p for p in lab.peers if p.name == name)
+
+
+def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
+    relays = {_mid(_peer(lab, "pub1")), _mid(_peer(lab, "pub2"))}
+    # a peer that came up before any peer relay did starts on the coordinator's (the last
+    # resort) and moves to a peer relay within a few heartbeats
+    reached = wait_until(lambda: (r := lab.reached()) and all(
+        r[p.name]["via"] in relays for p in lab.peers if p.home) and r, 40,
+        "home peers did not all move to peer relays")
+    for p in lab.peers:
+        how = reached[p.name]
+        if p.home is None:  # dialled back at its interface address
+            port = PEER_PORT + int(p.name[-1])
+            assert how == {"how": "public", "url": f"http://198.18.0.1:{port}"}
+        else:  # nothing dials a home: relayed
+            assert how["how"] == "relayed" and f"/v1/relay/{_mid(p)}~" in how["url"]
+            assert seal.url_key(how["url"])  # its link key, pinned: links through relays are sealed
+    vias = {reached[p.name]["via"] for p in lab.peers if p.home}
+    assert vias == relays  # the load spread over both
+    home = _peer(lab, "home30")  # behind the symmetric NAT
+    r = lab.cli(home.ns, "status", "--json", config=home)
+    assert summary(r)["reached"]["how"] == "relayed"
+    text = lab.cli(home.ns, "status", config=home).stdout
+    assert "reached by others: relayed via" in text
+
+
+def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:
+    """The coordinator dials back the address it sees the peer come from: with a port
+    forwarded by hand, the peer is public there, with no --advertise."""
+    peer = _peer(lab, "home21")
+    home = peer.home
+    assert home is not None and peer.process is not None
+    lab.lab.forward(home, 1, PEER_PORT)
+    peer.process.stop()
+    lab.start_peer(peer)
+    want = {"how": "public", "url": f"http://{home.wan_ip}:{PEER_PORT}"}
+    wait_until(lambda: lab.status(peer)["reached"] == want, 30,
+               "the forwarded peer was not found public at its router's address")
+
+
+def _mid(peer: LabPeer) -> str:
+    from p2pbak.config import load
+
+    return load(peer.config).machine_id
+
+
+def test_backup_behind_one_nat_lands_behind_every_nat(lab: LabGrid, tmp_path: Path) -> None:
+    src = random_files(tmp_path / "src", 6, 256, seed=13)
+    owner = _peer(lab, "home10")
+    before = {p.name: fragments_held(p) for p in lab.peers}
+    summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+    gained = {p.name for p in lab.peers if fragments_held(p) > before[p.name]}
+    for home in lab.lab.homes:  # every NAT, the symmetric one too, and the internet
+        assert any(p.home is home for p in lab.peers if p.name in gained), gained
+    assert any(p.home is None for p in lab.peers if p.name in gained), gained
+    # recover on a new machine behind another NAT, restore: byte-identical
+    other = _peer(lab, "home21")
+    config = tmp_path / "laptop" / "config.toml"
+    r = lab.lab.cli(other.ns, "recover", "--coordinator", COORD_URL, "--user", owner.name,
+                    "--machine", "laptop", "--config", str(config), "--password-file",
+                    str(lab.password_file), "--json")
+    assert summary(r)["user"] == owner.name
+    target = tmp_path / "restored"
+    r = lab.cli(other.ns, "restore", "latest", "--target", str(target), "--json",
+                config=config)
+    summary(r)
+    assert compare_trees(src, restored_root(target, src)) == []
+
+
+def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> None:
+    """Capture the relays' traffic on the internet's bridge during a backup: no ticket,
+    fragment id, fragment byte or file name in the clear."""
+    src = random_files(tmp_path / "src", 4, 256, seed=7)
+    (src / "p2pbak_private_plans.txt").write_text("quarterly numbers\n")
+    owner = _peer(lab, "home20")
+    homes = [p for p in lab.peers if p.home is not None and p is not owner]
+    before = {p.name: set(_fragment_files(p)) for p in homes}
+    relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2, the coordinator
+    with Capture(lab.lab.inet, "br0", relays) as cap:
+        done = summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+    wire = cap.relayed()  # (the relays are storage peers too: direct transfers left out)
+    new = [f for p in homes for f in _fragment_files(p) if f not in before[p.name]]
+    assert new and done["fragments_uploaded"] >= len(new)
+    assert len(wire) > sum(f.stat().st_size for f in new)  # they crossed the relays
+    for f in new:
+        data = f.read_bytes()
+        assert f.name.encode() not in wire  # the fragment id
+        for at in (0, len(data) // 2, len(data) - 64):
+            assert data[at:at + 64] not in wire
+    for needle in (b"p2pbak_private_plans", b"/v1/fragments/"):
+        at = wire.find(needle)
+        assert at < 0, wire[max(0, at - 300):at + 100]
+    # the only tickets in the clear are the relay tickets of links (re)connecting
+    assert wire.count(b"X-P2PBAK-Ticket") == wire.count(b"/connect HTTP/1.1")
+
+
+def _fragment_files(peer: LabPeer) -> list[Path]:
+    return [f for f in (peer.storage / "fragments").rglob("*")
+            if f.is_file() and len(f.name) == 64]
+
+
+def _receiving(peer: LabPeer) -> bool:
+    """A fragment is arriving at `peer` right now (its temp file exists)."""
+    return any(f.name.endswith(".tmp") for f in (peer.storage / "fragments").rglob("*"))
+
+
+def test_killing_a_relay_mid_backup_leaves_it_complete(lab: LabGrid, tmp_path: Path) -> None:
+    relay = _peer(lab, "pub1")  # relays under a 4 MB/s cap: transfers through it are slow
+    carried = wait_until(lambda: [p for p in lab.peers if p.name != "home11" and lab.status(p)
+                                  ["reached"].get("via") == _mid(relay)] or None,
+                         40, "pub1 relays none of the peers the backup will use")
+    src = random_files(tmp_path / "src", 24, 1024, seed=31)
+    owner = _peer(lab, "home11")
+    backup = subprocess.Popen(
+        ["ip", "netns", "exec", owner.ns, sys.executable, "-m", "p2pbak", "backup", str(src),
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(lab.env(owner)), stdin=subprocess.DEVNULL)
+    try:
+        # mid-transfer: a fragment is on its way through pub1 to a peer behind a NAT
+        wait_until(lambda: any(_receiving(p) for p in carried) or backup.poll() is not None,
+                   60, "no fragment went through pub1", every=0.02)
+        assert backup.poll() is None, "the backup ended before the relay could be killed"
+        assert relay.process is not None
+        relay.process.kill()
+        out, err = backup.communicate(timeout=180)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait(10)
+    assert backup.returncode == 0, err
+    done = [m for m in lines(out) if m.get("message_type") == "summary"]
+    assert len(done) == 1 and done[0]["packs_added"] >= 1
+    # the broken transfers were sent again through the peers' new relays
+    assert done[0]["fragments_rerouted"] >= 1, done[0]
+
+    def moved() -> bool:
+        return all(lab.status(p)["reached"].get("via") not in ("", _mid(relay))
+                   for p in carried)
+    wait_until(moved, 30, "pub1's peers did not move to another relay")
+    target = tmp_path / "restored"
+    r = lab.cli(owner.ns, "restore", "latest", "--target", str(target), "--json",
+                config=owner, timeout=300)
+    summary(r)
+    assert compare_trees(src, restored_root(target, src)) == []
