@@ -21,6 +21,7 @@ async def _audit(path: Path) -> dict[str, Any]:
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.billing import MarketSettings
     from p2pbak.store import bank
+    from p2pbak.store.claims import unbacked_payments
     from p2pbak.store.coordinator_db import Database
 
     if not path.is_file():
@@ -36,11 +37,13 @@ async def _audit(path: Path) -> dict[str, Any]:
         coord: Any = SimpleNamespace(db=db, market=MarketSettings(
             max_deficit=await stored_limit(db)))
         stuck = await unfrozen(coord)
+        unbacked = await unbacked_payments(db)
         users = await bank.user_accounts(db)
         bank_balance = await bank.balance(db, "bank")
     finally:
         await db.close()
-    return {"ok": audit.ok and not stuck, "sum": audit.sum, "entries": audit.entries,
+    return {"ok": audit.ok and not stuck and not unbacked, "unbacked": unbacked,
+            "sum": audit.sum, "entries": audit.entries,
             "accounts": audit.accounts, "transactions": audit.transactions,
             "unpaired": audit.unpaired, "drifted": audit.drifted, "balance_sum": audit.balance_sum,
             "unfrozen": stuck, "bank_balance": bank_balance,
@@ -60,13 +63,15 @@ def _say(rep: Any, r: dict[str, Any]) -> None:
     rep.say(f"balances equal their entries: {mark(not r['drifted'] and not r['balance_sum'])}")
     rep.say(f"accounts at their maximum deficit without a freeze: {len(r['unfrozen'])}: "
             f"{mark(not r['unfrozen'])}")
+    rep.say(f"supplier payments without a committed placement or an acknowledged transfer: "
+            f"{len(r['unbacked'])}: {mark(not r['unbacked'])}")
     rep.say(f"bank {credits(r['bank_balance'])} credits, {r['users']} users "
             f"{credits(r['users_balance'])} credits")
 
 
 def audit(db: DbOpt, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Check the ledger: sum exactly 0, every entry paired, no account below its limit
-    without a freeze (exit 1 if any fails)."""
+    without a freeze, every receipt paid backed by evidence (exit 1 if any fails)."""
     rep = reporter(json, quiet)
     result = run(_audit(db.expanduser()))
     rep.summary(**result)

@@ -198,8 +198,11 @@ class CoordinatorClient(_Session):
 
     # -- packs -----------------------------------------------------------------------
 
-    async def plan(self, size: int) -> dict[str, Any]:
-        return await self.call("POST", "/v1/packs/plan", {"size": size})
+    async def plan(self, size: int, pack_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"size": size}
+        if pack_id is not None:
+            body["pack_id"] = pack_id
+        return await self.call("POST", "/v1/packs/plan", body)
 
     async def tickets(self, pack_id: str, fragments: list[dict[str, Any]]) -> list[str]:
         """Store tickets for fragments [{"index", "fragment_id", "size", "peer_id"}]."""
@@ -272,6 +275,12 @@ class CoordinatorClient(_Session):
     async def receipts(self, wires: list[str]) -> dict[str, Any]:
         """Hand in tickets this peer honoured → {"paid", "accepted", "replayed", "refused"}."""
         return await self.call("POST", "/v1/receipts", {"receipts": wires})
+
+    async def acks(self, wires: list[str]) -> dict[str, Any]:
+        """Acknowledge fetches received whole → {"acknowledged", "paid", "refused"}."""
+        if not wires:
+            return {"acknowledged": 0, "paid": 0, "refused": []}
+        return await self.call("POST", "/v1/acks", {"acks": wires})
 
     async def account(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/account")

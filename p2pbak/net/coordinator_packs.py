@@ -10,12 +10,12 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing, placement, repair
+from p2pbak.coordinator import accounts, billing, evidence, placement, repair
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net import tickets
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
-from p2pbak.store import bank, coordinator_peers
+from p2pbak.store import bank, claims, coordinator_peers
 from p2pbak.store import coordinator_packs as packs
 from p2pbak.store.coordinator_db import Conflict
 from p2pbak.store.coordinator_users import Machine
@@ -30,6 +30,7 @@ CodeParam = Annotated[int, Field(ge=1, le=MAX_N)]
 
 class PlanBody(Body):
     size: Annotated[int, Field(ge=1, le=MAX_PACK)]
+    pack_id: HexId | None = None  # binds the plan's store tickets to this pack
 
 
 class FragmentBody(Body):
@@ -76,6 +77,8 @@ async def plan(request: web.Request) -> web.Response:
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code
+    await claims.add_plan(coord.db, machine.user, body.pack_id or "", [
+        claims.Planned(p.id, chosen.fragment_size) for p in chosen.peers + chosen.spares])
     return web.json_response({
         "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
         "total": code.total, "availability": code.availability,
@@ -112,6 +115,11 @@ async def store_tickets(request: web.Request) -> web.Response:
     await _check_suppliers(coord, machine, body.fragments)
     if await packs.get(coord.db, machine.user, pack_id) is not None:
         fail(409, f"pack {pack_id} is already committed: nothing to upload")
+    missing = await claims.unplanned(coord.db, machine.user, pack_id, [
+        claims.Planned(f.peer_id, f.size) for f in body.fragments])
+    if missing:  # a ticket is signed only for what the coordinator planned
+        fail(409, f"no plan puts a {missing[0].fragment_size}-byte fragment of pack {pack_id}"
+                  f" on peer {missing[0].peer_id}: plan the pack (POST /v1/packs/plan) first")
     wires = [coord.ticket(op="store", fragment=f.fragment_id, size=f.size, from_=machine.id,
                           to=f.peer_id) for f in body.fragments]
     await packs.add_grants(coord.db, machine.user, pack_id,
@@ -148,6 +156,7 @@ async def commit(request: web.Request) -> web.Response:
     try:
         if await packs.commit(coord.db, machine.user, machine.id, pack):
             await billing.charge_backup(coord, machine.user, pack_id, body.length)
+            await evidence.settle_pending(coord, [f.fragment_id for f in body.fragments])
     except packs.NotGranted as exc:
         fail(409, f"no store ticket was issued for {exc}: request tickets before storing")
     except Conflict:

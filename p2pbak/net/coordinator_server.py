@@ -17,6 +17,7 @@ from p2pbak.coordinator.billing import MarketSettings
 from p2pbak.coordinator.repair import RepairSettings
 from p2pbak.errors import P2pbakError
 from p2pbak.net.coordinator import make_app
+from p2pbak.net.validate import HEADER_TIMEOUT
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish
 
@@ -94,7 +95,8 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
                    repair=opts.repair)
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+                           keepalive_timeout=HEADER_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, opts.host, opts.port, ssl_context=ctx)

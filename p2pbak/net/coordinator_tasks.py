@@ -11,7 +11,7 @@ from p2pbak.coordinator import audit, repair
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.net.coordinator_common import caller, ok
 from p2pbak.net.coordinator_packs import FragmentBody, Index
-from p2pbak.net.validate import Body, HexId, fail, parse
+from p2pbak.net.validate import Body, HexId, fail, parse, path_int
 from p2pbak.store import repair as store
 from p2pbak.store.coordinator_packs import Fragment
 
@@ -44,10 +44,7 @@ class ReportBody(Body):
 
 
 def _task_id(request: web.Request) -> int:
-    text = request.match_info["task_id"]
-    if not text.isdigit() or len(text) > 18:
-        fail(400, "task_id must be a positive integer")
-    return int(text)
+    return path_int(request, "task_id", 10**18)
 
 
 async def _leased(request: web.Request) -> tuple[Coordinator, str, store.Task]:

@@ -8,6 +8,7 @@ transfer carrying a ticket the coordinator signed. Nothing here ever sees plaint
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -17,6 +18,8 @@ from typing import Any
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
+
+log = logging.getLogger("p2pbak.netrepo")
 
 ID_BATCH = 5000  # pack ids per garbage request
 # After `success` fragments are stored, the rest get this share of the time taken so far
@@ -66,7 +69,7 @@ class NetworkRepository:
     async def put_pack(self, pack_id: str, data: bytes) -> None:
         if pack_id in self._known:
             return
-        plan = await self._plan(len(data))
+        plan = await self._plan(len(data), pack_id)
         k, n = int(plan["k"]), int(plan["n"])
         peers = list(plan["peers"])
         if len(peers) < n:
@@ -82,9 +85,9 @@ class NetworkRepository:
                                 fragments=[_entry(u) for u in stored])
         self._known.add(pack_id)
 
-    async def _plan(self, size: int) -> dict[str, Any]:
+    async def _plan(self, size: int, pack_id: str) -> dict[str, Any]:
         try:
-            return await self.coord.plan(size)
+            return await self.coord.plan(size, pack_id)
         except CoordinatorError as exc:
             if exc.status == 402:  # the bank refuses: account below its maximum deficit
                 raise Frozen(str(exc)) from None
@@ -155,16 +158,26 @@ class NetworkRepository:
         info = await self.coord.get_pack(pack_id)
         k = int(info["k"])
         candidates = sorted(info["fragments"], key=self._fetch_order)
-        frags = await self._fetch_k(pack_id, k, candidates)
+        got: list[str] = []
+        frags = await self._fetch_k(pack_id, k, candidates, got)
+        await self._acknowledge(got)
         return await self._cpu(decode_pack, pack_id, frags)
+
+    async def _acknowledge(self, wires: list[str]) -> None:
+        """Tell the coordinator which fetches arrived whole, so their suppliers are paid
+        (proof before pay); the restore goes on whatever the answer."""
+        try:
+            await self.coord.acks(wires)
+        except P2pbakError as exc:
+            log.debug("fetch acknowledgements not delivered: %s", exc)
 
     def _fetch_order(self, frag: dict[str, Any]) -> tuple[bool, bool]:
         """Online peers first and those that failed us last; otherwise the coordinator's
         order, which is work allocation's (§2.4: lowest balance first; the sort is stable)."""
         return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers)
 
-    async def _fetch_k(self, pack_id: str, k: int,
-                       candidates: list[dict[str, Any]]) -> list[bytes]:
+    async def _fetch_k(self, pack_id: str, k: int, candidates: list[dict[str, Any]],
+                       acks: list[str]) -> list[bytes]:
         """Ask k + extra peers at once, start another per failure, keep the first k good."""
         queue = list(candidates)
         got: list[bytes] = []
@@ -186,6 +199,7 @@ class NetworkRepository:
                     exc = task.exception()
                     if exc is None:
                         got.append(task.result())
+                        acks.append(frag["ticket"])
                         continue
                     failures.append(f"{frag.get('url', '?')}: {exc}")
                     self.stats.failed_peers.add(frag["peer_id"])

@@ -23,7 +23,7 @@ from p2pbak import __version__
 from p2pbak.config import Supply, format_size
 from p2pbak.net import tickets
 from p2pbak.net.client import MAX_FRAGMENT
-from p2pbak.net.validate import error_middleware, fail, path_id
+from p2pbak.net.validate import body_deadline, error_middleware, fail, path_id
 from p2pbak.store.fragments import FragmentStore
 
 log = logging.getLogger("p2pbak.peer")
@@ -178,11 +178,15 @@ async def _receive(request: web.Request, state: PeerState, fid: str, size: int) 
     """Body → temp file (throttled, hashed) → checked → durable under its id."""
     writer = state.store.writer(fid)
     try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            if writer.size + len(chunk) > size:
-                fail(413, f"body is larger than the ticket's {size} bytes")
-            await state.download.take(len(chunk))
-            writer.write(chunk)
+        try:
+            async with asyncio.timeout(body_deadline(size, state.download.rate)):
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    if writer.size + len(chunk) > size:
+                        fail(413, f"body is larger than the ticket's {size} bytes")
+                    await state.download.take(len(chunk))
+                    writer.write(chunk)
+        except TimeoutError:
+            fail(408, "the fragment arrived too slowly: send it again with a new ticket")
         if writer.size != size:
             fail(422, f"received {writer.size} bytes, the ticket says {size}")
         if not writer.matches():

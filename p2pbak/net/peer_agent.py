@@ -25,6 +25,7 @@ from p2pbak.errors import P2pbakError
 from p2pbak.net import tickets
 from p2pbak.net.client import CoordinatorClient, PeerClient
 from p2pbak.net.peer import STATE, PeerState, make_app
+from p2pbak.net.validate import HEADER_TIMEOUT
 from p2pbak.store.fragments import FragmentStore, StoreError
 
 log = logging.getLogger("p2pbak.peer")
@@ -81,7 +82,7 @@ class Agent:
             app[STATE].served_hooks.extend(self.served_hooks)
             # short lingering: a refused body is not drained past the caps for long
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
-                                   lingering_time=2.0)
+                                   lingering_time=2.0, keepalive_timeout=HEADER_TIMEOUT)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await self._listen(runner)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from p2pbak.net import jsonsafe
+
 HEADER = "X-P2PBAK-Ticket"
 OPS = frozenset({"store", "fetch", "delete", "exists"})
 DEFAULT_TTL = 600
@@ -57,8 +59,8 @@ def _unb64(text: str) -> bytes:
 def unverified(wire: str) -> dict[str, object]:
     """A ticket's fields as written, signature unchecked: which op and fragment to verify."""
     try:
-        d = json.loads(_unb64(wire.split(".", 1)[0]))
-    except (ValueError, TypeError):
+        d = jsonsafe.loads(_unb64(wire.split(".", 1)[0]), max_depth=2)
+    except (ValueError, TypeError, RecursionError):
         raise TicketError("malformed ticket") from None
     if not isinstance(d, dict):
         raise TicketError("malformed ticket")
@@ -86,12 +88,12 @@ def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str
         body_b64, sig_b64 = wire.split(".", 1)
         body, sig = _unb64(body_b64), _unb64(sig_b64)
         public.verify(sig, body)
-        d = json.loads(body)
+        d = jsonsafe.loads(body, max_depth=2)
         t = Ticket(op=d["op"], fragment=d["fragment"], size=int(d["size"]), from_=d["from"],
                    to=d["to"], exp=int(d["exp"]), id=str(d["id"]), v=int(d["v"]))
     except InvalidSignature:
         raise TicketError("forged ticket: bad signature") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise TicketError("malformed ticket") from None
     if t.op != op:
         raise TicketError(f"ticket is for {t.op}, not {op}")

@@ -145,6 +145,15 @@ MIGRATIONS.append((
 ))
 
 
+
+def _claims_v() -> tuple[str, ...]:
+    from p2pbak.store.claims import MIGRATION
+
+    return MIGRATION
+
+
+MIGRATIONS.append(_claims_v())  # proof before pay: plans, claims, acknowledgements, evidence
+
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")

@@ -1,0 +1,165 @@
+"""Proof before pay (SQL only): plans, suppliers' claims, receivers' acknowledgements.
+
+* a **plan** row says the coordinator chose `peer_id` to hold a fragment of `fragment_size`
+  bytes of one of `user_name`'s packs (`pack_id`, '' when the client did not say which);
+  store tickets are signed only against a live plan;
+* a **claim** is a supplier's receipt (a ticket it says it honoured) waiting for its
+  evidence: the committed placement (store) or the receiver's acknowledgement (fetch);
+  it pays when the evidence arrives, nothing once it expires;
+* an **ack** is the receiving machine's word, under its own credentials, that it got the
+  fragment a fetch ticket named and that its bytes matched the id;
+* **evidence** keeps, for every receipt paid, what backed it (`admin audit` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from p2pbak.store.coordinator_db import Database, batches, fetch_one, marks, now
+
+PLAN_TTL = 3600  # seconds a plan stays good for tickets (a slow upload asks for spares)
+
+MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE plans (
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        pack_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_size INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user_name, pack_id, peer_id, fragment_size))""",
+    "CREATE INDEX plans_expires ON plans(expires)",
+    """CREATE TABLE claims (
+        ticket_id TEXT PRIMARY KEY,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        wire TEXT NOT NULL,
+        expires INTEGER NOT NULL)""",
+    "CREATE INDEX claims_fragment ON claims(fragment_id)",
+    """CREATE TABLE acks (
+        ticket_id TEXT PRIMARY KEY,
+        machine_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        at INTEGER NOT NULL)""",
+    "CREATE INDEX acks_fragment ON acks(fragment_id, peer_id)",
+    """CREATE TABLE evidence (
+        ref TEXT PRIMARY KEY,          -- the ledger transaction's ref
+        ticket_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        kind TEXT NOT NULL,            -- 'placement' | 'ack'
+        at INTEGER NOT NULL)""",
+)
+
+
+@dataclass(frozen=True)
+class Planned:
+    peer_id: str
+    fragment_size: int
+
+
+async def add_plan(db: Database, user: str, pack_id: str, planned: Sequence[Planned]) -> None:
+    t = now()
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM plans WHERE expires < ?", (t,))
+        await conn.executemany(
+            "INSERT INTO plans(user_name, pack_id, peer_id, fragment_size, expires)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET expires = excluded.expires",
+            [(user, pack_id, p.peer_id, p.fragment_size, t + PLAN_TTL) for p in planned])
+
+
+async def unplanned(db: Database, user: str, pack_id: str,
+                    wanted: Sequence[Planned]) -> list[Planned]:
+    """Those of `wanted` no live plan of `user` covers (for this pack, or for any pack when
+    the plan named none)."""
+    t = now()
+    out = []
+    for w in wanted:
+        hit = await db.scalar(
+            "SELECT 1 FROM plans WHERE user_name = ? AND pack_id IN (?, '') AND peer_id = ?"
+            " AND fragment_size = ? AND expires >= ?",
+            (user, pack_id, w.peer_id, w.fragment_size, t))
+        if not hit:
+            out.append(w)
+    return out
+
+
+async def placed(db: Database, fragment_id: str, peer_id: str) -> bool:
+    """Whether a committed pack has `fragment_id` on `peer_id` (the store's evidence)."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM fragments WHERE fragment_id = ? AND peer_id = ?)",
+        (fragment_id, peer_id)))
+
+
+async def acked(db: Database, ticket_id: str, machine_id: str) -> bool:
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM acks WHERE ticket_id = ? AND machine_id = ?)",
+        (ticket_id, machine_id)))
+
+
+async def served_to_someone(db: Database, fragment_id: str, peer_id: str) -> bool:
+    """Whether a receiver acknowledged getting `fragment_id` from `peer_id`: proof the peer
+    held it, so the store that put it there (a test transfer) happened."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM acks WHERE fragment_id = ? AND peer_id = ?)",
+        (fragment_id, peer_id)))
+
+
+async def add_ack(db: Database, ticket_id: str, machine_id: str, peer_id: str,
+                  fragment_id: str, size: int) -> bool:
+    """Record an acknowledgement; False if that ticket was acknowledged before."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "INSERT INTO acks(ticket_id, machine_id, peer_id, fragment_id, size, at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (ticket_id, machine_id, peer_id, fragment_id, size, now()))
+        return cur.rowcount == 1
+
+
+async def keep_claim(db: Database, ticket_id: str, peer_id: str, fragment_id: str, wire: str,
+                     expires: int) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO claims(ticket_id, peer_id, fragment_id, wire, expires)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (ticket_id, peer_id, fragment_id, wire, expires))
+
+
+async def pending(db: Database, fragment_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(peer id, wire) of the live claims on these fragments; expired ones are dropped."""
+    t = now()
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM claims WHERE expires < ?", (t,))
+    out: list[tuple[str, str]] = []
+    for part in batches(list(dict.fromkeys(fragment_ids))):
+        rows = await db.all(f"SELECT peer_id, wire FROM claims WHERE fragment_id IN"
+                            f" ({marks(part)})", part)
+        out.extend((r[0], r[1]) for r in rows)
+    return out
+
+
+async def settle_in(conn: aiosqlite.Connection, ref: str, ticket_id: str, peer_id: str,
+                    fragment_id: str, kind: str) -> None:
+    """Inside the booking transaction: the claim is settled and its evidence kept."""
+    await conn.execute("DELETE FROM claims WHERE ticket_id = ?", (ticket_id,))
+    if await fetch_one(conn, "SELECT 1 FROM evidence WHERE ref = ?", (ref,)) is None:
+        await conn.execute(
+            "INSERT INTO evidence(ref, ticket_id, peer_id, fragment_id, kind, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", (ref, ticket_id, peer_id, fragment_id, kind, now()))
+
+
+async def unbacked_payments(db: Database) -> list[str]:
+    """Refs of receipt payments (store/fetch/retrieval by ticket) with no evidence, or whose
+    acknowledgement is missing: what `admin audit` reports."""
+    rows = await db.all(
+        "SELECT t.ref FROM transactions t LEFT JOIN evidence e ON e.ref = t.ref"
+        " WHERE t.kind IN ('store', 'fetch', 'retrieval')"
+        " AND (t.ref LIKE 'ticket:%' OR t.ref LIKE 'placed:%')"
+        " AND (e.ref IS NULL OR (e.kind = 'ack' AND NOT EXISTS"
+        "  (SELECT 1 FROM acks a WHERE a.fragment_id = e.fragment_id AND a.peer_id = e.peer_id)))"
+        " ORDER BY t.id")
+    return [r[0] for r in rows]
