@@ -345,6 +345,25 @@ class PeerClient(_Session):
                             status)
         return body
 
+    async def prove_fragment(self, url: str, fragment_id: str, ticket: str,
+                             challenge: dict[str, Any]) -> dict[str, Any]:
+        """The holder's answer to a storage challenge (net.proofs), not checked here."""
+        target = f"{url.rstrip('/')}/v1/fragments/{quote(fragment_id, safe='')}/proof"
+        try:
+            async with self.session.post(target, json=challenge,
+                                         headers={TICKET_HEADER: ticket}) as resp:
+                if resp.status >= 400:
+                    text = await _error_text(resp)
+                    raise PeerError(f"peer {url} refused to prove fragment "
+                                    f"{fragment_id[:12]}: {text}", resp.status)
+                answer = await resp.json()
+        except _NETWORK_ERRORS as exc:
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+        except ValueError:
+            raise PeerError(f"peer {url} answered a challenge with something not JSON",
+                            502) from None
+        return answer if isinstance(answer, dict) else {}
+
     async def has_fragment(self, url: str, fragment_id: str, ticket: str) -> bool:
         status, _ = await self._request("HEAD", url, fragment_id, ticket)
         return status == 200

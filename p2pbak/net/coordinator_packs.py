@@ -38,9 +38,11 @@ class FragmentBody(Body):
     fragment_id: HexId
     size: Annotated[int, Field(ge=1, le=MAX_PACK)]
     peer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    merkle_root: HexId | None = None  # net.proofs root of the fragment, for audits
 
     def record(self) -> packs.Fragment:
-        return packs.Fragment(self.index, self.fragment_id, self.size, self.peer_id)
+        return packs.Fragment(self.index, self.fragment_id, self.size, self.peer_id,
+                              self.merkle_root)
 
 
 Fragments = Annotated[list[FragmentBody], Field(min_length=1, max_length=MAX_N)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -41,6 +41,8 @@ class ReportBody(Body):
     outcome: Literal["ok", "failed", "offline"]
     detail: Annotated[str, Field(max_length=1000)] = ""
     stored: Annotated[list[FragmentBody], Field(default_factory=list, max_length=MAX_N)]
+    # an audit's answer as the holder gave it (net.proofs); the coordinator verifies it
+    proofs: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None
 
 
 def _task_id(request: web.Request) -> int:
@@ -95,7 +97,7 @@ async def report(request: web.Request) -> web.Response:
     if task.kind != store.REPAIR:
         if body.stored:
             fail(400, f"task {task.id} is a {task.kind}: it stores no placements")
-        await audit.report(coord, task, worker, body.outcome, body.detail)
+        await audit.report(coord, task, worker, body.outcome, body.detail, body.proofs)
         return ok()
     stored = [Fragment(f.index, f.fragment_id, f.size, f.peer_id) for f in body.stored]
     if not stored:

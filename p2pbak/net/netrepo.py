@@ -17,6 +17,7 @@ from typing import Any
 
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
+from p2pbak.net import proofs
 from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
 
 log = logging.getLogger("p2pbak.netrepo")
@@ -47,6 +48,7 @@ class _Upload:
     fid: str
     peer: dict[str, Any]
     ticket: str
+    root: str = ""  # the Merkle root audits check the holder against (net.proofs)
 
 
 class NetworkRepository:
@@ -75,14 +77,16 @@ class NetworkRepository:
         if len(peers) < n:
             raise P2pbakError(f"coordinator planned {n} fragments but named {len(peers)} peers")
         coded = await self._cpu(_encode, pack_id, data, k, n)
-        uploads = [_Upload(i, f, fid, peers[i], "") for i, (f, fid) in enumerate(coded)]
+        uploads = [_Upload(i, f, fid, peers[i], "", root)
+                   for i, (f, fid, root) in enumerate(coded)]
         tickets = await self.coord.tickets(pack_id, [_entry(u) for u in uploads])
         for u, t in zip(uploads, tickets, strict=True):
             u.ticket = t
         stored = await self._upload_all(pack_id, uploads, peers[n:], int(plan["success"]))
         await self.coord.commit(pack_id, k=k, n=n, repair=int(plan["repair"]),
                                 success=int(plan["success"]), length=len(data),
-                                fragments=[_entry(u) for u in stored])
+                                fragments=[_entry(u) | {"merkle_root": u.root}
+                                           for u in stored])
         self._known.add(pack_id)
 
     async def _plan(self, size: int, pack_id: str) -> dict[str, Any]:
@@ -148,7 +152,7 @@ class NetworkRepository:
                              spares: list[dict[str, Any]]) -> _Upload | None:
         if not spares:
             return None
-        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "")
+        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "", u.root)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
         return moved
 
@@ -324,9 +328,9 @@ class NetworkRepository:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
-def _encode(pack_id: str, data: bytes, k: int, n: int) -> list[tuple[bytes, str]]:
-    """The n fragments and their ids (both CPU work, done together off the loop)."""
-    return [(f, fragment_id(f)) for f in encode_pack(pack_id, data, k, n)]
+def _encode(pack_id: str, data: bytes, k: int, n: int) -> list[tuple[bytes, str, str]]:
+    """The n fragments, their ids and Merkle roots (CPU work, done together off the loop)."""
+    return [(f, fragment_id(f), proofs.root(f)) for f in encode_pack(pack_id, data, k, n)]
 
 
 def _entry(u: _Upload) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from p2pbak import __version__
 from p2pbak.config import Supply, format_size
 from p2pbak.net import tickets
 from p2pbak.net.client import MAX_FRAGMENT
+from p2pbak.net.peer_proofs import prove_fragment
 from p2pbak.net.validate import body_deadline, error_middleware, fail, path_id
 from p2pbak.store.fragments import FragmentStore
 
@@ -111,6 +112,7 @@ def make_app(store: FragmentStore, *, peer_id: str, ticket_key: Ed25519PublicKey
         web.get("/v1/fragments/{fragment_id}", get_fragment, allow_head=False),
         web.head("/v1/fragments/{fragment_id}", head_fragment),
         web.delete("/v1/fragments/{fragment_id}", delete_fragment),
+        web.post("/v1/fragments/{fragment_id}/proof", prove_fragment),
     ])
     return app
 

@@ -75,7 +75,7 @@ class TaskLoop:
             if kind == "repair":
                 return await Repairer(self.coord, self.peers, task).run()
             if kind == "audit":
-                return await self._acked(task, await _audit(self.peers, task))
+                return await _prove(self.peers, task)
             if kind == "test-store":
                 return await _test_store(self.peers, task)
             if kind == "test-fetch":
@@ -133,6 +133,18 @@ async def _audit(peers: PeerClient, task: dict[str, Any]) -> Report:
     if len(data) != int(task["size"]):
         return {"outcome": "failed", "detail": f"fragment {fid[:12]} has the wrong size"}
     return {"outcome": "ok"}
+
+
+async def _prove(peers: PeerClient, task: dict[str, Any]) -> Report:
+    """Relay the coordinator's challenge to the holder; hand its answer in unchecked (the
+    coordinator verifies it against the committed root)."""
+    fid = str(task["fragment_id"])
+    try:
+        answer = await peers.prove_fragment(task["url"], fid, task["ticket"],
+                                            task["challenge"])
+    except PeerError as exc:
+        return {"outcome": outcome_of(exc), "detail": str(exc)[:1000]}
+    return {"outcome": "ok", "proofs": answer.get("proofs", [])[:64]}
 
 
 async def _test_store(peers: PeerClient, task: dict[str, Any]) -> Report:

@@ -1,7 +1,7 @@
 """Transfer tickets: the coordinator signs (Ed25519), a supplier peer verifies.
 
 A ticket names one operation on one fragment between two peers:
-    {"v": 1, "op": "store"|"fetch"|"delete"|"exists", "fragment": <hex id>, "size": <bytes>,
+    {"v": 1, "op": "store"|"fetch"|"delete"|"exists"|"prove", "fragment": <hex id>, "size": <bytes>,
      "from": <requesting machine id>, "to": <supplier peer id>, "exp": <unix seconds>,
      "id": <unique hex>}
 Wire form: base64url(canonical JSON) "." base64url(signature), sent in the
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from p2pbak.net import jsonsafe
 
 HEADER = "X-P2PBAK-Ticket"
-OPS = frozenset({"store", "fetch", "delete", "exists"})
+OPS = frozenset({"store", "fetch", "delete", "exists", "prove"})
 DEFAULT_TTL = 600
 
 

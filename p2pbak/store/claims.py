@@ -46,6 +46,8 @@ MIGRATION: tuple[str, ...] = (
         size INTEGER NOT NULL,
         at INTEGER NOT NULL)""",
     "CREATE INDEX acks_fragment ON acks(fragment_id, peer_id)",
+    # the Merkle root (net.proofs) the consumer sent at commit, checked by audits
+    "ALTER TABLE fragments ADD COLUMN merkle_root TEXT",
     """CREATE TABLE evidence (
         ref TEXT PRIMARY KEY,          -- the ledger transaction's ref
         ticket_id TEXT NOT NULL,
@@ -163,3 +165,17 @@ async def unbacked_payments(db: Database) -> list[str]:
         "  (SELECT 1 FROM acks a WHERE a.fragment_id = e.fragment_id AND a.peer_id = e.peer_id)))"
         " ORDER BY t.id")
     return [r[0] for r in rows]
+
+
+async def fragment_root(db: Database, peer_id: str, fragment_id: str) -> str | None:
+    """The Merkle root committed for `fragment_id` on `peer_id` (None if none was sent)."""
+    value = await db.scalar("SELECT merkle_root FROM fragments WHERE peer_id = ? AND"
+                            " fragment_id = ? LIMIT 1", (peer_id, fragment_id))
+    return None if value is None else str(value)
+
+
+async def clear_root(db: Database, fragment_id: str) -> None:
+    """Forget a root the fragment's own bytes contradict (a consumer sent it wrong)."""
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE fragments SET merkle_root = NULL WHERE fragment_id = ?",
+                           (fragment_id,))
