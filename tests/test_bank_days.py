@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2pbak.coordinator import billing, moves, placement, repair
+from p2pbak.coordinator import billing, evidence, moves, placement, repair
 from p2pbak.coordinator import prices as price_job
 from p2pbak.coordinator.billing import DAY, MarketSettings
 from p2pbak.coordinator.checker import checker_job
@@ -31,6 +31,7 @@ from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import GB
+from p2pbak.net import tickets
 from p2pbak.store import bank, coordinator_packs, coordinator_peers, coordinator_users, garbage
 from p2pbak.store import repair as repair_store
 from p2pbak.store.bank import PriceRow, user_account
@@ -162,6 +163,10 @@ async def retrieve(m: Market, owner: int, size: int) -> None:
 async def hand_in(m: Market) -> None:
     """Every peer hands in the day's receipts in one batch, as the peer agent does."""
     for peer_id, wires in sorted(m.receipts.items()):
+        for wire in wires:  # each fetch's receiver acknowledges it, as restores do
+            claimed = tickets.unverified(wire)
+            if claimed["op"] == "fetch":
+                await evidence.acknowledge(m.coord, str(claimed["from"]), wire)
         paid = await billing.settle_receipts(m.coord, peer_id, wires)
         assert all(r == (True, r[1]) and r[1] > 0 for r in paid), paid
     m.receipts.clear()

@@ -130,7 +130,7 @@ class _Entry:
 
 
 async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str | None,
-                 t: tickets.Ticket, table: rules.PriceTable, proof: str) -> _Entry:
+                 t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str]) -> _Entry:
     kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
@@ -144,7 +144,7 @@ async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str 
         kind, user = "fetch", None
         postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
     paid = sum(p.amount for p in postings if p.account == user_account(supplier))
-    return _Entry(evidence.ref_of(t), t, proof, kind, user, t.size, postings, paid)
+    return _Entry(proof[1], t, proof[0], kind, user, t.size, postings, paid)
 
 
 async def settle_receipts(coord: Coordinator, peer_id: str,
@@ -155,7 +155,7 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
     while the evidence has not arrived, or the refusal."""
     out: list[tuple[bool, int] | ReceiptRefused | Pending] = []
     checked: list[tickets.Ticket | ReceiptRefused | Pending] = []
-    proofs: dict[str, str] = {}
+    proofs: dict[str, tuple[str, str]] = {}
     for wire in wires:
         try:
             t = verify_receipt(coord, peer_id, wire)

@@ -28,18 +28,18 @@ class AckRefused(ValueError):
     """An acknowledgement that proves nothing; the message says why."""
 
 
-def ref_of(t: tickets.Ticket) -> str:
-    """The ledger ref a receipt books under: one store per placement, one fetch per ticket."""
-    return f"placed:{t.to}:{t.fragment}" if t.op == "store" else f"ticket:{t.id}"
-
-
-async def backing(coord: Coordinator, t: tickets.Ticket) -> str | None:
-    """'placement' or 'ack' when the work the ticket allowed is proven, else None."""
+async def backing(coord: Coordinator, t: tickets.Ticket) -> tuple[str, str] | None:
+    """(evidence kind 'placement' or 'ack', the ledger ref to book under) when the work the
+    ticket allowed is proven, else None. A store books once per placement (a fragment moved
+    back onto a peer later is a new placement), a fetch once per ticket."""
     if t.op == "store":
-        if await claims.placed(coord.db, t.fragment, t.to):
-            return "placement"
-        return "ack" if await claims.served_to_someone(coord.db, t.fragment, t.to) else None
-    return "ack" if await claims.acked(coord.db, t.id, t.from_) else None
+        at = await claims.placed(coord.db, t.fragment, t.to)
+        if at is not None:
+            return "placement", f"placed:{t.to}:{t.fragment}:{at}"
+        if await claims.served_to_someone(coord.db, t.fragment, t.to):
+            return "ack", f"placed:{t.to}:{t.fragment}:served"
+        return None
+    return ("ack", f"ticket:{t.id}") if await claims.acked(coord.db, t.id, t.from_) else None
 
 
 def claim_alive(t: tickets.Ticket) -> bool:

@@ -90,11 +90,12 @@ async def unplanned(db: Database, user: str, pack_id: str,
     return out
 
 
-async def placed(db: Database, fragment_id: str, peer_id: str) -> bool:
-    """Whether a committed pack has `fragment_id` on `peer_id` (the store's evidence)."""
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM fragments WHERE fragment_id = ? AND peer_id = ?)",
-        (fragment_id, peer_id)))
+async def placed(db: Database, fragment_id: str, peer_id: str) -> int | None:
+    """When `fragment_id` was placed on `peer_id` in a committed pack (the store's
+    evidence), None if it is not."""
+    value = await db.scalar("SELECT max(stored) FROM fragments WHERE fragment_id = ? AND"
+                            " peer_id = ?", (fragment_id, peer_id))
+    return None if value is None else int(value)
 
 
 async def acked(db: Database, ticket_id: str, machine_id: str) -> bool:
