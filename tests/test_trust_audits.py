@@ -115,7 +115,9 @@ def test_a_peer_that_deleted_its_fragments_is_disqualified_and_repaired(
         grid: Grid, alice: tuple[Path, Path], tmp_path: Path) -> None:
     holders = live_holders(grid)
     names = {p.name: p for p in grid.peers}
-    bad = sorted(set.intersection(*holders.values()))[0]
+    # the peer holding fragments of the most packs (the liar's test added a second backup)
+    bad = max(sorted(set.union(*holders.values())),
+              key=lambda name: sum(name in h for h in holders.values()))
     grid.add_peers(2)  # room for the rebuilt fragments
     shutil.rmtree(names[bad].storage / "fragments")
     (names[bad].storage / "fragments").mkdir()
@@ -136,3 +138,27 @@ def test_a_peer_that_deleted_its_fragments_is_disqualified_and_repaired(
     summary(grid.cli("restore", "latest", "--target", str(tmp_path / "out"), "--json",
                      config=cfg))
     assert compare_trees(tree, restored_root(tmp_path / "out", tree)) == []
+
+
+def test_check_read_data_reads_every_fragment_and_reports_the_bad_holder(
+        grid: Grid, alice: tuple[Path, Path]) -> None:
+    """With bytes flipped in every fragment one peer holds, `check --read-data` (which reads
+    all n fragments, not k) names that peer, and the coordinator audits it on its own."""
+    from tests.test_e2e_repair_audit import flip_bytes
+
+    names = {p.name: p for p in grid.peers}
+    active = {p.name for p in grid.peers if state_of(grid, p.peer_id) == "active"}
+    held = live_holders(grid)
+    rotten = sorted(set.union(*held.values()) & active)[0]
+    assert flip_bytes(names[rotten].storage) >= 1
+    cfg, _ = alice
+    r = grid.cli("check", "--read-data", "--json", config=cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    rotten_id = names[rotten].peer_id
+    out = r.stdout + r.stderr
+    assert f"peer {rotten_id} answered wrong" in out
+    others = [p.peer_id for p in grid.peers if p.name != rotten]
+    assert not [o for o in others if f"peer {o} answered wrong" in out]
+    wait_until(lambda: query(grid, "SELECT count(*) FROM audits WHERE peer_id = ? AND"
+                                   " outcome = 'failed'", (rotten_id,))[0][0] >= 1,
+               60, f"the coordinator's own audit of {rotten}", grid)

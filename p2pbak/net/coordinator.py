@@ -22,6 +22,7 @@ from p2pbak.net import (
     coordinator_market,
     coordinator_packs,
     coordinator_peers,
+    coordinator_suspects,
     coordinator_tasks,
 )
 from p2pbak.net.coordinator_common import COORD, coordinator
@@ -55,4 +56,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
     app.add_routes(coordinator_market.routes)
     app.add_routes(coordinator_tasks.routes)
     app.add_routes(coordinator_garbage.routes)
+    app.add_routes(coordinator_suspects.routes)
     return app

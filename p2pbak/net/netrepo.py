@@ -18,7 +18,7 @@ from typing import Any
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, Unreachable
 from p2pbak.net import proofs
-from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient
+from p2pbak.net.client import CoordinatorClient, CoordinatorError, PeerClient, PeerError
 
 log = logging.getLogger("p2pbak.netrepo")
 
@@ -65,6 +65,9 @@ class NetworkRepository:
         self._known: set[str] = set()
         self._pending: dict[str, asyncio.Future[bool]] = {}
         self._flush: asyncio.Task[None] | None = None
+        # check --read-data: fetch every fragment, not k, and note holders that answer wrong
+        self.verify_every_fragment = False
+        self.bad_holders: list[str] = []
 
     # -- packs: upload -------------------------------------------------------------------
 
@@ -163,9 +166,41 @@ class NetworkRepository:
         k = int(info["k"])
         candidates = sorted(info["fragments"], key=self._fetch_order)
         got: list[str] = []
-        frags = await self._fetch_k(pack_id, k, candidates, got)
+        if self.verify_every_fragment:
+            frags = await self._fetch_every(pack_id, k, candidates, got)
+        else:
+            frags = await self._fetch_k(pack_id, k, candidates, got)
         await self._acknowledge(got)
         return await self._cpu(decode_pack, pack_id, frags)
+
+    async def _fetch_every(self, pack_id: str, k: int, candidates: list[dict[str, Any]],
+                           acks: list[str]) -> list[bytes]:
+        """Every fragment, each checked against its id; a holder that answers but wrongly
+        (missing, corrupt bytes) is noted and reported to the coordinator, which checks it
+        by its own challenge; an unreachable one is only offline."""
+        results = await asyncio.gather(*(self._get(f) for f in candidates),
+                                       return_exceptions=True)
+        good: list[bytes] = []
+        suspects = []
+        for frag, res in zip(candidates, results, strict=True):
+            if isinstance(res, bytes):
+                good.append(res)
+                acks.append(frag["ticket"])
+            elif isinstance(res, PeerError) and res.status:
+                self.bad_holders.append(f"pack {pack_id[:12]}: peer {frag['peer_id']} answered "
+                                        f"wrong for fragment {frag['index']} ({res})")
+                suspects.append({"fragment_id": frag["fragment_id"], "peer_id": frag["peer_id"]})
+            elif isinstance(res, BaseException) and not isinstance(res, P2pbakError):
+                raise res
+        if suspects:
+            try:
+                await self.coord.call("POST", "/v1/suspects", {"fragments": suspects})
+            except P2pbakError as exc:
+                log.warning("could not report bad holders to the coordinator: %s", exc)
+        if len(good) < k:
+            raise Unreachable(f"pack {pack_id[:12]}: only {len(good)} of the {k} fragments "
+                              "needed could be fetched; bring more peers online and retry")
+        return good
 
     async def _acknowledge(self, wires: list[str]) -> None:
         """Tell the coordinator which fetches arrived whole, so their suppliers are paid

@@ -180,3 +180,12 @@ async def clear_root(db: Database, fragment_id: str) -> None:
     async with db.transaction() as conn:
         await conn.execute("UPDATE fragments SET merkle_root = NULL WHERE fragment_id = ?",
                            (fragment_id,))
+
+
+async def owned_placement(db: Database, user: str, fragment_id: str,
+                          peer_id: str) -> tuple[int, int] | None:
+    """(pack pk, size) of `fragment_id` on `peer_id` in one of `user`'s packs, else None."""
+    row = await db.one("SELECT f.pack_pk, f.size FROM fragments f JOIN packs p ON p.pk ="
+                       " f.pack_pk WHERE f.fragment_id = ? AND f.peer_id = ? AND"
+                       " p.user_name = ? LIMIT 1", (fragment_id, peer_id, user))
+    return None if row is None else (int(row[0]), int(row[1]))
