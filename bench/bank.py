@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 from p2pbak.coordinator import billing  # noqa: E402
 from p2pbak.coordinator.service import Coordinator  # noqa: E402
 from tests.coordinator.test_allocation import _simulate  # noqa: E402
-from tests.coordinator.test_bank import USERS, machine_id, open_coord  # noqa: E402
+from tests.coordinator.test_bank import USERS, machine_id, open_coord, placed_ticket  # noqa: E402
 
 BATCH = 100
 
@@ -44,8 +44,8 @@ async def _settle_rate(count: int, batch: int) -> float:
         coord: Coordinator = await open_coord(Path(tmp))
         try:
             suppliers = len(USERS) - 1
-            wires = [coord.ticket(op="store", fragment="ab" * 32, size=10**6,
-                                  from_=machine_id(0), to=machine_id(1 + i % suppliers))
+            # stores backed by committed placements: receipts that pay (proof before pay)
+            wires = [await placed_ticket(coord, 0, 1 + i % suppliers, 10**6)
                      for i in range(count)]
             start = time.perf_counter()
             for j in range(suppliers):

@@ -109,6 +109,10 @@ class Unbalanced(P2pbakError, ValueError):
     """Postings that do not sum to exactly 0."""
 
 
+class NotPlanned(P2pbakError):
+    """A store ticket asked for a fragment no plan of the pack puts on that peer."""
+
+
 class NotGranted(P2pbakError):
     """A committed fragment was never granted to this owner on that peer."""
 
@@ -121,6 +125,18 @@ class TicketError(P2pbakError, ValueError):
 
 class SealError(P2pbakError, ValueError):
     """Bytes that do not open under the key: tampered, or sealed for another key."""
+
+
+class TooDeep(P2pbakError, ValueError):
+    """JSON nested deeper than allowed."""
+
+
+class BadProof(P2pbakError, ValueError):
+    """A storage proof that does not check out; the message says why."""
+
+
+class AckRefused(P2pbakError, ValueError):
+    """An acknowledgement that proves nothing; the message says why."""
 
 
 class ApiError(P2pbakError):

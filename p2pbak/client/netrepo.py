@@ -8,6 +8,7 @@ transfer carrying a ticket the coordinator signed. Nothing here ever sees plaint
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -17,8 +18,11 @@ from typing import Any
 from p2pbak.client import reroute
 from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, SuppliersFull, Unreachable
-from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient
+from p2pbak.net import proofs
+from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient, PeerError
 from p2pbak.store.cache import MetadataCache
+
+log = logging.getLogger("p2pbak.netrepo")
 
 ID_BATCH = 5000  # pack ids per garbage request
 # After `success` fragments are stored, the rest get this share of the time taken so far
@@ -56,6 +60,7 @@ class _Upload:
     peer: dict[str, Any]
     ticket: str
     rerouted: bool = False  # retried once through the peer's new relay (net/reroute)
+    root: str = ""  # the Merkle root audits check the holder against (net.proofs)
 
 
 class NetworkRepository:
@@ -74,31 +79,36 @@ class NetworkRepository:
         self._pending: dict[str, asyncio.Future[bool]] = {}
         self._flush: asyncio.Task[None] | None = None
         self.cache: MetadataCache | None = None  # set once the repository is known
+        # check --read-data: fetch every fragment, not k, and note holders that answer wrong
+        self.verify_every_fragment = False
+        self.bad_holders: list[str] = []
 
     # -- packs: upload -------------------------------------------------------------------
 
     async def put_pack(self, pack_id: str, data: bytes) -> None:
         if pack_id in self._known:
             return
-        plan = await self._plan(len(data))
+        plan = await self._plan(len(data), pack_id)
         k, n = int(plan["k"]), int(plan["n"])
         peers = list(plan["peers"])
         if len(peers) < n:
             raise P2pbakError(f"coordinator planned {n} fragments but named {len(peers)} peers")
         coded = await self._cpu(_encode, pack_id, data, k, n)
-        uploads = [_Upload(i, f, fid, peers[i], "") for i, (f, fid) in enumerate(coded)]
+        uploads = [_Upload(i, f, fid, peers[i], "", root)
+                   for i, (f, fid, root) in enumerate(coded)]
         tickets = await self.coord.tickets(pack_id, [_entry(u) for u in uploads])
         for u, t in zip(uploads, tickets, strict=True):
             u.ticket = t
         stored = await self._upload_all(pack_id, uploads, peers[n:], int(plan["success"]))
         await self.coord.commit(pack_id, k=k, n=n, repair=int(plan["repair"]),
                                 success=int(plan["success"]), length=len(data),
-                                fragments=[_entry(u) for u in stored])
+                                fragments=[_entry(u) | {"merkle_root": u.root}
+                                           for u in stored])
         self._known.add(pack_id)
 
-    async def _plan(self, size: int) -> dict[str, Any]:
+    async def _plan(self, size: int, pack_id: str) -> dict[str, Any]:
         try:
-            return await self.coord.plan(size)
+            return await self.coord.plan(size, pack_id)
         except CoordinatorError as exc:
             if exc.status == 402:  # the bank refuses: account below its maximum deficit
                 raise Frozen(str(exc)) from None
@@ -162,7 +172,7 @@ class NetworkRepository:
                              spares: list[dict[str, Any]]) -> _Upload | None:
         if not spares:
             return None
-        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "")
+        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "", u.root)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
         return moved
 
@@ -186,8 +196,50 @@ class NetworkRepository:
         info = await self.coord.get_pack(pack_id)
         k = int(info["k"])
         candidates = sorted(info["fragments"], key=lambda f: self._fetch_order(f, k))
-        frags = await self._fetch_k(pack_id, k, candidates)
+        got: list[str] = []
+        if self.verify_every_fragment:
+            frags = await self._fetch_every(pack_id, k, candidates, got)
+        else:
+            frags = await self._fetch_k(pack_id, k, candidates, got)
+        await self._acknowledge(got)
         return await self._cpu(decode_pack, pack_id, frags)
+
+    async def _fetch_every(self, pack_id: str, k: int, candidates: list[dict[str, Any]],
+                           acks: list[str]) -> list[bytes]:
+        """Every fragment, each checked against its id; a holder that answers but wrongly
+        (missing, corrupt bytes) is noted and reported to the coordinator, which checks it
+        by its own challenge; an unreachable one is only offline."""
+        results = await asyncio.gather(*(self._get(f) for f in candidates),
+                                       return_exceptions=True)
+        good: list[bytes] = []
+        suspects = []
+        for frag, res in zip(candidates, results, strict=True):
+            if isinstance(res, bytes):
+                good.append(res)
+                acks.append(frag["ticket"])
+            elif isinstance(res, PeerError) and res.status:
+                self.bad_holders.append(f"pack {pack_id[:12]}: peer {frag['peer_id']} answered "
+                                        f"wrong for fragment {frag['index']} ({res})")
+                suspects.append({"fragment_id": frag["fragment_id"], "peer_id": frag["peer_id"]})
+            elif isinstance(res, BaseException) and not isinstance(res, P2pbakError):
+                raise res
+        if suspects:
+            try:
+                await self.coord.call("POST", "/v1/suspects", {"fragments": suspects})
+            except P2pbakError as exc:
+                log.warning("could not report bad holders to the coordinator: %s", exc)
+        if len(good) < k:
+            raise Unreachable(f"pack {pack_id[:12]}: only {len(good)} of the {k} fragments "
+                              "needed could be fetched; bring more peers online and retry")
+        return good
+
+    async def _acknowledge(self, wires: list[str]) -> None:
+        """Tell the coordinator which fetches arrived whole, so their suppliers are paid
+        (proof before pay); the restore goes on whatever the answer."""
+        try:
+            await self.coord.acks(wires)
+        except P2pbakError as exc:
+            log.debug("fetch acknowledgements not delivered: %s", exc)
 
     def _fetch_order(self, frag: dict[str, Any], k: int) -> tuple[bool, bool, bool]:
         """Online peers first and those that failed us last; among the rest the systematic
@@ -196,10 +248,10 @@ class NetworkRepository:
         return (not frag.get("online", True), frag["peer_id"] in self.stats.failed_peers,
                 int(frag.get("index", k)) >= k)
 
-    async def _fetch_k(self, pack_id: str, k: int,
-                       candidates: list[dict[str, Any]]) -> list[bytes]:
+    async def _fetch_k(self, pack_id: str, k: int, candidates: list[dict[str, Any]],
+                       acks: list[str]) -> list[bytes]:
         """Ask k peers, start another per failure and `extra_fetch` more when the k are
-        slow (see HEDGE); keep the first k good."""
+        slow (see HEDGE); keep the first k good (their tickets go to `acks`)."""
         queue = list(candidates)
         got: list[bytes] = []
         failures: list[str] = []
@@ -232,6 +284,7 @@ class NetworkRepository:
                     exc = task.exception()
                     if exc is None:
                         got.append(task.result())
+                        acks.append(frag["ticket"])
                         continue
                     failures.append(f"{frag.get('url', '?')}: {exc}")
                     self.stats.failed_peers.add(frag["peer_id"])
@@ -386,9 +439,9 @@ class NetworkRepository:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
-def _encode(pack_id: str, data: bytes, k: int, n: int) -> list[tuple[bytes, str]]:
-    """The n fragments and their ids (both CPU work, done together off the loop)."""
-    return [(f, fragment_id(f)) for f in encode_pack(pack_id, data, k, n)]
+def _encode(pack_id: str, data: bytes, k: int, n: int) -> list[tuple[bytes, str, str]]:
+    """The n fragments, their ids and Merkle roots (CPU work, done together off the loop)."""
+    return [(f, fragment_id(f), proofs.root(f)) for f in encode_pack(pack_id, data, k, n)]
 
 
 def _entry(u: _Upload) -> dict[str, Any]:

@@ -22,6 +22,7 @@ async def _audit(path: Path) -> dict[str, Any]:
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.model import MarketSettings
     from p2pbak.store.db import bank
+    from p2pbak.store.db.claims import unbacked_payments
     from p2pbak.store.db.database import Database
 
     if not path.is_file():
@@ -37,11 +38,13 @@ async def _audit(path: Path) -> dict[str, Any]:
         coord: Any = SimpleNamespace(db=db, market=MarketSettings(
             max_deficit=await stored_limit(db)))
         stuck = await unfrozen(coord)
+        unbacked = await unbacked_payments(db)
         users = await bank.user_accounts(db)
         bank_balance = await bank.balance(db, "bank")
     finally:
         await db.close()
-    return {"ok": audit.ok and not stuck, "sum": audit.sum, "entries": audit.entries,
+    return {"ok": audit.ok and not stuck and not unbacked, "unbacked": unbacked,
+            "sum": audit.sum, "entries": audit.entries,
             "accounts": audit.accounts, "transactions": audit.transactions,
             "unpaired": audit.unpaired, "drifted": audit.drifted, "balance_sum": audit.balance_sum,
             "unfrozen": stuck, "bank_balance": bank_balance,
@@ -62,6 +65,8 @@ def _say(rep: Any, r: dict[str, Any]) -> None:
     rep.say(f"balances equal their entries: {mark(not r['drifted'] and not r['balance_sum'])}")
     rep.say(f"accounts at their maximum deficit without a freeze: {len(r['unfrozen'])}: "
             f"{mark(not r['unfrozen'])}")
+    rep.say(f"supplier payments without a committed placement or an acknowledged transfer: "
+            f"{len(r['unbacked'])}: {mark(not r['unbacked'])}")
     rep.say(f"bank {credits(r['bank_balance'])} credits, {r['users']} users "
             f"{credits(r['users_balance'])} credits")
 
@@ -69,7 +74,7 @@ def _say(rep: Any, r: dict[str, Any]) -> None:
 @with_options(config=False, password=False)
 def audit(opts: Options, db: DbOpt) -> None:
     """Check the ledger: sum exactly 0, every entry paired, no account below its limit
-    without a freeze (exit 1 if any fails)."""
+    without a freeze, every receipt paid backed by evidence (exit 1 if any fails)."""
     rep = opts.reporter()
     result = run(_audit(db.expanduser()))
     rep.summary(**result)

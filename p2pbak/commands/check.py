@@ -27,12 +27,17 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
                    percent_done=round(done / total, 4) if total else 1.0)
 
     async with unlocked(session) as (repo, master):
-        return await check(repo, master, read_data, progress)
+        if read_data:  # a network repository then reads every fragment, not k of n
+            repo.verify_every_fragment = True  # type: ignore[attr-defined]
+        result = await check(repo, master, read_data, progress)
+        result.problems += getattr(repo, "bad_holders", [])
+        return result
 
 
 @with_options(cache=True)
 def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
-                  "--read-data", help="Also fetch every pack and verify every blob in it.")]
+                  "--read-data", help="Also fetch every fragment of every pack, verify every blob, "
+                  "and report holders that answer wrong to the coordinator.")]
               = False) -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
     rep = opts.reporter()

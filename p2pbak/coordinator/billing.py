@@ -10,8 +10,10 @@
 * repair and testing: `pay_upkeep` pays both bandwidths from the bank.
 
 A receipt pays only for a ticket this coordinator signed, naming the peer that hands it in,
-and only once (the ledger's unique `ref`). Amounts come from p2pbak.market.bank's rules,
-at q = Aᵀp for the overheads the price job measured (market.prices.measured_overheads).
+only for work proven (coordinator.evidence: a committed placement, the receiver's
+acknowledgement; until then it waits as a claim) and only once (the ledger's unique `ref`).
+Amounts come from p2pbak.market.bank's rules, at q = Aᵀp for the overheads the price job
+measured (market.prices.measured_overheads).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from p2pbak.coordinator import evidence
 from p2pbak.coordinator.accounts import check_accounts, refresh_alert
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.errors import ReceiptRefused
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
-from p2pbak.store.db import bank
+from p2pbak.store.db import bank, claims
 from p2pbak.store.db.bank import user_account
 from p2pbak.units import DAY
 
@@ -56,6 +59,10 @@ async def _refresh(coord: Coordinator, user: str) -> None:
 
 # -- receipts -----------------------------------------------------------------------------
 
+class Pending:
+    """A receipt kept as a claim until its evidence arrives (see coordinator.evidence)."""
+
+
 def verify_receipt(coord: Coordinator, peer_id: str, wire: str) -> tickets.Ticket:
     """The ticket, if this coordinator signed it for `peer_id` and it is recent enough."""
     try:
@@ -76,6 +83,8 @@ class _Entry:
     """One receipt's booking, worked out before the ledger transaction."""
 
     ref: str
+    ticket: tickets.Ticket
+    evidence: str
     kind: str
     user: str | None
     size: int
@@ -84,7 +93,7 @@ class _Entry:
 
 
 async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str | None,
-                 t: tickets.Ticket, table: rules.PriceTable) -> _Entry:
+                 t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str]) -> _Entry:
     kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
@@ -98,38 +107,57 @@ async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str 
         kind, user = "fetch", None
         postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
     paid = sum(p.amount for p in postings if p.account == user_account(supplier))
-    return _Entry(f"ticket:{t.id}", kind, user, t.size, postings, paid)
+    return _Entry(proof[1], t, proof[0], kind, user, t.size, postings, paid)
 
 
 async def settle_receipts(coord: Coordinator, peer_id: str,
-                          wires: Sequence[str]) -> list[tuple[bool, int] | ReceiptRefused]:
-    """Pay `peer_id` for the tickets it honoured, all in one ledger transaction. Per wire:
-    (booked now, µc paid), (False, 0) when paid before, or the refusal."""
-    out: list[tuple[bool, int] | ReceiptRefused] = []
-    checked = []
+                          wires: Sequence[str]
+                          ) -> list[tuple[bool, int] | ReceiptRefused | Pending]:
+    """Pay `peer_id` for the tickets it honoured and whose work is proven, all in one ledger
+    transaction. Per wire: (booked now, µc paid), (False, 0) when paid before, Pending
+    while the evidence has not arrived, or the refusal."""
+    out: list[tuple[bool, int] | ReceiptRefused | Pending] = []
+    checked: list[tickets.Ticket | ReceiptRefused | Pending] = []
+    proofs: dict[str, tuple[str, str]] = {}
     for wire in wires:
         try:
-            checked.append(verify_receipt(coord, peer_id, wire))
+            t = verify_receipt(coord, peer_id, wire)
         except ReceiptRefused as exc:
             checked.append(exc)
+            continue
+        proof = await evidence.backing(coord, t)
+        if proof is not None:
+            proofs[t.id] = proof
+            checked.append(t)
+        elif evidence.claim_alive(t):
+            await evidence.keep(coord, t, wire)
+            checked.append(Pending())
+        else:
+            checked.append(ReceiptRefused(
+                "no committed placement or receiver's acknowledgement backs this ticket "
+                "and it has expired: nothing to pay"))
     owners = await bank.peer_owners(coord.db, [peer_id] + [
         t.from_ for t in checked if isinstance(t, tickets.Ticket)])
     supplier = owners.get(peer_id)
     _, table = await current_prices(coord)
-    entries: list[_Entry | ReceiptRefused] = []
+    entries: list[_Entry | ReceiptRefused | Pending] = []
     for t in checked:
-        if isinstance(t, ReceiptRefused) or supplier is None:
-            entries.append(t if isinstance(t, ReceiptRefused) else
-                           ReceiptRefused("this peer is unknown to the bank"))
+        if not isinstance(t, tickets.Ticket):
+            entries.append(t)
+        elif supplier is None:
+            entries.append(ReceiptRefused("this peer is unknown to the bank"))
         else:
-            entries.append(await _entry(coord, peer_id, supplier, owners.get(t.from_), t, table))
+            entries.append(await _entry(coord, peer_id, supplier, owners.get(t.from_), t, table,
+                                        proofs[t.id]))
     async with coord.db.transaction() as conn:
         for e in entries:
-            if isinstance(e, ReceiptRefused):
+            if not isinstance(e, _Entry):
                 out.append(e)
                 continue
             booked = await bank.book_in(conn, kind=e.kind, postings=e.postings, ref=e.ref,
                                         user=e.user, quantity=e.size)
+            await claims.settle_in(conn, e.ref, e.ticket.id, peer_id, e.ticket.fragment,
+                                   e.evidence)
             out.append((booked, e.paid if booked else 0))
     touched = {supplier} | {e.user for e in entries if isinstance(e, _Entry)}
     for user in sorted(u for u in touched if u):  # a retrieval spends, a supplier earns
@@ -142,7 +170,7 @@ async def settle_receipt(coord: Coordinator, peer_id: str, wire: str) -> tuple[b
     result = (await settle_receipts(coord, peer_id, [wire]))[0]
     if isinstance(result, ReceiptRefused):
         raise result
-    return result
+    return (False, 0) if isinstance(result, Pending) else result
 
 
 async def pay_upkeep(coord: Coordinator, transfers: Sequence[tuple[str, int, int]],
@@ -194,3 +222,16 @@ async def pay_worker(coord: Coordinator, task: Task, worker: str, uploaded: int,
     task (the peers it fetched from and stored on hand in their tickets as receipts)."""
     if uploaded or downloaded:
         await pay_upkeep(coord, [(worker, uploaded, downloaded)], f"task:{task.id}")
+
+
+async def settle_pending(coord: Coordinator, fragment_ids: Sequence[str]) -> int:
+    """Pay the waiting claims on these fragments that their evidence now backs (µc)."""
+    by_peer: dict[str, list[str]] = {}
+    for peer_id, wire in await claims.pending(coord.db, fragment_ids):
+        by_peer.setdefault(peer_id, []).append(wire)
+    paid = 0
+    for peer_id, wires in by_peer.items():
+        for result in await settle_receipts(coord, peer_id, wires):
+            if isinstance(result, tuple):
+                paid += result[1]
+    return paid

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from p2pbak.coordinator import billing, placement, repair
+from p2pbak.errors import NotPlanned
 from p2pbak.net import tickets
-from p2pbak.store.db import bank, packs
+from p2pbak.store.db import bank, claims, packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db.packs import Fragment, NotGranted, Pack
 from p2pbak.store.db.peers import Peer
@@ -38,9 +39,23 @@ async def committed(coord: Coordinator, user: str, pack_id: str) -> bool:
     return await packs.get(coord.db, user, pack_id) is not None
 
 
+async def record_plan(coord: Coordinator, machine: Machine, pack_id: str,
+                      chosen: placement.Placement) -> None:
+    """The plan store tickets are checked against: these peers, this fragment size."""
+    await claims.add_plan(coord.db, machine.user, pack_id, [
+        claims.Planned(p.id, chosen.fragment_size) for p in chosen.peers + chosen.spares])
+
+
 async def grant_stores(coord: Coordinator, machine: Machine, pack_id: str,
                        fragments: Sequence[Fragment]) -> list[str]:
-    """One store ticket per fragment, its grant recorded until the ticket lapses."""
+    """One store ticket per fragment, its grant recorded until the ticket lapses; NotPlanned
+    for a fragment no plan of this pack puts on that peer at that size."""
+    missing = await claims.unplanned(coord.db, machine.user, pack_id, [
+        claims.Planned(f.peer_id, f.size) for f in fragments])
+    if missing:
+        raise NotPlanned(f"no plan puts a {missing[0].fragment_size}-byte fragment of pack "
+                         f"{pack_id} on peer {missing[0].peer_id}: plan the pack "
+                         "(POST /v1/packs/plan) first")
     wires = [coord.ticket(op="store", fragment=f.fragment_id, size=f.size, from_=machine.id,
                           to=f.peer_id) for f in fragments]
     await packs.add_grants(coord.db, machine.user, pack_id, list(fragments),
@@ -53,6 +68,7 @@ async def commit(coord: Coordinator, machine: Machine, pack: Pack) -> None:
     stored without a ticket, Conflict if committed already with other fragments."""
     if await packs.commit(coord.db, machine.user, machine.id, pack):
         await billing.charge_backup(coord, machine.user, pack.id, pack.length)
+        await billing.settle_pending(coord, [f.fragment_id for f in pack.fragments])
 
 
 async def lookup(coord: Coordinator, machine: Machine, pack_id: str) -> dict[str, Any] | None:

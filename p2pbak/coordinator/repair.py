@@ -232,6 +232,7 @@ async def complete(coord: Coordinator, task: store.Task, worker: str,
         fetched = task.size if task.size is not None else size * info.k
         await billing.pay_worker(coord, task, worker, size * len(moved), fetched)
     if moved:
+        await billing.settle_pending(coord, [f.fragment_id for f in moved])
         log.info("repaired pack #%s: %d fragment(s) placed on new suppliers",
                  task.pack_pk, len(moved))
     return moved

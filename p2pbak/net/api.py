@@ -194,8 +194,11 @@ class CoordinatorClient(_Session):
 
     # -- packs -----------------------------------------------------------------------
 
-    async def plan(self, size: int) -> dict[str, Any]:
-        return await self.call("POST", "/v1/packs/plan", {"size": size})
+    async def plan(self, size: int, pack_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"size": size}
+        if pack_id is not None:
+            body["pack_id"] = pack_id
+        return await self.call("POST", "/v1/packs/plan", body)
 
     async def tickets(self, pack_id: str, fragments: list[dict[str, Any]]) -> list[str]:
         """Store tickets for fragments [{"index", "fragment_id", "size", "peer_id"}]."""
@@ -269,6 +272,12 @@ class CoordinatorClient(_Session):
         """Hand in tickets this peer honoured → {"paid", "accepted", "replayed", "refused"}."""
         return await self.call("POST", "/v1/receipts", {"receipts": wires})
 
+    async def acks(self, wires: list[str]) -> dict[str, Any]:
+        """Acknowledge fetches received whole → {"acknowledged", "paid", "refused"}."""
+        if not wires:
+            return {"acknowledged": 0, "paid": 0, "refused": []}
+        return await self.call("POST", "/v1/acks", {"acks": wires})
+
     async def account(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/account")
 
@@ -339,6 +348,25 @@ class PeerClient(_Session):
             raise PeerError(f"peer {url} sent corrupt bytes for fragment {fragment_id[:12]}",
                             status)
         return body
+
+    async def prove_fragment(self, url: str, fragment_id: str, ticket: str,
+                             challenge: dict[str, Any]) -> dict[str, Any]:
+        """The holder's answer to a storage challenge (net.proofs), not checked here."""
+        target = f"{url.rstrip('/')}/v1/fragments/{quote(fragment_id, safe='')}/proof"
+        try:
+            async with self.session.post(target, json=challenge,
+                                         headers={TICKET_HEADER: ticket}) as resp:
+                if resp.status >= 400:
+                    text = await _error_text(resp)
+                    raise PeerError(f"peer {url} refused to prove fragment "
+                                    f"{fragment_id[:12]}: {text}", resp.status)
+                answer = await resp.json()
+        except _NETWORK_ERRORS as exc:
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+        except ValueError:
+            raise PeerError(f"peer {url} answered a challenge with something not JSON",
+                            502) from None
+        return answer if isinstance(answer, dict) else {}
 
     async def has_fragment(self, url: str, fragment_id: str, ticket: str) -> bool:
         status, _ = await self._request("HEAD", url, fragment_id, ticket)

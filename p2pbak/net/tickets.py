@@ -1,7 +1,7 @@
 """Transfer tickets: the coordinator signs (Ed25519), a supplier peer verifies.
 
 A ticket names one operation on one fragment between two peers:
-    {"v": 1, "op": "store"|"fetch"|"delete"|"exists", "fragment": <hex id>, "size": <bytes>,
+    {"v": 1, "op": "store"|"fetch"|"delete"|"exists"|"prove", "fragment": <hex id>, "size": <bytes>,
      "from": <requesting machine id>, "to": <supplier peer id>, "exp": <unix seconds>,
      "id": <unique hex>}
 Wire form: base64url(canonical JSON) "." base64url(signature), sent in the
@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from p2pbak.errors import TicketError
+from p2pbak.net import jsonsafe
 
 HEADER = "X-P2PBAK-Ticket"
-OPS = frozenset({"store", "fetch", "delete", "exists", "relay"})  # relay: see net/relay.py
+OPS = frozenset({"store", "fetch", "delete", "exists", "relay", "prove"})  # relay: net/relay.py
 DEFAULT_TTL = 600
 
 
@@ -56,8 +57,8 @@ def _unb64(text: str) -> bytes:
 def unverified(wire: str) -> dict[str, object]:
     """A ticket's fields as written, signature unchecked: which op and fragment to verify."""
     try:
-        d = json.loads(_unb64(wire.split(".", 1)[0]))
-    except (ValueError, TypeError):
+        d = jsonsafe.loads(_unb64(wire.split(".", 1)[0]), max_depth=2)
+    except (ValueError, TypeError, RecursionError):
         raise TicketError("malformed ticket") from None
     if not isinstance(d, dict):
         raise TicketError("malformed ticket")
@@ -85,12 +86,12 @@ def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str
         body_b64, sig_b64 = wire.split(".", 1)
         body, sig = _unb64(body_b64), _unb64(sig_b64)
         public.verify(sig, body)
-        d = json.loads(body)
+        d = jsonsafe.loads(body, max_depth=2)
         t = Ticket(op=d["op"], fragment=d["fragment"], size=int(d["size"]), from_=d["from"],
                    to=d["to"], exp=int(d["exp"]), id=str(d["id"]), v=int(d["v"]))
     except InvalidSignature:
         raise TicketError("forged ticket: bad signature") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise TicketError("malformed ticket") from None
     if t.op != op:
         raise TicketError(f"ticket is for {t.op}, not {op}")

@@ -8,10 +8,12 @@ fault. Body models derive from `Body`: unknown fields, wrong types and missing f
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -20,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic import ValidationError as PydanticValidationError
 
 from p2pbak.errors import ApiError
+from p2pbak.net import jsonsafe
 
 log = logging.getLogger("p2pbak.net")
 
@@ -71,19 +74,40 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: web.Request, cap: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `cap` bytes."""
+    """The raw body, refused with 413 as soon as it passes `cap` bytes, and with 408 when
+    it trickles in slower than `body_deadline` allows (a slow-body client holds nothing)."""
     declared = request.content_length
     if declared is not None and declared > cap:
         fail(413, f"request body of {declared} bytes is over this route's limit of {cap}")
     data = bytearray()
     try:
-        async for chunk in request.content.iter_chunked(64 * KIB):
-            data += chunk
-            if len(data) > cap:
-                fail(413, f"request body is over this route's limit of {cap} bytes")
+        async with asyncio.timeout(body_deadline(declared or cap)):
+            async for chunk in request.content.iter_chunked(64 * KIB):
+                data += chunk
+                if len(data) > cap:
+                    fail(413, f"request body is over this route's limit of {cap} bytes")
     except ConnectionResetError:  # the client went away mid-body (killed, stopping)
         fail(400, "the connection was lost before the whole body arrived")
+    except TimeoutError:
+        fail(408, "the request body arrived too slowly: send it again at once")
     return bytes(data)
+
+
+# A connection that has not sent a whole request head within this many seconds is closed
+# (aiohttp's keep-alive timer also runs while the first request's headers are awaited); more
+# than the 15 s our clients keep an idle connection, so they never reuse a closed one.
+# Both may be lowered through the environment (tests do, to see a held connection closed).
+HEADER_TIMEOUT = float(os.environ.get("P2PBAK_HEADER_TIMEOUT", "20"))
+
+# seconds any body may take, plus its size at BODY_MIN_RATE
+BODY_GRACE = float(os.environ.get("P2PBAK_BODY_GRACE", "30"))
+BODY_MIN_RATE = 64 * KIB  # bytes/s: a body slower than this is a held connection
+
+
+def body_deadline(size: int, rate: float = 0) -> float:
+    """Seconds a body of `size` bytes may take to arrive (at our own `rate` cap, if lower)."""
+    floor = min(rate, BODY_MIN_RATE) if rate > 0 else BODY_MIN_RATE
+    return BODY_GRACE + size / floor
 
 
 def _describe(err: PydanticValidationError) -> str:
@@ -100,11 +124,11 @@ def _describe(err: PydanticValidationError) -> str:
 def validate(model: type[M], data: bytes) -> M:
     """Parse JSON bytes into `model` or raise a 400 ApiError saying what is wrong."""
     try:
-        obj = json.loads(data)
+        obj = jsonsafe.loads(data)
+    except (RecursionError, jsonsafe.TooDeep):
+        fail(400, "body is nested too deeply: send a flat JSON object")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(400, f"body is not valid JSON ({exc}): send a JSON object")
-    except RecursionError:
-        fail(400, "body is nested too deeply: send a flat JSON object")
     if not isinstance(obj, dict):
         fail(400, "body must be a JSON object")
     try:
@@ -116,6 +140,26 @@ def validate(model: type[M], data: bytes) -> M:
 async def parse(request: web.Request, model: type[M], cap: int = SMALL_BODY) -> M:
     """Read and validate a JSON body (413 over `cap`, 400 when malformed)."""
     return validate(model, await read_body(request, cap))
+
+
+def ascii_int(text: str, what: str, lo: int, hi: int) -> int:
+    """An integer written in ASCII digits within [lo, hi], else 400 (`str.isdigit` takes
+    '²' and other Unicode digits that `int` then refuses or misreads)."""
+    if not text or len(text) > 19 or any(c not in "0123456789" for c in text):
+        fail(400, f"{what} must be a whole number written in digits 0-9")
+    value = int(text)
+    if not lo <= value <= hi:
+        fail(400, f"{what} must be between {lo} and {hi}")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    return default if raw is None else ascii_int(raw, f"query parameter {name!r}", lo, hi)
+
+
+def path_int(request: web.Request, name: str, hi: int = 2**62) -> int:
+    return ascii_int(request.match_info[name], name, 0, hi)
 
 
 def path_id(request: web.Request, name: str) -> str:

@@ -26,6 +26,7 @@ from p2pbak.net import seal, tickets
 from p2pbak.net.api import CoordinatorClient, PeerClient
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay import RelayState, add_relay
+from p2pbak.net.validate import HEADER_TIMEOUT
 from p2pbak.peer.reach import Reached, Reacher
 from p2pbak.peer.server import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore, StoreError
@@ -91,7 +92,7 @@ class Agent:
                                           bucket=TokenBucket(self.relay_rate)))
             # short lingering: a refused body is not drained past the caps for long
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace,
-                                   lingering_time=2.0)
+                                   lingering_time=2.0, keepalive_timeout=HEADER_TIMEOUT)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await self._listen(runner)

@@ -14,16 +14,18 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import Field, StringConstraints
 
 from p2pbak import __version__
 from p2pbak.config import Supply, format_size
-from p2pbak.net import tickets
+from p2pbak.net import proofs, tickets
 from p2pbak.net.api import MAX_FRAGMENT
 from p2pbak.net.ratelimit import TokenBucket
-from p2pbak.net.validate import error_middleware, fail, path_id
+from p2pbak.net.validate import Body, body_deadline, error_middleware, fail, parse, path_id
 from p2pbak.store.fragments import FragmentStore
 
 log = logging.getLogger("p2pbak.peer")
@@ -73,6 +75,7 @@ def make_app(store: FragmentStore, *, peer_id: str, ticket_key: Ed25519PublicKey
         web.get("/v1/fragments/{fragment_id}", get_fragment, allow_head=False),
         web.head("/v1/fragments/{fragment_id}", head_fragment),
         web.delete("/v1/fragments/{fragment_id}", delete_fragment),
+        web.post("/v1/fragments/{fragment_id}/proof", prove_fragment),
     ])
     return app
 
@@ -142,11 +145,15 @@ async def _receive(request: web.Request, state: PeerState, fid: str, size: int) 
     """Body → temp file (throttled, hashed) → checked → durable under its id."""
     writer = state.store.writer(fid)
     try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            if writer.size + len(chunk) > size:
-                fail(413, f"body is larger than the ticket's {size} bytes")
-            await state.download.take(len(chunk))
-            writer.write(chunk)
+        try:
+            async with asyncio.timeout(body_deadline(size, state.download.rate)):
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    if writer.size + len(chunk) > size:
+                        fail(413, f"body is larger than the ticket's {size} bytes")
+                    await state.download.take(len(chunk))
+                    writer.write(chunk)
+        except TimeoutError:
+            fail(408, "the fragment arrived too slowly: send it again with a new ticket")
         if writer.size != size:
             fail(422, f"received {writer.size} bytes, the ticket says {size}")
         if not writer.matches():
@@ -196,3 +203,30 @@ async def delete_fragment(request: web.Request) -> web.Response:
         log.info("deleted fragment %s", fid[:12])
     state.served(request, t)
     return web.Response(status=204)
+
+
+# -- storage proofs (audits: formats.md §11) -------------------------------------------
+
+Nonce = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")]
+
+
+class ChallengeBody(Body):
+    nonce: Nonce
+    indices: Annotated[list[Annotated[int, Field(ge=0, lt=2**40)]],
+                       Field(min_length=1, max_length=proofs.MAX_CHALLENGE)]
+
+
+async def prove_fragment(request: web.Request) -> web.Response:
+    state, fid, t = _admit(request, "prove")
+    body = await parse(request, ChallengeBody)
+    _spend(state, t)
+    # read verifies the whole fragment against its id: a rotted copy has nothing to prove
+    data = await asyncio.to_thread(state.store.read, fid)
+    if data is None:
+        fail(404, f"this peer does not hold fragment {fid}")
+    try:
+        answer = await asyncio.to_thread(proofs.prove, data, body.indices)
+    except proofs.BadProof as exc:
+        fail(400, f"bad challenge: {exc}")
+    state.served(request, t)
+    return web.json_response({"nonce": body.nonce, "proofs": [p.to_dict() for p in answer]})

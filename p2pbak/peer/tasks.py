@@ -75,15 +75,21 @@ class TaskLoop:
             if kind == "repair":
                 return await Repairer(self.coord, self.peers, task).run()
             if kind == "audit":
-                return await _audit(self.peers, task)
+                return await _prove(self.peers, task)
             if kind == "test-store":
                 return await _test_store(self.peers, task)
             if kind == "test-fetch":
-                return await _test_fetch(self.peers, task)
+                return await self._acked(task, await _test_fetch(self.peers, task))
         except (P2pbakError, KeyError, ValueError, TypeError) as exc:
             log.warning("task %s (%s) failed: %s", task.get("task_id"), kind, exc)
             return {"outcome": "failed", "detail": str(exc)[:1000]}
         return {"outcome": "failed", "detail": f"unknown task kind {kind!r}"}
+
+    async def _acked(self, task: dict[str, Any], report: Report) -> Report:
+        """A fetch that arrived whole is acknowledged, so its supplier is paid."""
+        if report.get("outcome") == "ok":
+            await acknowledge(self.coord, [str(task["ticket"])])
+        return report
 
     async def _report(self, task: dict[str, Any], report: Report) -> None:
         """Hand the outcome in; while the coordinator is away, retry until the lease lapses
@@ -107,6 +113,14 @@ class TaskLoop:
                 delay = min(delay * 2, 30.0)
 
 
+async def acknowledge(coord: CoordinatorClient, wires: list[str]) -> None:
+    """Best effort: the coordinator pays a fetch's supplier once its receiver says so."""
+    try:
+        await coord.acks(wires)
+    except P2pbakError as exc:
+        log.debug("fetch acknowledgements not delivered: %s", exc)
+
+
 # -- audits and tests ----------------------------------------------------------------
 
 async def _audit(peers: PeerClient, task: dict[str, Any]) -> Report:
@@ -119,6 +133,18 @@ async def _audit(peers: PeerClient, task: dict[str, Any]) -> Report:
     if len(data) != int(task["size"]):
         return {"outcome": "failed", "detail": f"fragment {fid[:12]} has the wrong size"}
     return {"outcome": "ok"}
+
+
+async def _prove(peers: PeerClient, task: dict[str, Any]) -> Report:
+    """Relay the coordinator's challenge to the holder; hand its answer in unchecked (the
+    coordinator verifies it against the committed root)."""
+    fid = str(task["fragment_id"])
+    try:
+        answer = await peers.prove_fragment(task["url"], fid, task["ticket"],
+                                            task["challenge"])
+    except PeerError as exc:
+        return {"outcome": outcome_of(exc), "detail": str(exc)[:1000]}
+    return {"outcome": "ok", "proofs": answer.get("proofs", [])[:64]}
 
 
 async def _test_store(peers: PeerClient, task: dict[str, Any]) -> Report:
@@ -153,14 +179,17 @@ class Repairer:
         self.coord, self.peers, self.task = coord, peers, task
         self.pack_id = str(task["pack_id"])
         self.k, self.n = int(task["k"]), int(task["n"])
+        self.acks: list[str] = []  # tickets of the fetches that arrived whole
 
     async def run(self) -> Report:
         if self.task.get("copy"):
             rebuilt = await self._copy()
+            await acknowledge(self.coord, self.acks)
             if rebuilt is None:
                 return {"outcome": "failed", "detail": "a fragment to move could not be fetched"}
         else:
             fragments = await self._fetch_k()
+            await acknowledge(self.coord, self.acks)
             if len(fragments) < self.k:
                 return {"outcome": "failed", "detail": f"only {len(fragments)} of {self.k} "
                                                        "needed fragments could be fetched"}
@@ -205,6 +234,8 @@ class Repairer:
             log.info("repair source skipped: %s", exc)
             return None
         ok = head.pack_id == self.pack_id and head.index == int(source["index"])
+        if ok:
+            self.acks.append(str(source["ticket"]))
         return data if ok else None
 
     async def _fetch_k(self) -> list[bytes]:

@@ -24,10 +24,15 @@ class Coordinator:
         self.k, self.n, self.spares = k, n, spares
         self.success = success if success is not None else k + 1
         self.committed: dict[str, dict[str, Any]] = {}
+        self.acked: list[str] = []  # fetch tickets the repository acknowledged
         self.exists_calls: list[list[str]] = []
         self.frozen = False
 
-    async def plan(self, size: int) -> dict[str, Any]:
+    async def acks(self, wires: list[str]) -> dict[str, Any]:
+        self.acked.extend(wires)
+        return {"acknowledged": len(wires), "paid": 0, "refused": []}
+
+    async def plan(self, size: int, pack_id: str | None = None) -> dict[str, Any]:
         if self.frozen:
             raise CoordinatorError("account frozen", 402)
         peers = [{"peer_id": f"p{i}", "url": f"http://p{i}"} for i in range(self.n + self.spares)]
@@ -147,6 +152,9 @@ def test_get_pack_skips_corrupt_and_hanging_peers_and_cancels_the_rest() -> None
     repo.stats.failed_peers.clear()  # ask in the coordinator's order: p0..p4 first
     assert asyncio.run(repo.get_pack(pid)) == data
     assert peers.cancelled == 1  # the hanging peer was given up once k arrived
+    # only the k fetches that arrived whole are acknowledged (their suppliers get paid)
+    assert len(coord.acked) >= 3
+    assert not [t for t in coord.acked if t.endswith(("-p0", "-p1", "-p2"))]
 
 
 def test_get_pack_with_fewer_than_k_is_unreachable() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from p2pbak.coordinator import accounts, billing, tariff
 from p2pbak.localgrid.grid import run_cli
 from p2pbak.market import bank as rules
-from tests.coordinator.test_bank import machine_id, open_coord, ticket
+from tests.coordinator.test_bank import machine_id, open_coord, placed_ticket
 from tests.support.grid import one_line_error, summary
 
 
@@ -21,8 +21,8 @@ def ledger_db(tmp: Path) -> Path:
             _, table = await tariff.current_prices(coord)
             await billing.charge_backup(coord, "alice", "05" * 32,
                                         2000 * rules.GB // table.backup)
-            await billing.settle_receipt(coord, machine_id(1), ticket(coord, "store", 0, 1,
-                                                                      10**8))
+            await billing.settle_receipt(coord, machine_id(1),
+                                         await placed_ticket(coord, 0, 1, 10**8))
         finally:
             await coord.stop()
 
@@ -59,3 +59,18 @@ def test_audit_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     r = run_cli(["admin", "audit", "--db", str(tmp_path / "nope.db")])
     assert r.returncode == 1 and "no database" in one_line_error(r)
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_audit_finds_a_supplier_payment_without_evidence(tmp_path: Path) -> None:
+    """A receipt booked with no committed placement or acknowledged transfer behind it (as
+    the phantom tickets of issue 14 were) fails the audit, though the ledger sums to 0."""
+    db = ledger_db(tmp_path)
+    assert summary(run_cli(["admin", "audit", "--db", str(db), "--json"]))["unbacked"] == []
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM evidence")
+    r = run_cli(["admin", "audit", "--db", str(db), "--json"])
+    assert r.returncode == 1
+    line = next(ln for ln in r.stdout.splitlines() if '"summary"' in ln)
+    assert '"sum": 0' in line and '"unbacked": ["placed:' in line
+    text = run_cli(["admin", "audit", "--db", str(db)]).stdout
+    assert "acknowledged transfer: 1:" in text and text.count("FAILED") == 1

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from p2pbak.coordinator import billing, placement
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.store.db import bank
+from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import user_account
@@ -80,10 +81,16 @@ async def _simulate(tmp: Path, by_balance: bool, rounds: int) -> list[int]:
                 if by_balance else dict.fromkeys((p.id for p in peers), 0)
             chosen = placement.place(peers, PACK, rng, balances=balances)
             await billing.charge_backup(coord, f"u{owner}", f"{r:064x}", PACK)
-            for p in chosen.peers:
-                wire = coord.ticket(op="store", fragment="ab" * 32, size=chosen.fragment_size,
-                                    from_=ids[owner], to=p.id)
-                await billing.settle_receipt(coord, p.id, wire)
+            frags = [coordinator_packs.Fragment(i, f"{r:032x}{i:032x}", chosen.fragment_size,
+                                                p.id) for i, p in enumerate(chosen.peers)]
+            await coordinator_packs.add_grants(coord.db, f"u{owner}", f"{r:064x}", frags, 2**40)
+            pack = coordinator_packs.Pack(f"{r:064x}", 1, len(frags), 1, 1, PACK, 0,
+                                          tuple(frags))
+            await coordinator_packs.commit(coord.db, f"u{owner}", ids[owner], pack)
+            for f in frags:  # each store is paid once its pack is committed
+                wire = coord.ticket(op="store", fragment=f.fragment_id, size=f.size,
+                                    from_=ids[owner], to=f.peer_id)
+                await billing.settle_receipt(coord, f.peer_id, wire)
         assert (await bank.audit(coord.db)).ok
         got = await bank.balances(coord.db, [user_account(f"u{i}") for i in range(USERS)])
         return list(got.values())

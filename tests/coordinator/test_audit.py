@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pbak.coordinator import audit, checker, repair
+from p2pbak.localgrid.grid import free_port
 from p2pbak.store.db import tasks as store
-from p2pbak.store.db.peers import PeerState
 from tests.support.repair import World, age_tasks, world
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)
@@ -29,6 +32,25 @@ def test_old_failures_do_not_disqualify() -> None:
     assert audit.judge([ok] * 5 + [bad] * 10) == (5 / 15, False)
     assert audit.judge([bad, ok, bad, ok, bad])[1]
     assert not audit.judge([bad, ok, bad, ok, ok, bad])[1]
+
+
+@contextlib.asynccontextmanager
+async def holder_without_fragments() -> AsyncIterator[str]:
+    """An HTTP server answering every fragment request 404, as a holder that deleted its
+    fragments does: the coordinator's own challenge finds it failing."""
+    async def gone(request: web.Request) -> web.Response:
+        return web.json_response({"error": "no such fragment"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/fragments/{tail:.*}", gone)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def run_audit(w: World, target: str, outcome: str) -> None:
@@ -52,15 +74,24 @@ def test_a_peer_failing_audits_is_disqualified_and_its_packs_repaired(
             targets = {t.target for t in await store.queued(w.db, 50)}
             assert targets == set(p[1:6]), "one audit per online holder, none for others"
             liar = p[3]
-            for outcome in (store.FAILED_OUTCOME, store.OFFLINE_OUTCOME,
-                            store.OFFLINE_OUTCOME, store.OK_OUTCOME, store.FAILED_OUTCOME):
+            # whatever the worker says, a holder the coordinator cannot reach either is
+            # offline, not failing (and the worker is not blamed)
+            for outcome in (store.FAILED_OUTCOME, store.OFFLINE_OUTCOME, store.OK_OUTCOME,
+                            store.FAILED_OUTCOME, store.FAILED_OUTCOME):
                 await run_audit(w, liar, outcome)
             state = await w.db.scalar("SELECT state FROM peers WHERE id = ?", (liar,))
             assert state == "active", "offline audits are not failures"
             assert await checker.checker_job(w.coord) == 0
-            await run_audit(w, liar, store.FAILED_OUTCOME)
+            async with holder_without_fragments() as url:  # now it answers: "not here"
+                async with w.db.transaction() as conn:
+                    await conn.execute("UPDATE peers SET url = ? WHERE id = ?", (url, liar))
+                for _ in range(audit.FAIL_LIMIT):
+                    await run_audit(w, liar, store.FAILED_OUTCOME)
             row = await w.db.one("SELECT state, reputation FROM peers WHERE id = ?", (liar,))
-            assert row is not None and tuple(row) == (PeerState.DISQUALIFIED, 0.25)
+            assert row is not None and tuple(row) == (store.DISQUALIFIED, 0.0)
+            workers = await w.db.scalar("SELECT count(*) FROM peers WHERE state = ?",
+                                        (store.DISQUALIFIED,))
+            assert workers == 1, "the workers' reports agreed with the evidence"
             assert await checker.checker_job(w.coord) == 1
             (task,) = [t for t in await store.queued(w.db, 50) if t.kind == store.REPAIR]
             assert task.pack_pk == pk and task.priority == 2

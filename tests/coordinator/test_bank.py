@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import tempfile
 import threading
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pbak.coordinator import accounts, billing, tariff
+from p2pbak.coordinator import accounts, billing, evidence, tariff
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
@@ -90,6 +91,25 @@ def ticket(coord: Coordinator, op: str, frm: int, to: int, size: int,
                         to=machine_id(to))
 
 
+async def placed_ticket(coord: Coordinator, frm: int, to: int, size: int) -> str:
+    """A store ticket whose work is proven: `frm` committed a pack with that fragment on
+    `to` (the evidence a store receipt needs)."""
+    fid = secrets.token_hex(32)
+    frag = coordinator_packs.Fragment(0, fid, size, machine_id(to))
+    pack_id = secrets.token_hex(32)
+    await coordinator_packs.add_grants(coord.db, USERS[frm], pack_id, [frag], 2**40)
+    await coordinator_packs.commit(coord.db, USERS[frm], machine_id(frm), coordinator_packs.Pack(
+        pack_id, 1, 1, 1, 1, size, 0, (frag,)))
+    return ticket(coord, "store", frm, to, size, fid)
+
+
+async def acked_ticket(coord: Coordinator, frm: int, to: int, size: int, fragment: str) -> str:
+    """A fetch ticket its receiver `frm` acknowledged (the evidence a fetch receipt needs)."""
+    wire = ticket(coord, "fetch", frm, to, size, fragment)
+    await evidence.acknowledge(coord, machine_id(frm), wire)
+    return wire
+
+
 # -- random sequences of operations -------------------------------------------------------
 
 ops = st.lists(st.one_of(
@@ -109,12 +129,13 @@ async def apply(coord: Coordinator, op: tuple, frags: list[str], n: int) -> None
     if kind == "backup":
         await billing.charge_backup(coord, USERS[op[1]], f"{n:064x}", op[2])
     elif kind == "store":
-        wire = ticket(coord, "store", op[1], op[2], op[3])
+        wire = await placed_ticket(coord, op[1], op[2], op[3]) if op[1] != op[2] else \
+            ticket(coord, "store", op[1], op[2], op[3])
         for _ in range(2 if op[4] else 1):  # a replay books nothing
             await billing.settle_receipt(coord, machine_id(op[2]), wire)
     elif kind == "fetch":  # alice fetching her own fragment (retrieval) or bob's (upkeep)
         holder = 1 + op[1] % 2
-        wire = ticket(coord, "fetch", 0 if op[3] else 3, holder, op[2], frags[holder - 1])
+        wire = await acked_ticket(coord, 0 if op[3] else 3, holder, op[2], frags[holder - 1])
         await billing.settle_receipt(coord, machine_id(holder), wire)
     elif kind == "storage":
         async with coord.db.transaction() as conn:  # pretend the last run was op[1] s ago
@@ -153,7 +174,7 @@ def test_ledger_sums_to_zero_after_every_operation(sequence: list[tuple]) -> Non
 def test_replayed_receipt_pays_nothing_the_second_time() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp) as coord:
-            wire = ticket(coord, "store", 0, 1, 50 * MB)
+            wire = await placed_ticket(coord, 0, 1, 50 * MB)
             booked, paid = await billing.settle_receipt(coord, machine_id(1), wire)
             _, table = await tariff.current_prices(coord)
             assert booked and paid == table.download * 50 * MB // rules.GB > 0
@@ -197,7 +218,7 @@ def test_concurrent_receipts_leave_exact_balances() -> None:
         async with opened_coord(tmp) as coord:
             _, table = await tariff.current_prices(coord)
             sizes = [(i * 7919) % (64 * MB) + 1 for i in range(200)]
-            wires = [ticket(coord, "store", 0, 1 + i % 3, s) for i, s in enumerate(sizes)]
+            wires = [await placed_ticket(coord, 0, 1 + i % 3, s) for i, s in enumerate(sizes)]
             results = await asyncio.gather(*(
                 billing.settle_receipt(coord, machine_id(1 + i % 3), w)
                 for i, w in enumerate(wires)))
@@ -215,12 +236,12 @@ def test_retrieval_charges_the_owner_and_repair_fetch_the_bank() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp) as coord:
             frags = await store_pack(coord, 0, "cd" * 32, [1, 2])
-            own = ticket(coord, "fetch", 0, 1, MB, frags[0])
+            own = await acked_ticket(coord, 0, 1, MB, frags[0])
             await billing.settle_receipt(coord, machine_id(1), own)
             _, table = await tariff.current_prices(coord)
             assert await bank.balance(coord.db, user_account("alice")) == \
                 -table.retrieval * MB // rules.GB
-            other = ticket(coord, "fetch", 3, 2, MB, frags[1])  # dave fetching alice's data
+            other = await acked_ticket(coord, 3, 2, MB, frags[1])  # dave fetching alice's data
             await billing.settle_receipt(coord, machine_id(2), other)
             assert await bank.balance(coord.db, user_account("dave")) == 0
             assert await bank.balance(coord.db, user_account("carol")) == \
@@ -249,8 +270,8 @@ def test_freezing_and_alerts_follow_the_balance() -> None:
             assert refusal is not None and "frozen" in refusal and "\n" not in refusal
             assert (await bank.alert(coord.db, "alice"))[0] == "frozen"  # type: ignore[index]
             # earning (a receipt for alice's peer) brings it back above the limit
-            await billing.settle_receipt(coord, machine_id(0), ticket(coord, "store", 1, 0,
-                                                                      rules.GB))
+            await billing.settle_receipt(coord, machine_id(0),
+                                         await placed_ticket(coord, 1, 0, rules.GB))
             assert await accounts.backup_refusal(coord, "alice") is None
             assert await bank.alert(coord.db, "alice") is None  # cleared by the earning
             await check_ledger(coord)

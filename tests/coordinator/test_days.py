@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2pbak.coordinator import billing, moves, placement, repair, tariff
+from p2pbak.coordinator import billing, evidence, moves, placement, repair, tariff
 from p2pbak.coordinator import prices as price_job
 from p2pbak.coordinator.checker import checker_job
 from p2pbak.coordinator.model import MarketSettings
@@ -30,6 +30,7 @@ from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
 from p2pbak.market.resources import Resources
+from p2pbak.net import tickets
 from p2pbak.store.db import bank, garbage
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
@@ -169,6 +170,10 @@ async def retrieve(m: Market, owner: int, size: int) -> None:
 async def hand_in(m: Market) -> None:
     """Every peer hands in the day's receipts in one batch, as the peer agent does."""
     for peer_id, wires in sorted(m.receipts.items()):
+        for wire in wires:  # each fetch's receiver acknowledges it, as restores do
+            claimed = tickets.unverified(wire)
+            if claimed["op"] == "fetch":
+                await evidence.acknowledge(m.coord, str(claimed["from"]), wire)
         paid = await billing.settle_receipts(m.coord, peer_id, wires)
         assert all(r == (True, r[1]) and r[1] > 0 for r in paid), paid
     m.receipts.clear()

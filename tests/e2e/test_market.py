@@ -181,11 +181,19 @@ def test_receipts_route_pays_the_named_peer_once(grid: Grid, alice: Path,
     assert status == 200 and answer["accepted"] == 0 and answer["paid"] == 0
     assert "another peer" in answer["refused"][0]["error"]
     status, answer = call(grid, holder.config, "POST", "/v1/receipts",
+                          {"receipts": [frag["ticket"]]})  # nobody fetched: it waits
+    assert status == 200 and answer["accepted"] == 0 and answer["pending"] == 1
+    with sqlite3.connect(grid.db) as conn:  # not booked until its receiver says so
+        assert conn.execute("SELECT count(*) FROM transactions WHERE ref = ?", (
+            "ticket:" + _ticket_id(frag["ticket"]),)).fetchone()[0] == 0
+    status, acked = call(grid, alice, "POST", "/v1/acks", {"acks": [frag["ticket"]]})
+    assert status == 200 and acked["acknowledged"] == 1  # alice says she got it: paid now
+    status, answer = call(grid, holder.config, "POST", "/v1/receipts",
                           {"receipts": [frag["ticket"], frag["ticket"]]})
-    assert status == 200 and answer["accepted"] == 1 and answer["replayed"] == 1
+    assert status == 200 and answer["accepted"] == 0 and answer["replayed"] == 2
     assert not answer["refused"]  # paid what today's (moving) price gives, maybe 0 µc
     after = ledger(grid.db)[1]
-    assert after[f"user:{holder.name}"] - before[f"user:{holder.name}"] == answer["paid"]
+    assert after[f"user:{holder.name}"] - before[f"user:{holder.name}"] == acked["paid"]
     assert after["user:alice"] <= before["user:alice"]  # a retrieval is the owner's to pay
     with sqlite3.connect(grid.db) as conn:  # booked once, as a retrieval
         kinds = conn.execute("SELECT kind FROM transactions WHERE ref = ?",

@@ -117,10 +117,10 @@ def test_missing_forged_expired_and_misdirected_tickets_refused(grid: Grid,
 
 def test_store_refuses_corrupt_and_oversized_bytes(grid: Grid, alice: dict,
                                                    bob: dict) -> None:
-    good = os.urandom(4096)
-    fid = blake3.blake3(good).hexdigest()
-    plan = json.loads(http("POST", f"{grid.url}/v1/packs/plan", {"size": len(good) * 3},
+    plan = json.loads(http("POST", f"{grid.url}/v1/packs/plan", {"size": 3 * 4096},
                            bob["auth"])[1])
+    good = os.urandom(plan["fragment_size"])  # tickets are signed for the planned size only
+    fid = blake3.blake3(good).hexdigest()
     peer = plan["peers"][0]
     fake_pack = blake3.blake3(b"a pack bob never made").hexdigest()
 
@@ -164,15 +164,19 @@ def test_other_user_cannot_list_fetch_or_delete(grid: Grid, alice: dict,
 
 
 def _bob_cannot_touch_alices_fragment(grid: Grid, alice: dict, bob: dict) -> None:
-    """The only tickets bob can get for alice's fragment are store tickets: useless."""
+    """Bob gets no ticket for alice's fragment (no plan of his names it); and a store ticket
+    (the only kind a plan could give him) would be useless against it."""
     _, pack = _pack(grid, alice)
     frag = pack["fragments"][0]
     fake_pack = blake3.blake3(b"bob's own pack").hexdigest()
     status, raw = http("POST", f"{grid.url}/v1/packs/{fake_pack}/tickets", {"fragments": [
         {"index": 0, "fragment_id": frag["fragment_id"], "size": frag["size"],
          "peer_id": frag["peer_id"]}]}, bob["auth"])
-    assert status == 200, raw
-    ticket = {tickets.HEADER: json.loads(raw)["tickets"][0]}
+    assert status == 409 and b"no plan" in raw, raw
+    bobs = load(bob["config"]).machine_id
+    ticket = {tickets.HEADER: tickets.issue(_signing_key(grid), op="store",
+                                            fragment=frag["fragment_id"], size=frag["size"],
+                                            from_=bobs, to=frag["peer_id"])}
     assert http("DELETE", _frag_url(frag), headers=ticket)[0] == 403
     assert http("GET", _frag_url(frag), headers=ticket)[0] == 403
     _, again = _pack(grid, alice)

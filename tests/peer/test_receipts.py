@@ -51,11 +51,13 @@ def test_receipts_wait_on_disk_and_are_paid_once(tmp_path: Path) -> None:
             await coordinator_peers.announce(coord.db, peer_id=client.machine_id,
                                              url="http://127.0.0.1:1", subnet="s", space=0,
                                              upload=0, download=0)
-            wires = [coord.ticket(op="store", fragment="cd" * 32, size=10**8, from_="0" * 32,
-                                  to=client.machine_id) for _ in range(3)]
+            # fetches of nobody's fragments (upkeep, paid by the bank) bob received himself
+            wires = [coord.ticket(op="fetch", fragment=f"{i:064x}", size=10**8,
+                                  from_=client.machine_id, to=client.machine_id)
+                     for i in range(3)]
             book = ReceiptBook(tmp_path / "receipts.txt")
             for w in wires:
-                book.served(_ticket("store"), w)
+                book.served(_ticket("fetch"), w)
             book.served(_ticket("delete"), "not-paid")  # moves no data: not kept
             again = ReceiptBook(tmp_path / "receipts.txt")  # an agent restart
             assert again.pending == wires
@@ -63,8 +65,12 @@ def test_receipts_wait_on_disk_and_are_paid_once(tmp_path: Path) -> None:
             gone = CoordinatorClient("http://127.0.0.1:9", machine_id="a", secret="b")
             assert await away.flush(gone) == 0 and away.pending == wires  # kept for later
             await gone.close()
-            paid = await again.flush(client)
-            assert paid > 0 and again.pending == []
+            # handed in before the receiver acknowledged: kept as claims, nothing paid yet
+            assert await again.flush(client) == 0 and again.pending == []
+            assert await bank.balance(coord.db, user_account("bob")) == 0
+            answer = await client.acks(wires)  # the receiver's word pays the waiting claims
+            paid = answer["paid"]
+            assert answer["acknowledged"] == 3 and paid > 0
             assert (tmp_path / "receipts.txt").read_text() == ""
             assert await bank.balance(coord.db, user_account("bob")) == paid
             assert await away.flush(client) == 0  # the same tickets again: nothing more

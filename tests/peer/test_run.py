@@ -16,7 +16,7 @@ import pytest
 from p2pbak import config
 from p2pbak.localgrid.grid import Grid, Process, free_port, spawn, start_grid, wait_for, wait_http
 from p2pbak.net.api import CoordinatorClient, PeerClient, PeerError
-from tests.support.grid import GridSpec, one_line_error
+from tests.support.grid import GridSpec, coordinator_ticket, one_line_error
 from tests.support.peers import fragment, stored_files
 
 pytestmark = pytest.mark.slow
@@ -103,9 +103,9 @@ def test_sigterm_lets_a_transfer_in_flight_finish(grid: Grid) -> None:
     result: dict[str, object] = {}
 
     async def upload() -> None:
-        async with CoordinatorClient.from_config(carol) as c, PeerClient() as p:
-            (wire,) = await c.tickets(fragment(64)[0], [{
-                "index": 0, "fragment_id": fid, "size": len(data), "peer_id": cfg.machine_id}])
+        wire = coordinator_ticket(grid, op="store", fragment=fid, size=len(data),
+                                  from_=carol.machine_id, to=cfg.machine_id)
+        async with PeerClient() as p:
             try:
                 await p.put_fragment(proc.url, fid, data, wire)
                 result["ok"] = True
@@ -135,13 +135,8 @@ def test_sigkill_mid_store_leaves_nothing_to_serve(grid: Grid) -> None:
     fid, data = fragment(150_000)
     errors: list[Exception] = []
 
-    async def store_ticket() -> str:
-        async with CoordinatorClient.from_config(hank) as c:
-            (wire,) = await c.tickets(fragment(64)[0], [{
-                "index": 0, "fragment_id": fid, "size": len(data), "peer_id": cfg.machine_id}])
-            return wire
-
-    ticket = asyncio.run(store_ticket())
+    ticket = coordinator_ticket(grid, op="store", fragment=fid, size=len(data),
+                                from_=hank.machine_id, to=cfg.machine_id)
 
     async def upload(url: str, wire: str) -> None:
         async with PeerClient() as p:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2pbak.localgrid.grid import Grid
+
 GRID_PEERS = 8
 
 
@@ -83,3 +85,21 @@ def random_files(root: Path, count: int, kib: int, seed: int) -> Path:
     for i in range(count):
         (root / f"f{i}.bin").write_bytes(rng.randbytes(kib * 1024))
     return root
+
+
+def coordinator_ticket(grid: Grid, *, op: str, fragment: str, size: int, from_: str,
+                       to: str, now: float | None = None) -> str:
+    """A ticket signed with the running coordinator's own key (read from its database): for
+    tests of a peer agent that need a transfer to one chosen peer, which no plan names, or a
+    ticket issued in the past."""
+    import sqlite3
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from p2pbak.net import tickets
+
+    with sqlite3.connect(grid.db) as conn:
+        raw = conn.execute("SELECT value FROM settings WHERE name = 'ticket_signing_key'"
+                           ).fetchone()[0]
+    key = Ed25519PrivateKey.from_private_bytes(raw)
+    return tickets.issue(key, op=op, fragment=fragment, size=size, from_=from_, to=to, now=now)

@@ -19,7 +19,7 @@ from p2pbak.coordinator.http import machines as coordinator_machines
 from p2pbak.coordinator.http import market as coordinator_market
 from p2pbak.coordinator.http import packs as coordinator_packs
 from p2pbak.coordinator.http import peers as coordinator_peers
-from p2pbak.coordinator.http import reach
+from p2pbak.coordinator.http import reach, suspects
 from p2pbak.coordinator.http import tasks as coordinator_tasks
 from p2pbak.coordinator.http.common import COORD, coordinator
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
@@ -56,4 +56,5 @@ def make_app(db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,
     app.add_routes(coordinator_garbage.routes)
     app.add_routes(coordinator_machines.routes)
     reach.add_reach(app)  # dial-back and relay assignment for peers
+    app.add_routes(suspects.routes)
     return app

@@ -7,10 +7,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from p2pbak.coordinator import accounts, billing, market, tariff
+from p2pbak.coordinator import accounts, billing, evidence, market, tariff
 from p2pbak.coordinator import prices as market_prices
 from p2pbak.coordinator.http.common import caller, coordinator, ok
-from p2pbak.net.validate import Body, Count, fail, parse
+from p2pbak.net.validate import Body, Count, parse, query_int
 
 routes = web.RouteTableDef()
 
@@ -33,18 +33,42 @@ async def receipts(request: web.Request) -> web.Response:
     """A peer hands in the tickets it honoured; each is paid once, to the peer it names."""
     coord, machine = await caller(request)
     body = await parse(request, ReceiptsBody)
-    paid = accepted = replayed = 0
+    paid = accepted = replayed = pending = 0
     refused = []
     results = await billing.settle_receipts(coord, machine.id, body.receipts)
     for i, result in enumerate(results):
         if isinstance(result, billing.ReceiptRefused):
             refused.append({"index": i, "error": str(result)})
             continue
+        if isinstance(result, billing.Pending):  # paid when its evidence arrives
+            pending += 1
+            continue
         booked, amount = result
         accepted += booked
         replayed += not booked
         paid += amount
     return web.json_response({"paid": paid, "accepted": accepted, "replayed": replayed,
+                              "pending": pending, "refused": refused})
+
+
+class AcksBody(Body):
+    acks: Annotated[list[Wire], Field(min_length=1, max_length=MAX_RECEIPTS)]
+
+
+@routes.post("/v1/acks")
+async def acks(request: web.Request) -> web.Response:
+    """A receiver acknowledges the fetches it got (bytes matching their ids), so their
+    suppliers' receipts pay (coordinator.evidence)."""
+    coord, machine = await caller(request)
+    body = await parse(request, AcksBody)
+    refused, fragments = [], []
+    for i, wire in enumerate(body.acks):
+        try:
+            fragments.append((await evidence.acknowledge(coord, machine.id, wire)).fragment)
+        except evidence.AckRefused as exc:
+            refused.append({"index": i, "error": str(exc)})
+    paid = await billing.settle_pending(coord, fragments)
+    return web.json_response({"acknowledged": len(fragments), "paid": paid,
                               "refused": refused})
 
 
@@ -57,11 +81,9 @@ async def account(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prices")
 async def price_history(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        fail(400, "limit must be a whole number from 1 to 10000")
+    limit = query_int(request, "limit", 100, 1, 10_000)
     coord = coordinator(request)
-    rows = await market.price_history(coord, int(raw))
+    rows = await market.price_history(coord, limit)
     p, table = await tariff.current_prices(coord)
     return web.json_response({"current": {"p": p.to_dict(), "micro": table.to_dict()},
                               "history": [r.to_dict() for r in rows]})

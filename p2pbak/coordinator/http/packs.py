@@ -12,7 +12,7 @@ from p2pbak.coordinator import accounts, packs, placement
 from p2pbak.coordinator.http.common import caller, ok
 from p2pbak.coordinator.identity import Machine
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.errors import Conflict, SuppliersFull
+from p2pbak.errors import Conflict, NotPlanned, SuppliersFull
 from p2pbak.net.validate import Body, HexId, fail, parse, path_id
 
 routes = web.RouteTableDef()
@@ -25,6 +25,7 @@ CodeParam = Annotated[int, Field(ge=1, le=MAX_N)]
 
 class PlanBody(Body):
     size: Annotated[int, Field(ge=1, le=MAX_PACK)]
+    pack_id: HexId | None = None  # binds the plan's store tickets to this pack
 
 
 class FragmentBody(Body):
@@ -32,9 +33,11 @@ class FragmentBody(Body):
     fragment_id: HexId
     size: Annotated[int, Field(ge=1, le=MAX_PACK)]
     peer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    merkle_root: HexId | None = None  # net.proofs root of the fragment, for audits
 
     def record(self) -> packs.Fragment:
-        return packs.Fragment(self.index, self.fragment_id, self.size, self.peer_id)
+        return packs.Fragment(self.index, self.fragment_id, self.size, self.peer_id,
+                              self.merkle_root)
 
 
 Fragments = Annotated[list[FragmentBody], Field(min_length=1, max_length=MAX_N)]
@@ -71,6 +74,7 @@ async def plan(request: web.Request) -> web.Response:
     except placement.NotEnoughPeers as exc:
         fail(409, str(exc))
     code = chosen.code
+    await packs.record_plan(coord, machine, body.pack_id or "", chosen)
     return web.json_response({
         "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
         "total": code.total, "availability": code.availability,
@@ -107,8 +111,11 @@ async def store_tickets(request: web.Request) -> web.Response:
     await _check_suppliers(coord, machine, body.fragments)
     if await packs.committed(coord, machine.user, pack_id):
         fail(409, f"pack {pack_id} is already committed: nothing to upload")
-    wires = await packs.grant_stores(coord, machine, pack_id,
-                                     [f.record() for f in body.fragments])
+    try:
+        wires = await packs.grant_stores(coord, machine, pack_id,
+                                         [f.record() for f in body.fragments])
+    except NotPlanned as exc:  # a ticket is signed only for what the coordinator planned
+        fail(409, str(exc))
     return web.json_response({"tickets": wires})
 
 

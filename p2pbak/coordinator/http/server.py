@@ -18,6 +18,7 @@ from p2pbak.coordinator.http.common import COORD
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.errors import P2pbakError
 from p2pbak.net.relay import COORDINATOR_ID, RelayState, add_relay, close_tunnels
+from p2pbak.net.validate import HEADER_TIMEOUT
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish
 
@@ -99,7 +100,8 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
                                   relay_id=COORDINATOR_ID))
     inflight = InFlight()
     app.middlewares.insert(0, inflight.middleware)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+                           keepalive_timeout=HEADER_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, opts.host, opts.port, ssl_context=ctx)

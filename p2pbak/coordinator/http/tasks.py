@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -12,7 +12,7 @@ from p2pbak.coordinator.http.common import caller, ok
 from p2pbak.coordinator.http.packs import FragmentBody, Index
 from p2pbak.coordinator.packs import Fragment
 from p2pbak.coordinator.service import Coordinator
-from p2pbak.net.validate import Body, HexId, fail, parse
+from p2pbak.net.validate import Body, HexId, fail, parse, path_int
 
 routes = web.RouteTableDef()
 
@@ -40,13 +40,12 @@ class ReportBody(Body):
     outcome: Literal["ok", "failed", "offline"]
     detail: Annotated[str, Field(max_length=1000)] = ""
     stored: Annotated[list[FragmentBody], Field(default_factory=list, max_length=MAX_N)]
+    # an audit's answer as the holder gave it (net.proofs); the coordinator verifies it
+    proofs: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None
 
 
 def _task_id(request: web.Request) -> int:
-    text = request.match_info["task_id"]
-    if not text.isdigit() or len(text) > 18:
-        fail(400, "task_id must be a positive integer")
-    return int(text)
+    return path_int(request, "task_id", 10**18)
 
 
 async def _leased(request: web.Request) -> tuple[Coordinator, str, tasks.Task]:
@@ -97,7 +96,7 @@ async def report(request: web.Request) -> web.Response:
     if task.kind != tasks.REPAIR:
         if body.stored:
             fail(400, f"task {task.id} is a {task.kind}: it stores no placements")
-        await audit.report(coord, task, worker, body.outcome, body.detail)
+        await audit.report(coord, task, worker, body.outcome, body.detail, body.proofs)
         return ok()
     stored = [Fragment(f.index, f.fragment_id, f.size, f.peer_id) for f in body.stored]
     if not stored:

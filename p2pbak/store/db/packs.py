@@ -31,6 +31,7 @@ class Fragment:
     fragment_id: str
     size: int
     peer_id: str
+    merkle_root: str | None = None  # sent at commit; audits check proofs against it
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,11 @@ class Pack:
     def same_content(self, other: Pack) -> bool:
         return ((self.id, self.k, self.n, self.repair, self.success, self.length)
                 == (other.id, other.k, other.n, other.repair, other.success, other.length)
-                and sorted(self.fragments, key=lambda f: f.index)
-                == sorted(other.fragments, key=lambda f: f.index))
+                and sorted(map(_fields, self.fragments)) == sorted(map(_fields, other.fragments)))
+
+
+def _fields(f: Fragment) -> tuple[int, str, int, str]:
+    return f.index, f.fragment_id, f.size, f.peer_id
 
 
 async def add_grants(db: Database, user: str, pack_id: str, fragments: Sequence[Fragment],
@@ -81,9 +85,9 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
             (user, pack.id, machine_id, pack.k, pack.n, pack.repair, pack.success, pack.length,
              now()))
         await conn.executemany(
-            "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(cur.lastrowid, f.index, f.fragment_id, f.size, f.peer_id, now())
+            "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored, merkle_root)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(cur.lastrowid, f.index, f.fragment_id, f.size, f.peer_id, now(), f.merkle_root)
              for f in pack.fragments])
         # granted but not committed (slow tail cancelled, moved to a spare): garbage
         await queue_unused_grants(conn, user, pack.id)

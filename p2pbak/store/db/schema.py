@@ -221,3 +221,41 @@ MIGRATIONS.append((
     "ALTER TABLE fragments ADD COLUMN moving INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE price_history ADD COLUMN overheads TEXT",
 ))
+
+# proof before pay: plans, claims, acknowledgements, evidence
+_CLAIMS: tuple[str, ...] = (
+    """CREATE TABLE plans (
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        pack_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_size INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user_name, pack_id, peer_id, fragment_size))""",
+    "CREATE INDEX plans_expires ON plans(expires)",
+    """CREATE TABLE claims (
+        ticket_id TEXT PRIMARY KEY,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        wire TEXT NOT NULL,
+        expires INTEGER NOT NULL)""",
+    "CREATE INDEX claims_fragment ON claims(fragment_id)",
+    """CREATE TABLE acks (
+        ticket_id TEXT PRIMARY KEY,
+        machine_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        at INTEGER NOT NULL)""",
+    "CREATE INDEX acks_fragment ON acks(fragment_id, peer_id)",
+    # the Merkle root (net.proofs) the consumer sent at commit, checked by audits
+    "ALTER TABLE fragments ADD COLUMN merkle_root TEXT",
+    """CREATE TABLE evidence (
+        ref TEXT PRIMARY KEY,          -- the ledger transaction's ref
+        ticket_id TEXT NOT NULL,
+        peer_id TEXT NOT NULL,
+        fragment_id TEXT NOT NULL,
+        kind TEXT NOT NULL,            -- 'placement' | 'ack'
+        at INTEGER NOT NULL)""",
+)
+
+MIGRATIONS.append(_CLAIMS)

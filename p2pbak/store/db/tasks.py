@@ -377,17 +377,20 @@ async def move_placements(db: Database, task: Task, worker: str, stored: Sequenc
         for f in stored:
             if not await _granted(conn, task.id, f) or await _holds(conn, task.pack_pk, f):
                 continue
-            old = await fetch_one(conn, "SELECT peer_id, fragment_id, size FROM fragments"
-                                  " WHERE pack_pk = ? AND idx = ?", (task.pack_pk, f.index))
+            old = await fetch_one(conn, "SELECT peer_id, fragment_id, size, merkle_root FROM"
+                                  " fragments WHERE pack_pk = ? AND idx = ?",
+                                  (task.pack_pk, f.index))
+            # a rebuilt fragment has the same id, so the same storage-proof root
+            root = old[3] if old is not None and old[1] == f.fragment_id else None
             await conn.execute("DELETE FROM fragments WHERE pack_pk = ? AND idx = ?",
                                (task.pack_pk, f.index))
             if old is not None and old[0] != f.peer_id:
                 await conn.execute("INSERT OR IGNORE INTO deletions(peer_id, fragment_id, size,"
-                                   " queued) VALUES (?, ?, ?, ?)", (*old, at))
+                                   " queued) VALUES (?, ?, ?, ?)", (*old[:3], at))
             await conn.execute(
-                "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (task.pack_pk, f.index, f.fragment_id, f.size, f.peer_id, at))
+                "INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored,"
+                " merkle_root) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (task.pack_pk, f.index, f.fragment_id, f.size, f.peer_id, at, root))
             moved.append(f)
         await conn.execute(
             "UPDATE tasks SET state = ?, finished = ?, result = ?, lease_expires = NULL"
