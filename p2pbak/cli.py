@@ -6,10 +6,13 @@ import importlib
 import os
 import pkgutil
 import sys
+from typing import TYPE_CHECKING
 
-import click
 import typer
 import typer.main
+
+if TYPE_CHECKING:
+    from typer import _click as click  # typer's own click: what typer.main builds
 
 import p2pbak.commands as pkg
 from p2pbak import __version__

@@ -7,9 +7,10 @@ a flag took a value and leaks Python type names; each parameter's label is rewri
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
+if TYPE_CHECKING:
+    from typer import _click as click  # typer's own click: what typer.main builds
 
 _WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH",
           "file": "FILE", "directory": "DIR", "datetime": "TIME", "bool": "BOOLEAN"}

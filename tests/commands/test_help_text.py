@@ -6,9 +6,9 @@ import re
 import subprocess
 import sys
 
-import click
 import pytest
-from click.testing import CliRunner
+from typer import _click as click  # typer's own click: what typer.main builds
+from typer._click.testing import CliRunner
 
 from p2pbak.cli import command
 from p2pbak.localgrid.grid import child_env
