@@ -130,7 +130,7 @@ async def audit(db: Database) -> Audit:
         " (SELECT count(*) FROM entries), (SELECT count(*) FROM accounts),"
         " (SELECT count(*) FROM transactions),"
         " (SELECT count(*) FROM (SELECT 1 FROM entries GROUP BY txn, movement"
-        "   HAVING count(*) != 2 OR sum(amount) != 0 OR min(amount) >= 0)),"
+        "   HAVING count(*) != 2 OR sum(amount) != 0 OR min(amount) >= 0) AS bad),"
         " (SELECT count(*) FROM accounts a WHERE a.balance !="
         "   (SELECT coalesce(sum(amount), 0) FROM entries e WHERE e.account = a.name))")
     assert row is not None
@@ -186,7 +186,7 @@ async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
     data = {r[0]: int(r[1]) for r in await db.all(
         "SELECT user_name, sum(length) FROM packs GROUP BY user_name")}
     rows = await db.all(
-        "SELECT p.user_name, f.peer_id, sum(f.size), pe.availability FROM fragments f"
+        "SELECT p.user_name, f.peer_id, sum(f.size), max(pe.availability) FROM fragments f"
         " JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
         " GROUP BY p.user_name, f.peer_id ORDER BY p.user_name, f.peer_id")
     return data, [Holding(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
@@ -217,6 +217,8 @@ async def marker(db: Database, name: str) -> int | None:
 
 async def setting(db: Database, name: str) -> str | None:
     value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+    if isinstance(value, bytes):  # PostgreSQL's BYTEA column hands text back as bytes
+        return value.decode()
     return None if value is None else str(value)
 
 

@@ -122,8 +122,9 @@ async def pack_health(db: Database, departed_before: int) -> list[PackHealth]:
     """Every pack with its healthy and to-be-moved fragment counts."""
     rows = await db.all(
         "SELECT p.pk, p.k, p.n, p.repair,"
-        " coalesce(sum(pe.state IN (?, ?) AND coalesce(pe.last_seen, pe.first_seen) >= ?), 0),"
-        " coalesce(sum(pe.state = ? OR f.moving), 0)"
+        " coalesce(sum(CASE WHEN pe.state IN (?, ?)"
+        "  AND coalesce(pe.last_seen, pe.first_seen) >= ? THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN pe.state = ? OR f.moving != 0 THEN 1 ELSE 0 END), 0)"
         " FROM packs p LEFT JOIN fragments f ON f.pack_pk = p.pk"
         " LEFT JOIN peers pe ON pe.id = f.peer_id GROUP BY p.pk",
         (*HEALTHY_STATES, departed_before, LEAVING))
@@ -351,8 +352,9 @@ async def packs_with_holders(db: Database, pks: Sequence[int]
 async def add_grants(db: Database, task_id: int, fragments: Sequence[Fragment]) -> None:
     async with db.transaction() as conn:
         await conn.executemany(
-            "INSERT OR REPLACE INTO task_grants(task_id, idx, fragment_id, size, peer_id)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO task_grants(task_id, idx, fragment_id, size, peer_id)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(task_id, idx, peer_id) DO UPDATE SET"
+            " fragment_id = excluded.fragment_id, size = excluded.size",
             [(task_id, f.index, f.fragment_id, f.size, f.peer_id) for f in fragments])
 
 
@@ -421,7 +423,7 @@ async def placements_on(db: Database, peer_ids: Sequence[str],
         out += [(int(r[0]), int(r[1]), r[2], int(r[3])) for r in await db.all(
             "SELECT f.pack_pk, f.idx, f.peer_id, f.size FROM fragments f WHERE f.peer_id = ?"
             " AND NOT EXISTS (SELECT 1 FROM fragments m WHERE m.pack_pk = f.pack_pk"
-            "                 AND m.moving)"
+            "                 AND m.moving != 0)"
             " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = f.pack_pk"
             "                 AND t.state IN (?, ?))"
             " ORDER BY f.size DESC, f.pack_pk LIMIT ?", (peer, REPAIR, QUEUED, LEASED, limit))]
@@ -452,8 +454,9 @@ async def clear_stale_moves(db: Database) -> int:
     the next plan decides afresh."""
     async with db.transaction() as conn:
         cur = await conn.execute(
-            "UPDATE fragments SET moving = 0 WHERE moving AND NOT EXISTS (SELECT 1 FROM tasks t"
-            " WHERE t.kind = ? AND t.pack_pk = fragments.pack_pk AND t.state = ?)",
+            "UPDATE fragments SET moving = 0 WHERE moving != 0 AND NOT EXISTS"
+            " (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = fragments.pack_pk"
+            " AND t.state = ?)",
             (REPAIR, LEASED))
     return cur.rowcount
 
