@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from p2pbak.coordinator import audit, checker, repair
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.peers import PeerState
 from tests.support.repair import World, age_tasks, world
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)
 

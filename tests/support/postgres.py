@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pbak.localgrid.grid import free_port
@@ -107,12 +107,17 @@ class Backend:
 
     name: str  # "sqlite" | "postgresql"
     server: Server | None = None
+    _made: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def database(self, folder: Path, file: str = "c.db") -> Path | str:
-        """A fresh database: `folder/file` on SQLite, a new database's URL on PostgreSQL."""
+        """`folder/file` on SQLite, a new database's URL on PostgreSQL (the same URL when
+        asked again for the same folder and file)."""
         if self.server is None:
             return Path(folder) / file
-        return self.server.new_database()
+        key = (str(folder), file)  # the same folder and file: the same database (a restart)
+        if key not in self._made:
+            self._made[key] = self.server.new_database()
+        return self._made[key]
 
 
 CURRENT = Backend("sqlite")  # set by the `db_backend` fixture for the test running
