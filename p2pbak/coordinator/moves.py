@@ -60,11 +60,11 @@ async def move_job(coord: Coordinator) -> int:
 async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
     """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
     db = coord.db
-    _, holdings = await bank.holdings(db)
+    _, held, weighted = await bank.held_totals(db)
     online = await coordinator_peers.online(db, coord.online_window)
     peers = {p.id: p for p in online}
     peers.update(await coordinator_peers.many(
-        db, sorted({h.peer_id for h in holdings} - peers.keys())))
+        db, sorted(set(await bank.holder_ids(db)) - peers.keys())))
     owners = await bank.peer_owners(db, list(peers))
     accounts = sorted({user_account(u) for u in owners.values()})
     balances = await bank.balances(db, accounts)
@@ -80,8 +80,7 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     placed = [allocation.Placed(*row) for row in await store.placements_on(
         db, donors, PER_PEER)]
     holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
-    held = sum(h.bytes for h in holdings)
-    availability = sum(h.bytes * h.availability for h in holdings) / held if held else 1.0
+    availability = weighted / held if held else 1.0
     budget = allocation.move_budget(held, MOVE_SHARE * min(1.0, interval / DAY), p_now.space,
                                     p_now.upload, p_now.download, availability, HORIZON_DAYS)
     return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,

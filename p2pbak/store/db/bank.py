@@ -19,7 +19,7 @@ import aiosqlite
 from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
-from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
+from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
 
 USER_PREFIX = "user:"
 
@@ -165,9 +165,13 @@ async def overhead_flows(db: Database, since: int, until: int) -> Flows:
         " 0), coalesce(sum(CASE WHEN kind = 'storage' THEN quantity END), 0)"
         " FROM transactions WHERE at >= ? AND at < ?", (since, until))
     paid = await db.scalar(
-        "SELECT coalesce(-sum(e.amount), 0) FROM entries e JOIN transactions t ON t.id = e.txn"
-        f" WHERE e.account = ? AND t.user_name IS NULL AND t.kind IN ({marks(UPKEEP_KINDS)})"
-        " AND t.at >= ? AND t.at < ?", (BANK, *UPKEEP_KINDS, since, until))
+        # bounded by the window: from the window's transactions (index on at) to their
+        # entries (index on txn), never the bank's whole history (CROSS JOIN keeps SQLite
+        # to that order; PostgreSQL plans it so by itself)
+        "SELECT coalesce(-sum(e.amount), 0) FROM transactions t CROSS JOIN entries e"
+        f" WHERE e.txn = t.id AND e.account = ? AND t.user_name IS NULL"
+        f" AND t.kind IN ({marks(UPKEEP_KINDS)}) AND t.at >= ? AND t.at < ?",
+        (BANK, *UPKEEP_KINDS, since, until))
     assert row is not None
     return Flows(backed_up=int(row[0]), backup_stored=int(row[1]), upkeep_paid=int(paid),
                  stored_byte_seconds=int(row[2]), seconds=max(0, until - since))
@@ -190,6 +194,22 @@ async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
         " JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
         " GROUP BY p.user_name, f.peer_id ORDER BY p.user_name, f.peer_id")
     return data, [Holding(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
+
+
+async def held_totals(db: Database) -> tuple[int, int, float]:
+    """(Σ pack bytes, Σ fragment bytes, Σ fragment bytes × holder availability), in SQL:
+    what the price and move jobs need of the holdings, without listing them."""
+    row = await db.one(
+        "SELECT (SELECT coalesce(sum(length), 0) FROM packs),"
+        " coalesce(sum(f.size), 0), coalesce(sum(f.size * pe.availability), 0.0)"
+        " FROM fragments f JOIN peers pe ON pe.id = f.peer_id")
+    assert row is not None
+    return int(row[0]), int(row[1]), float(row[2])
+
+
+async def holder_ids(db: Database) -> list[str]:
+    """Every peer that holds a fragment."""
+    return [r[0] for r in await db.all("SELECT DISTINCT peer_id FROM fragments")]
 
 
 async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | None:
@@ -370,3 +390,59 @@ async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict
             [since, *part])
         out.update({r[0]: int(r[1]) for r in rows})
     return out
+
+
+# -- bulk booking (the storage job): a few statements for any number of operations ------
+
+@dataclass(frozen=True)
+class Booking:
+    """One operation of a bulk booking: its movements (payer, payee, µc > 0)."""
+
+    ref: str
+    user: str | None
+    quantity: int
+    moves: Sequence[tuple[str, str, int]]
+
+
+async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
+                       t: int) -> int:
+    """Book many operations in the caller's transaction with a handful of statements (not
+    a few per entry): every transaction row, every account, every entry, then each touched
+    balance by one UPDATE over this booking's entries. Each movement is two entries, −x and
+    +x, so the sum stays exactly 0. Refs must be new (the caller's refs carry `t`). Returns
+    the entries written."""
+    if not bookings:
+        return 0
+    first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
+    await conn.executemany(
+        "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
+        [(kind, b.ref, b.user, b.quantity, t) for b in bookings])
+    ids = {r[1]: int(r[0]) for r in await fetch_all(
+        conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+    accounts = sorted({a for b in bookings for m in b.moves for a in m[:2]})
+    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
+                           " ON CONFLICT(name) DO NOTHING", [(a, t) for a in accounts])
+    rows = [(ids[b.ref], i, account, delta) for b in bookings
+            for i, (payer, payee, amount) in enumerate(b.moves)
+            for account, delta in ((payer, -amount), (payee, amount))]
+    # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
+    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
+                           " VALUES (?, ?, ?, ?)", rows)
+    await conn.execute(
+        "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
+        " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
+        " WHERE d.account = accounts.name", (first,))
+    return len(rows)
+
+
+async def storage_rows(db: Database) -> tuple[list[tuple[str, int]],
+                                              list[tuple[str, str, int, float]]]:
+    """What the storage job bills, in two grouped queries: (user, bytes of packs) and
+    (user, holder's account owner, fragment bytes, holder availability) per (user, peer)."""
+    data = [(r[0], int(r[1])) for r in await db.all(
+        "SELECT user_name, sum(length) FROM packs GROUP BY user_name")]
+    held = [(r[0], r[1], int(r[2]), float(r[3])) for r in await db.all(
+        "SELECT p.user_name, m.user_name, sum(f.size), max(pe.availability)"
+        " FROM fragments f JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
+        " JOIN machines m ON m.id = f.peer_id GROUP BY p.user_name, f.peer_id, m.user_name")]
+    return data, held

@@ -105,6 +105,12 @@ class Database:
                 raise
             await conn.execute("COMMIT")
 
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process may run job `name` now: always, on SQLite (one coordinator
+        per file). PostgreSQL's holds an advisory lock so one coordinator of many runs it."""
+        yield True
+
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()

@@ -60,8 +60,9 @@ def placeholders(sql: str) -> str:
 
 
 @lru_cache(maxsize=2048)
-def to_postgres(sql: str) -> tuple[str, bool]:
-    """(the statement for PostgreSQL, whether it returns rows)."""
+def to_postgres(sql: str, rowid: bool = True) -> tuple[str, bool]:
+    """(the statement for PostgreSQL, whether it returns rows); `rowid` False: no RETURNING
+    of the new row id (executemany has no lastrowid)."""
     if _DDL.match(sql):
         for pattern, repl in _TYPES:
             sql = pattern.sub(repl, sql)
@@ -73,7 +74,7 @@ def to_postgres(sql: str) -> tuple[str, bool]:
             sql = _INSERT.sub(f"INSERT INTO {insert.group(2)}", sql, count=1) + \
                 " ON CONFLICT DO NOTHING"
         column = ROW_IDS.get(insert.group(2).lower())
-        if column and " RETURNING " not in sql.upper():
+        if rowid and column and " RETURNING " not in sql.upper():
             sql += f" RETURNING {column}"
             returns = True
     return placeholders(sql), returns

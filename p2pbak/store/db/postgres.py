@@ -11,6 +11,7 @@ doubled. Statements are the store modules' own, rewritten once by `dialect.to_po
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from p2pbak.store.db.dialect import redact
 
 WRITE_LOCK = 0x7032_7062_616B_0001  # pg_advisory_xact_lock key of every write transaction
 MIGRATE_LOCK = 0x7032_7062_616B_0002  # held while one coordinator migrates the schema
+JOB_LOCKS = 0x7032_7062_0000_0000  # + crc32 of a job's name: one lock per background job
 POOL_SIZE = 8
 
 _param_types: dict[str, tuple[str, ...]] = {}
@@ -69,9 +71,21 @@ class Connection:
         return _Pending(self, sql, tuple(params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        """Many rows of one statement. INSERTs go in one pipelined batch (rowcount unknown,
+        -1); others one by one, counting the rows they touch (callers read that)."""
+        rows = [tuple(r) for r in rows]
+        text, returns = dialect.to_postgres(sql, rowid=False)
+        if rows and text.lstrip()[:6].upper() == "INSERT" and not returns:
+            types = await self._types(text)
+            args = [[dialect.adapt(v, t) for v, t in zip(r, types, strict=True)] for r in rows]
+            try:
+                await self.raw.executemany(text, args)
+            except asyncpg.PostgresError as exc:
+                raise _sqlite_like(exc) from exc
+            return Cursor([], -1, None)
         total = 0
         for params in rows:
-            total += (await self.run(sql, tuple(params))).rowcount
+            total += (await self.run(sql, params)).rowcount
         return Cursor([], total, None)
 
     async def run(self, sql: str, params: Sequence[Any]) -> Cursor:
@@ -92,6 +106,11 @@ class Connection:
     async def _adapt(self, text: str, params: Sequence[Any]) -> list[Any]:
         if not params:
             return []
+        types = await self._types(text)
+        return [dialect.adapt(v, t) for v, t in zip(params, types, strict=True)]
+
+    async def _types(self, text: str) -> tuple[str, ...]:
+        """The parameter types PostgreSQL infers for a statement (once per statement)."""
         types = _param_types.get(text)
         if types is None:
             try:
@@ -99,7 +118,7 @@ class Connection:
             except asyncpg.PostgresError as exc:
                 raise _sqlite_like(exc) from exc
             types = _param_types[text] = tuple(t.name for t in stmt.get_parameters())
-        return [dialect.adapt(v, t) for v, t in zip(params, types, strict=True)]
+        return types
 
 
 def _sqlite_like(exc: asyncpg.PostgresError) -> Exception:
@@ -149,6 +168,20 @@ class PostgresDatabase:
                 yield
             finally:
                 await raw.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
+
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """True while this coordinator holds job `name`'s advisory lock (then it runs the
+        job), False when another coordinator holds it. A session lock: the server frees it
+        when the holder's connection dies, so another coordinator takes the job over."""
+        key = JOB_LOCKS + zlib.crc32(name.encode())
+        async with self.pool.acquire() as raw:
+            got = bool(await raw.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield got
+            finally:
+                if got:
+                    await raw.execute("SELECT pg_advisory_unlock($1)", key)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
         async with self.pool.acquire() as raw:

@@ -221,3 +221,13 @@ MIGRATIONS.append((
     "ALTER TABLE fragments ADD COLUMN moving INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE price_history ADD COLUMN overheads TEXT",
 ))
+
+# background job runs, counted across every coordinator sharing the database (each run
+# happens under the job's lock, on one coordinator)
+MIGRATIONS.append((
+    """CREATE TABLE job_runs (
+        name TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL DEFAULT 0,
+        last_run INTEGER NOT NULL,
+        last_by TEXT NOT NULL)""",
+))
