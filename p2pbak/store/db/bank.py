@@ -409,8 +409,12 @@ async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence
     """Book many operations in the caller's transaction with a handful of statements (not
     a few per entry): every transaction row, every account, every entry, then each touched
     balance by one UPDATE over this booking's entries. Each movement is two entries, −x and
-    +x, so the sum stays exactly 0. Refs must be new (the caller's refs carry `t`). Returns
-    the entries written."""
+    +x, so the sum stays exactly 0. Refs carry `t`, so one booked before is at `t` too and
+    is skipped. Returns the entries written."""
+    # a ref booked before (a second run within the same second) books nothing, as book_in
+    seen = {r[0] for r in await fetch_all(
+        conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+    bookings = [b for b in bookings if b.ref not in seen]
     if not bookings:
         return 0
     first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
