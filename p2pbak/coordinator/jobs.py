@@ -65,9 +65,10 @@ class JobRunner:
     async def _loop(self, job: Job, coord: Coordinator) -> None:
         while True:
             try:
-                # several coordinators on one PostgreSQL: the one holding the lock runs it
+                # several coordinators on one PostgreSQL: the one holding the lock runs
+                # it, once per period across all of them
                 async with coord.db.job_lock(job.name) as mine:
-                    if mine:
+                    if mine and await job_runs.due(coord.db, job.name, job.interval):
                         await job.run(coord)
                         await job_runs.count_run(coord.db, job.name, INSTANCE)
             except Exception:

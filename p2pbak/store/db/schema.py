@@ -228,6 +228,6 @@ MIGRATIONS.append((
     """CREATE TABLE job_runs (
         name TEXT PRIMARY KEY,
         runs INTEGER NOT NULL DEFAULT 0,
-        last_run INTEGER NOT NULL,
+        last_run_ms INTEGER NOT NULL,  -- unix milliseconds: periods can be under 1 s
         last_by TEXT NOT NULL)""",
 ))
