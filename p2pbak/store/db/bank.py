@@ -381,14 +381,13 @@ async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
 
 
 async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict[str, int]:
-    """Net µc booked to each account at or after `since` (0 for none)."""
+    """Net µc booked to each account at or after `since` (0 for none). One grouped query
+    over the window's transactions and their entries, not one per batch of accounts."""
     out = dict.fromkeys(accounts, 0)
-    for part in batches(out):
-        rows = await db.all(
-            "SELECT e.account, sum(e.amount) FROM entries e JOIN transactions t ON t.id = e.txn"
-            f" WHERE t.at >= ? AND e.account IN ({marks(part)}) GROUP BY e.account",
-            [since, *part])
-        out.update({r[0]: int(r[1]) for r in rows})
+    rows = await db.all(
+        "SELECT e.account, sum(e.amount) FROM transactions t CROSS JOIN entries e"
+        " WHERE e.txn = t.id AND t.at >= ? GROUP BY e.account", (since,))
+    out.update({r[0]: int(r[1]) for r in rows if r[0] in out})
     return out
 
 
