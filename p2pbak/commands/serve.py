@@ -10,6 +10,7 @@ import typer
 
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.peer_run import parse_listen
+from p2pbak.store.db.dialect import is_postgres, redact
 
 DEFAULT_LISTEN = "127.0.0.1:8420"
 
@@ -22,8 +23,10 @@ def default_db() -> Path:
 
 
 def serve(
-    db: Path = typer.Option(None, "--db", help="SQLite database file (created if missing). "
-                            "Default: coordinator.db in the user data folder."),
+    db: str = typer.Option(None, "--db", metavar="PATH|URL",
+                           help="SQLite database file (created if missing), or "
+                           "a PostgreSQL URL postgresql://USER[:PASSWORD]@HOST[:PORT]/DB. "
+                           "Default: coordinator.db in the user data folder."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT to listen on."),
     tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS."),
     tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
@@ -78,7 +81,8 @@ def serve(
 
     out = Reporter(json=json, quiet=quiet)
     host, port = parse_listen(listen, DEFAULT_LISTEN, port_zero=True)
-    path = (db or default_db()).expanduser()
+    path: Path | str = db if is_postgres(db) else \
+        (Path(db) if db else default_db()).expanduser()
     logging.basicConfig(level=logging.INFO, format="p2pbak serve: %(levelname)s %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     market = MarketSettings(price_interval=price_interval, billing_interval=billing_interval,
@@ -94,9 +98,10 @@ def serve(
 
     def started(url: str) -> None:
         listening.append(url)
-        out.status(action="start", url=url, db=str(path))
+        out.status(action="start", url=url, db=redact(str(path)))
         if not json and not quiet:
-            print(f"p2pbak serve: listening on {url} (database {path})", file=sys.stderr,
+            print(f"p2pbak serve: listening on {url} (database {redact(str(path))})",
+                  file=sys.stderr,
                   flush=True)
 
     def stopped() -> None:

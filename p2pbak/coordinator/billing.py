@@ -189,25 +189,47 @@ async def pay_upkeep(coord: Coordinator, transfers: Sequence[tuple[str, int, int
 
 async def accrue_storage(coord: Coordinator) -> int:
     """Op. 2 since the last run: owners pay per GB-day stored, holders are paid per
-    effective GB-day held. Returns the seconds accrued (0 on the first run)."""
+    effective GB-day held. Returns the seconds accrued (0 on the first run).
+
+    Set-based: two grouped queries read what is stored, one linear pass applies the exact
+    integer rule (market.bank.storage_pay), and `book_many_in` books it in a handful of
+    statements: one transaction per owner (owner → bank), and one for the run paying each
+    holder's account the sum over the (owner, peer) pairs it holds (bank → holder)."""
     db = coord.db
     t = int(time.time())
     last = await bank.marker(db, STORAGE_MARK)
     seconds = 0 if last is None else t - last
     if last is not None and seconds <= 0:
         return 0
-    data, holdings = await bank.holdings(db)
-    owners = await bank.peer_owners(db, [h.peer_id for h in holdings])
-    _, table = await current_prices(coord)
+    bookings: list[bank.Booking] = []
+    if seconds:
+        _, table = await current_prices(coord)
+        data, held = await bank.storage_rows(db)
+        bookings = _storage_bookings(data, held, seconds, table, t)
     async with db.transaction() as conn:
-        for user, size in data.items() if seconds else ():
-            holders = [(user_account(owners[h.peer_id]), h.bytes, h.availability)
-                       for h in holdings if h.user == user and h.peer_id in owners]
-            postings = rules.storage_postings(user_account(user), size, seconds, holders, table)
-            await bank.book_in(conn, kind="storage", postings=postings, user=user,
-                               ref=f"storage:{user}:{t}", quantity=size * seconds)
+        await bank.book_many_in(conn, "storage", bookings, t)
         await bank.set_marker_in(conn, STORAGE_MARK, t)
     return seconds
+
+
+def _storage_bookings(data: Sequence[tuple[str, int]],
+                      held: Sequence[tuple[str, str, int, float]], seconds: int,
+                      table: rules.PriceTable, t: int) -> list[bank.Booking]:
+    """One booking per owner (its charge to the bank), one paying every holder."""
+    out = []
+    for user, size in data:
+        charge = rules.storage_charge(size, seconds, table)
+        moves = [(user_account(user), rules.BANK, charge)] if charge > 0 else []
+        out.append(bank.Booking(f"storage:{user}:{t}", user, size * seconds, moves))
+    paid: dict[str, int] = {}
+    for _, holder, size, availability in held:
+        account = user_account(holder)
+        paid[account] = paid.get(account, 0) + rules.storage_pay(size, seconds, availability,
+                                                                 table)
+    pay = [(rules.BANK, account, amount) for account, amount in sorted(paid.items()) if amount]
+    if pay:
+        out.append(bank.Booking(f"storage-pay:{t}", None, 0, pay))
+    return out
 
 
 async def billing_job(coord: Coordinator) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,12 +24,14 @@ from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.coordinator.moves import move_job
 from p2pbak.coordinator.prices import price_job
 from p2pbak.coordinator.sweep import availability_sweep
+from p2pbak.store.db import jobs as job_runs
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
 log = logging.getLogger("p2pbak.coordinator.jobs")
 
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"  # which coordinator ran a job
 JobFn = Callable[["Coordinator"], Awaitable[object]]
 
 
@@ -61,7 +65,12 @@ class JobRunner:
     async def _loop(self, job: Job, coord: Coordinator) -> None:
         while True:
             try:
-                await job.run(coord)
+                # several coordinators on one PostgreSQL: the one holding the lock runs
+                # it, once per period across all of them
+                async with coord.db.job_lock(job.name) as mine:
+                    if mine and await job_runs.due(coord.db, job.name, job.interval):
+                        await job.run(coord)
+                        await job_runs.count_run(coord.db, job.name, INSTANCE)
             except Exception:
                 log.exception("background job %s failed; it runs again in %ss",
                               job.name, job.interval)

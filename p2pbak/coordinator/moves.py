@@ -61,11 +61,11 @@ async def move_job(coord: Coordinator) -> int:
 async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
     """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
     db = coord.db
-    _, holdings = await bank.holdings(db)
+    _, held, _ = await bank.held_totals(db)
     online = await coordinator_peers.online(db, coord.online_window)
     peers = {p.id: p for p in online}
     peers.update(await coordinator_peers.many(
-        db, sorted({h.peer_id for h in holdings} - peers.keys())))
+        db, sorted(set(await bank.holder_ids(db)) - peers.keys())))
     owners = await bank.peer_owners(db, list(peers))
     accounts = sorted({user_account(u) for u in owners.values()})
     balances = await bank.balances(db, accounts)
@@ -81,7 +81,6 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     placed = [allocation.Placed(*row) for row in await store.placements_on(
         db, donors, PER_PEER)]
     holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
-    held = sum(h.bytes for h in holdings)
     seconds = min(interval, DAY)
     up = sum(allocation.daily_capacity(p.upload, placement.availability(p), seconds,
                                        UNCAPPED_RATE) for p in online)

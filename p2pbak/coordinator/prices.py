@@ -75,9 +75,10 @@ async def measure_overheads(coord: Coordinator, since: int | None,
     """market.prices.measured_overheads of what is held now and of what the ledger booked
     over [since, until) (no interval: the prior's repair load, the storage factor), as a
     function of the prices q is to be charged at (the upkeep paid, in GB at those prices)."""
-    data, held = await bank.holdings(coord.db)
+    stored, fragment_bytes, weighted = await bank.held_totals(coord.db)
     booked = Flows() if since is None else await bank.overhead_flows(coord.db, since, until)
-    stored, pairs = sum(data.values()), [(h.bytes, h.availability) for h in held]
+    # the totals stand for every holder: measured_overheads needs only Σ bytes, Σ bytes·a
+    pairs = [(fragment_bytes, min(1.0, weighted / fragment_bytes))] if fragment_bytes else []
 
     def at(p: Resources) -> Overheads:
         bandwidth = rules.MICRO * (p.upload + p.download)
@@ -94,11 +95,11 @@ async def measured_demand(coord: Coordinator, since: int, until: int,
     seconds = max(1, until - since)
     mix = mix_from_usage(used.get("backup", 0), used.get("storage", 0),
                          used.get("retrieval", 0), seconds)
-    if mix is None:  # nothing accrued yet: what is stored now (read only then: a full scan)
-        data, _ = await bank.holdings(coord.db)
+    if mix is None:  # nothing accrued yet: what is stored now
+        stored, _, _ = await bank.held_totals(coord.db)
         days = seconds / DAY
-        mix = Services(used.get("backup", 0) / GB / days, sum(data.values()) / GB,
-                       used.get("retrieval", 0) / GB / days) if data else None
+        mix = Services(used.get("backup", 0) / GB / days, stored / GB,
+                       used.get("retrieval", 0) / GB / days) if stored else None
     if mix is None:
         return None
     demand = aggregate_demand([mix], overheads or await current_overheads(coord))

@@ -16,10 +16,10 @@ not charged twice.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from p2pbak.market.prices import USABLE_FRACTION, Overheads, service_prices
 from p2pbak.market.resources import Resources
@@ -97,15 +97,31 @@ def storage_postings(consumer: str, data_bytes: int, seconds: int,
                      usable: float = USABLE_FRACTION) -> list[Posting]:
     """Op. 2: consumer pays q_S per GB-day of own data; each holder (peer, fragment bytes,
     availability) is paid p_S per *effective* GB-day: bytes × availability × usable (§2.5)."""
-    charge = _ceil_div(table.storage * data_bytes * seconds, GB * DAY)
+    charge = storage_charge(data_bytes, seconds, table)
+    return _settle(consumer, charge, ((peer, storage_pay(size, seconds, a, table, usable))
+                                      for peer, size, a in holders))
 
-    share = Fraction(usable).limit_denominator(PPM)
 
-    def pay(size: int, availability: float) -> int:
-        eff = Fraction(availability).limit_denominator(PPM) * share
-        return math.floor(table.space * size * seconds * eff / (GB * DAY))
+def storage_charge(data_bytes: int, seconds: int, table: PriceTable) -> int:
+    """Op. 2, consumer side: q_S per GB-day of own data, rounded up to the µc."""
+    return _ceil_div(table.storage * data_bytes * seconds, GB * DAY)
 
-    return _settle(consumer, charge, ((peer, pay(size, a)) for peer, size, a in holders))
+
+def storage_pay(size: int, seconds: int, availability: float, table: PriceTable,
+                usable: float = USABLE_FRACTION) -> int:
+    """Op. 2, holder side: p_S per effective GB-day (size × availability × usable),
+    rounded down to the µc."""
+    num, den = _effective(availability, usable)
+    return table.space * size * seconds * num // (GB * DAY * den)
+
+
+@lru_cache(maxsize=1 << 20)
+def _effective(availability: float, usable: float) -> tuple[int, int]:
+    """availability × usable as an exact fraction, each factor exact to 1 ppm (cached:
+    a storage run meets each peer's availability once per (owner, peer) pair)."""
+    eff = Fraction(availability).limit_denominator(PPM) * \
+        Fraction(usable).limit_denominator(PPM)
+    return eff.numerator, eff.denominator
 
 
 def retrieval_postings(consumer: str, data_bytes: int, uploads: Sequence[tuple[str, int]],

@@ -10,6 +10,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,9 @@ from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import user_account
 from p2pbak.store.db.peers import Peer
+from tests.support import postgres
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 PACK = 16 * 2**20
 
@@ -57,7 +61,7 @@ USERS = 30
 async def _simulate(tmp: Path, by_balance: bool, rounds: int) -> list[int]:
     """`rounds` backups by random owners, billed as the grid bills them (charge at commit,
     each supplier paid by receipt); returns every user's final balance."""
-    coord = await Coordinator.start(tmp / "c.db", run_jobs=False)
+    coord = await Coordinator.start(postgres.CURRENT.database(tmp), run_jobs=False)
     try:
         ids = [f"{i + 1:032x}" for i in range(USERS)]
         for i, mid in enumerate(ids):

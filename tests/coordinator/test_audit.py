@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from p2pbak.coordinator import audit, checker, repair
 from p2pbak.localgrid.grid import free_port
 from p2pbak.store.db import tasks as store
 from tests.support.repair import World, age_tasks, world
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 outcomes = st.lists(st.sampled_from([store.OK_OUTCOME, store.FAILED_OUTCOME]), max_size=30)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.peers import PeerState
 from tests.support.repair import ONLINE_WINDOW, world
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 YEAR = 365 * 86400
 

@@ -1,5 +1,6 @@
-"""The bank against a real SQLite coordinator database: the ledger always sums to exactly 0,
-receipts pay once and only the peer a genuine ticket names, freezing and alerts."""
+"""The bank against a real coordinator database (SQLite and PostgreSQL): the ledger always
+sums to exactly 0, receipts pay once and only the peer a genuine ticket names, freezing and
+alerts."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import PriceRow, user_account
+from tests.support import postgres
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 USERS = ("alice", "bob", "carol", "dave")
 MB = 1_000_000
@@ -39,7 +43,7 @@ def machine_id(i: int) -> str:
 
 
 async def open_coord(path: Path, **market: Any) -> Coordinator:
-    coord = await Coordinator.start(path / "c.db", run_jobs=False,
+    coord = await Coordinator.start(postgres.CURRENT.database(path), run_jobs=False,
                                     market=MarketSettings(**market))
     for i, user in enumerate(USERS):
         await coordinator_users.create_user(

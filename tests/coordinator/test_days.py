@@ -38,6 +38,9 @@ from p2pbak.store.db import tasks as repair_store
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import PriceRow, user_account
 from p2pbak.units import DAY, GB
+from tests.support import postgres
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 T0 = 1_900_000_000  # the simulated clock's first day (s)
 PACK = GB  # largest pack of the data stored before the market opened
@@ -257,7 +260,7 @@ async def spread(m: Market) -> float:
 async def simulate(tmp: Path, clock: Clock, s: Scenario) -> tuple[list[PriceRow], Market]:
     """Open the market (each user's existing data backed up the day before, the initial
     price row), run its days; returns the price history and the market."""
-    coord = await Coordinator.start(tmp / "c.db", run_jobs=False,
+    coord = await Coordinator.start(postgres.CURRENT.database(tmp), run_jobs=False,
                                     market=MarketSettings(price_interval=DAY))
     try:
         economy = make_economy(s.users, seed=11, stored_sigma=s.stored_sigma)

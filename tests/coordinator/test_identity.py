@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support import postgres
 from tests.support.coordinator import Api, Server, b64, coordinator
+from tests.support.postgres import Backend
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with coordinator(tmp_path_factory.mktemp("identity")) as s:
+def server(tmp_path_factory: pytest.TempPathFactory, module_backend: Backend
+           ) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("identity")
+    with coordinator(tmp, db=module_backend.database(tmp)) as s:
         yield s
 
 
@@ -94,8 +97,7 @@ def test_passphrase_change_replaces_keyfile_and_login_key(api: Api) -> None:
 def test_secrets_are_stored_only_hashed(server: Server) -> None:
     hank = server.api.register("hank", login_key=b"H" * 32)
     secret = hank.token.split(".")[1]
-    with sqlite3.connect(server.db) as conn:
-        dump = "\n".join(conn.iterdump())
+    dump = postgres.dump(server.db)
     assert secret not in dump
     assert b64(b"H" * 32) not in dump and (b"H" * 32).hex() not in dump.lower()
 

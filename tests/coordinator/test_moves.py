@@ -20,6 +20,8 @@ from p2pbak.store.db.bank import user_account
 from p2pbak.store.db.packs import Fragment
 from tests.support.repair import World, fid, world
 
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
+
 T0 = 1_900_000_000
 PACKS = 5  # 25 fragments: a day's budget (5 % of the bytes) moves exactly one
 MONEY = 70_000  # µc: want ∓10 000 µc/day over the 7-day horizon, far past one fragment's
@@ -70,7 +72,7 @@ async def next_interval(w: World, clock: Clock, offline: tuple[str, ...] = ()) -
 
 
 async def flagged(w: World) -> list[tuple[int, int, str]]:
-    rows = await w.db.all("SELECT pack_pk, idx, peer_id FROM fragments WHERE moving"
+    rows = await w.db.all("SELECT pack_pk, idx, peer_id FROM fragments WHERE moving != 0"
                           " ORDER BY pack_pk, idx")
     return [(int(r[0]), int(r[1]), r[2]) for r in rows]
 

@@ -19,11 +19,14 @@ from tests.support.coordinator import (
     grid,
     store_pack,
 )
+from tests.support.postgres import Backend
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, list[Api]]]:
-    with coordinator(tmp_path_factory.mktemp("packs")) as server:
+def world(tmp_path_factory: pytest.TempPathFactory, module_backend: Backend
+          ) -> Iterator[tuple[Api, list[Api]]]:
+    tmp = tmp_path_factory.mktemp("packs")
+    with coordinator(tmp, db=module_backend.database(tmp)) as server:
         peers = grid(server.api, "peer", 6)
         yield server.api, peers
 

@@ -7,6 +7,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,7 +18,10 @@ from p2pbak.store.db import tasks as store
 from p2pbak.store.db.database import now
 from p2pbak.store.db.packs import Fragment
 from p2pbak.store.db.peers import PeerState
+from tests.support import postgres
 from tests.support.repair import ONLINE_WINDOW, SETTINGS, World, age_tasks, fid, world
+
+pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -94,7 +98,8 @@ def test_lapsed_lease_is_requeued_after_a_coordinator_restart(tmp_path: Path) ->
             (task,) = await store.queued(w.db, 5)
             assert await store.lease(w.db, task.id, w.peers[0], 10, t)
             assert not await store.lease(w.db, task.id, w.peers[1], 10, t)
-        coord = await Coordinator.start(tmp_path / "coordinator.db", ONLINE_WINDOW,
+        coord = await Coordinator.start(postgres.CURRENT.database(tmp_path, "coordinator.db"),
+                                        ONLINE_WINDOW,
                                         run_jobs=False)
         try:
             assert await store.requeue_expired(coord.db, 5, t + 5) == 0

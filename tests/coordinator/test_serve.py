@@ -19,8 +19,10 @@ import pytest
 from p2pbak.errors import P2pbakError
 from p2pbak.localgrid.grid import free_port, run_cli, serve, spawn, wait_http
 from p2pbak.store.db.database import Database, apply_migrations, schema_version
+from p2pbak.store.db.dialect import TABLE_EXISTS
 from p2pbak.store.db.schema import MIGRATIONS
 from tests.support.coordinator import b64, coordinator, grid
+from tests.support.postgres import Backend
 
 
 def versions(db: Path) -> list[tuple[int, int]]:
@@ -51,9 +53,10 @@ def test_migrations_from_empty_file_then_reopen_is_noop(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o077 == 0
 
 
-def test_appended_migration_applies_once_and_a_failing_one_rolls_back(tmp_path: Path) -> None:
+def test_appended_migration_applies_once_and_a_failing_one_rolls_back(
+        tmp_path: Path, db_backend: Backend) -> None:
     async def scenario() -> None:
-        db = await Database.open(tmp_path / "c.db")
+        db = await Database.open(db_backend.database(tmp_path))
         try:
             extra = [*MIGRATIONS, ("CREATE TABLE extra (a INTEGER)",
                                    "INSERT INTO extra VALUES (1)")]
@@ -68,7 +71,7 @@ def test_appended_migration_applies_once_and_a_failing_one_rolls_back(tmp_path: 
             with pytest.raises(RuntimeError):
                 await apply_migrations(db, [*extra, broken])
             assert await schema_version(db) == len(MIGRATIONS) + 1
-            assert await db.scalar("SELECT count(*) FROM sqlite_master WHERE name='half'") == 0
+            assert await db.scalar(TABLE_EXISTS[db.dialect], ("half",)) == 0
             with pytest.raises(P2pbakError, match="newer"):
                 await apply_migrations(db, MIGRATIONS)
         finally:
@@ -77,13 +80,14 @@ def test_appended_migration_applies_once_and_a_failing_one_rolls_back(tmp_path: 
     asyncio.run(scenario())
 
 
-def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
+def test_foreign_keys_are_enforced(tmp_path: Path, db_backend: Backend) -> None:
     async def scenario() -> None:
-        db = await Database.open(tmp_path / "c.db")
+        db = await Database.open(db_backend.database(tmp_path))
         try:
             with pytest.raises(sqlite3.IntegrityError):
                 async with db.transaction() as conn:
-                    await conn.execute("INSERT INTO machines VALUES ('m', 'ghost', 'n', x'00', 0)")
+                    await conn.execute("INSERT INTO machines VALUES ('m', 'ghost', 'n', ?, 0)",
+                                       (b"\0",))
             assert await db.scalar("SELECT count(*) FROM machines") == 0
         finally:
             await db.close()
@@ -91,8 +95,9 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_sigterm_exits_zero_and_restart_keeps_every_committed_row(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+def test_sigterm_exits_zero_and_restart_keeps_every_committed_row(
+        tmp_path: Path, db_backend: Backend) -> None:
+    db = db_backend.database(tmp_path)
     with coordinator(tmp_path, db=db) as server:
         peers = grid(server.api, "p", 3)
         owner = peers[0]

@@ -143,11 +143,11 @@ def store_pack(owner: Api, pack: str, stored: int | None = None) -> dict[str, An
 class Server:
     api: Api
     proc: Process
-    db: Path
+    db: Path | str  # an SQLite file or a postgresql:// URL
 
 
 @contextlib.contextmanager
-def coordinator(tmp: Path, *extra: str, db: Path | None = None) -> Iterator[Server]:
+def coordinator(tmp: Path, *extra: str, db: Path | str | None = None) -> Iterator[Server]:
     """`p2pbak serve` on a free loopback port, stopped (SIGTERM) on exit."""
     port = free_port()
     db = db or tmp / "coordinator.db"

@@ -19,6 +19,7 @@ from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.database import Database, now
 from p2pbak.store.db.packs import Fragment, Pack
+from tests.support import postgres
 
 __test__ = False
 
@@ -64,8 +65,9 @@ class World:
     async def set_seen(self, pid: str, when: int, state: str | None = None) -> None:
         """Move a peer's last heartbeat into the past (a peer that went silent)."""
         async with self.db.transaction() as conn:
-            await conn.execute("UPDATE peers SET last_seen = ?, first_seen = min(first_seen, ?)"
-                               " WHERE id = ?", (when, when, pid))
+            await conn.execute("UPDATE peers SET last_seen = ?, first_seen = CASE WHEN"
+                               " first_seen < ? THEN first_seen ELSE ? END WHERE id = ?",
+                               (when, when, when, pid))
             if state:
                 await conn.execute("UPDATE peers SET state = ? WHERE id = ?", (state, pid))
 
@@ -96,7 +98,8 @@ async def age_tasks(w: World, seconds: int) -> None:
 async def world(tmp: Path, peers: int, settings: RepairSettings = SETTINGS,
                 ) -> AsyncIterator[World]:
     """A coordinator with `peers` online peers (ids peer_id(0..peers-1)), jobs not running."""
-    coord = await Coordinator.start(tmp / "coordinator.db", ONLINE_WINDOW, run_jobs=False)
+    coord = await Coordinator.start(postgres.CURRENT.database(tmp, "coordinator.db"),
+                                    ONLINE_WINDOW, run_jobs=False)
     coord.repair = settings
     try:
         w = World(coord, [])

@@ -27,7 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class ServeOptions:
-    db: Path
+    db: Path | str  # an SQLite file or a postgresql:// URL
     host: str
     port: int
     online_window: int
@@ -52,8 +52,10 @@ def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return ctx
 
 
-def prepare_db_path(path: Path) -> Path:
+def prepare_db_path(path: Path | str) -> Path | str:
     """Create the database's folder if needed; a clear error when that is impossible."""
+    if not isinstance(path, Path):
+        return path  # a postgresql:// URL: nothing on this machine to prepare
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

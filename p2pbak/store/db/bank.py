@@ -19,7 +19,7 @@ import aiosqlite
 from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
-from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
+from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
 
 USER_PREFIX = "user:"
 
@@ -130,7 +130,7 @@ async def audit(db: Database) -> Audit:
         " (SELECT count(*) FROM entries), (SELECT count(*) FROM accounts),"
         " (SELECT count(*) FROM transactions),"
         " (SELECT count(*) FROM (SELECT 1 FROM entries GROUP BY txn, movement"
-        "   HAVING count(*) != 2 OR sum(amount) != 0 OR min(amount) >= 0)),"
+        "   HAVING count(*) != 2 OR sum(amount) != 0 OR min(amount) >= 0) AS bad),"
         " (SELECT count(*) FROM accounts a WHERE a.balance !="
         "   (SELECT coalesce(sum(amount), 0) FROM entries e WHERE e.account = a.name))")
     assert row is not None
@@ -165,9 +165,13 @@ async def overhead_flows(db: Database, since: int, until: int) -> Flows:
         " 0), coalesce(sum(CASE WHEN kind = 'storage' THEN quantity END), 0)"
         " FROM transactions WHERE at >= ? AND at < ?", (since, until))
     paid = await db.scalar(
-        "SELECT coalesce(-sum(e.amount), 0) FROM entries e JOIN transactions t ON t.id = e.txn"
-        f" WHERE e.account = ? AND t.user_name IS NULL AND t.kind IN ({marks(UPKEEP_KINDS)})"
-        " AND t.at >= ? AND t.at < ?", (BANK, *UPKEEP_KINDS, since, until))
+        # bounded by the window: from the window's transactions (index on at) to their
+        # entries (index on txn), never the bank's whole history (CROSS JOIN keeps SQLite
+        # to that order; PostgreSQL plans it so by itself)
+        "SELECT coalesce(-sum(e.amount), 0) FROM transactions t CROSS JOIN entries e"
+        f" WHERE e.txn = t.id AND e.account = ? AND t.user_name IS NULL"
+        f" AND t.kind IN ({marks(UPKEEP_KINDS)}) AND t.at >= ? AND t.at < ?",
+        (BANK, *UPKEEP_KINDS, since, until))
     assert row is not None
     return Flows(backed_up=int(row[0]), backup_stored=int(row[1]), upkeep_paid=int(paid),
                  stored_byte_seconds=int(row[2]), seconds=max(0, until - since))
@@ -186,10 +190,26 @@ async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
     data = {r[0]: int(r[1]) for r in await db.all(
         "SELECT user_name, sum(length) FROM packs GROUP BY user_name")}
     rows = await db.all(
-        "SELECT p.user_name, f.peer_id, sum(f.size), pe.availability FROM fragments f"
+        "SELECT p.user_name, f.peer_id, sum(f.size), max(pe.availability) FROM fragments f"
         " JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
         " GROUP BY p.user_name, f.peer_id ORDER BY p.user_name, f.peer_id")
     return data, [Holding(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
+
+
+async def held_totals(db: Database) -> tuple[int, int, float]:
+    """(Σ pack bytes, Σ fragment bytes, Σ fragment bytes × holder availability), in SQL:
+    what the price and move jobs need of the holdings, without listing them."""
+    row = await db.one(
+        "SELECT (SELECT coalesce(sum(length), 0) FROM packs),"
+        " coalesce(sum(f.size), 0), coalesce(sum(f.size * pe.availability), 0.0)"
+        " FROM fragments f JOIN peers pe ON pe.id = f.peer_id")
+    assert row is not None
+    return int(row[0]), int(row[1]), float(row[2])
+
+
+async def holder_ids(db: Database) -> list[str]:
+    """Every peer that holds a fragment."""
+    return [r[0] for r in await db.all("SELECT DISTINCT peer_id FROM fragments")]
 
 
 async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | None:
@@ -217,6 +237,8 @@ async def marker(db: Database, name: str) -> int | None:
 
 async def setting(db: Database, name: str) -> str | None:
     value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+    if isinstance(value, bytes):  # PostgreSQL's BYTEA column hands text back as bytes
+        return value.decode()
     return None if value is None else str(value)
 
 
@@ -359,12 +381,71 @@ async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
 
 
 async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict[str, int]:
-    """Net µc booked to each account at or after `since` (0 for none)."""
+    """Net µc booked to each account at or after `since` (0 for none). One grouped query
+    over the window's transactions and their entries, not one per batch of accounts."""
     out = dict.fromkeys(accounts, 0)
-    for part in batches(out):
-        rows = await db.all(
-            "SELECT e.account, sum(e.amount) FROM entries e JOIN transactions t ON t.id = e.txn"
-            f" WHERE t.at >= ? AND e.account IN ({marks(part)}) GROUP BY e.account",
-            [since, *part])
-        out.update({r[0]: int(r[1]) for r in rows})
+    rows = await db.all(
+        "SELECT e.account, sum(e.amount) FROM transactions t CROSS JOIN entries e"
+        " WHERE e.txn = t.id AND t.at >= ? GROUP BY e.account", (since,))
+    out.update({r[0]: int(r[1]) for r in rows if r[0] in out})
     return out
+
+
+# -- bulk booking (the storage job): a few statements for any number of operations ------
+
+@dataclass(frozen=True)
+class Booking:
+    """One operation of a bulk booking: its movements (payer, payee, µc > 0)."""
+
+    ref: str
+    user: str | None
+    quantity: int
+    moves: Sequence[tuple[str, str, int]]
+
+
+async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
+                       t: int) -> int:
+    """Book many operations in the caller's transaction with a handful of statements (not
+    a few per entry): every transaction row, every account, every entry, then each touched
+    balance by one UPDATE over this booking's entries. Each movement is two entries, −x and
+    +x, so the sum stays exactly 0. Refs carry `t`, so one booked before is at `t` too and
+    is skipped. Returns the entries written."""
+    # a ref booked before (a second run within the same second) books nothing, as book_in
+    seen = {r[0] for r in await fetch_all(
+        conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+    bookings = [b for b in bookings if b.ref not in seen]
+    if not bookings:
+        return 0
+    first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
+    await conn.executemany(
+        "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
+        [(kind, b.ref, b.user, b.quantity, t) for b in bookings])
+    ids = {r[1]: int(r[0]) for r in await fetch_all(
+        conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+    accounts = sorted({a for b in bookings for m in b.moves for a in m[:2]})
+    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
+                           " ON CONFLICT(name) DO NOTHING", [(a, t) for a in accounts])
+    rows = [(ids[b.ref], i, account, delta) for b in bookings
+            for i, (payer, payee, amount) in enumerate(b.moves)
+            for account, delta in ((payer, -amount), (payee, amount))]
+    # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
+    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
+                           " VALUES (?, ?, ?, ?)", rows)
+    await conn.execute(
+        "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
+        " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
+        " WHERE d.account = accounts.name", (first,))
+    return len(rows)
+
+
+async def storage_rows(db: Database) -> tuple[list[tuple[str, int]],
+                                              list[tuple[str, str, int, float]]]:
+    """What the storage job bills, in two grouped queries: (user, bytes of packs) and
+    (user, holder's account owner, fragment bytes, holder availability) per (user, peer)."""
+    data = [(r[0], int(r[1])) for r in await db.all(
+        "SELECT user_name, sum(length) FROM packs GROUP BY user_name")]
+    held = [(r[0], r[1], int(r[2]), float(r[3])) for r in await db.all(
+        "SELECT p.user_name, m.user_name, sum(f.size), max(pe.availability)"
+        " FROM fragments f JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
+        " JOIN machines m ON m.id = f.peer_id GROUP BY p.user_name, f.peer_id, m.user_name")]
+    return data, held

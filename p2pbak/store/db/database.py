@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from p2pbak.errors import P2pbakError
+from p2pbak.store.db.dialect import TABLE_EXISTS, is_postgres
 from p2pbak.store.db.schema import MIGRATIONS, Migration
 
 Row = aiosqlite.Row
@@ -43,7 +44,11 @@ def marks(part: Sequence[object]) -> str:
 
 
 class Database:
-    """An open coordinator database. Use `await Database.open(path)`; close with `close()`."""
+    """An open coordinator database. Use `await Database.open(path)`; close with `close()`.
+    A `postgresql://` URL instead of a path opens the PostgreSQL backend (`postgres.py`),
+    which has this class's interface."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path, writer: aiosqlite.Connection,
                  reader: aiosqlite.Connection) -> None:
@@ -56,7 +61,9 @@ class Database:
         self._read_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, migrate: bool = True) -> Database:
+    async def open(cls, path: Path | str, migrate: bool = True) -> Database:
+        if is_postgres(path):
+            return await _open_postgres(str(path), migrate)
         path = Path(path)
         fresh = not path.exists()
         writer = await _connect(path)
@@ -94,6 +101,12 @@ class Database:
                 raise
             await conn.execute("COMMIT")
 
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process may run job `name` now: always, on SQLite (one coordinator
+        per file). PostgreSQL's holds an advisory lock so one coordinator of many runs it."""
+        yield True
+
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
@@ -105,6 +118,21 @@ class Database:
     async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
         row = await self.one(sql, params)
         return None if row is None else row[0]
+
+
+async def _open_postgres(url: str, migrate: bool) -> Database:
+    # asyncpg is loaded only for a PostgreSQL URL: keeps start-up fast for the SQLite default
+    from p2pbak.store.db.postgres import open_postgres
+
+    db = await open_postgres(url)
+    try:
+        if migrate:
+            async with db.migration_lock():
+                await apply_migrations(db, MIGRATIONS)  # type: ignore[arg-type]
+    except BaseException:
+        await db.close()
+        raise
+    return db  # type: ignore[return-value]
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -133,8 +161,7 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str,
 
 
 async def schema_version(db: Database) -> int:
-    exists = await db.scalar(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'")
+    exists = await db.scalar(TABLE_EXISTS[db.dialect], ("schema_version",))
     if not exists:
         return 0
     return int(await db.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))

@@ -259,3 +259,13 @@ _CLAIMS: tuple[str, ...] = (
 )
 
 MIGRATIONS.append(_CLAIMS)
+
+# background job runs, counted across every coordinator sharing the database (each run
+# happens under the job's lock, on one coordinator)
+MIGRATIONS.append((
+    """CREATE TABLE job_runs (
+        name TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL DEFAULT 0,
+        last_run_ms INTEGER NOT NULL,  -- unix milliseconds: periods can be under 1 s
+        last_by TEXT NOT NULL)""",
+))

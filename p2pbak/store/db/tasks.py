@@ -122,8 +122,9 @@ async def pack_health(db: Database, departed_before: int) -> list[PackHealth]:
     """Every pack with its healthy and to-be-moved fragment counts."""
     rows = await db.all(
         "SELECT p.pk, p.k, p.n, p.repair,"
-        " coalesce(sum(pe.state IN (?, ?) AND coalesce(pe.last_seen, pe.first_seen) >= ?), 0),"
-        " coalesce(sum(pe.state = ? OR f.moving), 0)"
+        " coalesce(sum(CASE WHEN pe.state IN (?, ?)"
+        "  AND coalesce(pe.last_seen, pe.first_seen) >= ? THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN pe.state = ? OR f.moving != 0 THEN 1 ELSE 0 END), 0)"
         " FROM packs p LEFT JOIN fragments f ON f.pack_pk = p.pk"
         " LEFT JOIN peers pe ON pe.id = f.peer_id GROUP BY p.pk",
         (*HEALTHY_STATES, departed_before, LEAVING))
@@ -351,8 +352,9 @@ async def packs_with_holders(db: Database, pks: Sequence[int]
 async def add_grants(db: Database, task_id: int, fragments: Sequence[Fragment]) -> None:
     async with db.transaction() as conn:
         await conn.executemany(
-            "INSERT OR REPLACE INTO task_grants(task_id, idx, fragment_id, size, peer_id)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO task_grants(task_id, idx, fragment_id, size, peer_id)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(task_id, idx, peer_id) DO UPDATE SET"
+            " fragment_id = excluded.fragment_id, size = excluded.size",
             [(task_id, f.index, f.fragment_id, f.size, f.peer_id) for f in fragments])
 
 
@@ -418,16 +420,24 @@ async def _holds(conn: Any, pack_pk: int | None, f: Fragment) -> bool:
 async def placements_on(db: Database, peer_ids: Sequence[str],
                         limit: int) -> list[tuple[int, int, str, int]]:
     """(pack pk, index, peer id, size) of up to `limit` fragments on each of `peer_ids`,
-    of packs with no fragment moving and no open repair, the largest fragments first."""
+    of packs with no fragment moving and no open repair, the largest fragments first.
+    One ranked query per batch of donors, not one query per donor."""
     out: list[tuple[int, int, str, int]] = []
-    for peer in peer_ids:
-        out += [(int(r[0]), int(r[1]), r[2], int(r[3])) for r in await db.all(
-            "SELECT f.pack_pk, f.idx, f.peer_id, f.size FROM fragments f WHERE f.peer_id = ?"
+    for part in batches(peer_ids):
+        rows = await db.all(
+            "SELECT pack_pk, idx, peer_id, size FROM (SELECT f.pack_pk, f.idx, f.peer_id,"
+            " f.size, row_number() OVER (PARTITION BY f.peer_id"
+            "  ORDER BY f.size DESC, f.pack_pk) AS rank FROM fragments f"
+            f" WHERE f.peer_id IN ({marks(part)})"
             " AND NOT EXISTS (SELECT 1 FROM fragments m WHERE m.pack_pk = f.pack_pk"
-            "                 AND m.moving)"
+            "                 AND m.moving != 0)"
             " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = f.pack_pk"
-            "                 AND t.state IN (?, ?))"
-            " ORDER BY f.size DESC, f.pack_pk LIMIT ?", (peer, REPAIR, QUEUED, LEASED, limit))]
+            "                 AND t.state IN (?, ?))) AS ranked WHERE rank <= ?"
+            " ORDER BY peer_id, rank", (*part, REPAIR, QUEUED, LEASED, limit))
+        by_peer: dict[str, list[tuple[int, int, str, int]]] = {}
+        for r in rows:
+            by_peer.setdefault(r[2], []).append((int(r[0]), int(r[1]), r[2], int(r[3])))
+        out += [row for peer in part for row in by_peer.get(peer, [])]
     return out
 
 
@@ -455,8 +465,9 @@ async def clear_stale_moves(db: Database) -> int:
     the next plan decides afresh."""
     async with db.transaction() as conn:
         cur = await conn.execute(
-            "UPDATE fragments SET moving = 0 WHERE moving AND NOT EXISTS (SELECT 1 FROM tasks t"
-            " WHERE t.kind = ? AND t.pack_pk = fragments.pack_pk AND t.state = ?)",
+            "UPDATE fragments SET moving = 0 WHERE moving != 0 AND NOT EXISTS"
+            " (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = fragments.pack_pk"
+            " AND t.state = ?)",
             (REPAIR, LEASED))
     return cur.rowcount
 

@@ -1,0 +1,193 @@
+"""The coordinator's background jobs at scale, on SQLite and on PostgreSQL.
+
+Builds a synthetic coordinator state with set-based SQL (no Python loop per row): N peers,
+each the machine of its own user, one 64 MB pack per user in 8 fragments of 16 MB on the
+8 next peers, one old backup booked per user (ledger history the jobs must not scan). Then
+times each job on it through the real code: hourly storage billing (`accrue_storage`), the
+daily price job (`price_job`: overheads, demand, supply), move planning (`moves.plan`) and
+the repair checker's scan (`pack_health`). Prints seconds per job, µs per peer, and the
+ratio of the largest size's time to the smallest's over the ratio of their sizes (1.0:
+linear; above: worse than linear). The issue's targets at 1M peers: price job < 10 s,
+storage billing < 60 s, move planning < 30 s.
+
+    python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
+
+Without --postgres a throwaway PostgreSQL server is started (Debian's binaries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from p2pbak.coordinator import billing, moves, prices  # noqa: E402
+from p2pbak.coordinator.service import Coordinator  # noqa: E402
+from p2pbak.store.db import tasks as store  # noqa: E402
+from p2pbak.store.db.database import Database  # noqa: E402
+from p2pbak.units import DAY  # noqa: E402
+
+FRAGMENTS = 8
+FRAGMENT = 16_000_000
+NUMBERS = ("WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)")
+
+
+def build_sql(n: int, t: int) -> list[tuple[str, tuple]]:
+    """The statements that fill an empty, migrated coordinator database with n peers."""
+    peer = "'m' || i"
+    return [
+        (f"{NUMBERS} INSERT INTO users(name, salt, login_hash, login_hash_key, keyfile,"
+         " created) SELECT 'u' || i, ?, ?, ?, ?, ? FROM s", (n, b"s", b"h", b"k", b"f", t)),
+        (f"{NUMBERS} INSERT INTO machines(id, user_name, name, secret_hash, created)"
+         f" SELECT {peer}, 'u' || i, 'm', ?, ? FROM s", (n, b"x", t)),
+        (f"{NUMBERS} INSERT INTO peers(id, url, subnet, space, upload, download,"
+         " stored_bytes, free_bytes, first_seen, last_seen, availability)"
+         f" SELECT {peer}, 'http://h/' || i, '10.' || (i % 250) || '.0.0/16', ?, 0, 0, ?, ?,"
+         " ?, ?, 0.5 + (i % 50) / 100.0 FROM s",
+         (n, 10**12, FRAGMENTS * FRAGMENT, 10**12, t - DAY, t)),
+        (f"{NUMBERS} INSERT INTO packs(pk, user_name, id, machine_id, k, n, repair, success,"
+         f" length, created) SELECT i + 1, 'u' || i, 'p' || i, {peer}, 4, {FRAGMENTS}, 6, 7,"
+         " ?, ? FROM s", (n, 4 * FRAGMENT, t - 2 * DAY)),
+        (f"{NUMBERS}, j(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM j WHERE k + 1 < ?)"
+         " INSERT INTO fragments(pack_pk, idx, fragment_id, size, peer_id, stored)"
+         " SELECT i + 1, k, 'f' || i || '_' || k, ?, 'm' || ((i + 1 + k) % ?), ? FROM s, j",
+         (n, FRAGMENTS, FRAGMENT, n, t - 2 * DAY)),
+        # ledger history: one backup per user, long before any window a job reads
+        (f"{NUMBERS} INSERT INTO transactions(id, kind, ref, user_name, quantity, at)"
+         " SELECT i + 1, 'backup', 'pack:u' || i, 'u' || i, ?, ? FROM s",
+         (n, 4 * FRAGMENT, t - 30 * DAY)),
+        (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i, -1000,"
+         " ? FROM s", (n, t - 30 * DAY)),
+        ("INSERT INTO accounts(name, balance, created) VALUES ('bank', ?, ?)",
+         (1000 * n, t - 30 * DAY)),
+        (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
+         " 'user:u' || i, -1000 FROM s", (n,)),
+        (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
+         " 'bank', 1000 FROM s", (n,)),
+    ]
+
+
+async def build(db: Database, n: int) -> float:
+    t0, t = time.perf_counter(), int(time.time())
+    async with db.transaction() as conn:
+        for sql, params in build_sql(n, t):
+            await conn.execute(sql, params)
+    if db.dialect == "postgresql":  # explicit ids: move the sequence past them; fresh stats
+        async with db.transaction() as conn:
+            await conn.execute("SELECT setval(pg_get_serial_sequence('transactions', 'id'),"
+                               " (SELECT max(id) FROM transactions))")
+        for table in ("peers", "packs", "fragments", "transactions", "entries", "accounts"):
+            await db.scalar(f"SELECT count(*) FROM {table}")  # warm the cache
+        async with db.transaction() as conn:
+            await conn.execute("ANALYZE")
+    else:
+        async with db.transaction() as conn:
+            await conn.execute("ANALYZE")
+    return time.perf_counter() - t0
+
+
+async def timed(fn: Callable[[], Awaitable[object]]) -> float:
+    t0 = time.perf_counter()
+    await fn()
+    return time.perf_counter() - t0
+
+
+async def one_size(target: Path | str, n: int) -> dict[str, float]:
+    db = await Database.open(target)
+    built = await build(db, n)
+    await db.close()
+    coord = await Coordinator.start(target, run_jobs=False)
+    try:
+        await billing.accrue_storage(coord)  # the first run sets the mark
+        async with coord.db.transaction() as conn:  # the last run: an hour ago
+            await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
+                               (str(int(time.time()) - 3600), billing.STORAGE_MARK))
+        out = {"build": built, "storage billing": await timed(
+            lambda: billing.accrue_storage(coord))}
+        await prices.price_job(coord)  # the initial row, then one a day old to update
+        async with coord.db.transaction() as conn:
+            await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
+        out["price job"] = await timed(lambda: prices.price_job(coord))
+        out["move planning"] = await timed(lambda: moves.plan(coord, DAY))
+        out["checker scan"] = await timed(lambda: store.pack_health(coord.db, 0))
+        return out
+    finally:
+        await coord.stop()
+
+
+def report(backend: str, results: dict[int, dict[str, float]]) -> None:
+    sizes = sorted(results)
+    print(f"\n{backend}")
+    jobs = list(results[sizes[0]])
+    print(f"  {'job':<16}" + "".join(f"{f'{n:,} peers':>16}" for n in sizes) +
+          "      µs/peer  growth vs linear")
+    for job in jobs:
+        row = "".join(f"{results[n][job]:>15.2f}s" for n in sizes)
+        per = results[sizes[-1]][job] / sizes[-1] * 1e6
+        growth = ""
+        if len(sizes) > 1 and results[sizes[0]][job] > 0:
+            ratio = results[sizes[-1]][job] / results[sizes[0]][job]
+            growth = f"{ratio / (sizes[-1] / sizes[0]):.2f}"
+        print(f"  {job:<16}{row}  {per:>11.1f}  {growth:>8}")
+
+
+async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object]
+                      ) -> dict[int, dict[str, float]]:
+    results = {}
+    for n in sizes:
+        results[n] = await one_size(new_target(n), n)  # type: ignore[arg-type]
+        print(f"  {backend} {n:,} peers: " + ", ".join(
+            f"{k} {v:.2f}s" for k, v in results[n].items()), flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--peers", default="10000,100000", help="comma-separated sizes")
+    ap.add_argument("--postgres", default="", help="a server URL postgresql://USER@HOST:PORT"
+                    " (databases bench_<n> are created on it); default: a throwaway server")
+    ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--no-postgres", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.peers.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_sqlite:
+            report("SQLite", asyncio.run(run_backend(
+                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db")))
+        if not args.no_postgres:
+            from tests.support.postgres import bin_dir, start_server  # only for this backend
+
+            server = None
+            base = args.postgres
+            if not base:
+                binaries = bin_dir()
+                if binaries is None:
+                    sys.exit("no PostgreSQL binaries: give --postgres URL or --no-postgres")
+                server = start_server(binaries)
+                base = server.base
+            try:
+                report("PostgreSQL", asyncio.run(run_backend(
+                    "postgresql", sizes, lambda n: _new_pg(base, server, n))))
+            finally:
+                if server is not None:
+                    server.stop()
+
+
+def _new_pg(base: str, server: object, n: int) -> str:
+    if server is not None:
+        return server.new_database()  # type: ignore[attr-defined]
+    for sql in (f"DROP DATABASE IF EXISTS bench_{n}", f"CREATE DATABASE bench_{n}"):
+        subprocess.run(["psql", f"{base}/postgres", "-qc", sql], check=True)
+    return f"{base}/bench_{n}"
+
+
+if __name__ == "__main__":
+    main()
