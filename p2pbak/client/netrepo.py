@@ -94,7 +94,7 @@ class NetworkRepository:
         if len(peers) < n:
             raise P2pbakError(f"coordinator planned {n} fragments but named {len(peers)} peers")
         coded = await self._cpu(_encode, pack_id, data, k, n)
-        uploads = [_Upload(i, f, fid, peers[i], "", root)
+        uploads = [_Upload(i, f, fid, peers[i], "", root=root)
                    for i, (f, fid, root) in enumerate(coded)]
         tickets = await self.coord.tickets(pack_id, [_entry(u) for u in uploads])
         for u, t in zip(uploads, tickets, strict=True):
@@ -172,7 +172,7 @@ class NetworkRepository:
                              spares: list[dict[str, Any]]) -> _Upload | None:
         if not spares:
             return None
-        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "", u.root)
+        moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "", root=u.root)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
         return moved
 
@@ -185,7 +185,8 @@ class NetworkRepository:
         url = await reroute.new_url(self.coord, u.peer["peer_id"], u.peer["url"])
         if not url:
             return None
-        moved = _Upload(u.index, u.fragment, u.fid, {**u.peer, "url": url}, "", True)
+        moved = _Upload(u.index, u.fragment, u.fid, {**u.peer, "url": url}, "", rerouted=True,
+                        root=u.root)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
         self.stats.fragments_rerouted += 1
         return moved

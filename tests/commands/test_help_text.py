@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from typer import _click as click  # typer's own click: what typer.main builds
-from typer._click.testing import CliRunner
 
 from p2pbak.cli import command
 from p2pbak.localgrid.grid import child_env
@@ -31,12 +30,16 @@ def test_the_walk_sees_every_command() -> None:
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "p2pbak")
-def test_help_has_no_bool_nor_python_type_names(path: tuple[str, ...]) -> None:
-    r = CliRunner().invoke(command(), [*path, "--help"], prog_name="p2pbak",
-                           terminal_width=200)
-    assert r.exit_code == 0, r.output
-    assert not PYTHON_NAMES.findall(r.output), r.output
-    for line in r.output.splitlines():  # a flag is never followed by a placeholder
+def test_help_has_no_bool_nor_python_type_names(path: tuple[str, ...],
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as done:
+        command().main([*path, "--help"], prog_name="p2pbak")
+    output = capsys.readouterr().out
+    assert done.value.code in (0, None), output
+    assert not PYTHON_NAMES.findall(output), output
+    for line in output.splitlines():  # a flag is never followed by a placeholder
         assert not re.search(r"(--json|--quiet|--help|--dry-run)\s+"
                              r"(BOOLEAN|TEXT|INTEGER|NUMBER|PATH|FILE)\b", line), line
 
