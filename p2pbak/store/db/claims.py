@@ -34,7 +34,8 @@ async def add_plan(db: Database, user: str, pack_id: str, planned: Sequence[Plan
         await conn.execute("DELETE FROM plans WHERE expires < ?", (t,))
         await conn.executemany(
             "INSERT INTO plans(user_name, pack_id, peer_id, fragment_size, expires)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET expires = excluded.expires",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_name, pack_id, peer_id, fragment_size)"
+            " DO UPDATE SET expires = excluded.expires",
             [(user, pack_id, p.peer_id, p.fragment_size, t + PLAN_TTL) for p in planned])
 
 
