@@ -85,7 +85,8 @@ async def report(coord: Coordinator, task: store.Task, worker: str, outcome: str
         await _audit_report(coord, task, worker, outcome, detail, answer)
         return
     await store.finish(coord.db, task.id, store.DONE, {"outcome": outcome, "detail": detail})
-    if outcome != store.OFFLINE_OUTCOME and task.size:
+    # paid only for a transfer that went through: a "failed" test is a worker's word alone
+    if outcome == store.OK_OUTCOME and task.size:
         up = task.size if task.kind == store.TEST_STORE else 0
         await billing.pay_worker(coord, task, worker, up, task.size - up)
     await availability.test_result(coord, task, outcome)

@@ -59,7 +59,7 @@ def test_closed_form_agrees_with_scipy_where_nothing_binds(rho: float, seed: int
     free = np.flatnonzero(~violations(e, p, s))
     assert free.size > 0
     for i in free[:4]:
-        assert solve_agent(e, int(i), p) == pytest.approx(s[i], rel=1e-4)
+        assert solve_agent(e, int(i), p) == pytest.approx(s[i], rel=3e-4)  # the solver's tolerance
 
 
 def equilibrium_guess(e) -> tuple[float, float]:
