@@ -163,3 +163,17 @@ def fresh_config_path(config: Path | None) -> Path:
 
 def machine_name(name: str | None) -> str:
     return name or socket.gethostname() or "machine"
+
+
+def save_plot(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG; a path that cannot be written is one clear error."""
+    # imported here, not at the top: keeps CLI start-up fast
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise P2pbakError(f"cannot write plot {path}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)

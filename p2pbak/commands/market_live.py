@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from p2pbak.commands.common import save_plot
 from p2pbak.commands.output import Reporter
 from p2pbak.errors import P2pbakError
 
@@ -100,10 +101,4 @@ def plot_live(history: list[LiveDay], path: Path, setup: LiveSetup) -> None:
     ax_p.set_ylabel("price (p_S = 1)")
     ax_p.set_xlabel("day")
     ax_p.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise P2pbakError(f"cannot write plot {path}: {exc.strerror or exc}") from exc
-    finally:
-        plt.close(fig)
+    save_plot(fig, path)

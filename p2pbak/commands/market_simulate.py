@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from p2pbak.commands import groups
+from p2pbak.commands.common import save_plot
 from p2pbak.commands.market_live import run_live_cmd
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.sim_deps import require_sim
@@ -65,13 +66,7 @@ def plot_runs(runs: dict[str, Run], p_star: tuple[float, float], path: Path,
     ax_g.set_ylabel("max |g_X| / (d_X/d_S)")
     ax_g.set_xlabel("round (day)")
     ax_g.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise P2pbakError(f"cannot write plot {path}: {exc.strerror or exc}") from exc
-    finally:
-        plt.close(fig)
+    save_plot(fig, path)
 
 
 def simulate_cmd(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,33 +10,17 @@ from hypothesis import strategies as st
 
 from p2pbak.config import load
 from p2pbak.coordinator.prices import default_demand
-from p2pbak.localgrid.grid import HOST, Grid, free_port, spawn, wait_http
+from p2pbak.localgrid.grid import Grid
 from p2pbak.market.caps import caps_from_supply, supply_from_caps
 from p2pbak.market.prices import Overheads
 from p2pbak.market.resources import prices
 from p2pbak.market.supply import RatioLimits, backup_balance
-from tests.support.grid import one_line_error, summary
+from tests.support.grid import GridSpec, one_line_error, summary
 
 GB = 10**9
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    root = tmp_path_factory.mktemp("supply")
-    (root / "logs").mkdir()
-    password = root / "passphrase"
-    password.write_text("pw\n")
-    port = free_port()
-    coord = spawn("coordinator", ["serve", "--db", str(root / "c.db"), "--listen",
-                                  f"{HOST}:{port}"], root / "logs" / "c.log",
-                  f"http://{HOST}:{port}")
-    g = Grid(root=root, coordinator=coord, db=root / "c.db", password_file=password)
-    try:
-        wait_http(f"{coord.url}/v1/health", coord)
-        yield g
-    finally:
-        g.stop()
-    assert "Traceback" not in coord.output()
+GRID = GridSpec(peers=0)  # a coordinator alone: these users lend nothing yet
 
 
 @pytest.fixture(scope="module")

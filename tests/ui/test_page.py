@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from p2pbak.localgrid.grid import HOST, Grid, free_port, spawn, wait_http
-from tests.support.grid import summary
+from tests.support.grid import GridSpec, summary
 from tests.support.settings_page import (
     artifacts,
     browser_fixture,  # noqa: F401  (the `browser` fixture)
@@ -31,23 +31,7 @@ from tests.support.settings_page import (
 GB = 10**9
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    root = tmp_path_factory.mktemp("settings")
-    (root / "logs").mkdir()
-    password = root / "passphrase"
-    password.write_text("pw\n")
-    port = free_port()
-    coord = spawn("coordinator", ["serve", "--db", str(root / "c.db"), "--listen",
-                                  f"{HOST}:{port}"], root / "logs" / "c.log",
-                  f"http://{HOST}:{port}")
-    g = Grid(root=root, coordinator=coord, db=root / "c.db", password_file=password)
-    try:
-        wait_http(f"{coord.url}/v1/health", coord)
-        yield g
-    finally:
-        g.stop()
-    assert "Traceback" not in coord.output()
+GRID = GridSpec(peers=0)  # a coordinator alone: these users lend nothing yet
 
 
 @pytest.fixture(scope="module")
