@@ -37,7 +37,7 @@ def postgres_server() -> Iterator[Server]:
     binaries = bin_dir()
     if binaries is None:
         pytest.skip("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin "
-                    "(apt-get install postgresql; CI installs it from .ci/apt-packages.txt)")
+                    "(apt-get install postgresql; .ci/run installs it)")
     server = start_server(binaries)
     try:
         yield server

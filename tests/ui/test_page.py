@@ -1,7 +1,7 @@
 """`p2pbak ui`, the settings window of §3.1, against a real coordinator, in a real browser.
 
 The browser tests drive Debian's chromium through Playwright (never `playwright install`);
-they skip when no chromium binary is present (CI installs it: .ci/apt-packages.txt). The
+they skip when no chromium binary is present (.ci/run installs it). The
 screenshot goes to $P2PBAK_ARTIFACTS, else the test's tmp_path; its path is printed.
 """
 
