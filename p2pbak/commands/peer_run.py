@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +81,7 @@ def run(
     from rich.console import Console
 
     # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.net.serving import stop_event
     from p2pbak.peer.agent import Agent
     from p2pbak.peer.deletes import DeleteList
     from p2pbak.peer.receipts import RECEIPTS_FILE, ReceiptBook
@@ -106,10 +106,7 @@ def run(
     logger.setLevel(logging.INFO)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         if no_settings_page:
             await agent.run(stop)
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import webbrowser
 from typing import Annotated
 
@@ -25,6 +24,7 @@ def ui(opts: Options, port: PortOpt = 0, no_browser: NoBrowserOpt = False) -> No
     import asyncio
 
     # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.net.serving import wait_for_signal
     from p2pbak.ui.server import Page, start
 
     rep = opts.reporter()
@@ -36,12 +36,8 @@ def ui(opts: Options, port: PortOpt = 0, no_browser: NoBrowserOpt = False) -> No
         rep.say(f"settings page: {url}\n(Ctrl-C stops it)")
         if not no_browser:
             webbrowser.open(url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await wait_for_signal()
         finally:
             await runner.cleanup()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from p2pbak.coordinator.http.common import COORD
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.errors import P2pbakError
 from p2pbak.net.relay import COORDINATOR_ID, RelayState, add_relay, close_tunnels
+from p2pbak.net.serving import wait_for_signal
 from p2pbak.net.validate import HEADER_TIMEOUT
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish
@@ -113,7 +113,7 @@ async def serve(opts: ServeOptions, on_start: Callable[[str], None],
             raise P2pbakError(f"cannot listen on {opts.host}:{opts.port}: "
                               f"{exc.strerror or exc}: choose another --listen") from None
         on_start(_url(runner, ctx is not None))
-        await _wait_for_signal()
+        await wait_for_signal()
         await site.stop()  # no new connections; requests under way run to the end
         await close_tunnels(app)  # relay links are not requests that end by themselves
         await inflight.drain(SHUTDOWN_GRACE)
@@ -127,14 +127,3 @@ def _url(runner: web.AppRunner, tls: bool) -> str:
     host = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
