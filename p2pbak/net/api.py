@@ -20,6 +20,7 @@ import blake3
 from p2pbak import __version__
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
 from p2pbak.net import seal
+from p2pbak.net.relay import relay_base
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 
 if TYPE_CHECKING:
@@ -299,35 +300,39 @@ class PeerClient(_Session):
         super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=10,
                                                sock_read=timeout), limit)
 
+    async def _exchange(self, method: str, url: str, path: str, headers: dict[str, str],
+                        data: bytes | None, max_size: int) -> tuple[int, bytes]:
+        """One request to a peer: its (status, body). A relayed peer's is sealed end to end
+        for the link key its URL pins (net/seal.py); one with no pinned key is refused, so
+        nothing crosses a relay in the clear."""
+        if seal.url_key(url):
+            return await self._sealed(method, url, path, headers, data, max_size)
+        if relay_base(url):
+            raise PeerError(f"peer {url} is reached through a relay but its URL pins no link "
+                            "key: refusing to send in the clear", 400)
+        try:
+            async with self.session.request(method, url.rstrip("/") + path, data=data,
+                                            headers=headers) as resp:
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    body += chunk
+                    if len(body) > max_size:
+                        raise PeerError(f"peer {url} sent more than {max_size} bytes",
+                                        resp.status)
+                return resp.status, bytes(body)
+        except _NETWORK_ERRORS as exc:
+            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+
     async def _request(self, method: str, url: str, fragment_id: str, ticket: str,
                        data: bytes | None = None, max_size: int = MAX_FRAGMENT,
                        ) -> tuple[int, bytes]:
         path = f"/v1/fragments/{quote(fragment_id, safe='')}"
-        if seal.url_key(url):  # a relayed peer: end to end sealed (net/seal.py)
-            status, body = await self._sealed(method, url, path, {TICKET_HEADER: ticket},
-                                              data, max_size)
-            if status >= 400 and status != 404:
-                raise PeerError(f"peer {url} refused {method} of fragment "
-                                f"{fragment_id[:12]}: {_body_error(body, status)}", status)
-            return status, body
-        target = url.rstrip("/") + path
-        try:
-            async with self.session.request(method, target, data=data,
-                                            headers={TICKET_HEADER: ticket}) as resp:
-                if resp.status >= 400 and resp.status != 404:
-                    text = await _error_text(resp)
-                    raise PeerError(f"peer {url} refused {method} of fragment "
-                                    f"{fragment_id[:12]}: {text}", resp.status)
-                body = bytearray()
-                if method == "GET" and resp.status == 200:
-                    async for chunk in resp.content.iter_chunked(256 * 1024):
-                        body += chunk
-                        if len(body) > max_size:
-                            raise PeerError(f"peer {url} sent more than {max_size} bytes",
-                                            resp.status)
-                return resp.status, bytes(body)
-        except _NETWORK_ERRORS as exc:
-            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+        status, body = await self._exchange(method, url, path, {TICKET_HEADER: ticket},
+                                            data, max_size)
+        if status >= 400 and status != 404:
+            raise PeerError(f"peer {url} refused {method} of fragment "
+                            f"{fragment_id[:12]}: {_body_error(body, status)}", status)
+        return status, body
 
     async def put_fragment(self, url: str, fragment_id: str, data: bytes, ticket: str) -> None:
         if len(data) > MAX_FRAGMENT:
@@ -352,21 +357,14 @@ class PeerClient(_Session):
     async def prove_fragment(self, url: str, fragment_id: str, ticket: str,
                              challenge: dict[str, Any]) -> dict[str, Any]:
         """The holder's answer to a storage challenge (net.proofs), not checked here."""
-        target = f"{url.rstrip('/')}/v1/fragments/{quote(fragment_id, safe='')}/proof"
-        try:
-            async with self.session.post(target, json=challenge,
-                                         headers={TICKET_HEADER: ticket}) as resp:
-                if resp.status >= 400:
-                    text = await _error_text(resp)
-                    raise PeerError(f"peer {url} refused to prove fragment "
-                                    f"{fragment_id[:12]}: {text}", resp.status)
-                answer = await resp.json()
-        except _NETWORK_ERRORS as exc:
-            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
-        except ValueError:
-            raise PeerError(f"peer {url} answered a challenge with something not JSON",
-                            502) from None
-        return answer if isinstance(answer, dict) else {}
+        path = f"/v1/fragments/{quote(fragment_id, safe='')}/proof"
+        status, raw = await self._exchange(
+            "POST", url, path, {TICKET_HEADER: ticket, "Content-Type": "application/json"},
+            jsonlib.dumps(challenge).encode(), 1 << 20)
+        if status >= 400:
+            raise PeerError(f"peer {url} refused to prove fragment {fragment_id[:12]}: "
+                            f"{_body_error(raw, status)}", status)
+        return _json_object(raw, f"peer {url} answered a challenge with something not JSON")
 
     async def has_fragment(self, url: str, fragment_id: str, ticket: str) -> bool:
         status, _ = await self._request("HEAD", url, fragment_id, ticket)
@@ -406,22 +404,15 @@ class PeerClient(_Session):
         return (status if isinstance(status, int) else 502), body
 
     async def health(self, url: str) -> dict[str, Any]:
-        if seal.url_key(url):
-            status, raw = await self._sealed("GET", url, "/v1/health", {}, None, 1 << 20)
-            try:
-                body = jsonlib.loads(raw)
-            except ValueError:
-                raise PeerError(f"peer {url} sent a non-JSON health answer", status) from None
-            if status != 200:
-                raise PeerError(f"peer {url}: {_body_error(raw, status)}", status)
-            return body if isinstance(body, dict) else {}
-        try:
-            async with self.session.get(f"{url.rstrip('/')}/v1/health") as resp:
-                if resp.status != 200:
-                    raise PeerError(f"peer {url}: {await _error_text(resp)}", resp.status)
-                body = await resp.json(content_type=None)
-        except _NETWORK_ERRORS as exc:
-            raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
-        except ValueError:
-            raise PeerError(f"peer {url} sent a non-JSON health answer", 200) from None
-        return body if isinstance(body, dict) else {}
+        status, raw = await self._exchange("GET", url, "/v1/health", {}, None, 1 << 20)
+        if status != 200:
+            raise PeerError(f"peer {url}: {_body_error(raw, status)}", status)
+        return _json_object(raw, f"peer {url} sent a non-JSON health answer")
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:
+        raise PeerError(what, 502) from None
+    return body if isinstance(body, dict) else {}

@@ -32,7 +32,6 @@ COORDINATOR_ID = "coordinator"  # the `to` of tickets for the coordinator's own 
 HEAD_TIMEOUT = 60.0  # seconds a relayed peer may take to start its answer
 # headers that cross the relay; hop-by-hop and identifying ones do not
 REQUEST_HEADERS = (tickets.HEADER, "Content-Type", "Content-Length")
-RESPONSE_HEADERS = ("Content-Type", "Content-Length")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from p2pbak.errors import P2pbakError
 from p2pbak.net import seal, tickets
 from p2pbak.net.api import MAX_FRAGMENT, CoordinatorError
-from p2pbak.net.relay import COORDINATOR_ID, RESPONSE_HEADERS, relay_url
+from p2pbak.net.relay import COORDINATOR_ID, relay_url
 from p2pbak.net.relay_mux import CHUNK, HEAD, Mux, Stream, StreamReset
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ log = logging.getLogger("p2pbak.peer")
 RECHECK = 300.0  # seconds between dial-back checks while reachable (addresses change)
 RETRY = 2.0  # seconds before asking again after a failure
 ANY = ("0.0.0.0", "::", "")
+# what a sealed request may ask of our server: transfers, health, storage proofs (POST)
+SEALED_METHODS = ("GET", "PUT", "HEAD", "DELETE", "POST")
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,10 @@ class Reacher:
     """The worker that keeps this peer reachable; `on_change` gets each new way in."""
 
     def __init__(self, host: str, port: int, *, relay: bool,
-                 on_change: Callable[[Reached], None], recheck: float = 60.0,
-                 link_key: X25519PrivateKey | None = None) -> None:
+                 link_key: X25519PrivateKey, on_change: Callable[[Reached], None],
+                 recheck: float = 60.0) -> None:
         self.host, self.port, self.relay = host, port, relay
-        # with a link key, only sealed requests are answered through a relay (net/seal.py)
+        # through a relay, only requests sealed for this key are answered (net/seal.py)
         self.link_key = link_key
         self.on_change = on_change
         self.recheck = recheck  # seconds on the coordinator's relay before asking for a peer
@@ -142,8 +144,7 @@ class Reacher:
         base = str(relay.get("url") or ctx.cfg.coordinator)
         url = relay_url(base, ctx.cfg.machine_id)
         via = str(relay.get("relay_id", "?"))
-        pinned = url + (seal.KEY_MARK + seal.public_hex(self.link_key) if self.link_key
-                        else "")
+        pinned = url + seal.KEY_MARK + seal.public_hex(self.link_key)
         try:
             async with self._session.ws_connect(
                     url + "/connect", headers={tickets.HEADER: str(relay.get("ticket"))},
@@ -179,23 +180,10 @@ class Reacher:
                 await run
 
     async def _serve(self, stream: Stream) -> None:
-        """One relayed request: replay it on our own server, send the answer back."""
-        assert self._session is not None
+        """One relayed request: open it, replay it on our own server, seal the answer."""
         try:
             head = await stream.head
-            method, path = str(head["method"]), str(head["path"])
-            if self.link_key is not None:
-                await self._serve_sealed(stream, method, path)
-                return
-            headers = {str(k): str(v) for k, v in dict(head.get("headers", {})).items()}
-            data = stream.body() if method in ("PUT", "POST") else None
-            async with self._session.request(method, self.local + path, headers=headers,
-                                             data=data, allow_redirects=False) as resp:
-                out = {h: resp.headers[h] for h in RESPONSE_HEADERS if h in resp.headers}
-                await stream.send_head(HEAD, {"status": resp.status, "headers": out})
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    await stream.write(chunk)
-                await stream.end()
+            await self._serve_sealed(stream, str(head["method"]), str(head["path"]))
         except (aiohttp.ClientError, StreamReset, OSError, TimeoutError, KeyError,
                 TypeError, ValueError) as exc:
             with contextlib.suppress(Exception):
@@ -204,8 +192,8 @@ class Reacher:
             stream.close()
 
     async def _serve_sealed(self, stream: Stream, method: str, path: str) -> None:
-        """Open a sealed request, replay it, seal the answer; anything else is refused."""
-        assert self._session is not None and self.link_key is not None
+        """Anything but a request sealed for our link key is refused."""
+        assert self._session is not None
         if (method, path) != ("POST", seal.SEALED_PATH):
             return await _answer(stream, 403, b'{"error": "this peer answers sealed '
                                  b'requests only (POST /sealed)"}')
@@ -221,9 +209,9 @@ class Reacher:
         inner = opened.head
         method, path = str(inner.get("method", "")), str(inner.get("path", ""))
         headers = {str(k): str(v) for k, v in dict(inner.get("headers") or {}).items()}
-        if not path.startswith("/v1/") or method not in ("GET", "PUT", "HEAD", "DELETE"):
+        if not path.startswith("/v1/") or method not in SEALED_METHODS:
             return await _answer(stream, 400, b'{"error": "bad sealed request"}')
-        data = opened.body if method == "PUT" else None
+        data = opened.body if method in ("PUT", "POST") else None
         async with self._session.request(method, self.local + path, headers=headers,
                                          data=data, allow_redirects=False) as resp:
             body = await resp.read()

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2pbak.localgrid.grid import free_port
-from p2pbak.net import seal, tickets
+from p2pbak.net import proofs, seal, tickets
 from p2pbak.net.api import PeerClient, PeerError
 from p2pbak.net.ratelimit import TokenBucket
-from p2pbak.net.relay import RelayState, add_relay, relay_url
+from p2pbak.net.relay import RelayState, add_relay, relay_base, relay_url
 from p2pbak.net.relay_mux import WINDOW, Mux
 from p2pbak.net.validate import error_middleware
 from p2pbak.peer.reach import Reacher
@@ -38,17 +38,26 @@ RELAYED = "cd" * 16  # the relayed peer's machine id
 class Linked:
     peer: Served
     relay: RelayState
-    url: str  # the relayed peer's URL at the relay
+    url: str  # the relayed peer's URL at the relay, pinning its link key
     link: asyncio.Task[None]
+    tap: Tap  # every byte to and from the relay, client side and link side
 
     def relay_ticket(self, key: Ed25519PrivateKey | None = None) -> str:
         return tickets.issue(key or self.peer.key, op="relay", fragment=RELAYED, size=0,
                              from_=RELAYED, to=RELAY_ID)
 
+    @property
+    def base(self) -> str:
+        return relay_base(self.url)
+
 
 @contextlib.asynccontextmanager
-async def linked(root: Path, rate: int = 0) -> AsyncIterator[Linked]:
-    """A peer server, a relay, and the peer's link to the relay, all up."""
+async def linked(root: Path, rate: int = 0, *, impostor: bool = False,
+                 ) -> AsyncIterator[Linked]:
+    """A peer server, a relay (behind a Tap), and the peer's link to the relay, all up, as
+    a peer behind NAT runs it; with `impostor` the peer answers with a key other than the
+    one its URL pins."""
+    pinned = X25519PrivateKey.generate()
     async with serve_peer(root) as peer:
         state = RelayState(key=peer.key.public_key, relay_id=RELAY_ID,
                            bucket=TokenBucket(rate))
@@ -58,27 +67,32 @@ async def linked(root: Path, rate: int = 0) -> AsyncIterator[Linked]:
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        base = f"http://127.0.0.1:{port}"
+        tap = await Tap(port).start()
+        base = f"http://127.0.0.1:{tap.port}"
         session = aiohttp.ClientSession()
-        link = asyncio.create_task(_link(session, peer, base))
+        key = X25519PrivateKey.generate() if impostor else pinned
+        link = asyncio.create_task(_link(session, peer, base, key))
         try:
             for _ in range(200):
                 if RELAYED in state.tunnels:
                     break
                 await asyncio.sleep(0.01)
-            yield Linked(peer, state, relay_url(base, RELAYED), link)
+            url = relay_url(base, RELAYED) + seal.KEY_MARK + seal.public_hex(pinned)
+            yield Linked(peer, state, url, link, tap)
         finally:
             link.cancel()
             with contextlib.suppress(BaseException):
                 await link
             await session.close()
+            tap.close()
             await runner.cleanup()
 
 
-async def _link(session: aiohttp.ClientSession, peer: Served, base: str) -> None:
+async def _link(session: aiohttp.ClientSession, peer: Served, base: str,
+                key: X25519PrivateKey) -> None:
     """What a relayed peer's Reacher does: connect out, answer streams from its server."""
     port = int(peer.url.rsplit(":", 1)[1])
-    reacher = Reacher("127.0.0.1", port, relay=False, on_change=lambda r: None)
+    reacher = Reacher("127.0.0.1", port, relay=False, link_key=key, on_change=lambda r: None)
     reacher._session = session
     ticket = tickets.issue(peer.key, op="relay", fragment=RELAYED, size=0, from_=RELAYED,
                            to=RELAY_ID)
@@ -112,12 +126,13 @@ def test_a_slow_reader_holds_back_the_relayed_peer(tmp_path: Path) -> None:
         async with linked(tmp_path) as lk:
             fid, data = fragment(40 * 1024 * 1024)
             lk.peer.store.put(fid, data)
-            reader = await asyncio.open_connection("127.0.0.1", int(lk.url.split(":")[2]
-                                                                    .split("/")[0]))
-            r, w = reader
+            blob, _ = seal.seal_request(seal.url_key(lk.url), {
+                "method": "GET", "path": f"/v1/fragments/{fid}",
+                "headers": {tickets.HEADER: lk.peer.ticket("fetch", fid)}}, b"")
+            r, w = await asyncio.open_connection("127.0.0.1", lk.tap.port)
             path = lk.url.split("/", 3)[3]
-            w.write(f"GET /{path}/v1/fragments/{fid} HTTP/1.1\r\nHost: x\r\n"
-                    f"{tickets.HEADER}: {lk.peer.ticket('fetch', fid)}\r\n\r\n".encode())
+            w.write(f"POST /{path}{seal.SEALED_PATH} HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Length: {len(blob)}\r\n\r\n".encode() + blob)
             await w.drain()
             await r.readuntil(b"\r\n\r\n")
             await asyncio.sleep(1.5)  # not reading: socket buffers fill, then credit stops
@@ -239,54 +254,10 @@ class Tap:
             self._server.close()
 
 
-@contextlib.asynccontextmanager
-async def sealed_link(root: Path, answering_key: X25519PrivateKey,
-                      pinned_key: X25519PrivateKey) -> AsyncIterator[tuple[Served, str, Tap]]:
-    """A relayed peer holding `answering_key`, at a URL pinning `pinned_key`; every byte to
-    and from the relay (client side and link side) goes through one Tap."""
-    async with serve_peer(root) as peer:
-        state = RelayState(key=peer.key.public_key, relay_id=RELAY_ID)
-        app = web.Application(middlewares=[error_middleware])
-        add_relay(app, state)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        tap = await Tap(port).start()
-        base = f"http://127.0.0.1:{tap.port}"
-        session = aiohttp.ClientSession()
-        reacher = Reacher("127.0.0.1", int(peer.url.rsplit(":", 1)[1]), relay=False,
-                          on_change=lambda r: None, link_key=answering_key)
-        reacher._session = session
-
-        async def link() -> None:
-            ticket = tickets.issue(peer.key, op="relay", fragment=RELAYED, size=0,
-                                   from_=RELAYED, to=RELAY_ID)
-            async with session.ws_connect(relay_url(base, RELAYED) + "/connect",
-                                          headers={tickets.HEADER: ticket}) as ws:
-                await Mux(ws, on_open=reacher._serve, first_id=2).run()
-        task = asyncio.create_task(link())
-        try:
-            for _ in range(200):
-                if RELAYED in state.tunnels:
-                    break
-                await asyncio.sleep(0.01)
-            url = relay_url(base, RELAYED) + "~" + seal.public_hex(pinned_key)
-            yield peer, url, tap
-        finally:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            await session.close()
-            tap.close()
-            await runner.cleanup()
-
-
 def test_the_relay_sees_only_ciphertext(tmp_path: Path) -> None:
     async def go() -> None:
-        key = X25519PrivateKey.generate()
-        async with sealed_link(tmp_path, key, key) as (peer, url, tap), \
-                PeerClient() as client:
+        async with linked(tmp_path) as lk, PeerClient() as client:
+            peer, url, tap = lk.peer, lk.url, lk.tap
             fid, data = fragment(300_000, seed=b"p2pbak_private_plans.odt quarterly numbers")
             store, fetch = peer.ticket("store", fid, len(data)), peer.ticket("fetch", fid)
             await client.put_fragment(url, fid, data, store)
@@ -307,13 +278,42 @@ def test_the_relay_sees_only_ciphertext(tmp_path: Path) -> None:
 
 def test_a_peer_without_the_pinned_key_is_refused(tmp_path: Path) -> None:
     async def go() -> None:
-        impostor, pinned = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-        async with sealed_link(tmp_path, impostor, pinned) as (peer, url, _), \
-                PeerClient() as client:
+        async with linked(tmp_path, impostor=True) as lk, PeerClient() as client:
+            peer, url = lk.peer, lk.url
             fid, data = fragment(5000)
             with pytest.raises(PeerError) as refused:
                 await client.put_fragment(url, fid, data, peer.ticket("store", fid, len(data)))
             assert refused.value.status == 400 and "not sealed for this peer" in str(
                 refused.value)
             assert peer.store.read(fid) is None
+    asyncio.run(go())
+
+
+def test_a_storage_proof_crosses_the_relay_sealed(tmp_path: Path) -> None:
+    """Audits reach peers behind NAT too: the challenge and its answer are sealed."""
+    async def go() -> None:
+        async with linked(tmp_path) as lk, PeerClient() as client:
+            fid, data = fragment(200_000)
+            lk.peer.store.put(fid, data)
+            nonce = "5a" * 16
+            indices = proofs.challenge_indices(bytes.fromhex(nonce), len(data), 4)
+            answer = await client.prove_fragment(lk.url, fid, lk.peer.ticket("prove", fid),
+                                                 {"nonce": nonce, "indices": indices})
+            proofs.verify_answer(proofs.root(data), len(data), indices, answer["proofs"])
+            assert answer["nonce"] == nonce
+            assert fid.encode() not in bytes(lk.tap.seen)
+    asyncio.run(go())
+
+
+def test_a_relayed_url_without_a_pinned_key_is_never_sent_in_the_clear(
+        tmp_path: Path) -> None:
+    async def go() -> None:
+        async with linked(tmp_path) as lk, PeerClient() as client:
+            bare = lk.url.split(seal.KEY_MARK, 1)[0]
+            fid, data = fragment(5000)
+            before = len(lk.tap.seen)
+            with pytest.raises(PeerError) as refused:
+                await client.put_fragment(bare, fid, data, lk.peer.ticket("store", fid, 5000))
+            assert "pins no link key" in str(refused.value)
+            assert len(lk.tap.seen) == before and lk.peer.store.read(fid) is None
     asyncio.run(go())

@@ -374,7 +374,9 @@ class Capture:
 
     def __init__(self, ns: str, iface: str, ports: set[int]) -> None:
         self.ns, self.iface, self.ports = ns, iface, ports
-        self.flows: dict[tuple[object, object], bytearray] = {}  # TCP connection → payloads
+        # TCP connection → its exchanges: one per request on a kept-alive connection (a
+        # client reuses its connection to a relay for direct transfers to that same peer)
+        self.flows: dict[tuple[object, object], list[bytearray]] = {}
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -399,6 +401,9 @@ class Capture:
         try:
             _enter(self.ns)
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+            # room for a burst of fragments while this thread is busy (a dropped frame
+            # could hide a leak); FORCE: beyond rmem_max, as root
+            sock.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE
             sock.bind((self.iface, 0))
             sock.settimeout(0.2)
         except OSError as exc:
@@ -421,11 +426,20 @@ class Capture:
                     ends = sorted([(frame[26:30], sport), (frame[30:34], dport)])
                     payload = frame[tcp + (frame[tcp + 12] >> 4) * 4:]
                     if payload:
-                        self.flows.setdefault((ends[0], ends[1]), bytearray()).extend(payload)
+                        self._add((ends[0], ends[1]), dport in self.ports, payload)
+
+    def _add(self, conn: tuple[object, object], to_server: bool, payload: bytes) -> None:
+        exchanges = self.flows.setdefault(conn, [])
+        if not exchanges or (to_server and payload.startswith(_METHODS)):
+            exchanges.append(bytearray())
+        exchanges[-1].extend(payload)
 
     def relayed(self) -> bytes:
         """The bytes of connections that went through a relay, both ways: requests naming a
         /v1/relay/ path, and links to the relay (WebSocket frames from their first byte
         when the link was up before the capture)."""
-        return b"".join(bytes(f) for f in self.flows.values()
-                        if b" /v1/relay/" in f[:64] or f[0] in (0x81, 0x82, 0x88, 0x89, 0x8A))
+        return b"".join(bytes(x) for exchanges in self.flows.values() for x in exchanges
+                        if b" /v1/relay/" in x[:64] or x[0] in (0x81, 0x82, 0x88, 0x89, 0x8A))
+
+
+_METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
