@@ -61,6 +61,9 @@ def run(
                                "this one is reachable."),
     relay_rate: str = typer.Option("0", "--relay-rate", help="Bandwidth cap on what this "
                                    "peer relays, e.g. 1MB/s (0: no cap)."),
+    no_port_mapping: bool = typer.Option(False, "--no-port-mapping",
+                                         help="Do not ask the router (UPnP) to forward "
+                                              "a port to this peer."),
     heartbeat_interval: float = typer.Option(60.0, "--heartbeat-interval", min=0.1,
                                              help="Seconds between heartbeats."),
     config: Path | None = typer.Option(None, "--config", help="Config file (default: "
@@ -93,7 +96,7 @@ def run(
     host, port = parse_listen(listen)
     agent = Agent(config_path(config), storage.expanduser(), host, port,
                   advertise.rstrip("/"), heartbeat_interval, relay=relay,
-                  relay_rate=parse_rate(relay_rate))
+                  relay_rate=parse_rate(relay_rate), port_mapping=not no_port_mapping)
     # tickets honoured, handed in to be paid with each heartbeat
     receipts = ReceiptBook(agent.storage / RECEIPTS_FILE)
     agent.served_hooks.append(receipts.served)

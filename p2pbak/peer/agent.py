@@ -69,6 +69,7 @@ class Agent:
     served_hooks: list[ServedHook] = field(default_factory=list)  # see PeerState
     relay: bool = False  # relay for peers behind NAT (when this one is reachable)
     relay_rate: int = 0  # bytes/s cap on what it relays, 0: none
+    port_mapping: bool = True  # ask the router to forward a port (UPnP, peer/portmap.py)
     reached: Reached | None = None  # how others reach us, once known (net/peer_reach)
     _url_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _cfg: Config | None = None
@@ -117,7 +118,8 @@ class Agent:
             workers.append(Reacher(self.host, self.port, relay=self.relay,
                                    on_change=self._reach_changed,
                                    recheck=max(5.0, 5 * self.interval),
-                                   link_key=seal.load_or_create(self.storage)))
+                                   link_key=seal.load_or_create(self.storage),
+                                   port_mapping=self.port_mapping))
         jobs = [asyncio.create_task(self._heartbeats(ctx))]
         jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in workers]
         try:

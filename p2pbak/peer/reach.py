@@ -2,7 +2,8 @@
 
 The agent names the addresses it listens on (every interface's for 0.0.0.0) and the
 coordinator dials them back, plus the address it sees us come from (POST /v1/reach). If one
-answers, that URL is ours ("public"). If none does we are behind a NAT or firewall: the
+answers, that URL is ours ("public"; "port-mapped" when it is the port our router forwards
+to us over UPnP, peer/portmap.py). If none does we are behind a NAT or firewall: the
 coordinator assigns a relay and we keep one outbound WebSocket to it; our URL is then the
 relay's `/v1/relay/{peer_id}` and every request for us comes down that link ("relayed").
 When the link drops we ask again, avoiding that relay, and re-announce the new URL.
@@ -14,6 +15,7 @@ import array
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import socket
@@ -30,6 +32,7 @@ from p2pbak.net import seal, tickets
 from p2pbak.net.api import MAX_FRAGMENT, CoordinatorError
 from p2pbak.net.relay import COORDINATOR_ID, relay_url
 from p2pbak.net.relay_mux import CHUNK, HEAD, Mux, Stream, StreamReset
+from p2pbak.peer.portmap import PortMapper
 
 if TYPE_CHECKING:
     from p2pbak.peer.agent import AgentContext
@@ -45,7 +48,7 @@ SEALED_METHODS = ("GET", "PUT", "HEAD", "DELETE", "POST")
 
 @dataclass(frozen=True)
 class Reached:
-    how: str  # public (dialled back), relayed, unreachable (no relay to be had)
+    how: str  # public or port-mapped (dialled back), relayed, unreachable (no relay)
     url: str
     via: str = ""  # the relay's peer id, or "coordinator"
     observed: str = ""  # the address the coordinator sees us come from
@@ -70,6 +73,13 @@ def local_addresses() -> list[str]:
     return sorted(set(found), key=lambda a: (a.startswith("127."), a))
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _host_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
@@ -79,8 +89,10 @@ class Reacher:
 
     def __init__(self, host: str, port: int, *, relay: bool,
                  link_key: X25519PrivateKey, on_change: Callable[[Reached], None],
-                 recheck: float = 60.0) -> None:
+                 recheck: float = 60.0, port_mapping: bool = True) -> None:
         self.host, self.port, self.relay = host, port, relay
+        # a router maps ports only for addresses behind it: never on loopback
+        self.mapper = PortMapper(port) if port_mapping and not _loopback(host) else None
         # through a relay, only requests sealed for this key are answered (net/seal.py)
         self.link_key = link_key
         self.on_change = on_change
@@ -96,30 +108,38 @@ class Reacher:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
-            avoid: list[str] = []
-            while True:
-                answer, self._next = self._next or await self._ask(ctx, avoid), None
-                if answer.get("reachable"):
-                    avoid = []
-                    await self._public(answer)
-                    continue
-                relay = answer.get("relay")
-                if not isinstance(relay, dict):
-                    self.on_change(Reached("unreachable", _host_url(self.host, self.port),
-                                           observed=str(answer.get("observed", ""))))
-                    log.warning("no address of this peer answers from outside and no relay "
-                                "is offered: ask the coordinator's operator for `serve "
-                                "--relay`, or forward port %d", self.port)
-                    await asyncio.sleep(RETRY * 5)
-                    continue
-                await self._tunnel(ctx, relay)
-                avoid = [str(relay.get("url")) or COORDINATOR_ID]
-                await asyncio.sleep(RETRY / 4)
+            try:
+                await self._reach(ctx)
+            finally:
+                if self.mapper is not None:
+                    await self.mapper.remove()
+
+    async def _reach(self, ctx: AgentContext) -> None:
+        avoid: list[str] = []
+        while True:
+            answer, self._next = self._next or await self._ask(ctx, avoid), None
+            if answer.get("reachable"):
+                avoid = []
+                await self._public(answer)
+                continue
+            relay = answer.get("relay")
+            if not isinstance(relay, dict):
+                self.on_change(Reached("unreachable", _host_url(self.host, self.port),
+                                       observed=str(answer.get("observed", ""))))
+                log.warning("no address of this peer answers from outside and no relay "
+                            "is offered: ask the coordinator's operator for `serve "
+                            "--relay`, or forward port %d", self.port)
+                await asyncio.sleep(RETRY * 5)
+                continue
+            await self._tunnel(ctx, relay)
+            avoid = [str(relay.get("url")) or COORDINATOR_ID]
+            await asyncio.sleep(RETRY / 4)
 
     async def _ask(self, ctx: AgentContext, avoid: list[str]) -> dict[str, Any]:
         """POST /v1/reach, retried while the coordinator is away."""
+        mapping = await self.mapper.ensure() if self.mapper is not None else None
         body = {"port": self.port, "addresses": self.offered(), "relay": self.relay,
-                "avoid": avoid}
+                "avoid": avoid, "mapped": [mapping.address] if mapping else []}
         while True:
             try:
                 return await ctx.coord.call("POST", "/v1/reach", body)
@@ -135,7 +155,10 @@ class Reacher:
         reachable = [str(u) for u in answer["reachable"]]
         mine = _host_url(self.host, self.port)
         url = mine if mine in reachable else reachable[0]
-        self.on_change(Reached("public", url, observed=str(answer.get("observed", ""))))
+        mapping = self.mapper.mapping if self.mapper is not None else None
+        mapped = mapping and url == _host_url(mapping.external_ip, mapping.external_port)
+        self.on_change(Reached("port-mapped" if mapped else "public", url,
+                               observed=str(answer.get("observed", ""))))
         await asyncio.sleep(RECHECK)
 
     async def _tunnel(self, ctx: AgentContext, relay: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabGrid]:
-    with lab_or_skip() as nat:
+    with lab_or_skip(tmp_path_factory.mktemp("lab")) as nat:
         grid = start_lab_grid(nat, tmp_path_factory.mktemp("natlab"))
         try:
             grid.wait_settled()
@@ -55,23 +55,32 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
     # a peer that came up before any peer relay did starts on the coordinator's (the last
     # resort) and moves to a peer relay within a few heartbeats
     reached = wait_until(lambda: (r := lab.reached()) and all(
-        r[p.name]["via"] in relays for p in lab.peers if p.home) and r, 40,
+        r[p.name].get("via") in relays for p in lab.peers if p.home and not p.home.upnp)
+        and r, 40,
         "home peers did not all move to peer relays")
     for p in lab.peers:
         how = reached[p.name]
         if p.home is None:  # dialled back at its interface address
             port = PEER_PORT + int(p.name[-1])
             assert how == {"how": "public", "url": f"http://198.18.0.1:{port}"}
+        elif p.home.upnp:  # its router forwards a port to it: dialled back there
+            assert how["how"] == "port-mapped", how
+            assert how["url"].startswith(f"http://{p.home.wan_ip}:")
         else:  # nothing dials a home: relayed
             assert how["how"] == "relayed" and f"/v1/relay/{_mid(p)}~" in how["url"]
             assert seal.url_key(how["url"])  # its link key, pinned: links through relays are sealed
-    vias = {reached[p.name]["via"] for p in lab.peers if p.home}
+    # the two UPnP peers share one router: each has its own external port
+    assert len({reached[p.name]["url"] for p in lab.peers if p.home and p.home.upnp}) == 2
+    vias = {reached[p.name]["via"] for p in lab.peers if p.home and not p.home.upnp}
     assert vias == relays  # the load spread over both
     home = _peer(lab, "home30")  # behind the symmetric NAT
     r = lab.cli(home.ns, "status", "--json", config=home)
     assert summary(r)["reached"]["how"] == "relayed"
     text = lab.cli(home.ns, "status", config=home).stdout
     assert "reached by others: relayed via" in text
+    mapped = _peer(lab, "home40")
+    text = lab.cli(mapped.ns, "status", config=mapped).stdout
+    assert "reached by others: port-mapped at http://198.18.0.14:" in text
 
 
 def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:
@@ -123,8 +132,10 @@ def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> Non
     src = random_files(tmp_path / "src", 4, 256, seed=7)
     (src / "p2pbak_private_plans.txt").write_text("quarterly numbers\n")
     owner = _peer(lab, "home20")
-    # behind the other NATs (a peer in the owner's own home is reached on its LAN)
-    homes = [p for p in lab.peers if p.home is not None and p.home is not owner.home]
+    # relayed peers behind the other NATs (one in the owner's home is reached on its LAN,
+    # the UPnP home's directly at their router's mapped ports)
+    homes = [p for p in lab.peers if p.home is not None and p.home is not owner.home
+             and not p.home.upnp]
     before = {p.name: set(_fragment_files(p)) for p in homes}
     relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2, the coordinator
     with Capture(lab.lab.inet, "br0", relays) as cap:
@@ -160,7 +171,7 @@ def test_killing_a_relay_mid_backup_leaves_it_complete(lab: LabGrid, tmp_path: P
     carried = wait_until(lambda: [p for p in lab.peers if p.name != "home11" and lab.status(p)
                                   ["reached"].get("via") == _mid(relay)] or None,
                          40, "pub1 relays none of the peers the backup will use")
-    src = random_files(tmp_path / "src", 24, 1024, seed=31)
+    src = random_files(tmp_path / "src", 48, 1024, seed=31)
     owner = _peer(lab, "home11")
     backup = subprocess.Popen(
         ["ip", "netns", "exec", owner.ns, sys.executable, "-m", "p2pbak", "backup", str(src),

@@ -3,8 +3,15 @@
     inet (198.18.0.1/24 on bridge br0): the coordinator and the public peers
       ├─ router r1 wan 198.18.0.11 ── lan 198.19.1.1/24 ── hosts 198.19.1.2, 198.19.1.3
       ├─ router r2 wan 198.18.0.12 ── lan 198.19.2.1/24 ── hosts ...
-      └─ router r3 wan 198.18.0.13 ── lan 198.19.3.1/24 ── hosts ... (symmetric NAT:
-                                                            MASQUERADE --random-fully)
+      ├─ router r3 wan 198.18.0.13 ── lan 198.19.3.1/24 ── hosts ... (symmetric NAT:
+      │                                                     MASQUERADE --random-fully)
+      └─ router r4 wan 198.18.0.14 ── lan 198.19.4.1/24 ── hosts ... (runs miniupnpd: UPnP
+                                                            IGD and NAT-PMP port mapping)
+
+miniupnpd refuses to map ports on a reserved wan address (198.18.0.0/15 is one) unless a
+STUN server tells it the router is the edge (a full-cone 1:1 "NAT"), so the internet also
+runs Debian's stund on 198.18.0.1 and .2 (STUN needs two addresses), and r4 keeps its rules
+in iptables-legacy, the tables miniupnpd's libiptc writes to.
 
 No router forwards a port: a new connection from the internet to a home is dropped, and the
 internet has no route to 198.19.0.0/16 at all. Only addresses of 198.18.0.0/15 (RFC 2544,
@@ -35,6 +42,8 @@ import pytest
 from p2pbak.localgrid.grid import Process, child_env
 
 INET_IP = "198.18.0.1"
+STUN_ALT_IP = "198.18.0.2"  # stund's second address
+MINIUPNPD_READY = 30.0  # seconds for miniupnpd's STUN check and start
 STEP_TIMEOUT = 20.0  # any one `ip`/`iptables` call
 T = TypeVar("T")
 
@@ -52,6 +61,7 @@ class Home:
     wan_ip: str
     lan: str  # "198.19.X"
     symmetric: bool
+    upnp: bool = False  # runs miniupnpd
     hosts: list[str] = field(default_factory=list)  # namespaces behind it
 
     def host_ip(self, i: int) -> str:
@@ -83,17 +93,21 @@ class Lab:
     def exec(self, ns: str, *args: str) -> None:
         _sh("ip", "netns", "exec", ns, *args)
 
-    def build(self, homes: int = 3, hosts: int = 2) -> Lab:
+    def build(self, root: Path, homes: int = 4, hosts: int = 2) -> Lab:
+        """Homes 1, 2: plain NAT; 3: symmetric NAT; 4: UPnP (miniupnpd)."""
         self.inet = self._ns("inet")
         self.ip(self.inet, "link", "add", "br0", "type", "bridge")
         self.ip(self.inet, "addr", "add", f"{INET_IP}/24", "dev", "br0")
+        self.ip(self.inet, "addr", "add", f"{STUN_ALT_IP}/24", "dev", "br0")
         self.ip(self.inet, "link", "set", "br0", "up")
         for h in range(1, homes + 1):
-            self.homes.append(self._home(h, hosts, symmetric=h == homes))
+            self.homes.append(self._home(h, hosts, symmetric=h == 3, upnp=h == 4))
+        if any(home.upnp for home in self.homes):
+            self._upnp(root)
         return self
 
-    def _home(self, h: int, hosts: int, *, symmetric: bool) -> Home:
-        home = Home(self._ns(f"r{h}"), f"198.18.0.{10 + h}", f"198.19.{h}", symmetric)
+    def _home(self, h: int, hosts: int, *, symmetric: bool, upnp: bool) -> Home:
+        home = Home(self._ns(f"r{h}"), f"198.18.0.{10 + h}", f"198.19.{h}", symmetric, upnp)
         r = home.router
         # wan: a veth from the router into the internet's bridge
         self.ip(r, "link", "add", "wan", "type", "veth", "peer", "name", f"w{h}",
@@ -105,13 +119,16 @@ class Lab:
         self.ip(r, "addr", "add", f"{home.lan}.1/24", "dev", "lan")
         self.ip(r, "link", "set", "lan", "up")
         self.exec(r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        masq = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", f"{home.lan}.0/24",
+        iptables = "iptables-legacy" if upnp else "iptables"
+        masq = [iptables, "-t", "nat", "-A", "POSTROUTING", "-s", f"{home.lan}.0/24",
                 "-o", "wan", "-j", "MASQUERADE"]
         self.exec(r, *masq, *(["--random-fully"] if symmetric else []))
         # no port forwarding: from the internet, only answers to connections from inside
-        self.exec(r, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
+        self.exec(r, iptables, "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
                   "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
-        self.exec(r, "iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+        if upnp:  # what miniupnpd maps goes in its own chains, before the drop
+            self._miniupnpd_chains(r)
+        self.exec(r, iptables, "-A", "FORWARD", "-i", "wan", "-j", "DROP")
         for i in range(hosts):
             ns = self._ns(f"h{h}{i}")
             self.ip(r, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
@@ -122,6 +139,48 @@ class Lab:
             self.ip(ns, "route", "add", "default", "via", f"{home.lan}.1")
             home.hosts.append(ns)
         return home
+
+    def _miniupnpd_chains(self, r: str) -> None:
+        """The chains Debian's iptables_init.sh would make (it needs a file it lacks)."""
+        ipt = ("iptables-legacy",)
+        for table, hook, where in (("nat", "PREROUTING", ("-i", "wan")),
+                                   ("mangle", "PREROUTING", ("-i", "wan")),
+                                   ("filter", "FORWARD", ("-i", "wan", "!", "-o", "wan"))):
+            self.exec(r, *ipt, "-t", table, "-N", "MINIUPNPD")
+            self.exec(r, *ipt, "-t", table, "-A", hook, *where, "-j", "MINIUPNPD")
+        self.exec(r, *ipt, "-t", "nat", "-N", "MINIUPNPD-POSTROUTING")
+        self.exec(r, *ipt, "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j",
+                  "MINIUPNPD-POSTROUTING")
+
+    def _upnp(self, root: Path) -> None:
+        """stund on the internet, then miniupnpd on every UPnP router, ready."""
+        root.mkdir(parents=True, exist_ok=True)
+        self._daemon(self.inet, "stund", ["stund", "-h", INET_IP, "-a", STUN_ALT_IP],
+                     root / "stund.log")
+        for home in (h for h in self.homes if h.upnp):
+            conf = root / f"miniupnpd-{home.lan}.conf"
+            conf.write_text("\n".join([
+                "ext_ifname=wan", "listening_ip=lan", "port=0", "enable_upnp=yes",
+                "enable_natpmp=yes", "ext_perform_stun=yes", f"ext_stun_host={INET_IP}",
+                "ext_stun_port=3478", "secure_mode=yes", "system_uptime=no",
+                f"lease_file={root / f'miniupnpd-{home.lan}.leases'}",
+                "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b",
+                f"allow 1024-65535 {home.lan}.0/24 1024-65535", "deny 0-65535 0.0.0.0/0 0-65535",
+            ]) + "\n")
+            log = root / f"miniupnpd-{home.lan}.log"
+            self._daemon(home.router, "miniupnpd", ["miniupnpd", "-f", str(conf), "-d", "-P",
+                                                     str(conf.with_suffix(".pid"))], log)
+            wait_until(lambda log=log: "Port forwarding is now enabled" in log.read_text()
+                       and "HTTP listening" in log.read_text(), MINIUPNPD_READY,
+                       f"miniupnpd on {home.router} did not enable port forwarding "
+                       f"({log.read_text()[-500:] if log.exists() else 'no log'})")
+
+    def _daemon(self, ns: str, name: str, argv: list[str], log: Path) -> None:
+        with log.open("wb") as fh:
+            popen = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=fh,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self.processes.append(Process(name=name, popen=popen, log=log, url=""))
 
     def forward(self, home: Home, host: int, port: int) -> None:
         """Forward TCP `port` of the router's public address to host `host` (by hand, as a
@@ -203,9 +262,11 @@ def why_no_lab() -> str:
         return "the NAT lab needs Linux network namespaces"
     if os.geteuid() != 0:
         return "the NAT lab needs root (ip netns add, iptables)"
-    for tool in ("ip", "iptables"):
+    for tool, package in (("ip", "iproute2"), ("iptables", "iptables"),
+                          ("iptables-legacy", "iptables"), ("miniupnpd", "miniupnpd-iptables"),
+                          ("stund", "stun-server")):
         if shutil.which(tool) is None:
-            return f"the NAT lab needs `{tool}` (apt-get install iproute2 iptables)"
+            return f"the NAT lab needs `{tool}` (apt-get install {package})"
     probe = f"p2nprobe{os.getpid()}"
     try:
         _sh("ip", "netns", "add", probe)
@@ -218,14 +279,15 @@ def why_no_lab() -> str:
 
 
 @contextlib.contextmanager
-def lab_or_skip(homes: int = 3, hosts: int = 2) -> Iterator[Lab]:
-    """A built lab, closed afterwards whatever happens; skips the test if none can be made."""
+def lab_or_skip(root: Path, homes: int = 4, hosts: int = 2) -> Iterator[Lab]:
+    """A built lab (its daemons' files under `root`), closed afterwards whatever happens;
+    skips the test if none can be made."""
     why = why_no_lab()
     if why:
         pytest.skip(why)
     lab = Lab(tag=f"p2n{os.getpid() % 100000}", inet="")
     try:
-        lab.build(homes, hosts)
+        lab.build(root, homes, hosts)
         yield lab
     finally:
         lab.close()
@@ -299,12 +361,12 @@ class LabGrid:
         def settled() -> dict[str, dict[str, Any]] | None:
             got = self.reached()
             for p in self.peers:
-                if p.name in got and got[p.name]["how"] != ("relayed" if p.home else "public"):
+                if p.name in got and got[p.name]["how"] != expected_reach(p):
                     return None
             live = sum(1 for p in self.peers if p.process and p.process.alive())
             return got if self.status(self.peers[0])["peers_online"] >= live else None
         return dict(wait_until(settled, timeout, "the lab's peers did not all come online, "
-                               "public or relayed"))
+                               "public, port-mapped or relayed"))
 
     def start_peer(self, peer: LabPeer, *extra: str) -> None:
         peer.process = self.lab.spawn(
@@ -316,6 +378,13 @@ class LabGrid:
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.output()[-3000:]}" for p in
                          [self.coordinator, *(q.process for q in self.peers if q.process)])
+
+
+def expected_reach(peer: LabPeer) -> str:
+    """How the coordinator should find `peer` reached: by where it runs."""
+    if peer.home is None:
+        return "public"
+    return "port-mapped" if peer.home.upnp else "relayed"
 
 
 def _port(peer: LabPeer) -> int:

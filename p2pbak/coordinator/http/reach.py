@@ -31,6 +31,8 @@ MAX_ADDRESSES = 16
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Address = Annotated[str, Field(min_length=1, max_length=64)]
+# "IPv4:port" that the peer's router forwards to it (UPnP, peer/portmap.py)
+Mapped = Annotated[str, Field(pattern=r"^[0-9.]{7,15}:[0-9]{1,5}$")]
 
 
 class ReachBody(Body):
@@ -39,15 +41,18 @@ class ReachBody(Body):
     relay: bool = False  # offers to relay for others when reachable
     avoid: list[str] = Field(default_factory=list, max_length=8)  # relays that just failed
     scheme: Annotated[str, Field(pattern="^https?$")] = "http"
+    mapped: list[Mapped] = Field(default_factory=list, max_length=4)
 
 
 @dataclass
 class Relays:
-    """Peers that offered to relay (by peer id → their URL) and who each carries."""
+    """Peers that offered to relay (by peer id → their URL) and who each carries; the URLs
+    each public peer was dialled back at."""
 
     offered: dict[str, str] = field(default_factory=dict)
     load: dict[str, set[str]] = field(default_factory=dict)  # relay id → relayed peer ids
     public: dict[str, list[str]] = field(default_factory=dict)  # peer id → URLs dialled
+    mapped: dict[str, list[str]] = field(default_factory=dict)  # … of them port-mapped
 
     def via(self, peer_id: str) -> str:
         return next((rid for rid, carried in self.load.items() if peer_id in carried), "")
@@ -68,6 +73,13 @@ def add_reach(app: web.Application) -> None:
 
 def _url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _split(mapped: str) -> tuple[str, int]:
+    host, _, port = mapped.rpartition(":")
+    if not 0 < int(port) < 65536:
+        fail(400, f"mapped port out of range in {mapped!r}")
+    return host, int(port)
 
 
 def _dialable(host: str, observed: str) -> bool:
@@ -100,6 +112,9 @@ async def reach(request: web.Request) -> web.Response:
     observed = request.remote or ""
     hosts = list(dict.fromkeys([*body.addresses, observed]))
     urls = [_url(body.scheme, h, body.port) for h in hosts if _dialable(h, observed)]
+    mapped = [_url(body.scheme, *_split(m)) for m in body.mapped
+              if _dialable(_split(m)[0], observed)]
+    urls = list(dict.fromkeys(mapped + urls))  # a mapping first: it is why it was made
     timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         why = await asyncio.gather(*(_dial(session, u, machine.id) for u in urls))
@@ -110,8 +125,10 @@ async def reach(request: web.Request) -> web.Response:
         "tried": [{"url": u, "ok": not w, "error": w} for u, w in zip(urls, why, strict=True)],
         "relay": None}
     relays.public.pop(machine.id, None)
+    relays.mapped.pop(machine.id, None)
     if reachable:
         relays.public[machine.id] = reachable
+        relays.mapped[machine.id] = [u for u in reachable if u in mapped]
         if body.relay:
             relays.offered[machine.id] = reachable[0]
         else:
@@ -156,6 +173,8 @@ def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[
     if base:
         return {"how": "relayed", "via": relays.via(peer.id) or base, "url": peer.url,
                 "relay_url": base}
+    if peer.url in relays.mapped.get(peer.id, ()):
+        return {"how": "port-mapped", "url": peer.url}
     how = "public" if peer.url in relays.public.get(peer.id, ()) else "direct"
     return {"how": how, "url": peer.url}
 
