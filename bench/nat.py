@@ -4,8 +4,10 @@ Needs root (Linux network namespaces, tests/natlab.py). In the lab's internet: a
 peer (the real fragment server, net/peer.py) and a relay (net/relay.py); behind home 1 a
 peer reachable only through that relay (net/peer_reach.Reacher's link); behind home 2 the
 client (PeerClient), which stores --count fragments of --size KiB:
-  1. direct to the public peer;
-  2. to the home-1 peer through the relay, sealed end to end (net/seal.py) as in the grid.
+  1. direct to a public peer in plain HTTP (as on loopback);
+  2. direct to a public peer over TLS with its certificate pinned (net/peertls.py), as every
+     peer beyond loopback is reached;
+  3. to the home-1 peer through the relay, sealed end to end (net/seal.py) as in the grid.
 Prints MB/s of each, the relayed/direct ratio, and the relay process's CPU seconds per MB
 carried (user + system, read from the relay itself). Each role is this script again, run
 with `ip netns exec`.
@@ -34,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
 from p2pbak.localgrid.grid import child_env  # noqa: E402
-from p2pbak.net import seal, tickets  # noqa: E402
+from p2pbak.net import peertls, seal, tickets  # noqa: E402
 from p2pbak.net.api import PeerClient  # noqa: E402
 from p2pbak.net.relay import RelayState, add_relay, relay_url  # noqa: E402
 from p2pbak.net.relay_mux import Mux  # noqa: E402
@@ -43,7 +45,7 @@ from p2pbak.peer.server import make_app  # noqa: E402
 from p2pbak.store.fragments import FragmentStore  # noqa: E402
 
 INET = "198.18.0.1"
-RELAY_PORT, PUBLIC_PORT, HOME_PORT = 8700, 8601, 8601
+RELAY_PORT, PUBLIC_PORT, HOME_PORT, TLS_PORT = 8700, 8601, 8601, 8602
 RELAY_ID, RELAYED = "ab" * 16, "cd" * 16
 PEER_ID = "bench-peer"
 
@@ -59,12 +61,13 @@ async def _forever() -> None:
 # -- roles (each its own process, in its namespace) ----------------------------------------
 
 async def role_peer(key: Ed25519PrivateKey, root: Path, port: int, relay: str,
-                    link: str) -> None:
+                    link: str, tls: bool) -> None:
     store = FragmentStore(root).open()
     runner = web.AppRunner(make_app(store, peer_id=PEER_ID, ticket_key=key.public_key()),
                            access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()
+    context = peertls.load_or_create(root)[0] if tls else None
+    await web.TCPSite(runner, "0.0.0.0", port, ssl_context=context).start()
     if not relay:
         await _forever()
     reacher = Reacher("0.0.0.0", port, relay=False, on_change=lambda r: None,
@@ -151,21 +154,26 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
     lab = Lab(tag=f"p2b{os.getpid() % 100000}", inet="")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        lab.build(homes=2, hosts=1)
-        client_ns, home_ns = lab.homes[1].hosts[0], lab.homes[0].hosts[0]
         with tempfile.TemporaryDirectory() as tmp:
+            lab.build(Path(tmp) / "lab", homes=2, hosts=1)
+            client_ns, home_ns = lab.homes[1].hosts[0], lab.homes[0].hosts[0]
+            pin = peertls.load_or_create(Path(tmp) / "tls")[1]  # the TLS peer's, made here
             procs.append(_spawn(lab.inet, "relay", key_hex, "--port", str(RELAY_PORT)))
             procs.append(_spawn(lab.inet, "peer", key_hex, "--root", f"{tmp}/pub",
                                 "--port", str(PUBLIC_PORT)))
+            procs.append(_spawn(lab.inet, "peer", key_hex, "--root", f"{tmp}/tls",
+                                "--port", str(TLS_PORT), "--tls"))
+            stats_url = f"http://{INET}:{RELAY_PORT}/stats"
+            wait_until(lambda: _stats(lab, stats_url), 90, "the relay")  # then link to it
             procs.append(_spawn(home_ns, "peer", key_hex, "--root", f"{tmp}/home",
                                 "--port", str(HOME_PORT),
                                 "--relay", f"http://{INET}:{RELAY_PORT}",
                                 "--link", link.private_bytes_raw().hex()))
-            stats_url = f"http://{INET}:{RELAY_PORT}/stats"
             wait_until(lambda: _stats(lab, stats_url)["linked"], 90, "the relayed peer's link")
             wait_until(lambda: lab.get_json(lab.inet, f"http://{INET}:{PUBLIC_PORT}/v1/health"),
                        90, "the public peer")
             runs = {"direct": f"http://{INET}:{PUBLIC_PORT}",
+                    "tls": peertls.pinned(f"https://{INET}:{TLS_PORT}", pin),
                     "relayed": relay_url(f"http://{INET}:{RELAY_PORT}", RELAYED)
                     + seal.KEY_MARK + seal.public_hex(link)}
             rates, cpu = {}, {}
@@ -193,6 +201,8 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
     print(f"upload of {count} x {size_kib} KiB fragments, {parallel} at once, "
           "home 2 -> target:")
     print(f"  direct to a public peer:                          {rates['direct']:8.1f} MB/s")
+    print(f"  direct, TLS with the certificate pinned:          {rates['tls']:8.1f} MB/s  "
+          f"(ratio TLS/plain {rates['tls'] / rates['direct']:.2f})")
     print(f"  to a home-1 peer via the relay, sealed end to end: {rates['relayed']:8.1f} MB/s  "
           f"(ratio relayed/direct {rates['relayed'] / rates['direct']:.2f})")
     print(f"  relay CPU: {cpu['relayed'] * 1000:.1f} ms per MB carried")
@@ -212,12 +222,13 @@ def main() -> int:
     ap.add_argument("--relay", default="")
     ap.add_argument("--url", default="")
     ap.add_argument("--link", default="", help="peer role: its X25519 link key (hex)")
+    ap.add_argument("--tls", action="store_true", help="peer role: serve TLS (its root's cert)")
     a = ap.parse_args()
     if a.role == "bench":
         return bench(a.count, a.size, a.parallel)
     key = _key(a.key)
     if a.role == "peer":
-        asyncio.run(role_peer(key, Path(a.root), a.port, a.relay, a.link))
+        asyncio.run(role_peer(key, Path(a.root), a.port, a.relay, a.link, a.tls))
     elif a.role == "relay":
         asyncio.run(role_relay(key, a.port))
     else:

@@ -19,7 +19,7 @@ import blake3
 
 from p2pbak import __version__
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
-from p2pbak.net import seal
+from p2pbak.net import peertls, seal
 from p2pbak.net.relay import relay_base
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 
@@ -310,9 +310,10 @@ class PeerClient(_Session):
         if relay_base(url):
             raise PeerError(f"peer {url} is reached through a relay but its URL pins no link "
                             "key: refusing to send in the clear", 400)
+        target, check = _peer_target(url, path)
         try:
-            async with self.session.request(method, url.rstrip("/") + path, data=data,
-                                            headers=headers) as resp:
+            async with self.session.request(method, target, data=data, headers=headers,
+                                            ssl=check) as resp:
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(256 * 1024):
                     body += chunk
@@ -320,6 +321,8 @@ class PeerClient(_Session):
                         raise PeerError(f"peer {url} sent more than {max_size} bytes",
                                         resp.status)
                 return resp.status, bytes(body)
+        except aiohttp.ServerFingerprintMismatch:
+            raise _impostor(url) from None
         except _NETWORK_ERRORS as exc:
             raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
 
@@ -383,9 +386,9 @@ class PeerClient(_Session):
         except seal.SealError as exc:
             raise PeerError(f"peer {url}: {exc}", 400) from None
         raw = bytearray()
+        target, check = _peer_target(url, seal.SEALED_PATH)
         try:
-            async with self.session.post(url.rstrip("/") + seal.SEALED_PATH,
-                                         data=blob) as resp:
+            async with self.session.post(target, data=blob, ssl=check) as resp:
                 if resp.status != 200:
                     raise PeerError(f"peer {url} refused a sealed {method}: "
                                     f"{await _error_text(resp)}", resp.status)
@@ -393,6 +396,8 @@ class PeerClient(_Session):
                     raw += chunk
                     if len(raw) > max_size + seal.OVERHEAD:
                         raise PeerError(f"peer {url} sent more than {max_size} bytes", 200)
+        except aiohttp.ServerFingerprintMismatch:
+            raise _impostor(url) from None
         except _NETWORK_ERRORS as exc:
             raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
         try:
@@ -408,6 +413,20 @@ class PeerClient(_Session):
         if status != 200:
             raise PeerError(f"peer {url}: {_body_error(raw, status)}", status)
         return _json_object(raw, f"peer {url} sent a non-JSON health answer")
+
+
+def _peer_target(url: str, path: str) -> tuple[str, aiohttp.Fingerprint | bool]:
+    """The URL to request and the TLS check: a pinned peer's certificate (net/peertls)."""
+    try:
+        base, check = peertls.target(url)
+    except ValueError as exc:
+        raise PeerError(str(exc), 400) from None
+    return base.rstrip("/") + path, check
+
+
+def _impostor(url: str) -> PeerError:
+    return PeerError(f"peer {url} presented a TLS certificate other than the one the "
+                     "coordinator recorded: refused", 403)
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2pbak import config
 from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
-from p2pbak.net import seal, tickets
+from p2pbak.net import peertls, seal, tickets
 from p2pbak.net.api import CoordinatorClient, PeerClient
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay import RelayState, add_relay
@@ -70,6 +70,7 @@ class Agent:
     relay: bool = False  # relay for peers behind NAT (when this one is reachable)
     relay_rate: int = 0  # bytes/s cap on what it relays, 0: none
     port_mapping: bool = True  # ask the router to forward a port (UPnP, peer/portmap.py)
+    tls_pin: str = ""  # our certificate's pin once we serve TLS (beyond loopback)
     reached: Reached | None = None  # how others reach us, once known (net/peer_reach)
     _url_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _cfg: Config | None = None
@@ -119,7 +120,7 @@ class Agent:
                                    on_change=self._reach_changed,
                                    recheck=max(5.0, 5 * self.interval),
                                    link_key=seal.load_or_create(self.storage),
-                                   port_mapping=self.port_mapping))
+                                   port_mapping=self.port_mapping, tls_pin=self.tls_pin))
         jobs = [asyncio.create_task(self._heartbeats(ctx))]
         jobs += [asyncio.create_task(self._supervise(w, ctx)) for w in workers]
         try:
@@ -145,7 +146,12 @@ class Agent:
         host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
         if self.reached is not None and not self.advertise:
             return self.reached.url
-        return self.advertise or f"http://{host}:{self.port}"
+        if self.advertise:  # given by hand: our pin added when we serve TLS
+            return peertls.pinned(self.advertise, self.tls_pin) if self.tls_pin \
+                else self.advertise
+        if self.tls_pin:
+            return peertls.pinned(f"https://{host}:{self.port}", self.tls_pin)
+        return f"http://{host}:{self.port}"
 
     def _reach_changed(self, reached: Reached) -> None:
         if reached != self.reached:
@@ -171,8 +177,14 @@ class Agent:
                               "run `p2pbak recover` to fetch it again") from None
 
     async def _listen(self, runner: web.AppRunner) -> None:
+        tls = None
+        if peertls.wants_tls(self.host):  # beyond loopback, peers speak TLS only
+            if self.advertise and not self.advertise.startswith("https://"):
+                raise P2pbakError(f"--advertise {self.advertise}: beyond loopback this peer "
+                                  "serves TLS only, so advertise an https:// URL")
+            tls, self.tls_pin = peertls.load_or_create(self.storage)
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=tls).start()
         except OSError as exc:
             raise P2pbakError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): "
                               "stop what uses it or choose another --listen") from None

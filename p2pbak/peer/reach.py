@@ -28,7 +28,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2pbak.errors import P2pbakError
-from p2pbak.net import seal, tickets
+from p2pbak.net import peertls, seal, tickets
 from p2pbak.net.api import MAX_FRAGMENT, CoordinatorError
 from p2pbak.net.relay import COORDINATOR_ID, relay_url
 from p2pbak.net.relay_mux import CHUNK, HEAD, Mux, Stream, StreamReset
@@ -89,8 +89,10 @@ class Reacher:
 
     def __init__(self, host: str, port: int, *, relay: bool,
                  link_key: X25519PrivateKey, on_change: Callable[[Reached], None],
-                 recheck: float = 60.0, port_mapping: bool = True) -> None:
+                 recheck: float = 60.0, port_mapping: bool = True, tls_pin: str = "",
+                 ) -> None:
         self.host, self.port, self.relay = host, port, relay
+        self.tls_pin = tls_pin  # our certificate's pin when we serve TLS (net/peertls.py)
         # a router maps ports only for addresses behind it: never on loopback
         self.mapper = PortMapper(port) if port_mapping and not _loopback(host) else None
         # through a relay, only requests sealed for this key are answered (net/seal.py)
@@ -98,8 +100,17 @@ class Reacher:
         self.on_change = on_change
         self.recheck = recheck  # seconds on the coordinator's relay before asking for a peer
         self._next: dict[str, Any] | None = None  # an answer already in hand
-        self.local = _host_url("127.0.0.1" if host in ANY else host, port)
+        # our own server, for the requests a relay brings (TLS: our own self-signed cert)
+        self.local = ("https" if tls_pin else "http") + _host_url(
+            "127.0.0.1" if host in ANY else host, port).removeprefix("http")
         self._session: aiohttp.ClientSession | None = None
+
+    def _url(self, host: str, port: int) -> str:
+        """How others dial `host:port` here: over TLS with our pin, when we serve TLS."""
+        url = _host_url(host, port)
+        if not self.tls_pin:
+            return url
+        return peertls.pinned("https" + url.removeprefix("http"), self.tls_pin)
 
     def offered(self) -> list[str]:
         return local_addresses() if self.host in ANY else [self.host]
@@ -124,7 +135,7 @@ class Reacher:
                 continue
             relay = answer.get("relay")
             if not isinstance(relay, dict):
-                self.on_change(Reached("unreachable", _host_url(self.host, self.port),
+                self.on_change(Reached("unreachable", self._url(self.host, self.port),
                                        observed=str(answer.get("observed", ""))))
                 log.warning("no address of this peer answers from outside and no relay "
                             "is offered: ask the coordinator's operator for `serve "
@@ -139,13 +150,16 @@ class Reacher:
         """POST /v1/reach, retried while the coordinator is away."""
         mapping = await self.mapper.ensure() if self.mapper is not None else None
         body = {"port": self.port, "addresses": self.offered(), "relay": self.relay,
-                "avoid": avoid, "mapped": [mapping.address] if mapping else []}
+                "avoid": avoid, "mapped": [mapping.address] if mapping else [],
+                "scheme": "https" if self.tls_pin else "http"}
+        if self.tls_pin:
+            body["pin"] = self.tls_pin
         while True:
             try:
                 return await ctx.coord.call("POST", "/v1/reach", body)
             except CoordinatorError as exc:
                 if exc.status == 404:  # a coordinator without dial-back: trust the listen URL
-                    return {"reachable": [_host_url(self.host, self.port)]}
+                    return {"reachable": [self._url(self.host, self.port)]}
                 log.warning("reachability check refused: %s", exc)
             except P2pbakError as exc:
                 log.debug("reachability check deferred: %s", exc)
@@ -153,10 +167,10 @@ class Reacher:
 
     async def _public(self, answer: dict[str, Any]) -> None:
         reachable = [str(u) for u in answer["reachable"]]
-        mine = _host_url(self.host, self.port)
+        mine = self._url(self.host, self.port)
         url = mine if mine in reachable else reachable[0]
         mapping = self.mapper.mapping if self.mapper is not None else None
-        mapped = mapping and url == _host_url(mapping.external_ip, mapping.external_port)
+        mapped = mapping and url == self._url(mapping.external_ip, mapping.external_port)
         self.on_change(Reached("port-mapped" if mapped else "public", url,
                                observed=str(answer.get("observed", ""))))
         await asyncio.sleep(RECHECK)
@@ -169,13 +183,14 @@ class Reacher:
         via = str(relay.get("relay_id", "?"))
         pinned = url + seal.KEY_MARK + seal.public_hex(self.link_key)
         try:
+            target, check = peertls.target(url)  # a peer relay's certificate is pinned
             async with self._session.ws_connect(
-                    url + "/connect", headers={tickets.HEADER: str(relay.get("ticket"))},
-                    heartbeat=15, max_msg_size=CHUNK + 1024) as ws:
+                    target + "/connect", headers={tickets.HEADER: str(relay.get("ticket"))},
+                    heartbeat=15, max_msg_size=CHUNK + 1024, ssl=check) as ws:
                 mux = Mux(ws, on_open=self._serve, first_id=2)
                 self.on_change(Reached("relayed", pinned, via=via))
                 await self._hold(ctx, mux, via)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             log.warning("cannot keep a link to relay %s at %s (%s): asking for another",
                         via, base, exc)
             return
@@ -236,7 +251,8 @@ class Reacher:
             return await _answer(stream, 400, b'{"error": "bad sealed request"}')
         data = opened.body if method in ("PUT", "POST") else None
         async with self._session.request(method, self.local + path, headers=headers,
-                                         data=data, allow_redirects=False) as resp:
+                                         data=data, allow_redirects=False,
+                                         ssl=False) as resp:
             body = await resp.read()
             out = {h: resp.headers[h] for h in ("Content-Type",) if h in resp.headers}
         await _answer(stream, 200, seal.seal_response(

@@ -16,7 +16,7 @@ import pytest
 
 from p2pbak.localgrid.demo import compare_trees, restored_root
 from p2pbak.localgrid.grid import child_env
-from p2pbak.net import seal
+from p2pbak.net import peertls, seal
 from tests.support.grid import lines, random_files, summary
 from tests.support.natlab import (
     COORD_URL,
@@ -60,12 +60,12 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
         "home peers did not all move to peer relays")
     for p in lab.peers:
         how = reached[p.name]
-        if p.home is None:  # dialled back at its interface address
+        if p.home is None:  # dialled back at its interface address, over pinned TLS
             port = PEER_PORT + int(p.name[-1])
-            assert how == {"how": "public", "url": f"http://198.18.0.1:{port}"}
+            assert how == {"how": "public", "url": f"https://{_pin(p)}@198.18.0.1:{port}"}
         elif p.home.upnp:  # its router forwards a port to it: dialled back there
             assert how["how"] == "port-mapped", how
-            assert how["url"].startswith(f"http://{p.home.wan_ip}:")
+            assert how["url"].startswith(f"https://{_pin(p)}@{p.home.wan_ip}:")
         else:  # nothing dials a home: relayed
             assert how["how"] == "relayed" and f"/v1/relay/{_mid(p)}~" in how["url"]
             assert seal.url_key(how["url"])  # its link key, pinned: links through relays are sealed
@@ -80,7 +80,7 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
     assert "reached by others: relayed via" in text
     mapped = _peer(lab, "home40")
     text = lab.cli(mapped.ns, "status", config=mapped).stdout
-    assert "reached by others: port-mapped at http://198.18.0.14:" in text
+    assert f"reached by others: port-mapped at https://{_pin(mapped)}@198.18.0.14:" in text
 
 
 def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:
@@ -92,9 +92,14 @@ def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:
     lab.lab.forward(home, 1, PEER_PORT)
     peer.process.stop()
     lab.start_peer(peer)
-    want = {"how": "public", "url": f"http://{home.wan_ip}:{PEER_PORT}"}
+    want = {"how": "public", "url": f"https://{_pin(peer)}@{home.wan_ip}:{PEER_PORT}"}
     wait_until(lambda: lab.status(peer)["reached"] == want, 30,
                "the forwarded peer was not found public at its router's address")
+
+
+def _pin(peer: LabPeer) -> str:
+    """The peer's TLS certificate pin (beyond loopback peers speak TLS only)."""
+    return peertls.fingerprint((peer.storage / peertls.CERT_FILE).read_bytes())
 
 
 def _mid(peer: LabPeer) -> str:
@@ -137,10 +142,12 @@ def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> Non
     homes = [p for p in lab.peers if p.home is not None and p.home is not owner.home
              and not p.home.upnp]
     before = {p.name: set(_fragment_files(p)) for p in homes}
-    relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2, the coordinator
-    with Capture(lab.lab.inet, "br0", relays) as cap:
+    peer_relays = {PEER_PORT + 1, PEER_PORT + 2}  # pub1, pub2 (the coordinator's: 8420)
+    with Capture(lab.lab.inet, "br0", peer_relays | {8420}) as cap:
         done = summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
-    wire = cap.relayed()  # (the relays are storage peers too: direct transfers left out)
+    # all that crossed the peer relays (TLS, direct transfers to them included), and what
+    # went through the coordinator's relay (its API speaks plain HTTP in the lab)
+    wire = cap.on(peer_relays) + cap.relayed()
     new = [f for p in homes for f in _fragment_files(p) if f not in before[p.name]]
     assert new and done["fragments_uploaded"] >= len(new)
     assert len(wire) > sum(f.stat().st_size for f in new)  # they crossed the relays

@@ -503,6 +503,12 @@ class Capture:
             exchanges.append(bytearray())
         exchanges[-1].extend(payload)
 
+    def on(self, ports: set[int]) -> bytes:
+        """Every byte of every connection to or from one of `ports`, both ways."""
+        return b"".join(bytes(x) for conn, exchanges in self.flows.items()
+                        if any(end[1] in ports for end in conn)  # type: ignore[index]
+                        for x in exchanges)
+
     def relayed(self) -> bytes:
         """The bytes of connections that went through a relay, both ways: requests naming a
         /v1/relay/ path, and links to the relay (WebSocket frames from their first byte

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.config import Supply
 from p2pbak.localgrid.grid import free_port
-from p2pbak.net import tickets
+from p2pbak.net import peertls, tickets
 from p2pbak.peer.server import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore
 
@@ -37,16 +37,22 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve_peer(root: Path, key: Ed25519PrivateKey | None = None,
-                     caps: Supply | None = None) -> AsyncIterator[Served]:
+                     caps: Supply | None = None, tls: Path | None = None,
+                     ) -> AsyncIterator[Served]:
+    """The server on 127.0.0.1; with `tls` (a folder for its certificate) over TLS, its URL
+    pinning the certificate as a peer's beyond loopback does (net/peertls.py)."""
     key = key or Ed25519PrivateKey.generate()
     store = FragmentStore(root).open()
     app = make_app(store, peer_id=PEER_ID, ticket_key=key.public_key(), caps=caps)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    context, pin = peertls.load_or_create(tls) if tls is not None else (None, "")
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    url = peertls.pinned(f"https://127.0.0.1:{port}", pin) if pin else \
+        f"http://127.0.0.1:{port}"
     try:
-        yield Served(f"http://127.0.0.1:{port}", key, store, app[STATE])
+        yield Served(url, key, store, app[STATE])
     finally:
         await runner.cleanup()
         store.close()

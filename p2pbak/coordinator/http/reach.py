@@ -21,6 +21,7 @@ from pydantic import Field
 
 from p2pbak.coordinator import peers as coordinator_peers
 from p2pbak.coordinator.http.common import caller, coordinator
+from p2pbak.net import peertls
 from p2pbak.net.relay import COORDINATOR_ID, RELAY, peer_id_of, relay_base
 from p2pbak.net.validate import Body, fail, parse
 
@@ -42,6 +43,7 @@ class ReachBody(Body):
     avoid: list[str] = Field(default_factory=list, max_length=8)  # relays that just failed
     scheme: Annotated[str, Field(pattern="^https?$")] = "http"
     mapped: list[Mapped] = Field(default_factory=list, max_length=4)
+    pin: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] = ""  # its TLS certificate's
 
 
 @dataclass
@@ -71,8 +73,10 @@ def add_reach(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+def _url(body: ReachBody, host: str, port: int) -> str:
+    """The URL to dial: for a peer serving TLS, with its certificate pinned (net/peertls)."""
+    url = f"{body.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    return peertls.pinned(url, body.pin) if body.pin else url
 
 
 def _split(mapped: str) -> tuple[str, int]:
@@ -96,7 +100,8 @@ def _dialable(host: str, observed: str) -> bool:
 async def _dial(session: aiohttp.ClientSession, url: str, peer_id: str) -> str:
     """'' when `url` reaches this very peer, else why not."""
     try:
-        async with session.get(f"{url}/v1/health") as resp:
+        target, check = peertls.target(url)
+        async with session.get(f"{target}/v1/health", ssl=check) as resp:
             body = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         return str(exc) or type(exc).__name__
@@ -111,8 +116,10 @@ async def reach(request: web.Request) -> web.Response:
     body = await parse(request, ReachBody)
     observed = request.remote or ""
     hosts = list(dict.fromkeys([*body.addresses, observed]))
-    urls = [_url(body.scheme, h, body.port) for h in hosts if _dialable(h, observed)]
-    mapped = [_url(body.scheme, *_split(m)) for m in body.mapped
+    if body.pin and body.scheme != "https":
+        fail(400, "a pinned certificate needs scheme https")
+    urls = [_url(body, h, body.port) for h in hosts if _dialable(h, observed)]
+    mapped = [_url(body, *_split(m)) for m in body.mapped
               if _dialable(_split(m)[0], observed)]
     urls = list(dict.fromkeys(mapped + urls))  # a mapping first: it is why it was made
     timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
