@@ -20,6 +20,7 @@ from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
 from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
+from p2pbak.store.db.supply import record_caps_in
 
 USER_PREFIX = "user:"
 
@@ -377,6 +378,8 @@ async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
     async with db.transaction() as conn:
         cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
                                  "WHERE id = ?", (space, upload, download, peer_id))
+        if cur.rowcount > 0:
+            await record_caps_in(conn, peer_id, space, upload, download)
     return cur.rowcount > 0
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from p2pbak.store.db.database import Database, now
+from p2pbak.store.db.supply import record_caps_in
 
 
 class PeerState(StrEnum):
@@ -61,6 +62,7 @@ async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: 
             " subnet = excluded.subnet, space = excluded.space, upload = excluded.upload,"
             " download = excluded.download",
             (peer_id, url, subnet, space, upload, download, space, now()))
+        await record_caps_in(conn, peer_id, space, upload, download)
 
 
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,
