@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from p2pbak.coordinator import placement
 from p2pbak.market.proven import Caps, Proven, counted_caps, lowest
-from p2pbak.market.update import COORDINATOR
 from p2pbak.store.db import supply
 from p2pbak.store.db.peers import Peer
 
@@ -24,9 +23,10 @@ def work_window(coord: Coordinator) -> int:
 
 
 def cap_window(coord: Coordinator) -> int:
-    """Seconds over which caps count at their lowest: the longest the price hold waits
-    for an answer (market.hold), so a cap moved every day is never counted high."""
-    return int(COORDINATOR.max_hold * coord.market.price_interval)
+    """Seconds over which caps count at their lowest: one price interval. Caps moved
+    more than once between two price jobs swing faster than the job, and so the price
+    hold (market.hold), can see: only their lowest is counted."""
+    return int(coord.market.price_interval)
 
 
 async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:

@@ -4,15 +4,16 @@ The paper's maximum supply S_i (§2.5, eq. 1: S = Σ_i S_i, the S of g(p) in Def
 is what a user's caps allow. Caps are a user's word, so the coordinator counts, per
 resource, at most the work the peer has proven plus a headroom that grows with it:
 
-    counted_X = min(lowest cap_X over the hold window, proven_X + max(floor_X, proven_X))
+    counted_X = min(lowest cap_X since the last price job, proven_X + max(floor_X, proven_X))
 
 Space proven: bytes of committed placements a passed coordinator audit vouches for;
 bandwidth proven: bytes moved over the window that the other side acknowledged (or a
 commit recorded), as a rate while online. The floor lets a new peer be given its first
 fragments; after that the headroom doubles what is proven each time it is proven, so an
 honest peer's counted supply reaches its caps in a few audit rounds, while a peer that
-proves nothing never counts more than the floor. Caps count at their lowest over the
-window the price hold (market.hold) spans, so moving them 2% a day gains nothing.
+proves nothing never counts more than the floor. Caps moved more than once between two
+price jobs count at their lowest: a swing faster than the job (and so the price hold,
+market.hold) can see gains nothing; a cap raised 2% a day gains nothing past its proof.
 """
 
 from __future__ import annotations

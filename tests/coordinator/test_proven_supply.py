@@ -1,6 +1,6 @@
 """Supply counts what is proven, on a real coordinator database: a peer's counted space is
 what a passed audit vouches for plus headroom, never its declared caps; caps count at their
-lowest over the hold window; placement gives a peer no more room than that; the price job's
+lowest between two price jobs; placement gives a peer no more room than that; the price job's
 S does not move when one peer declares a petabyte."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_space_counted_is_what_a_passed_audit_vouches_for_plus_headroom() -> Non
     run(scenario)
 
 
-def test_caps_count_at_their_lowest_over_the_window() -> None:
+def test_caps_moved_twice_count_at_their_lowest() -> None:
     async def scenario(tmp: Path) -> None:
         coord = await open_coord(tmp, price_interval=0)
         try:
@@ -69,7 +69,7 @@ def test_caps_count_at_their_lowest_over_the_window() -> None:
             await bank.set_peer_caps(coord.db, peer, PETABYTE, 1000, 0)
             low = await supply.lowest_caps(coord.db, 0)
             assert low[peer] == Caps(5 * GB, 1000, 0)  # 0 (no cap) is the highest
-            later = await supply.lowest_caps(coord.db, 2**40)  # only what is in force now
+            later = await supply.lowest_caps(coord.db, 2**40)  # none set since: the current
             assert later[peer] == Caps(PETABYTE, 1000, 0)
         finally:
             await coord.stop()

@@ -366,6 +366,13 @@ async def user_accounts(db: Database) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
+async def ever_paid(db: Database, account: str) -> bool:
+    """Whether the account was ever credited: every payment is for proven work (a
+    committed placement, an acknowledged transfer, a verified audit)."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM entries WHERE account = ? AND amount > 0)", (account,)))
+
+
 async def first_use(db: Database, user: str) -> int | None:
     """When the user's first operation was booked (None: never)."""
     value = await db.scalar("SELECT min(at) FROM transactions WHERE user_name = ?", (user,))

@@ -103,6 +103,15 @@ async def online(db: Database, window: int, exclude: str | None = None) -> list[
     return [Peer(*row) for row in rows]
 
 
+async def of_user(db: Database, user: str, window: int) -> list[Peer]:
+    """The online active peers of `user`'s machines."""
+    rows = await db.all(
+        f"SELECT {', '.join('p.' + c.strip() for c in _PEER_COLUMNS.split(','))}"
+        " FROM peers p JOIN machines m ON m.id = p.id WHERE m.user_name = ? AND p.state = ?"
+        " AND p.last_seen >= ? ORDER BY p.id", (user, ACTIVE, now() - window))
+    return [Peer(*row) for row in rows]
+
+
 async def sweep(db: Database, window: int) -> int:
     """Mark active peers silent for longer than `window` offline; prune old heartbeats."""
     t = now()

@@ -21,16 +21,14 @@ async def record_caps_in(conn: Any, peer_id: str, space: int, upload: int,
 
 
 async def lowest_caps(db: Database, since: int) -> dict[str, Caps]:
-    """Per peer the lowest caps in force at any time since `since` (a cap of 0, none, is
-    the highest): those set since, the last set before, and the current ones."""
+    """Per peer the lowest of its current caps and those it set since `since` (a cap of
+    0, none, is the highest)."""
     rows = await db.all(
         "SELECT peer_id, coalesce(min(nullif(space, 0)), 0), coalesce(min(nullif(upload, 0)),"
         " 0), coalesce(min(nullif(download, 0)), 0) FROM ("
         " SELECT id AS peer_id, space, upload, download FROM peers"
-        " UNION ALL SELECT h.peer_id, h.space, h.upload, h.download FROM cap_history h"
-        "  WHERE h.at >= ? OR h.id = (SELECT max(b.id) FROM cap_history b"
-        "   WHERE b.peer_id = h.peer_id AND b.at < ?)) caps GROUP BY peer_id",
-        (since, since))
+        " UNION ALL SELECT peer_id, space, upload, download FROM cap_history WHERE at >= ?)"
+        " caps GROUP BY peer_id", (since,))
     return {r[0]: Caps(int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
