@@ -17,7 +17,7 @@ from p2pbak.store.db import bank, supply
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
 from p2pbak.units import GB
-from tests.coordinator.test_bank import USERS, machine_id, open_coord, run, store_pack
+from tests.coordinator.test_bank import USERS, machine_id, opened_coord, run, store_pack
 
 PETABYTE = 10**15
 pytestmark = pytest.mark.usefixtures("db_backend")  # SQLite and PostgreSQL
@@ -38,8 +38,7 @@ async def _space(coord: object, i: int) -> int:
 
 def test_space_counted_is_what_a_passed_audit_vouches_for_plus_headroom() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp, price_interval=0)
-        try:
+        async with opened_coord(tmp, price_interval=0) as coord:
             await bank.set_peer_caps(coord.db, machine_id(1), PETABYTE, 0, 0)
             await _heartbeat_all(coord)
             assert await _space(coord, 1) == SPACE_FLOOR  # declared 1 PB, proved nothing
@@ -54,16 +53,13 @@ def test_space_counted_is_what_a_passed_audit_vouches_for_plus_headroom() -> Non
             roomy = await proven.with_counted_room(
                 coord, await coordinator_peers.online(coord.db, 60))
             assert {p.free_bytes for p in roomy} == {SPACE_FLOOR}  # not the 10 TB free
-        finally:
-            await coord.stop()
 
     run(scenario)
 
 
 def test_caps_moved_twice_count_at_their_lowest() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp, price_interval=0)
-        try:
+        async with opened_coord(tmp, price_interval=0) as coord:
             peer = machine_id(2)
             await bank.set_peer_caps(coord.db, peer, 5 * GB, 2000, 0)
             await bank.set_peer_caps(coord.db, peer, PETABYTE, 1000, 0)
@@ -71,16 +67,13 @@ def test_caps_moved_twice_count_at_their_lowest() -> None:
             assert low[peer] == Caps(5 * GB, 1000, 0)  # 0 (no cap) is the highest
             later = await supply.lowest_caps(coord.db, 2**40)  # none set since: the current
             assert later[peer] == Caps(PETABYTE, 1000, 0)
-        finally:
-            await coord.stop()
 
     run(scenario)
 
 
 def test_a_petabyte_declared_does_not_move_the_measured_supply() -> None:
     async def scenario(tmp: Path) -> None:
-        coord = await open_coord(tmp, price_interval=0)
-        try:
+        async with opened_coord(tmp, price_interval=0) as coord:
             await _heartbeat_all(coord)
             await store_pack(coord, 0, "bb" * 32, [1, 2, 3], size=10**9)
             await job.price_job(coord)
@@ -92,7 +85,5 @@ def test_a_petabyte_declared_does_not_move_the_measured_supply() -> None:
             s1 = Resources.from_dict(after.supply)  # type: ignore[arg-type]
             assert s1.space == s0.space  # the liar was counted at its floor before and after
             assert s1.space < 4 * SPACE_FLOOR / GB  # four peers at most their floor each
-        finally:
-            await coord.stop()
 
     run(scenario)
