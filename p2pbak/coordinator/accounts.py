@@ -49,6 +49,7 @@ class AccountState:
     frozen: bool
     low: bool
     unproven: bool = False  # the limit is the first allowance: never paid for proven work
+    supplied: bool = True  # the account was ever paid (every payment is for proven work)
 
     @property
     def health(self) -> str:
@@ -65,7 +66,7 @@ class AccountState:
 
     def to_dict(self) -> dict[str, object]:
         return {"balance": self.balance, "max_deficit": self.limit, "frozen": self.frozen,
-                "low": self.low, "health": self.health, "supplied": not self.unproven,
+                "low": self.low, "health": self.health, "supplied": self.supplied,
                 "alert_threshold": rules.alert_threshold(self.limit)}
 
 
@@ -99,15 +100,15 @@ async def first_allowance(coord: Coordinator, user: str) -> int:
 async def account_state(coord: Coordinator, user: str) -> AccountState:
     settings: MarketSettings = coord.market
     bal = await bank.balance(coord.db, user_account(user))
+    supplied = await bank.ever_paid(coord.db, user_account(user))
     if settings.max_deficit is not None:
         limit, unproven = settings.max_deficit, False
     else:
-        supplied = await bank.ever_paid(coord.db, user_account(user))
         first = 0 if supplied else await first_allowance(coord, user)
         limit = rules.deficit_limit(await daily_storage_charge(coord, user), supplied, first)
         unproven = not supplied
     return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit),
-                        unproven)
+                        unproven, supplied)
 
 
 async def account_summary(coord: Coordinator, user: str) -> dict[str, object]:

@@ -379,6 +379,7 @@ def test_no_deficit_before_supplying_then_two_weeks_of_storage_at_least_ten_cred
         async with opened_coord(tmp) as coord:  # no --max-deficit: the per-account rule
             fresh = await accounts.account_state(coord, "bob")
             assert fresh.limit == 0 and fresh.frozen and fresh.unproven  # no peer online
+            assert fresh.to_dict()["supplied"] is False and "peer run" in fresh.health
             refusal = await accounts.backup_refusal(coord, "bob")
             assert refusal is not None and "run a peer (`p2pbak peer run`)" in refusal
             await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(1), url="http://x:1",
@@ -392,6 +393,7 @@ def test_no_deficit_before_supplying_then_two_weeks_of_storage_at_least_ten_cred
             await billing.settle_receipt(coord, machine_id(1), wire)
             paid = await accounts.account_state(coord, "bob")
             assert paid.limit == 10 * rules.MICRO and not paid.unproven
+            assert paid.to_dict()["supplied"] is True
             await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
             daily = -(-table.storage * 3 * 10**12 // rules.GB)
             assert (await accounts.account_state(coord, "bob")).limit == 14 * daily
