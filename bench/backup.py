@@ -126,7 +126,7 @@ def main() -> None:
     grid = None
     try:
         grid = start_grid(work / "grid", args.peers)
-        config = grid.add_user("bench")
+        config = grid.add_supplier("bench")
         rnd = random_tree(work / "random", args.size * MiB)
         tree = args.tree.absolute() if args.tree else stdlib_copy(work / "Lib")
         report(grid, config, rnd, tree, work)

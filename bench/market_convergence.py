@@ -8,9 +8,13 @@ with only 30% of users re-optimising per round; then markets whose upload supply
 0 (settled, and lagging); all with the coordinator's hold logic (update.COORDINATOR: an
 answer judged against the measured noise); then a market that never answers (users
 keep their sliders: S and d fixed) under the hold; then Theorem 2 checked numerically; and
-saves a plot of one far start under both rules.
+saves a plot of one far start under both rules. Last, the live market (market.live) over
+--live-days days with daily audits and the proven-supply rule, without and with one user
+declaring 1000x its caps and raising them 2% a day: the largest |balance| in days of bill
+on the last day, and how far the liar moved the prices (ratios, no timing).
 
     /work/venv/bin/python bench/market_convergence.py [--trials 20] [--agents 100]
+    /work/venv/bin/python bench/market_convergence.py --only-live [--live-days 365]
 """
 
 from __future__ import annotations
@@ -122,13 +126,38 @@ def _plot(agents: int) -> None:
         print(f"  {rule}: {fate} after {len(run.gap) - 1} updates")
 
 
+def _live(days: int) -> None:
+    import math
+
+    from p2pbak.market.live import LiveSetup, days_of_bill, run_live
+
+    print(f"\nLive market, {days} days, 12 users, daily audits, supply = proven + headroom")
+    ends = {}
+    for liars in (0, 1):
+        history = run_live(LiveSetup(days=days, liars=liars))
+        worst = [max(map(abs, days_of_bill(d))) for d in history]
+        last = history[-1]
+        ends[liars] = last.p
+        print(f"  {liars} liar(s): largest |balance| at day {days}: {worst[-1]:.3f} days of "
+              f"bill (peak {max(worst):.2f}); p = ({last.p[0]:.4g}, {last.p[1]:.4g}); "
+              f"counted S_S {last.supply[0]:.4g} of {last.declared[0]:.4g} declared; "
+              f"frozen ever: {any(any(d.frozen) for d in history)}")
+    moved = max(abs(math.log(a / b)) for a, b in zip(ends[1], ends[0], strict=True))
+    print(f"  the liar moved the day-{days} prices by x{math.exp(moved):.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--live-days", type=int, default=365)
+    ap.add_argument("--only-live", action="store_true", help="only the live market")
     a = ap.parse_args()
     t0 = time.perf_counter()
+    if a.only_live:
+        _live(a.live_days)
+        return
     base = Setup(agents=a.agents, rounds=100)
     with ProcessPoolExecutor(a.jobs) as pool:
         _table(f"Settled market ({a.trials} starts per row, {a.agents} users, rho 0.5)",
@@ -148,6 +177,7 @@ def main() -> None:
     _frozen(a.agents)
     _uniqueness(a.agents)
     _plot(a.agents)
+    _live(a.live_days)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 

@@ -196,7 +196,7 @@ def main() -> None:
             trees = [("stdlib", stdlib_copy(work / "src" / "Lib")),
                      ("man", copy_tree(Path("/usr/share/man"), work / "src" / "man"))]
         grid = start_grid(work / "grid", args.peers)
-        ours = P2pbak(grid, grid.add_user("bench"), args.window)
+        ours = P2pbak(grid, grid.add_supplier("bench"), args.window)
         binary = restic()
         theirs = Restic(binary, work) if binary else None
         for i, (name, tree) in enumerate(trees):

@@ -20,7 +20,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     disturb other modules). None of its processes may have logged a traceback."""
     spec: GridSpec = getattr(request.module, "GRID", GridSpec())
     g = start_grid(tmp_path_factory.mktemp("grid"), spec.peers, heartbeat=spec.heartbeat,
-                   serve_args=spec.serve_args)
+                   serve_args=spec.serve_options())
     try:
         yield g
     finally:

@@ -1,4 +1,5 @@
-"""`p2pbak check`: verify snapshots, index and placements; `--read-data` reads every pack."""
+"""`p2pbak check`: verify snapshots, index and placements; `--read-data` reads every pack,
+`--read-data-subset` the packs it selects (restic's n/m or N%)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from p2pbak.commands.output import Reporter
 from p2pbak.errors import ExitCode
 
 if TYPE_CHECKING:
-    from p2pbak.datapath.check import CheckResult
+    from p2pbak.datapath.check import CheckResult, Subset
 
 
-async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResult:
+async def _check(session: Session, read_data: bool, rep: Reporter,
+                 subset: Subset | None = None) -> CheckResult:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.check import check
 
@@ -29,7 +31,7 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
     async with unlocked(session) as (repo, master):
         if read_data:  # a network repository then reads every fragment, not k of n
             repo.verify_every_fragment = True  # type: ignore[attr-defined]
-        result = await check(repo, master, read_data, progress)
+        result = await check(repo, master, read_data, progress, subset)
         result.problems += getattr(repo, "bad_holders", [])
         return result
 
@@ -38,11 +40,21 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
 def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
                   "--read-data", help="Also fetch every fragment of every pack, verify every blob, "
                   "and report holders that answer wrong to the coordinator.")]
-              = False) -> None:
+              = False,
+              read_data_subset: Annotated[str, typer.Option(
+                  "--read-data-subset", metavar="n/m|N%",
+                  help="Like --read-data, for a subset of the packs: the n-th of m groups "
+                  "(by pack id; 1/m to m/m together read every pack) or a random N%.")]
+              = "") -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
+    # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.datapath.check import parse_subset
+
+    subset = parse_subset(read_data_subset) if read_data_subset else None
+    read_data = read_data or subset is not None
     rep = opts.reporter()
     session = opts.session()
-    result = run(_check(session, read_data, rep))
+    result = run(_check(session, read_data, rep, subset))
     for problem in result.problems:
         if rep.json:
             rep.emit("error", message=problem, fatal=False)
@@ -51,7 +63,7 @@ def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
     rep.summary(snapshots=result.snapshots, trees=result.trees, blobs=result.blobs,
                 packs=result.packs, packs_read=result.packs_read,
                 unindexed_packs=result.unindexed_packs, problems=len(result.problems),
-                read_data=read_data)
+                read_data=read_data, read_data_subset=read_data_subset or None)
     read = f", {result.packs_read} packs read and verified" if read_data else ""
     rep.say(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
             f"{result.packs} packs{read}")

@@ -41,8 +41,10 @@ def serve(
                                            "low-balance checks."),
     max_deficit: str = typer.Option("", "--max-deficit",
                                     help="Largest debt in credits (e.g. 10 or 0.5) before "
-                                    "an account's backups freeze. Default: 14 days of the "
-                                    "user's storage bill, at least 10."),
+                                    "any account's backups freeze. Default: 14 days of the "
+                                    "user's storage bill, at least 10, once the account has "
+                                    "been paid for proven work; before that, a day of what "
+                                    "its online peer is counted for (0 without a peer)."),
     price_rule: str = typer.Option("safe", "--price-rule",
                                    help="Price update: safe (safeguarded secant, damped when "
                                    "users react late) or paper (Definition 4 as printed). "

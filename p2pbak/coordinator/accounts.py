@@ -2,9 +2,14 @@
 freezing, low-balance alerts and the e-mail that tells the user.
 
 An account at or below −max deficit may not start a backup (the plan route answers 402);
-restores are never refused. At ¾ of the limit (p2pbak.market.bank) an alert is raised. Alerts
-are refreshed whenever a user's balance moves and by the billing job; the job also mails
-alerts not yet sent, through `serve --smtp-host`, to users whose name is an e-mail address.
+restores are never refused. An account never paid for proven work has no deficit
+allowance but what its online peer's counted supply (market.proven) earns in a day: none
+without a peer, so a new account must run one before its first backup (a Sybil account
+gets nothing for free); once paid, the paper's rule (market.bank.max_deficit) applies.
+`serve --max-deficit` replaces both for every account. At ¾ of the limit
+(p2pbak.market.bank) an alert is raised. Alerts are refreshed whenever a user's balance
+moves and by the billing job; the job also mails alerts not yet sent, through
+`serve --smtp-host`, to users whose name is an e-mail address.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from decimal import Decimal, InvalidOperation
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db.bank import user_account
+from p2pbak.units import DAY
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -40,9 +48,14 @@ class AccountState:
     limit: int  # maximum deficit, µc (positive)
     frozen: bool
     low: bool
+    unproven: bool = False  # the limit is the first allowance: never paid for proven work
+    supplied: bool = True  # the account was ever paid (every payment is for proven work)
 
     @property
     def health(self) -> str:
+        if self.frozen and self.unproven:
+            return ("frozen: no deficit allowance until this account has supplied something "
+                    "(run `p2pbak peer run` on this computer and keep it online)")
         if self.frozen:
             return ("frozen: backups paused until this computer earns "
                     f"{credits(1 - self.limit - self.balance)} credits "
@@ -53,7 +66,7 @@ class AccountState:
 
     def to_dict(self) -> dict[str, object]:
         return {"balance": self.balance, "max_deficit": self.limit, "frozen": self.frozen,
-                "low": self.low, "health": self.health,
+                "low": self.low, "health": self.health, "supplied": self.supplied,
                 "alert_threshold": rules.alert_threshold(self.limit)}
 
 
@@ -72,12 +85,30 @@ async def daily_storage_charge(coord: Coordinator, user: str) -> int:
     return -(-table.storage * data_bytes // rules.GB)  # rounded up, in integers
 
 
+async def first_allowance(coord: Coordinator, user: str) -> int:
+    """What the counted supply (market.proven) of the user's online peers earns in a day
+    of storage at today's p_S (µc); 0 when none is online."""
+    peers = await coordinator_peers.of_user(coord.db, user, coord.online_window)
+    if not peers:
+        return 0
+    counted = await proven.counted(coord, peers)
+    _, table = await current_prices(coord)
+    return sum(rules.storage_pay(counted[p.id].space, DAY, placement.availability(p), table)
+               for p in peers)
+
+
 async def account_state(coord: Coordinator, user: str) -> AccountState:
     settings: MarketSettings = coord.market
-    limit = settings.max_deficit if settings.max_deficit is not None else \
-        rules.max_deficit(await daily_storage_charge(coord, user))
     bal = await bank.balance(coord.db, user_account(user))
-    return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit))
+    supplied = await bank.ever_paid(coord.db, user_account(user))
+    if settings.max_deficit is not None:
+        limit, unproven = settings.max_deficit, False
+    else:
+        first = 0 if supplied else await first_allowance(coord, user)
+        limit = rules.deficit_limit(await daily_storage_charge(coord, user), supplied, first)
+        unproven = not supplied
+    return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit),
+                        unproven, supplied)
 
 
 async def account_summary(coord: Coordinator, user: str) -> dict[str, object]:
@@ -95,6 +126,11 @@ async def backup_refusal(coord: Coordinator, user: str) -> str | None:
     state = await account_state(coord, user)
     if not state.frozen:
         return None
+    if state.unproven:
+        return (f"account frozen: balance {credits(state.balance)} credits and no deficit "
+                "allowance before this account has supplied something: run a peer "
+                "(`p2pbak peer run`) on this computer and keep it online, then back up "
+                "(restores still work)")
     return (f"account frozen: balance {credits(state.balance)} credits is at the maximum "
             f"deficit of {credits(state.limit)}; keep this computer's peer online to earn "
             "credits (restores still work, nothing stored is touched)")

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from p2pbak.coordinator import placement
+from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import allocation
 from p2pbak.market.caps import UNCAPPED_RATE
@@ -62,7 +62,9 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
     db = coord.db
     _, held, _ = await bank.held_totals(db)
-    online = await coordinator_peers.online(db, coord.online_window)
+    # a receiver's room is its counted space (market.proven) less what it holds
+    online = await proven.with_counted_room(coord, await coordinator_peers.online(
+        db, coord.online_window))
     peers = {p.id: p for p in online}
     peers.update(await coordinator_peers.many(
         db, sorted(set(await bank.holder_ids(db)) - peers.keys())))

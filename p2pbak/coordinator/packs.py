@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import billing, placement, repair
+from p2pbak.coordinator import billing, placement, proven, repair
 from p2pbak.errors import NotPlanned
 from p2pbak.net import tickets
 from p2pbak.store.db import bank, claims, packs
@@ -25,7 +25,8 @@ __all__ = ["Fragment", "NotGranted", "Pack", "Peer", "commit", "committed", "gra
 
 async def plan(coord: Coordinator, machine_id: str, size: int) -> placement.Placement:
     """A placement among the online peers but the caller's own; NotEnoughPeers if none."""
-    online = await coordinator_peers.online(coord.db, coord.online_window, exclude=machine_id)
+    online = await proven.with_counted_room(coord, await coordinator_peers.online(
+        coord.db, coord.online_window, exclude=machine_id))
     balances = await bank.peer_balances(coord.db, [p.id for p in online])
     return placement.place(online, size, random.Random(), balances=balances)
 

@@ -1,8 +1,9 @@
 """The daily price job (§4–5) and the supply quote behind `p2pbak supply show` (§3.1).
 
 Price job, once per price interval: aggregate maximum supply S (every recently seen peer's
-caps, space as effective space, each within the ratio constraints of eq. 4) and the demand
-d the ledger booked over the interval (Table 1 services → resources through q = Aᵀp);
+caps bounded by the work it has proven (market.proven), space as effective space, each
+within the ratio constraints of eq. 4) and the demand d the ledger booked over the
+interval (Table 1 services → resources through q = Aᵀp);
 then g(p) (Definition 3) and the safe update of p2pbak.market.update, whose state is kept
 in the price history row. The overheads behind q = Aᵀp are measured, not assumed (§3.3):
 the erasure factor and holders' availability of what is stored, and the repair and testing
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import placement
+from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_prices
 from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
@@ -113,14 +114,16 @@ def default_demand(overheads: Overheads = OVERHEADS) -> Resources:
 
 async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
                          window: int) -> Resources | None:
-    """Σ over peers seen within `window` s of their caps in market units, within eq. (4);
-    None if nothing at all is supplied (a resource nobody supplies yet is floored by the
-    update, market.update.floor_supply, so that its price rises)."""
+    """Σ over peers seen within `window` s of their counted caps (market.proven: the
+    caps, bounded by proven work) in market units, within eq. (4); None if nothing at all
+    is supplied (a resource nobody supplies yet is floored by the update,
+    market.update.floor_supply, so that its price rises)."""
     peers = await coordinator_peers.online(coord.db, window)
+    counted = await proven.counted(coord, peers)
     vectors = []
     for p in peers:
-        s = supply_from_caps(p.space, p.upload, p.download, p.availability,
-                             p.stored_bytes + p.free_bytes)
+        c = counted[p.id]
+        s = supply_from_caps(c.space, c.upload, c.download, p.availability)
         vectors.append(effective_supply(s, limits) if limits is not None else s)
     total = aggregate(vectors)
     return total if max(total.as_tuple()) > 0 else None

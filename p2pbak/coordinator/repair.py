@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from p2pbak.coordinator import audit, billing, placement
+from p2pbak.coordinator import audit, billing, placement, proven
 from p2pbak.coordinator.checker import MAX_ATTEMPTS
 from p2pbak.errors import NoSupplier
 from p2pbak.market.allocation import Candidate, order_by_balance
@@ -205,7 +205,8 @@ async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
     # the worker may keep one rebuilt fragment itself: it holds none of this pack
     skip = exclude | taken | {h.peer_id for h in holders} | {info.machine_id or ""}
     size = placement.fragment_size(info.length, info.k)
-    peers = [p for p in await coordinator_peers.online(coord.db, coord.online_window)
+    online = await coordinator_peers.online(coord.db, coord.online_window)
+    peers = [p for p in await proven.with_counted_room(coord, online)  # room: proof-bounded
              if p.id not in skip and p.free_bytes >= size]
     chosen = (await allocation_order(coord, peers, task.id))[:len(fragments)]
     if not chosen:

@@ -3,12 +3,16 @@
 The walk over every snapshot's trees is shared with prune (which must know every blob a
 snapshot uses before it drops anything). With `read_data`, every indexed pack is fetched,
 decoded (which checks its id), and every blob in it opened (which checks its AEAD tag and
-its chunk id) and compared with the pack's own header.
+its chunk id) and compared with the pack's own header; with a `Subset` (restic's
+`--read-data-subset`), only the packs it selects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -153,6 +157,41 @@ def _chunks(index: Index, record: SnapshotRecord, path: str, content: Sequence[s
                                 "is missing from the index")
 
 
+GROUPS_MAX = 256  # n/m groups packs by the first byte of their id, as restic does
+_GROUP = re.compile(r"([0-9]+)/([0-9]+)", re.ASCII)
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)%", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Which packs `check --read-data-subset` reads: the n-th of m groups (by the first
+    byte of the pack id, so 1/m … m/m together read every pack once), or a random share."""
+
+    group: int = 0  # n, from 1; 0: a random `percent` of the packs
+    groups: int = 0  # m
+    percent: float = 100.0
+
+    def choose(self, pack_ids: Sequence[str], rng: random.Random | None = None) -> list[str]:
+        ids = sorted(pack_ids)
+        if self.group:
+            return [p for p in ids if int(p[:2], 16) % self.groups == self.group - 1]
+        count = math.ceil(len(ids) * self.percent / 100)
+        return sorted((rng or random.SystemRandom()).sample(ids, count))
+
+
+def parse_subset(text: str) -> Subset:
+    """'n/m' (1 ≤ n ≤ m ≤ 256) or 'N%' (0 < N ≤ 100); a one-line error otherwise."""
+    group, percent = _GROUP.fullmatch(text.strip()), _PERCENT.fullmatch(text.strip())
+    if group is not None:
+        n, m = int(group[1]), int(group[2])
+        if 1 <= n <= m <= GROUPS_MAX:
+            return Subset(n, m)
+    elif percent is not None and 0 < float(percent[1]) <= 100:
+        return Subset(percent=float(percent[1]))
+    raise P2pbakError(f"cannot read --read-data-subset {text!r}: give n/m with 1 <= n <= m "
+                      f"<= {GROUPS_MAX} (e.g. 1/5) or a percentage above 0 up to 100 (e.g. 10%)")
+
+
 @dataclass
 class CheckResult:
     snapshots: int = 0
@@ -165,7 +204,8 @@ class CheckResult:
 
 
 async def check(repo: GarbageRepository, master: bytes, read_data: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> CheckResult:
+                progress: Callable[[int, int], None] | None = None,
+                subset: Subset | None = None) -> CheckResult:
     keys = Keys.derive(master)
     loaded, walked = await load_and_walk(repo, keys)
     indexed = loaded.indexed()
@@ -175,7 +215,8 @@ async def check(repo: GarbageRepository, master: bytes, read_data: bool = False,
     result.unindexed_packs = len(set(committed) - set(indexed))
     result.problems += await placement_problems(repo, indexed, committed)
     if read_data:
-        result.packs_read, bad = await read_packs(repo, keys, indexed, committed, progress)
+        result.packs_read, bad = await read_packs(repo, keys, indexed, committed, progress,
+                                                  subset)
         result.problems += bad
     return result
 
@@ -194,9 +235,13 @@ async def placement_problems(repo: GarbageRepository, indexed: dict[str, dict[st
 
 async def read_packs(repo: Repository, keys: Keys, indexed: dict[str, dict[str, PackEntry]],
                      committed: dict[str, int],
-                     progress: Callable[[int, int], None] | None) -> tuple[int, list[str]]:
-    """Fetch and verify every indexed, committed pack, two at a time."""
+                     progress: Callable[[int, int], None] | None,
+                     subset: Subset | None = None) -> tuple[int, list[str]]:
+    """Fetch and verify every indexed, committed pack (those `subset` selects), two at a
+    time."""
     todo = [p for p in sorted(indexed) if p in committed]
+    if subset is not None:
+        todo = subset.choose(todo)
     slots = asyncio.Semaphore(2)
     problems: list[str] = []
     done = 0

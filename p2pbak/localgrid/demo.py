@@ -113,7 +113,8 @@ def restored_root(target: Path, source: Path) -> Path:
 
 def fragments_per_peer(grid: Grid) -> dict[str, int]:
     return {p.name: sum(1 for f in (p.storage / "fragments").rglob("*") if f.is_file())
-            if (p.storage / "fragments").exists() else 0 for p in grid.peers}
+            if (p.storage / "fragments").exists() else 0 for p in grid.peers
+            if p.name != CONSUMER}  # the user's own peer holds none of its own packs
 
 
 def code_in_use(grid: Grid) -> tuple[int, int] | None:
@@ -178,7 +179,8 @@ def run_demo(peers: int = 10, path: Path | None = None, keep: bool = False,
 
 
 def _backup_restore(grid: Grid, source: Path, report: DemoReport, say: Any) -> None:
-    config = grid.add_user(CONSUMER)
+    say(f"starting the peer of user {CONSUMER!r} (a new account earns its first backup) ...")
+    config = grid.add_supplier(CONSUMER)
     say(f"backing up {source} as user {CONSUMER!r} ...")
     t0 = time.monotonic()
     summary = _cli_json(grid, config, "backup", str(source), "--json")

@@ -136,6 +136,13 @@ class Grid:
         self.peers.append(peer)
         return peer
 
+    def add_supplier(self, name: str) -> Path:
+        """A new user who starts a peer before backing up, as the README's quick start
+        does (an account has no deficit allowance until it has a peer online): its config."""
+        peer = self.start_peer(name)
+        self.wait_peers([peer])
+        return peer.config
+
     def add_peers(self, count: int) -> list[Peer]:
         """Start `count` more peer agents (numbered on) and wait until all are online."""
         first = len(self.peers) + 1

@@ -156,6 +156,16 @@ def max_deficit(daily_charge: int, grace_days: int = GRACE_DAYS,
     return max(minimum, daily_charge * grace_days)
 
 
+def deficit_limit(daily_charge: int, supplied: bool, first_allowance: int) -> int:
+    """Issue 14: an account that has not yet been paid for proven work may not go deeper
+    than `first_allowance` (what its online peer's counted supply earns in a day, 0 with
+    no peer), so a Sybil account gets nothing for free; once it has supplied, the paper's
+    max_deficit rule applies."""
+    if first_allowance < 0:
+        raise ValueError("the first allowance must be non-negative")
+    return max_deficit(daily_charge) if supplied else first_allowance
+
+
 def is_frozen(balance: int, deficit_limit: int) -> bool:
     """No new backups once the balance reaches −max_deficit (restores are never blocked)."""
     return balance <= -deficit_limit

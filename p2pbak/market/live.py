@@ -25,7 +25,14 @@ GB/day uploaded and downloaded; money in integer µc):
       price threshold, so it does not fall to 0 when bandwidth is dear.
 4. The bank pays each supplier p_X per unit of its work, rounded down; moves are upkeep
    the bank pays and charges back to the storage of all consumers pro rata (§3.3).
-5. The daily price update from S = Σ caps and d = Σ A·d_i.
+5. The coordinator audits every holder (market.proven): what it holds passes, so its
+   proven space is what it holds and its proven bandwidth what it moved today; each
+   user's counted supply for tomorrow is its sliders (at their lowest of yesterday's and
+   today's) bounded by that proof plus headroom. `liars` users declare `liar_factor`
+   times the caps they would choose and raise them 2% a day; they store what they are
+   given, so they are counted like anyone for what they prove.
+6. The daily price update from S = Σ counted supply and d = Σ A·d_i. Work allocation's
+   rooms (3) are the counted supply too.
 
 Why balances return to 0 (docs/market.md): the bank passes through what it charges (up to
 rounding), so Σ targets = Σ bills − Σ balances/horizon is the value of the day's work; as
@@ -43,7 +50,9 @@ import numpy as np
 
 from p2pbak.market import bank as rules
 from p2pbak.market.agents import Economy, make_economy, subset, supply_at
+from p2pbak.market.caps import supply_from_caps
 from p2pbak.market.equilibrium import relative_gap
+from p2pbak.market.proven import RATE_FLOOR, SPACE_FLOOR, counted
 from p2pbak.market.resources import Resources
 from p2pbak.market.update import COORDINATOR, UpdateState, update
 
@@ -59,6 +68,12 @@ class LiveSetup:
     horizon: float = 7.0  # balances are steered back to 0 over about this many days
     start_factor: float = 4.0  # opening prices this far (×) from the daily job's choice
     stored_sigma: float = 0.6  # spread of users' stored data (lognormal σ)
+    liars: int = 0  # users whose declared caps are liar_factor × their choice, +2% a day
+    liar_factor: float = 1000.0
+
+
+# market.proven's floors in market units, for a peer online half the time (§2.2)
+FLOOR = supply_from_caps(SPACE_FLOOR, RATE_FLOOR, RATE_FLOOR, 0.5).as_tuple()
 
 
 @dataclass
@@ -73,6 +88,8 @@ class LiveDay:
     bank: int  # µc on the bank's own account
     frozen: list[bool]
     moved: float  # effective GB of stored fragments moved
+    supply: tuple[float, float, float] = (0.0, 0.0, 0.0)  # S counted (proven + headroom)
+    declared: tuple[float, float, float] = (0.0, 0.0, 0.0)  # Σ sliders as declared
 
 
 @dataclass
@@ -103,6 +120,12 @@ class State:
     p: Resources
     update: UpdateState | None = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    counted: np.ndarray | None = None  # (N, 3) supply counted today: caps bounded by proof
+
+    def rooms(self) -> np.ndarray:
+        """What allocation may give each user: its counted supply (its caps before any
+        audit)."""
+        return self.caps if self.counted is None else self.counted
 
 
 def micro(credits: float, up: bool) -> int:
@@ -121,7 +144,17 @@ def open_market(setup: LiveSetup) -> State:
     caps = supply_at(e, np.array(p.as_tuple()))
     stored = e.need[:, 0].sum()
     held = stored * caps[:, 0] / caps[:, 0].sum()
-    return State(e, caps, held, Ledger(np.zeros(e.n, dtype=np.int64)), p, rng=rng)
+    s = State(e, caps, held, Ledger(np.zeros(e.n, dtype=np.int64)), p, rng=rng)
+    s.caps[:setup.liars] *= setup.liar_factor
+    # the opening audit: what each holds is proven, no bandwidth yet
+    s.counted = count_supply(caps, np.column_stack([held, np.zeros((e.n, 2))]))
+    return s
+
+
+def count_supply(caps: np.ndarray, proven: np.ndarray) -> np.ndarray:
+    """market.proven.counted for every user and resource (N, 3)."""
+    return np.array([[counted(float(caps[i, x]), float(proven[i, x]), FLOOR[x])
+                      for x in range(3)] for i in range(len(caps))])
 
 
 def run_live(setup: LiveSetup) -> list[LiveDay]:
@@ -132,6 +165,9 @@ def run_live(setup: LiveSetup) -> list[LiveDay]:
 def live_day(s: State, k: int, setup: LiveSetup) -> LiveDay:
     e, pa = s.economy, np.array(s.p.as_tuple())
     movers = np.flatnonzero(s.rng.random(e.n) < setup.lag)
+    yesterday = s.caps.copy()
+    s.caps[:setup.liars] *= 1.02
+    movers = movers[movers >= setup.liars]
     if movers.size:
         s.caps[movers] = supply_at(subset(e, movers), pa)
     # §2.4: a frozen account starts no backup (its storage is still billed)
@@ -149,12 +185,16 @@ def live_day(s: State, k: int, setup: LiveSetup) -> LiveDay:
     moved = move_fragments(s, work, bills, setup.horizon)
     for i in range(e.n):
         s.ledger.pay(i, micro(float(work[i] @ pa), False))
-    supply, demand = Resources(*map(float, s.caps.sum(axis=0))), Resources(*need.sum(axis=0))
+    # the day's audits: every holder proves what it holds; what it moved was acknowledged
+    s.counted = count_supply(np.minimum(yesterday, s.caps), work)
+    supply = Resources(*map(float, s.counted.sum(axis=0)))
+    demand = Resources(*need.sum(axis=0))
     billed_at = (s.p.upload, s.p.download)
     gap = relative_gap(supply, demand)
     s.p, s.update = update(s.p, supply, demand, s.update, params=COORDINATOR)
     return LiveDay(k, billed_at, gap, [int(v) for v in s.ledger.users], bills,
-                   s.ledger.bank, frozen, moved)
+                   s.ledger.bank, frozen, moved, supply.as_tuple(),
+                   tuple(map(float, s.caps.sum(axis=0))))
 
 
 def _targets(s: State, bills: list[int] | np.ndarray, horizon: float) -> np.ndarray:
@@ -176,7 +216,8 @@ def allocate(s: State, need: np.ndarray, new_space: np.ndarray, frozen: list[boo
     todo = (placed, float(need[:, 1].sum()), float(need[:, 2].sum()))
     work = np.zeros((e.n, 3))
     work[:, 0] = s.held
-    rooms = [np.maximum(s.caps[:, 0] - s.held, 0.0), s.caps[:, 1].copy(), s.caps[:, 2].copy()]
+    caps = s.rooms()
+    rooms = [np.maximum(caps[:, 0] - s.held, 0.0), caps[:, 1].copy(), caps[:, 2].copy()]
     # new storage first: it pays every day it stays, bandwidth only today
     # accounts in deficit first (lowest balances, §2.4): the part of their gap that pays
     # back the deficit, then every gap alike
@@ -225,9 +266,10 @@ def move_fragments(s: State, work: np.ndarray, bills: list[int], horizon: float)
     charges them to the consumers' storage pro rata. Returns the GB moved."""
     e, pa = s.economy, np.array(s.p.as_tuple())
     gap = _targets(s, bills, horizon) - (work @ pa) * MICRO
-    spare_up = np.maximum(s.caps[:, 1] - work[:, 1], 0.0)
-    spare_down = np.maximum(s.caps[:, 2] - work[:, 2], 0.0)
-    room = np.maximum(s.caps[:, 0] - work[:, 0], 0.0)
+    caps = s.rooms()
+    spare_up = np.maximum(caps[:, 1] - work[:, 1], 0.0)
+    spare_down = np.maximum(caps[:, 2] - work[:, 2], 0.0)
+    room = np.maximum(caps[:, 0] - work[:, 0], 0.0)
     per_gb = pa[0] * MICRO  # income shifted per GB-day moved
     moved = 0.0
     donors = [int(i) for i in np.argsort(gap) if gap[i] < 0]

@@ -23,6 +23,7 @@ from p2pbak.coordinator import accounts, billing, evidence, tariff
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
+from p2pbak.market.proven import SPACE_FLOOR
 from p2pbak.market.resources import prices
 from p2pbak.net import tickets
 from p2pbak.store.db import bank
@@ -30,6 +31,7 @@ from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import PriceRow, user_account
+from p2pbak.units import DAY
 from tests.support import postgres
 
 pytestmark = pytest.mark.usefixtures("db_backend")  # every test on both backends
@@ -372,14 +374,28 @@ def test_new_alert_is_mailed_once() -> None:
     assert "low" in mail and "p2pbak supply set" in mail
 
 
-def test_default_limit_is_two_weeks_of_storage_at_least_ten_credits() -> None:
+def test_no_deficit_before_supplying_then_two_weeks_of_storage_at_least_ten_credits() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp) as coord:  # no --max-deficit: the per-account rule
-            assert (await accounts.account_state(coord, "bob")).limit == 10 * rules.MICRO
-            await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
+            fresh = await accounts.account_state(coord, "bob")
+            assert fresh.limit == 0 and fresh.frozen and fresh.unproven  # no peer online
+            assert fresh.to_dict()["supplied"] is False and "peer run" in fresh.health
+            refusal = await accounts.backup_refusal(coord, "bob")
+            assert refusal is not None and "run a peer (`p2pbak peer run`)" in refusal
+            await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(1), url="http://x:1",
+                                              subnet="x", stored_bytes=0, free_bytes=10**12)
             _, table = await tariff.current_prices(coord)
+            first = rules.storage_pay(SPACE_FLOOR, DAY, 0.5, table)  # its floor, one day
+            online = await accounts.account_state(coord, "bob")
+            assert online.limit == first > 0 and not online.frozen and online.unproven
+            assert (await accounts.account_state(coord, "carol")).limit == 0  # still none
+            wire = await placed_ticket(coord, 0, 1, 10**6)  # bob's peer did proven work
+            await billing.settle_receipt(coord, machine_id(1), wire)
+            paid = await accounts.account_state(coord, "bob")
+            assert paid.limit == 10 * rules.MICRO and not paid.unproven
+            assert paid.to_dict()["supplied"] is True
+            await store_pack(coord, 1, "0b" * 32, [2, 3], size=3 * 10**12)
             daily = -(-table.storage * 3 * 10**12 // rules.GB)
             assert (await accounts.account_state(coord, "bob")).limit == 14 * daily
-            assert (await accounts.account_state(coord, "alice")).limit == 10 * rules.MICRO
 
     run(scenario)

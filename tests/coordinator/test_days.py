@@ -26,6 +26,7 @@ from p2pbak.coordinator import prices as price_job
 from p2pbak.coordinator.checker import checker_job
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.service import Coordinator
+from p2pbak.market import proven as proven_rule
 from p2pbak.market.agents import Economy, make_economy, supply_at
 from p2pbak.market.bank import BANK
 from p2pbak.market.caps import caps_from_supply
@@ -288,6 +289,11 @@ async def simulate(tmp: Path, clock: Clock, s: Scenario) -> tuple[list[PriceRow]
 def run(monkeypatch: pytest.MonkeyPatch, s: Scenario) -> tuple[list[PriceRow], Market]:
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
+    # every peer here is honest and holds what it is paid for: headroom past any cap, so
+    # the proven-supply rule does not bind (tests/coordinator/test_proven_supply.py and
+    # tests/market/test_proven.py are where it does) and the sliders alone move S
+    monkeypatch.setattr(proven_rule, "SPACE_FLOOR", 10**18)
+    monkeypatch.setattr(proven_rule, "RATE_FLOOR", 10**12)
     with tempfile.TemporaryDirectory() as tmp:
         return asyncio.run(simulate(Path(tmp), clock, s))
 

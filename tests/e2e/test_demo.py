@@ -34,7 +34,7 @@ def test_demo_keep_leaves_a_usable_grid_and_says_how_to_stop(tmp_path: Path) -> 
     report = summary(r)
     pids = [int(p) for p in re.findall(r"\d+", report["stop_command"].split("&&")[0])]
     try:
-        assert report["verified"] is True and len(pids) == 4  # coordinator + 3 peers
+        assert report["verified"] is True and len(pids) == 5  # coordinator, 3 peers, the user's own
         env = {"P2PBAK_CONFIG": report["config"],
                "P2PBAK_PASSWORD_FILE": report["password_file"]}
         snaps = [m for m in lines(run_cli(["snapshots", "--json"], env=env).stdout)

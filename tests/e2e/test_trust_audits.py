@@ -148,8 +148,10 @@ def test_check_read_data_reads_every_fragment_and_reports_the_bad_holder(
 
     names = {p.name: p for p in grid.peers}
     active = {p.name for p in grid.peers if state_of(grid, p.peer_id) == "active"}
-    held = live_holders(grid)
-    rotten = sorted(set.union(*held.values()) & active)[0]
+    held, placed = live_holders(grid), placed_on(grid)
+    # a peer the coordinator places fragments on (not one keeping copies repair moved away)
+    current = set.union(*(held[p] & placed.get(p, set()) for p in held))
+    rotten = sorted(current & active)[0]
     assert flip_bytes(names[rotten].storage) >= 1
     cfg, _ = alice
     r = grid.cli("check", "--read-data", "--json", config=cfg)

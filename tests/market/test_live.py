@@ -100,3 +100,19 @@ def test_live_cli_json_summary_and_plot(tmp_path: Path) -> None:
                           "--users", "1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_a_liar_declaring_1000x_caps_is_counted_for_its_proof_and_balances_still_settle(
+) -> None:
+    """Daily audits and the proven-supply rule in the live market: one user declares 1000×
+    the caps it would choose and raises them 2% a day; the coordinator's S counts what is
+    proven (far below what is declared), and balances still return to 0."""
+    liar = run_live(LiveSetup(users=12, days=60, liars=1))
+    honest = run_live(SHORT)
+    for d, h in zip(liar, honest, strict=True):
+        assert sum(d.balances) + d.bank == 0 and not any(d.frozen)
+        assert all(s <= c * (1 + 1e-12) for s, c in zip(d.supply, d.declared, strict=True))
+        assert d.declared[0] > 100 * d.supply[0]  # the lie is not believed
+        assert h.declared[0] < 3 * h.supply[0]  # honest sliders are mostly counted
+    worst = [max(map(abs, days_of_bill(d))) for d in liar]
+    assert worst[-1] <= 3.0 and worst[-1] < max(worst) / 2

@@ -27,6 +27,17 @@ class GridSpec:
     heartbeat: float = 2.0
     serve_args: Sequence[str] = ()
     clean_exit: bool = False  # every process must also have exited 0 when stopped
+    # Users a test adds with grid.add_user run no peer, and a new account has no deficit
+    # allowance before its peer is online (coordinator/accounts.py): test grids give them
+    # an operator's `serve --max-deficit` (the paper's minimum, 10 credits) unless their
+    # serve_args name one; None runs the coordinator's own rule (tests of that rule).
+    max_deficit: str | None = "10"
+
+    def serve_options(self) -> tuple[str, ...]:
+        args = tuple(self.serve_args)
+        if self.max_deficit is None or "--max-deficit" in args:
+            return args
+        return (*args, "--max-deficit", self.max_deficit)
 
 
 def lines(text: str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
 from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
+from p2pbak.store.db.supply import record_caps_in
 
 USER_PREFIX = "user:"
 
@@ -365,6 +366,13 @@ async def user_accounts(db: Database) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
+async def ever_paid(db: Database, account: str) -> bool:
+    """Whether the account was ever credited: every payment is for proven work (a
+    committed placement, an acknowledged transfer, a verified audit)."""
+    return bool(await db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM entries WHERE account = ? AND amount > 0)", (account,)))
+
+
 async def first_use(db: Database, user: str) -> int | None:
     """When the user's first operation was booked (None: never)."""
     value = await db.scalar("SELECT min(at) FROM transactions WHERE user_name = ?", (user,))
@@ -377,6 +385,8 @@ async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
     async with db.transaction() as conn:
         cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
                                  "WHERE id = ?", (space, upload, download, peer_id))
+        if cur.rowcount > 0:
+            await record_caps_in(conn, peer_id, space, upload, download)
     return cur.rowcount > 0
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from p2pbak.store.db.database import Database, now
+from p2pbak.store.db.supply import record_caps_in
 
 
 class PeerState(StrEnum):
@@ -61,6 +62,7 @@ async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: 
             " subnet = excluded.subnet, space = excluded.space, upload = excluded.upload,"
             " download = excluded.download",
             (peer_id, url, subnet, space, upload, download, space, now()))
+        await record_caps_in(conn, peer_id, space, upload, download)
 
 
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,
@@ -98,6 +100,15 @@ async def online(db: Database, window: int, exclude: str | None = None) -> list[
     rows = await db.all(
         f"SELECT {_PEER_COLUMNS} FROM peers WHERE state = ? AND last_seen >= ? AND id != ?"
         " ORDER BY id", (ACTIVE, now() - window, exclude or ""))
+    return [Peer(*row) for row in rows]
+
+
+async def of_user(db: Database, user: str, window: int) -> list[Peer]:
+    """The online active peers of `user`'s machines."""
+    rows = await db.all(
+        f"SELECT {', '.join('p.' + c.strip() for c in _PEER_COLUMNS.split(','))}"
+        " FROM peers p JOIN machines m ON m.id = p.id WHERE m.user_name = ? AND p.state = ?"
+        " AND p.last_seen >= ? ORDER BY p.id", (user, ACTIVE, now() - window))
     return [Peer(*row) for row in rows]
 
 

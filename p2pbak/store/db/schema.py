@@ -269,3 +269,16 @@ MIGRATIONS.append((
         last_run_ms INTEGER NOT NULL,  -- unix milliseconds: periods can be under 1 s
         last_by TEXT NOT NULL)""",
 ))
+
+# supply counts what is proven (store/db/supply.py): every cap a peer announced or set,
+# so caps that swing faster than the price hold count at their lowest
+MIGRATIONS.append((
+    """CREATE TABLE cap_history (
+        id INTEGER PRIMARY KEY,
+        peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        space INTEGER NOT NULL,
+        upload INTEGER NOT NULL,
+        download INTEGER NOT NULL)""",
+    "CREATE INDEX cap_history_peer_at ON cap_history(peer_id, at)",
+))

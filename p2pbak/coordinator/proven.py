@@ -1,0 +1,52 @@
+"""The supply the coordinator counts for each peer: its caps, bounded by proven work
+(p2pbak.market.proven), for the daily price job and for placement."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from p2pbak.coordinator import placement
+from p2pbak.market.proven import Caps, Proven, counted_caps, lowest
+from p2pbak.store.db import supply
+from p2pbak.store.db.peers import Peer
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
+
+
+def work_window(coord: Coordinator) -> int:
+    """Seconds of transfers behind a peer's proven bandwidth: one price interval."""
+    return max(int(coord.market.price_interval), coord.online_window)
+
+
+def cap_window(coord: Coordinator) -> int:
+    """Seconds over which caps count at their lowest: one price interval. Caps moved
+    more than once between two price jobs swing faster than the job, and so the price
+    hold (market.hold), can see: only their lowest is counted."""
+    return int(coord.market.price_interval)
+
+
+async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:
+    """Per peer the caps the market counts (bytes, bytes/s while online)."""
+    t = int(time.time())
+    window = work_window(coord)
+    proofs = await supply.proven(coord.db, t - window)
+    low = await supply.lowest_caps(coord.db, t - cap_window(coord))
+    out = {}
+    for p in peers:
+        caps = lowest(Caps(p.space, p.upload, p.download), low.get(p.id, Caps(0, 0, 0)))
+        out[p.id] = counted_caps(caps, proofs.get(p.id, Proven()), window,
+                                 placement.availability(p), p.stored_bytes + p.free_bytes)
+    return out
+
+
+async def with_counted_room(coord: Coordinator, peers: Sequence[Peer]) -> list[Peer]:
+    """The peers with their free space cut to what their counted space leaves: a peer is
+    given no more than its proven space plus headroom (market.proven)."""
+    caps = await counted(coord, peers)
+    return [dataclasses.replace(p, free_bytes=max(0, min(p.free_bytes,
+                                                         caps[p.id].space - p.stored_bytes)))
+            for p in peers]

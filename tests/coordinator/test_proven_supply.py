@@ -1,0 +1,89 @@
+"""Supply counts what is proven, on a real coordinator database: a peer's counted space is
+what a passed audit vouches for plus headroom, never its declared caps; caps count at their
+lowest between two price jobs; placement gives a peer no more room than that; the price job's
+S does not move when one peer declares a petabyte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pbak.coordinator import prices as job
+from p2pbak.coordinator import proven
+from p2pbak.market.proven import SPACE_FLOOR, Caps
+from p2pbak.market.resources import Resources
+from p2pbak.store.db import bank, supply
+from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import tasks as store
+from p2pbak.units import GB
+from tests.coordinator.test_bank import USERS, machine_id, opened_coord, run, store_pack
+
+PETABYTE = 10**15
+pytestmark = pytest.mark.usefixtures("db_backend")  # SQLite and PostgreSQL
+
+
+async def _heartbeat_all(coord: object) -> None:
+    for i in range(len(USERS)):
+        await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(i),  # type: ignore[attr-defined]
+                                          url=f"http://127.0.0.1:{9000 + i}",
+                                          subnet="127.0.0.0/24", stored_bytes=0,
+                                          free_bytes=10**13)
+
+
+async def _space(coord: object, i: int) -> int:
+    peers = await coordinator_peers.online(coord.db, 60)  # type: ignore[attr-defined]
+    return (await proven.counted(coord, peers))[machine_id(i)].space  # type: ignore[arg-type]
+
+
+def test_space_counted_is_what_a_passed_audit_vouches_for_plus_headroom() -> None:
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            await bank.set_peer_caps(coord.db, machine_id(1), PETABYTE, 0, 0)
+            await _heartbeat_all(coord)
+            assert await _space(coord, 1) == SPACE_FLOOR  # declared 1 PB, proved nothing
+            fids = await store_pack(coord, 0, "aa" * 32, [1], size=3 * GB)
+            assert await _space(coord, 1) == SPACE_FLOOR  # held, not yet proven
+            await store.record_audit(coord.db, machine_id(1), machine_id(2), fids[0], "ok")
+            assert await _space(coord, 1) == 6 * GB  # proven 3 GB, headroom as much again
+            await store.record_audit(coord.db, machine_id(1), machine_id(2), fids[0], "offline")
+            assert await _space(coord, 1) == 6 * GB  # an audit that never reached it
+            await store.record_audit(coord.db, machine_id(1), machine_id(2), fids[0], "failed")
+            assert await _space(coord, 1) == SPACE_FLOOR  # its last audit failed
+            roomy = await proven.with_counted_room(
+                coord, await coordinator_peers.online(coord.db, 60))
+            assert {p.free_bytes for p in roomy} == {SPACE_FLOOR}  # not the 10 TB free
+
+    run(scenario)
+
+
+def test_caps_moved_twice_count_at_their_lowest() -> None:
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            peer = machine_id(2)
+            await bank.set_peer_caps(coord.db, peer, 5 * GB, 2000, 0)
+            await bank.set_peer_caps(coord.db, peer, PETABYTE, 1000, 0)
+            low = await supply.lowest_caps(coord.db, 0)
+            assert low[peer] == Caps(5 * GB, 1000, 0)  # 0 (no cap) is the highest
+            later = await supply.lowest_caps(coord.db, 2**40)  # none set since: the current
+            assert later[peer] == Caps(PETABYTE, 1000, 0)
+
+    run(scenario)
+
+
+def test_a_petabyte_declared_does_not_move_the_measured_supply() -> None:
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            await _heartbeat_all(coord)
+            await store_pack(coord, 0, "bb" * 32, [1, 2, 3], size=10**9)
+            await job.price_job(coord)
+            before = await job.price_job(coord)
+            await bank.set_peer_caps(coord.db, machine_id(3), PETABYTE, 10**9, 10**9)
+            after = await job.price_job(coord)
+            assert before is not None and after is not None
+            s0 = Resources.from_dict(before.supply)  # type: ignore[arg-type]
+            s1 = Resources.from_dict(after.supply)  # type: ignore[arg-type]
+            assert s1.space == s0.space  # the liar was counted at its floor before and after
+            assert s1.space < 4 * SPACE_FLOOR / GB  # four peers at most their floor each
+
+    run(scenario)
