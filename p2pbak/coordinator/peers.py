@@ -28,8 +28,8 @@ async def many(coord: Coordinator, peer_ids: list[str]) -> dict[str, Peer]:
     return await coordinator_peers.many(coord.db, peer_ids)
 
 
-async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int, upload: int,
-                   download: int) -> None:
+async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int | None,
+                   upload: int | None, download: int | None) -> None:
     await coordinator_peers.announce(coord.db, peer_id=peer_id, url=url,
                                      subnet=placement.subnet_of(url), space=space,
                                      upload=upload, download=download)

@@ -267,7 +267,7 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _cap(value: int, rate: bool) -> str:
-    if not value:
+def _cap(value: int | None, rate: bool) -> str:
+    if value is None:
         return "unlimited"
     return format_rate(value) if rate else format_size(value)

@@ -234,10 +234,11 @@ class FragmentStore:
     def disk_free(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def free_bytes(self, space_cap: int, reserved: int = 0) -> int:
-        """Room for more fragments: under the space cap (0 = no cap) and on the disk."""
+    def free_bytes(self, space_cap: int | None, reserved: int = 0) -> int:
+        """Room for more fragments: under the space cap (None = no cap, 0 = none) and on
+        the disk."""
         free = self.disk_free()
-        if space_cap:
+        if space_cap is not None:
             free = min(free, space_cap - self.stored_bytes - reserved)
         return max(0, free)
 

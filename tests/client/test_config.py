@@ -45,7 +45,7 @@ def test_defaults_cache_beside_config(tmp_path: Path) -> None:
     loaded = config.load(cfg.path)
     assert loaded.cache_dir is None
     assert loaded.cache == tmp_path / "cache"
-    assert loaded.supply == Supply(0, 0, 0)
+    assert loaded.supply == Supply(None, None, None)
     assert loaded.ticket_key == "" and loaded.peer_url == ""
 
 

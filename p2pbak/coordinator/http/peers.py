@@ -11,7 +11,7 @@ from pydantic import AfterValidator
 from p2pbak.coordinator import peers
 from p2pbak.coordinator.http import reach
 from p2pbak.coordinator.http.common import caller, ok
-from p2pbak.net.validate import Body, Count, fail, parse
+from p2pbak.net.validate import Body, CapsBody, Count, fail, parse
 
 routes = web.RouteTableDef()
 
@@ -26,11 +26,8 @@ def _check_url(url: str) -> str:
 Url = Annotated[str, AfterValidator(_check_url)]
 
 
-class Announce(Body):
+class Announce(CapsBody):
     url: Url
-    space: Count
-    upload: Count
-    download: Count
 
 
 class Heartbeat(Body):

@@ -35,9 +35,9 @@ class Peer:
     id: str
     url: str
     subnet: str
-    space: int
-    upload: int
-    download: int
+    space: int | None  # caps: None = no cap (a space of 0 lends nothing)
+    upload: int | None
+    download: int | None
     stored_bytes: int
     free_bytes: int
     first_seen: int
@@ -51,8 +51,8 @@ class Peer:
         return self.state == ACTIVE and self.last_seen is not None and self.last_seen >= t - window
 
 
-async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: int,
-                   upload: int, download: int) -> None:
+async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: int | None,
+                   upload: int | None, download: int | None) -> None:
     """Create or update this machine's peer with its address and caps."""
     async with db.transaction() as conn:
         await conn.execute(
@@ -60,7 +60,7 @@ async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: 
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url,"
             " subnet = excluded.subnet, space = excluded.space, upload = excluded.upload,"
             " download = excluded.download",
-            (peer_id, url, subnet, space, upload, download, space, now()))
+            (peer_id, url, subnet, space, upload, download, space or 0, now()))
 
 
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,

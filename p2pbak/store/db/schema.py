@@ -269,3 +269,11 @@ MIGRATIONS.append((
         last_run_ms INTEGER NOT NULL,  -- unix milliseconds: periods can be under 1 s
         last_by TEXT NOT NULL)""",
 ))
+
+# a supply cap may be zero (space: lend nothing), so no cap is NULL, not 0 (peer caps)
+MIGRATIONS.append(tuple(
+    stmt.format(c=c) for c in ("space", "upload", "download") for stmt in (
+        "ALTER TABLE peers ADD COLUMN {c}_cap INTEGER",
+        "UPDATE peers SET {c}_cap = NULLIF({c}, 0)",
+        "ALTER TABLE peers DROP COLUMN {c}",
+        "ALTER TABLE peers RENAME COLUMN {c}_cap TO {c}")))
