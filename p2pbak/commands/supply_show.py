@@ -48,7 +48,8 @@ def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
     rep.say("additional backup space available: "
             f"{format_in(int(q['available_bytes']), system)}")
     if caps["space"] == 0:
-        rep.say("  (bought with bandwidth alone: this machine stores nothing for others)")
+        rep.say("  (bought with bandwidth alone: this machine stores nothing for others, and "
+                "bandwidth counts only within its ratio to the space lent, §3.1)")
     rep.say("where raising a cap stops adding backup space:")
     for line in _region_lines(q, system):
         rep.say(line)
