@@ -29,10 +29,15 @@ async def many(coord: Coordinator, peer_ids: list[str]) -> dict[str, Peer]:
 
 
 async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int | None,
-                   upload: int | None, download: int | None) -> None:
+                   upload: int | None, download: int | None) -> bool:
+    """Create or update the machine's peer; True if it had left and re-joins afresh (its
+    agent then drops what it still holds: nothing is placed on a peer that left)."""
+    rejoined = await coordinator_peers.revive_left(coord.db, peer_id,
+                                                   placement.PRIOR_AVAILABILITY)
     await coordinator_peers.announce(coord.db, peer_id=peer_id, url=url,
                                      subnet=placement.subnet_of(url), space=space,
                                      upload=upload, download=download)
+    return rejoined
 
 
 async def heartbeat(coord: Coordinator, peer_id: str, *, url: str, stored_bytes: int,

@@ -143,14 +143,24 @@ class Grid:
         config = self.add_user(name, cli=False)
         storage = self.root / "users" / name / "storage"
         storage.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
-                            f"{HOST}:{port}", "--config", str(config),
-                            "--heartbeat-interval", str(self.heartbeat)],
-                     self.root / "logs" / f"{name}.log", f"http://{HOST}:{port}")
-        peer = Peer(name=name, config=config, storage=storage, process=proc)
+        peer = Peer(name=name, config=config, storage=storage,
+                    process=self._run_peer(name, config, storage, name))
         self.peers.append(peer)
         return peer
+
+    def restart_peer(self, peer: Peer) -> None:
+        """`peer run` again on a stopped peer's config and storage (a new port and log)."""
+        peer.process.stop()
+        peer.process = self._run_peer(peer.name, peer.config, peer.storage,
+                                      f"{peer.name}-restarted")
+        self.wait_peers([peer])
+
+    def _run_peer(self, name: str, config: Path, storage: Path, log: str) -> Process:
+        port = free_port()
+        return spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
+                            f"{HOST}:{port}", "--config", str(config),
+                            "--heartbeat-interval", str(self.heartbeat)],
+                     self.root / "logs" / f"{log}.log", f"http://{HOST}:{port}")
 
     def add_peers(self, count: int) -> list[Peer]:
         """Start `count` more peer agents (numbered on) and wait until all are online."""

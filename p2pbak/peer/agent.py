@@ -187,7 +187,7 @@ class Agent:
             announced = announced and not self._reload(state) and not moved
             try:
                 if not announced:
-                    await ctx.coord.announce_peer(self.url(), state.caps)
+                    await self._announce(ctx.coord, state)
                     announced = True
                 answer = await ctx.coord.heartbeat(self.url(), state.store.stored_bytes,
                                                    state.free_bytes())
@@ -237,6 +237,13 @@ class Agent:
                                                (cfg.supply.download, True))))
         self._cfg = cfg
         return changed
+
+    async def _announce(self, coord: CoordinatorClient, state: PeerState) -> None:
+        answer = await coord.announce_peer(self.url(), state.caps)
+        if answer.get("rejoined"):  # it had left: nothing is placed here any more
+            dropped = await asyncio.to_thread(state.store.clear)
+            log.info("re-joined after leaving: a clean start (dropped %d old fragments)",
+                     dropped)
 
     def _note(self, online: bool, why: str) -> None:
         """One log line per change of state, not one per failed heartbeat."""

@@ -220,6 +220,16 @@ class FragmentStore:
             return False
         return self._remove(p, size)
 
+    def clear(self) -> int:
+        """Drop every fragment held (a peer re-joining after it left holds nothing the
+        coordinator counts); the number dropped."""
+        dropped = 0
+        for _, _, names in os.walk(self.dir):
+            for name in names:
+                if valid_id(name):
+                    dropped += self.delete(name)
+        return dropped
+
     def _remove(self, p: Path, size: int) -> bool:
         try:
             p.unlink()

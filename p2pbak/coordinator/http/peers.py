@@ -40,9 +40,9 @@ class Heartbeat(Body):
 async def announce(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, Announce)
-    await peers.announce(coord, machine.id, url=body.url, space=body.space,
-                         upload=body.upload, download=body.download)
-    return web.json_response({"peer_id": machine.id})
+    rejoined = await peers.announce(coord, machine.id, url=body.url, space=body.space,
+                                    upload=body.upload, download=body.download)
+    return web.json_response({"peer_id": machine.id, "rejoined": rejoined})
 
 
 @routes.post("/v1/heartbeat")

@@ -63,6 +63,22 @@ async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: 
             (peer_id, url, subnet, space, upload, download, space or 0, now()))
 
 
+async def revive_left(db: Database, peer_id: str, availability: float) -> bool:
+    """A peer that left comes back: active again with a new peer's state (`availability`:
+    the prior, no history, nothing held or queued for deletion); False if it had
+    not left. Its reputation stays: it is the coordinator's own evidence on this machine."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE peers SET state = ?, availability = ?, first_seen = ?, last_seen = NULL,"
+            " stored_bytes = 0, free_bytes = 0 WHERE id = ? AND state = ?",
+            (ACTIVE, availability, now(), peer_id, LEFT))
+        if not cur.rowcount:
+            return False
+        for table in ("heartbeats", "availability_samples", "deletions"):
+            await conn.execute(f"DELETE FROM {table} WHERE peer_id = ?", (peer_id,))
+    return True
+
+
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,
                     free_bytes: int) -> bool:
     """Record a heartbeat; False when the machine has not announced a peer."""
