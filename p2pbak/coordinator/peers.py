@@ -61,6 +61,7 @@ async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
     return {
         "user": machine.user,
         "machine_id": machine.id,
+        "machine_name": machine.name,
         "peer_online": peer is not None and peer.online(coord.online_window),
         "peer_url": peer.url if peer is not None else None,
         "snapshots": await coordinator_blobs.count(db, machine.user, "snapshot"),
@@ -70,6 +71,7 @@ async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
         "bytes_stored_for_others": peer.stored_bytes if peer is not None else 0,
         "peers_online": len(others) + (1 if peer is not None and
                                        peer.online(coord.online_window) else 0),
+        "online_window": coord.online_window,  # s: a peer heard from within it is online
         "code": None if code is None else {
             "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
             "availability": code.availability, "meets_target": code.meets_target},
