@@ -8,6 +8,7 @@ import typer
 
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
+    RetryLockOpt,
     run,
 )
 from p2pbak.commands.options import Options, with_options
@@ -26,7 +27,7 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
         rep.status(packs_read=done, total_packs=total,
                    percent_done=round(done / total, 4) if total else 1.0)
 
-    async with unlocked(session) as (repo, master):
+    async with unlocked(session, "shared", "check") as (repo, master):
         if read_data:  # a network repository then reads every fragment, not k of n
             repo.verify_every_fragment = True  # type: ignore[attr-defined]
         result = await check(repo, master, read_data, progress)
@@ -38,10 +39,10 @@ async def _check(session: Session, read_data: bool, rep: Reporter) -> CheckResul
 def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
                   "--read-data", help="Also fetch every fragment of every pack, verify every blob, "
                   "and report holders that answer wrong to the coordinator.")]
-              = False) -> None:
+              = False, retry_lock: RetryLockOpt = "0") -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
     rep = opts.reporter()
-    session = opts.session()
+    session = opts.session(retry_lock)
     result = run(_check(session, read_data, rep))
     for problem in result.problems:
         if rep.json:

@@ -277,3 +277,20 @@ MIGRATIONS.append(tuple(
         "UPDATE peers SET {c}_cap = NULLIF({c}, 0)",
         "ALTER TABLE peers DROP COLUMN {c}",
         "ALTER TABLE peers RENAME COLUMN {c}_cap TO {c}")))
+
+# repository locks per holder (one run of a command), not per machine: two restores of
+# one machine share, and a prune there waits for them (their command names the holder)
+MIGRATIONS.append((
+    """CREATE TABLE repo_holds (
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        machine_id TEXT NOT NULL REFERENCES machines(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL,
+        command TEXT NOT NULL DEFAULT '',
+        exclusive INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user_name, holder))""",
+    "INSERT INTO repo_holds(user_name, machine_id, holder, exclusive, expires)"
+    " SELECT user_name, machine_id, machine_id, exclusive, expires FROM repo_locks",
+    "DROP TABLE repo_locks",
+    "ALTER TABLE repo_holds RENAME TO repo_locks",
+))
