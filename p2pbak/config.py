@@ -32,11 +32,25 @@ ENV_PASSWORD_COMMAND = "P2PBAK_PASSWORD_COMMAND"
 
 @dataclass
 class Supply:
-    """What this machine lends: space in bytes, upload and download in bytes/s; 0 = unset."""
+    """What this machine lends: space in bytes, upload and download in bytes/s. None is no
+    cap; a space of 0 lends nothing (a rate of 0 is refused: a holder must serve)."""
 
-    space: int = 0
-    upload: int = 0
-    download: int = 0
+    space: int | None = None
+    upload: int | None = None
+    download: int | None = None
+
+
+def market_caps(space: int | None, upload: int | None, download: int | None,
+                disk: int) -> tuple[int, int, int, int]:
+    """(space, upload, download, disk) in the market's terms (market.caps: 0 = no cap, a
+    space without cap counted as the disk): a space of zero lends a disk of zero."""
+    return space or 0, upload or 0, download or 0, 0 if space == 0 else disk
+
+
+# the config file's [supply] format: 2 writes no cap as "unlimited" and 0 as zero; files
+# before it wrote 0 for no cap (a zero was refused then, so a 0 there always means no cap)
+SUPPLY_FORMAT = 2
+UNLIMITED = "unlimited"
 
 
 @dataclass
@@ -92,20 +106,30 @@ def _from_dict(path: Path, raw: dict[str, Any]) -> Config:
                               "re-run `p2pbak recover` or fix the file")
         return value
 
-    supply_raw = raw.get("supply", {})
-    caps: dict[str, int] = {}
-    for key in ("space", "upload", "download"):
-        value = supply_raw.get(key, 0) if isinstance(supply_raw, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise P2pbakError(f"config {path}: supply.{key} must be a whole number of bytes "
-                              "(set it with `p2pbak supply set`)")
-        caps[key] = value
     cache = text("cache_dir", required=False)
     return Config(path=path, coordinator=text("coordinator"), user=text("user"),
                   machine_id=text("machine_id"), secret=text("secret"),
                   ticket_key=text("ticket_key", required=False),
                   cache_dir=Path(cache).expanduser() if cache else None,
-                  supply=Supply(**caps), peer_url=text("peer_url", required=False))
+                  supply=_supply(path, raw.get("supply", {})),
+                  peer_url=text("peer_url", required=False))
+
+
+def _supply(path: Path, raw: object) -> Supply:
+    """The [supply] table: whole bytes, or "unlimited"; a pre-format-2 file's 0 is no cap."""
+    table = raw if isinstance(raw, dict) else {}
+    legacy = table.get("format") != SUPPLY_FORMAT
+    caps: dict[str, int | None] = {}
+    for key in ("space", "upload", "download"):
+        value = table.get(key, UNLIMITED) if isinstance(raw, dict) else None
+        if value == UNLIMITED or (legacy and value == 0):
+            caps[key] = None
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            caps[key] = value
+        else:
+            raise P2pbakError(f"config {path}: supply.{key} must be a whole number of bytes "
+                              "or \"unlimited\" (set it with `p2pbak supply set`)")
+    return Supply(**caps)
 
 
 def _to_dict(cfg: Config) -> dict[str, Any]:
@@ -114,7 +138,8 @@ def _to_dict(cfg: Config) -> dict[str, Any]:
                          "ticket_key": cfg.ticket_key, "peer_url": cfg.peer_url}
     if cfg.cache_dir is not None:
         d["cache_dir"] = str(cfg.cache_dir)
-    d["supply"] = asdict(cfg.supply)
+    d["supply"] = {"format": SUPPLY_FORMAT} | {
+        k: UNLIMITED if v is None else v for k, v in asdict(cfg.supply).items()}
     return d
 
 
@@ -272,21 +297,22 @@ def parse_rate(text: str) -> int:
     return _parse(body, "rate", "1MB/s, 800KiB/s or 10Mbit/s", allow_bits=True)
 
 
-# `unlimited` spells no cap (stored as 0, which is why a cap of zero is refused)
-NO_CAP = ("unlimited", "none", "no-cap")
+# how no cap is spelled (0 is a cap of zero)
+NO_CAP = (UNLIMITED, "none", "no-cap")
 
 
-def read_cap(text: str, parse: Callable[[str], int], option: str) -> int:
-    """A cap in bytes (or bytes/s); 0 stored means no cap, so only `unlimited` gives it.
-    A cap of zero is refused: it would read as no cap to every peer and coordinator."""
+def read_cap(text: str, parse: Callable[[str], int], option: str,
+             zero: bool = False) -> int | None:
+    """A cap in bytes (or bytes/s); None for `unlimited`. Zero only where `zero` allows
+    it (space: lend nothing); a rate of zero would leave held fragments unreachable."""
     if text.strip().lower() in NO_CAP:
-        return 0
+        return None
     value = parse(text)
-    if value <= 0:
-        raise P2pbakError(f"{option} {text!r} would lend nothing: to stop lending run "
-                          f"`p2pbak supply leave`; for no cap write {option} unlimited")
+    if value <= 0 and not zero:
+        raise P2pbakError(f"{option} {text!r} would leave the fragments this peer holds "
+                          f"unreachable: to stop lending run `p2pbak supply set --space 0` "
+                          f"or `p2pbak supply leave`; for no cap write {option} unlimited")
     return value
-
 
 
 def parse_caps(supply: Supply, space: str | None, upload: str | None,
@@ -297,7 +323,7 @@ def parse_caps(supply: Supply, space: str | None, upload: str | None,
         raise P2pbakError("nothing to set: give --space, --upload and/or --download "
                           "(see `p2pbak supply show` for the current caps)")
     return Supply(
-        space=supply.space if space is None else read_cap(space, parse_size, "--space"),
+        space=supply.space if space is None else read_cap(space, parse_size, "--space", True),
         upload=supply.upload if upload is None else read_cap(upload, parse_rate, "--upload"),
         download=supply.download if download is None else read_cap(download, parse_rate,
                                                                     "--download"))

@@ -22,6 +22,7 @@ class Session:
     config: Config
     passphrase: str
     no_cache: bool = False  # --no-cache: fetch index and snapshot blobs, ignore the cache
+    retry_lock: float = 0.0  # --retry-lock: seconds to wait for a repository lock
 
 
 def open_session(config: Path | None, password_file: Path | None = None,
@@ -33,23 +34,25 @@ def open_session(config: Path | None, password_file: Path | None = None,
 
 
 @asynccontextmanager
-async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None = None
-                   ) -> AsyncIterator[tuple[NetworkRepository, bytes]]:
+async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None = None,
+                   command: str = "") -> AsyncIterator[tuple[NetworkRepository, bytes]]:
     """This machine's network repository and the master key (the wrapped key file from the
     coordinator, unwrapped here), its HTTP sessions closed on exit. `lock` holds the
-    coordinator's repository lock throughout: backups share it, prune takes it alone."""
+    coordinator's repository lock throughout, for `command`: backups, restores and checks
+    share it, prune takes it alone (waiting up to session.retry_lock for it)."""
     # imported here, not at the top: keeps CLI start-up fast (asyncio, aiohttp, cryptography)
     import asyncio
 
     from p2pbak.client.netrepo import NetworkRepository
-    from p2pbak.client.repolock import repo_lock
+    from p2pbak.client.repolock import Hold, repo_lock
     from p2pbak.datapath.crypto import unwrap_master_key
     from p2pbak.net.api import CoordinatorClient, PeerClient
 
     async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
                 AsyncExitStack() as held):
         if lock is not None:
-            await held.enter_async_context(repo_lock(coord, exclusive=lock == "exclusive"))
+            hold = Hold(exclusive=lock == "exclusive", command=command)
+            await held.enter_async_context(repo_lock(coord, hold, session.retry_lock))
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()
         repo.cache = open_cache(session, keyfile)

@@ -11,6 +11,7 @@ import typer
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
     ProgressView,
+    RetryLockOpt,
     as_dict,
     read_lines,
     run,
@@ -36,7 +37,7 @@ async def _backup(session: Session, paths: list[Path], excludes: list[str], host
     from p2pbak.datapath.archiver import backup
 
     # shared: a prune on another machine of this user waits until this backup is done
-    async with unlocked(session, lock="shared") as (repo, master):
+    async with unlocked(session, "shared", "backup") as (repo, master):
         result = await backup(repo, master, paths, excludes=excludes, host=host,
                               dry_run=dry_run, progress=view.update, tags=tags)
         return result, repo.stats
@@ -109,23 +110,21 @@ def register(app: typer.Typer) -> None:
                    tag: Annotated[list[str] | None, typer.Option(
                        "--tag", help="Tag the snapshot (a,b or repeat the option).",
                        metavar="TAG[,TAG]")] = None,
-                   retry_lock: Annotated[str, typer.Option(
-                       "--retry-lock", help="Wait this long (30s, 5m, 1h) for another backup "
-                       "of this machine to finish.")] = "0") -> None:
+                   retry_lock: RetryLockOpt = "0") -> None:
         """Back up files and folders (exit 3: saved, but some files could not be read)."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.datapath.selection import flat_tags
-        from p2pbak.store.machinelock import machine_lock, parse_duration
+        from p2pbak.store.machinelock import machine_lock
 
         rep = opts.reporter()
-        wait = parse_duration(retry_lock)
         missing = [str(p) for p in paths if not os.path.lexists(p)]
         if missing:
             raise P2pbakError(f"no such file or folder: {', '.join(missing)}")
         excludes = [*(exclude or []), *read_lines(exclude_file or [])]
-        session = opts.session()
+        session = opts.session(retry_lock)
         targets = [p.absolute() for p in paths]
-        with machine_lock(session.config.cache, retry=wait), ProgressView(rep, "backup") as view:
+        with machine_lock(session.config.cache, retry=session.retry_lock), \
+                ProgressView(rep, "backup") as view:
             try:
                 result, stats = run(_backup(session, targets, excludes, host, dry_run, view,
                                              flat_tags(tag or [])))

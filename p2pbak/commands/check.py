@@ -9,6 +9,7 @@ import typer
 
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
+    RetryLockOpt,
     run,
 )
 from p2pbak.commands.options import Options, with_options
@@ -28,7 +29,7 @@ async def _check(session: Session, read_data: bool, rep: Reporter,
         rep.status(packs_read=done, total_packs=total,
                    percent_done=round(done / total, 4) if total else 1.0)
 
-    async with unlocked(session) as (repo, master):
+    async with unlocked(session, "shared", "check") as (repo, master):
         if read_data:  # a network repository then reads every fragment, not k of n
             repo.verify_every_fragment = True  # type: ignore[attr-defined]
         result = await check(repo, master, read_data, progress, subset)
@@ -45,7 +46,7 @@ def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
                   "--read-data-subset", metavar="n/m|N%",
                   help="Like --read-data, for a subset of the packs: the n-th of m groups "
                   "(by pack id; 1/m to m/m together read every pack) or a random N%.")]
-              = "") -> None:
+              = "", retry_lock: RetryLockOpt = "0") -> None:
     """Check that every snapshot can be restored (exit 1 lists the problems)."""
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.check import parse_subset
@@ -53,7 +54,7 @@ def check_cmd(opts: Options, read_data: Annotated[bool, typer.Option(
     subset = parse_subset(read_data_subset) if read_data_subset else None
     read_data = read_data or subset is not None
     rep = opts.reporter()
-    session = opts.session()
+    session = opts.session(retry_lock)
     result = run(_check(session, read_data, rep, subset))
     for problem in result.problems:
         if rep.json:

@@ -33,6 +33,10 @@ PasswordFileOpt = Annotated[Path | None, typer.Option(
 PasswordCommandOpt = Annotated[str | None, typer.Option(
     "--password-command", help="Run this command to get the passphrase "
     "(or $P2PBAK_PASSWORD_COMMAND).")]
+RetryLockOpt = Annotated[str, typer.Option(
+    "--retry-lock", metavar="DURATION",
+    help="Wait this long (30s, 5m, 1h) for a conflicting repository lock (a prune, a "
+    "backup, a restore of this user's) instead of failing with exit 11.")]
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Fetch index and snapshot blobs from the coordinator, not the local "
     "cache ($P2PBAK_CACHE_DIR, else the platform cache folder; see `p2pbak cache`).")]

@@ -8,6 +8,7 @@ import typer
 
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
+    RetryLockOpt,
     run,
 )
 from p2pbak.commands.filters import PathFilterOpt, TagFilterOpt, abs_paths
@@ -36,7 +37,9 @@ async def _decide(session: Session, ids: list[str], policy: Policy, host: str | 
     from p2pbak.datapath.selection import keep_tagged, select
     from p2pbak.datapath.snapshots import find_snapshot, list_snapshots
 
-    async with unlocked(session) as (repo, master):
+    # exclusive, as restic's forget: a restore may be about to read a snapshot removed here
+    lock = "shared" if dry_run else "exclusive"
+    async with unlocked(session, lock, "forget") as (repo, master):
         if ids:
             chosen = {r.id: r for r in [await find_snapshot(repo, master, i) for i in ids]}
             records = sorted(chosen.values(), key=lambda r: (r.time, r.id))  # listing order
@@ -113,6 +116,7 @@ def forget_cmd(opts: Options,
     dry_run: DryRunOpt = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Then drop the packs no snapshot uses (as `p2pbak prune`).")] = False,
+    retry_lock: RetryLockOpt = "0",
 ) -> None:
     """Remove snapshots by id, or all but those a keep policy keeps (per host and paths)."""
     # imported here, not at the top: keeps CLI start-up fast
@@ -134,13 +138,14 @@ def forget_cmd(opts: Options,
     if not ids and policy.empty() and not keep_tags:
         raise P2pbakError("nothing to forget: give snapshot ids or a policy such as "
                           "--keep-last 7 --keep-daily 14", ExitCode.USAGE)
-    session = opts.session()
+    session = opts.session(retry_lock)
     groups = run(_decide(session, ids, policy, host, dry_run,
                          (abs_paths(path), list(tag or [])), keep_tags))
     fields = _report(rep, groups, dry_run)
     if prune:
         gone = frozenset(snap["id"] for g in groups for snap in g["remove"])
-        result = locked(session, lambda: run(prune_repo(session, dry_run, gone)))
+        result = locked(session, lambda: run(prune_repo(session, dry_run, gone,
+                                                        command="forget")))
         report_prune(rep, result, fields)
     else:
         rep.summary(**fields)

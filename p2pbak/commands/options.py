@@ -52,13 +52,18 @@ class Options:
     def reporter(self) -> Reporter:
         return reporter(self.json, self.quiet)
 
-    def session(self) -> Session:
-        """This machine's config and the passphrase (asked for if no file or command)."""
+    def session(self, retry_lock: str = "0") -> Session:
+        """This machine's config and the passphrase (asked for if no file or command);
+        `retry_lock`: the --retry-lock text, how long to wait for a repository lock."""
         # imported here, not at the top: keeps CLI start-up fast
         from p2pbak.client.session import open_session
+        from p2pbak.store.machinelock import parse_duration
 
-        return open_session(self.config, self.password_file, self.password_command,
-                            self.no_cache)
+        wait = parse_duration(retry_lock)
+        session = open_session(self.config, self.password_file, self.password_command,
+                               self.no_cache)
+        session.retry_lock = wait
+        return session
 
 
 _ANNOTATIONS = {"json": JsonOpt, "quiet": QuietOpt, "config": ConfigOpt,

@@ -8,6 +8,7 @@ import typer
 
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
+    RetryLockOpt,
     run,
 )
 from p2pbak.commands.options import Options, with_options
@@ -44,11 +45,12 @@ def parse_max_unused(text: str) -> float | None:
 
 async def prune_repo(session: Session, dry_run: bool,
                      forgotten: frozenset[str] = frozenset(),
-                     max_unused: float | None = None) -> PruneResult:
+                     max_unused: float | None = None, command: str = "prune") -> PruneResult:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.datapath.prune import prune
 
-    async with unlocked(session, lock="shared" if dry_run else "exclusive") as (repo, master):
+    lock = "shared" if dry_run else "exclusive"
+    async with unlocked(session, lock, command) as (repo, master):
         return await prune(repo, master, dry_run=dry_run, forgotten=forgotten,
                            max_unused=max_unused)
 
@@ -60,8 +62,8 @@ def locked(session: Session, fn: Any) -> Any:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.store.machinelock import machine_lock
 
-    with machine_lock(session.config.cache, command="prune",
-                      hint="wait for it to finish and run prune again"):
+    with machine_lock(session.config.cache, command="prune", retry=session.retry_lock,
+                      hint="wait for it to finish, or wait for it with --retry-lock 5m"):
         return fn()
 
 
@@ -98,12 +100,12 @@ def report(rep: Reporter, result: PruneResult, extra: dict[str, Any] | None = No
 
 @with_options(cache=True)
 def prune_cmd(opts: Options, dry_run: DryRunOpt = False,
-              max_unused: MaxUnusedOpt = "unlimited") -> None:
+              max_unused: MaxUnusedOpt = "unlimited", retry_lock: RetryLockOpt = "0") -> None:
     """Drop packs no snapshot uses (and, with --max-unused, repack mostly-unused ones); the
     suppliers delete their fragments."""
     rep = opts.reporter()
     limit = parse_max_unused(max_unused)
-    session = opts.session()
+    session = opts.session(retry_lock)
     report(rep, locked(session, lambda: run(prune_repo(session, dry_run, max_unused=limit))))
 
 

@@ -10,6 +10,7 @@ import typer
 from p2pbak.client.session import Session, unlocked
 from p2pbak.commands.common import (
     ProgressView,
+    RetryLockOpt,
     as_dict,
     run,
 )
@@ -28,7 +29,7 @@ async def _restore(session: Session, ref: str, target: Path, include: list[str],
     from p2pbak.datapath.restorer import restore
     from p2pbak.datapath.snapshots import find_snapshot
 
-    async with unlocked(session) as (repo, master):
+    async with unlocked(session, "shared", "restore") as (repo, master):
         snap = await find_snapshot(repo, master, ref)
         result = await restore(repo, master, snap.id, target, include=include,
                                overwrite=overwrite, progress=view.update,
@@ -50,11 +51,12 @@ def register(app: typer.Typer) -> None:
                     = False,
                     window: Annotated[int | None, typer.Option(
                         "--window", min=1, help="Packs fetched and written at once (default "
-                        "3; memory grows with it, about two packs each).")] = None) -> None:
+                        "3; memory grows with it, about two packs each).")] = None,
+                    retry_lock: RetryLockOpt = "0") -> None:
         """Restore a snapshot into a folder (existing files are kept unless --overwrite)."""
 
         rep = opts.reporter()
-        session = opts.session()
+        session = opts.session(retry_lock)
         with ProgressView(rep, "restore") as view:
             snap_id, result, stats = run(_restore(session, snapshot, target.absolute(),
                                            list(include or []), overwrite, window, view))

@@ -13,7 +13,7 @@ from p2pbak.commands.supply_set import caps_dict
 from p2pbak.config import format_size, load
 from p2pbak.errors import Unreachable
 
-LABELS = [("user", "user"), ("machine_id", "machine"), ("peer_online", "this machine's peer"),
+LABELS = [("user", "user"), ("machine_name", "machine"), ("peer_online", "this machine's peer"),
           ("snapshots", "snapshots"), ("packs", "packs"),
           ("bytes_backed_up", "backed up"), ("bytes_stored_for_others", "stored for others"),
           ("reached", "reached by others"), ("peers_online", "peers online"),
@@ -38,7 +38,12 @@ async def _status(cfg: Any) -> dict[str, Any]:
             "caps": caps_dict(cfg.supply), "settings_url": published(cfg.path)}
 
 
-def _human(key: str, value: Any) -> str:
+def _span(seconds: Any) -> str:
+    s = int(seconds or 0)
+    return f"{s // 60} min" if s >= 120 and s % 60 == 0 else f"{s} s"
+
+
+def _human(key: str, value: Any, fields: dict[str, Any]) -> str:
     if key.startswith("bytes") and isinstance(value, int):
         return format_size(value)
     if isinstance(value, bool):
@@ -50,6 +55,8 @@ def _human(key: str, value: Any) -> str:
         return f"any {value['k']} of {value['n']} fragments{note}"
     if key == "reached" and isinstance(value, dict):
         return _reached(value)
+    if key == "peers_online" and isinstance(value, int):
+        return f"{value} (heartbeat in the last {_span(fields.get('online_window'))})"
     if value is None:
         return "not enough online peers"
     return str(value)
@@ -104,7 +111,7 @@ def register(app: typer.Typer) -> None:
                      "peers will refuse its tickets; check you talk to the right coordinator")
         for key, label in LABELS:
             if key in fields:
-                rep.say(f"{label}: {_human(key, fields[key])}")
+                rep.say(f"{label}: {_human(key, fields[key], fields)}")
         _account(rep, fields.get("account"), fields)
         if fields.get("settings_url"):
             rep.say(f"settings page: {fields['settings_url']}")

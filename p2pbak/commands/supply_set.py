@@ -7,14 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
-from p2pbak.commands.caps import format_cap
+from p2pbak.commands.caps import cap_text
 from p2pbak.commands.common import run
 from p2pbak.commands.options import Options, with_options
 from p2pbak.config import load, parse_caps, save
 from p2pbak.errors import P2pbakError
 
 SizeOpt = Annotated[str | None, typer.Option(
-    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB, or `unlimited`.",
+    "--space", help="Disk space to lend, e.g. 50GB or 1.5TiB; 0 lends none (bandwidth "
+    "only), `unlimited` the whole disk.",
     metavar="SIZE")]
 UploadOpt = Annotated[str | None, typer.Option(
     "--upload", help="Upload bandwidth to lend, e.g. 1MB/s or 10Mbit/s, or `unlimited`.",
@@ -24,13 +25,7 @@ DownloadOpt = Annotated[str | None, typer.Option(
     metavar="RATE")]
 
 
-def cap_text(value: int, rate: bool) -> str:
-    if not value:
-        return "unlimited"
-    return f"{format_cap(value)}/s" if rate else format_cap(value)
-
-
-def caps_dict(supply: Any) -> dict[str, int]:
+def caps_dict(supply: Any) -> dict[str, int | None]:
     return {"space": supply.space, "upload": supply.upload, "download": supply.download}
 
 

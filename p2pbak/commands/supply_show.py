@@ -7,10 +7,11 @@ from typing import Annotated, Any
 import typer
 
 from p2pbak.commands import groups
+from p2pbak.commands.caps import cap_text, format_in, unit_system
 from p2pbak.commands.common import run
 from p2pbak.commands.options import Options, with_options
-from p2pbak.commands.supply_set import cap_text, caps_dict
-from p2pbak.config import format_size, load
+from p2pbak.commands.supply_set import caps_dict
+from p2pbak.config import Supply, load
 
 PricesOpt = Annotated[bool, typer.Option(
     "--prices", help="Also show today's prices and this account's balance.")]
@@ -25,14 +26,14 @@ async def _quote(cfg: Any) -> dict[str, Any]:
         return await coord.supply_quote(cfg.supply)
 
 
-def _region_lines(q: dict[str, Any]) -> list[str]:
+def _region_lines(q: dict[str, Any], system: str) -> list[str]:
     out = []
     for name, rate in NAMES:
-        cap, region = int(q["caps"][name]), int(q["regions"][name])
-        where = "beyond it: lower it or raise the others" if cap == 0 or cap > region \
+        cap, region = q["caps"][name], int(q["regions"][name])
+        where = "beyond it: lower it or raise the others" if cap is None or cap > region \
             else "inside"
-        out.append(f"  {name:<9} counts up to {cap_text(region, rate)} "
-                   f"(yours: {cap_text(cap, rate)}, {where})")
+        out.append(f"  {name:<9} counts up to {cap_text(region, rate, system)} "
+                   f"(yours: {cap_text(cap, rate, system)}, {where})")
     return out
 
 
@@ -41,11 +42,16 @@ def _say(rep: Any, q: dict[str, Any], prices: bool) -> None:
     from p2pbak.coordinator.accounts import credits
 
     caps = q["caps"]
-    rep.say("lending: " + ", ".join(f"{n} {cap_text(int(caps[n]), r)}" for n, r in NAMES))
-    rep.say(f"backup space in use: {format_size(int(q['in_use_bytes']))}")
-    rep.say(f"additional backup space available: {format_size(int(q['available_bytes']))}")
+    system = unit_system(Supply(**caps))  # the user's: 50GB in, GB out
+    rep.say("lending: " + ", ".join(f"{n} {cap_text(caps[n], r, system)}" for n, r in NAMES))
+    rep.say(f"backup space in use: {format_in(int(q['in_use_bytes']), system)}")
+    rep.say("additional backup space available: "
+            f"{format_in(int(q['available_bytes']), system)}")
+    if caps["space"] == 0:
+        rep.say("  (bought with bandwidth alone: this machine stores nothing for others, and "
+                "bandwidth counts only within its ratio to the space lent, §3.1)")
     rep.say("where raising a cap stops adding backup space:")
-    for line in _region_lines(q):
+    for line in _region_lines(q, system):
         rep.say(line)
     rep.say(f"this machine's availability: {float(q['availability']):.0%}"
             + ("" if q["peer_known"] else " (assumed: its peer agent has not run yet)"))

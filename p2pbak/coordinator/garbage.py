@@ -60,11 +60,16 @@ async def leave_progress(coord: Coordinator, peer_id: str) -> Leave | None:
     return await garbage.leave_progress(coord.db, peer_id)
 
 
-async def take_lock(coord: Coordinator, machine: Machine, exclusive: bool,
-                    ttl: int) -> Holder | None:
-    """Take or renew the machine's lock; the other machine's lock that stands in the way."""
-    return await locks.take(coord.db, machine.user, machine.id, exclusive, ttl)
+def _request(machine: Machine, holder: str | None, command: str) -> locks.Request:
+    # a client that names no holder (before holders) holds one lock per machine
+    return locks.Request(machine.user, machine.id, holder or machine.id, command)
 
 
-async def release_lock(coord: Coordinator, machine: Machine) -> None:
-    await locks.release(coord.db, machine.user, machine.id)
+async def take_lock(coord: Coordinator, machine: Machine, exclusive: bool, ttl: int,
+                    holder: str | None = None, command: str = "") -> Holder | None:
+    """Take or renew the holder's lock; the other holder's lock that stands in the way."""
+    return await locks.take(coord.db, _request(machine, holder, command), exclusive, ttl)
+
+
+async def release_lock(coord: Coordinator, machine: Machine, holder: str | None = None) -> None:
+    await locks.release(coord.db, _request(machine, holder, ""))

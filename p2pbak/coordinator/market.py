@@ -17,7 +17,7 @@ async def price_history(coord: Coordinator, limit: int) -> list[PriceRow]:
     return await bank.price_history(coord.db, limit)
 
 
-async def set_supply_caps(coord: Coordinator, peer_id: str, space: int, upload: int,
-                          download: int) -> bool:
+async def set_supply_caps(coord: Coordinator, peer_id: str, space: int | None,
+                          upload: int | None, download: int | None) -> bool:
     """New caps for the peer; False if this machine has no peer."""
     return await bank.set_peer_caps(coord.db, peer_id, space, upload, download)

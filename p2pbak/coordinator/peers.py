@@ -28,11 +28,16 @@ async def many(coord: Coordinator, peer_ids: list[str]) -> dict[str, Peer]:
     return await coordinator_peers.many(coord.db, peer_ids)
 
 
-async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int, upload: int,
-                   download: int) -> None:
+async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int | None,
+                   upload: int | None, download: int | None) -> bool:
+    """Create or update the machine's peer; True if it had left and re-joins afresh (its
+    agent then drops what it still holds: nothing is placed on a peer that left)."""
+    rejoined = await coordinator_peers.revive_left(coord.db, peer_id,
+                                                   placement.PRIOR_AVAILABILITY)
     await coordinator_peers.announce(coord.db, peer_id=peer_id, url=url,
                                      subnet=placement.subnet_of(url), space=space,
                                      upload=upload, download=download)
+    return rejoined
 
 
 async def heartbeat(coord: Coordinator, peer_id: str, *, url: str, stored_bytes: int,
@@ -56,6 +61,7 @@ async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
     return {
         "user": machine.user,
         "machine_id": machine.id,
+        "machine_name": machine.name,
         "peer_online": peer is not None and peer.online(coord.online_window),
         "peer_url": peer.url if peer is not None else None,
         "snapshots": await coordinator_blobs.count(db, machine.user, "snapshot"),
@@ -65,6 +71,7 @@ async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:
         "bytes_stored_for_others": peer.stored_bytes if peer is not None else 0,
         "peers_online": len(others) + (1 if peer is not None and
                                        peer.online(coord.online_window) else 0),
+        "online_window": coord.online_window,  # s: a peer heard from within it is online
         "code": None if code is None else {
             "k": code.k, "n": code.n, "repair": code.repair, "success": code.success,
             "availability": code.availability, "meets_target": code.meets_target},

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from p2pbak.config import market_caps
 from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_prices
 from p2pbak.errors import P2pbakError
@@ -189,8 +190,8 @@ async def user_mix(coord: Coordinator, user: str) -> tuple[Services, bool]:
     return (mix, True) if mix is not None else (DEFAULT_MIX, False)
 
 
-async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: int,
-                       upload: int, download: int) -> dict[str, Any]:
+async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: int | None,
+                       upload: int | None, download: int | None) -> dict[str, Any]:
     """Backup space in use and available under these caps, and each cap's effective
     region (the value beyond which raising it buys nothing), at today's prices."""
     p, table = await current_prices(coord)
@@ -201,12 +202,13 @@ async def supply_quote(coord: Coordinator, user: str, machine_id: str, space: in
     peer = await coordinator_peers.get(coord.db, machine_id)
     avail = placement.availability(peer) if peer is not None else PRIOR_AVAILABILITY
     disk = peer.stored_bytes + peer.free_bytes if peer is not None else 0
-    caps = supply_from_caps(space, upload, download, avail, disk)
+    counted = market_caps(space, upload, download, disk)  # space 0: bandwidth alone
+    caps = supply_from_caps(*counted[:3], avail, counted[3])
     mix, own = await user_mix(coord, user)
     _, backed_up = await coordinator_packs.totals(coord.db, user)
     # the same pure function the settings page prices each slider move with (§3.1)
-    snap = Snapshot(p, overheads, demand, mix, avail, disk, backed_up, DEFAULT_SLACK)
-    bal = balance(snap, space, upload, download)
+    snap = Snapshot(p, overheads, demand, mix, avail, counted[3], backed_up, DEFAULT_SLACK)
+    bal = balance(snap, *counted[:3])
     market = backup_balance(caps, p, overheads, snap.limits, backed_up / GB, mix)
     return {
         "caps": {"space": space, "upload": upload, "download": download},

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from p2pbak.config import market_caps
 from p2pbak.coordinator import placement
 from p2pbak.market.proven import Caps, Proven, counted_caps, lowest
 from p2pbak.store.db import supply
@@ -37,9 +38,14 @@ async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:
     low = await supply.lowest_caps(coord.db, t - cap_window(coord))
     out = {}
     for p in peers:
-        caps = lowest(Caps(p.space, p.upload, p.download), low.get(p.id, Caps(0, 0, 0)))
+        # in the market's terms 0 is no cap; a space of zero lends a disk of zero
+        space, upload, download, disk = market_caps(p.space, p.upload, p.download,
+                                                    p.stored_bytes + p.free_bytes)
+        caps = lowest(Caps(space, upload, download), low.get(p.id, Caps(0, 0, 0)))
+        if p.space == 0:
+            caps = dataclasses.replace(caps, space=0)
         out[p.id] = counted_caps(caps, proofs.get(p.id, Proven()), window,
-                                 placement.availability(p), p.stored_bytes + p.free_bytes)
+                                 placement.availability(p), disk)
     return out
 
 

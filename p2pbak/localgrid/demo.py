@@ -167,6 +167,7 @@ def run_demo(peers: int = 10, path: Path | None = None, keep: bool = False,
         report.k, report.n = code_in_use(grid) or (0, 0)
         report.kept = keep
         if keep:
+            grid.detach()
             report.config = str(root / "users" / CONSUMER / "config.toml")
             report.password_file = str(grid.password_file)
             report.stop_command = f"{grid.stop_script()} && rm -rf {root}"

@@ -29,6 +29,7 @@ from p2pbak.client.identity import initialise
 from p2pbak.config import load
 from p2pbak.datapath.erasure import CorruptFragment, parse_fragment
 from p2pbak.errors import P2pbakError
+from p2pbak.net.serving import DETACH, ENV_LIFELINE
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
@@ -48,9 +49,23 @@ class Process:
     popen: subprocess.Popen[bytes]
     log: Path
     url: str
+    lifeline: int = -1  # the write end of its lifeline (net.serving), -1 once let go
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def detach(self) -> None:
+        """Let it outlive this process (`demo --keep`): it stops watching its lifeline."""
+        if self.lifeline >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.lifeline, DETACH)
+        self.release()
+
+    def release(self) -> None:
+        if self.lifeline >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.lifeline)
+            self.lifeline = -1
 
     def kill(self) -> None:
         """SIGKILL: the crash case."""
@@ -60,6 +75,7 @@ class Process:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not go."""
+        self.release()
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -127,12 +143,8 @@ class Grid:
         config = self.add_user(name, cli=False)
         storage = self.root / "users" / name / "storage"
         storage.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        proc = spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
-                            f"{HOST}:{port}", "--config", str(config),
-                            "--heartbeat-interval", str(self.heartbeat)],
-                     self.root / "logs" / f"{name}.log", f"http://{HOST}:{port}")
-        peer = Peer(name=name, config=config, storage=storage, process=proc)
+        peer = Peer(name=name, config=config, storage=storage,
+                    process=self._run_peer(name, config, storage, name))
         self.peers.append(peer)
         return peer
 
@@ -142,6 +154,20 @@ class Grid:
         peer = self.start_peer(name)
         self.wait_peers([peer])
         return peer.config
+
+    def restart_peer(self, peer: Peer) -> None:
+        """`peer run` again on a stopped peer's config and storage (a new port and log)."""
+        peer.process.stop()
+        peer.process = self._run_peer(peer.name, peer.config, peer.storage,
+                                      f"{peer.name}-restarted")
+        self.wait_peers([peer])
+
+    def _run_peer(self, name: str, config: Path, storage: Path, log: str) -> Process:
+        port = free_port()
+        return spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
+                            f"{HOST}:{port}", "--config", str(config),
+                            "--heartbeat-interval", str(self.heartbeat)],
+                     self.root / "logs" / f"{log}.log", f"http://{HOST}:{port}")
 
     def add_peers(self, count: int) -> list[Peer]:
         """Start `count` more peer agents (numbered on) and wait until all are online."""
@@ -192,6 +218,11 @@ class Grid:
     def stop(self) -> None:
         for proc in reversed(self.processes()):
             proc.stop()
+
+    def detach(self) -> None:
+        """Leave every process running after this one exits (`demo --keep`)."""
+        for proc in self.processes():
+            proc.detach()
 
     def stop_script(self) -> str:
         """A shell line that stops every process of this grid (for `demo --keep`)."""
@@ -251,12 +282,21 @@ def run_cli(args: list[str], *, env: dict[str, str] | None = None,
 
 
 def spawn(name: str, args: list[str], log: Path, url: str) -> Process:
+    """Start a server that stops when this process dies, however it dies (its lifeline)."""
     fh = log.open("wb")
-    popen = subprocess.Popen([sys.executable, "-m", "p2pbak", *args], stdout=fh,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=child_env(), start_new_session=True)
-    fh.close()
-    return Process(name=name, popen=popen, log=log, url=url)
+    read, write = os.pipe()
+    try:
+        popen = subprocess.Popen([sys.executable, "-m", "p2pbak", *args], stdout=fh,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=child_env({ENV_LIFELINE: str(read)}),
+                                 start_new_session=True, pass_fds=(read,))
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+        fh.close()
+    return Process(name=name, popen=popen, log=log, url=url, lifeline=write)
 
 
 def wait_http(url: str, proc: Process | None = None, timeout: float = READY_TIMEOUT) -> dict:

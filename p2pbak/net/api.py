@@ -185,9 +185,9 @@ class CoordinatorClient(_Session):
 
     # -- peer agent ------------------------------------------------------------------
 
-    async def announce_peer(self, url: str, caps: Supply) -> str:
-        body = await self.call("POST", "/v1/peer", {"url": url, **asdict(caps)})
-        return str(body.get("peer_id", ""))
+    async def announce_peer(self, url: str, caps: Supply) -> dict[str, Any]:
+        """{"peer_id", "rejoined"}: rejoined when this peer had left and comes back."""
+        return await self.call("POST", "/v1/peer", {"url": url, **asdict(caps)})
 
     async def heartbeat(self, url: str, stored: int, free: int) -> dict[str, Any]:
         return await self.call("POST", "/v1/heartbeat",

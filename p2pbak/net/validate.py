@@ -70,6 +70,15 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class CapsBody(Body):
+    """A machine's supply caps: null is no cap; a space of 0 lends nothing, and a rate is
+    at least 1 B/s (a peer that holds fragments must serve them)."""
+
+    space: Count | None
+    upload: Annotated[int, Field(ge=1, le=2**62)] | None
+    download: Annotated[int, Field(ge=1, le=2**62)] | None
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

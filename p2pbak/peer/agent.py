@@ -201,7 +201,7 @@ class Agent:
             announced = announced and not self._reload(state) and not moved
             try:
                 if not announced:
-                    await ctx.coord.announce_peer(self.url(), state.caps)
+                    await self._announce(ctx.coord, state)
                     announced = True
                 answer = await ctx.coord.heartbeat(self.url(), state.store.stored_bytes,
                                                    state.free_bytes())
@@ -252,6 +252,13 @@ class Agent:
         self._cfg = cfg
         return changed
 
+    async def _announce(self, coord: CoordinatorClient, state: PeerState) -> None:
+        answer = await coord.announce_peer(self.url(), state.caps)
+        if answer.get("rejoined"):  # it had left: nothing is placed here any more
+            dropped = await asyncio.to_thread(state.store.clear)
+            log.info("re-joined after leaving: a clean start (dropped %d old fragments)",
+                     dropped)
+
     def _note(self, online: bool, why: str) -> None:
         """One log line per change of state, not one per failed heartbeat."""
         if online == self._online:
@@ -281,7 +288,7 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _cap(value: int, rate: bool) -> str:
-    if not value:
+def _cap(value: int | None, rate: bool) -> str:
+    if value is None:
         return "unlimited"
     return format_rate(value) if rate else format_size(value)

@@ -50,8 +50,8 @@ class PeerState:
 
     def set_caps(self, caps: Supply) -> None:
         self.caps = caps
-        self.download.set_rate(caps.download)
-        self.upload.set_rate(caps.upload)
+        self.download.set_rate(caps.download or 0)  # the bucket's 0: no cap
+        self.upload.set_rate(caps.upload or 0)
 
     def free_bytes(self) -> int:
         return self.store.free_bytes(self.caps.space, self.reserved)
@@ -118,7 +118,7 @@ def _check_room(state: PeerState, request: web.Request, size: int) -> None:
     if size > state.free_bytes():
         cap = state.caps.space
         where = (f"this peer's space cap ({format_size(state.store.stored_bytes)} of "
-                 f"{format_size(cap)} used)" if cap else "this peer's disk")
+                 f"{format_size(cap)} used)" if cap is not None else "this peer's disk")
         fail(507, f"no space left under {where}: store the fragment elsewhere")
 
 

@@ -220,6 +220,16 @@ class FragmentStore:
             return False
         return self._remove(p, size)
 
+    def clear(self) -> int:
+        """Drop every fragment held (a peer re-joining after it left holds nothing the
+        coordinator counts); the number dropped."""
+        dropped = 0
+        for _, _, names in os.walk(self.dir):
+            for name in names:
+                if valid_id(name):
+                    dropped += self.delete(name)
+        return dropped
+
     def _remove(self, p: Path, size: int) -> bool:
         try:
             p.unlink()
@@ -234,10 +244,11 @@ class FragmentStore:
     def disk_free(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def free_bytes(self, space_cap: int, reserved: int = 0) -> int:
-        """Room for more fragments: under the space cap (0 = no cap) and on the disk."""
+    def free_bytes(self, space_cap: int | None, reserved: int = 0) -> int:
+        """Room for more fragments: under the space cap (None = no cap, 0 = none) and on
+        the disk."""
         free = self.disk_free()
-        if space_cap:
+        if space_cap is not None:
             free = min(free, space_cap - self.stored_bytes - reserved)
         return max(0, free)
 

@@ -109,11 +109,17 @@ async def static(request: web.Request) -> web.Response:
     return web.Response(text=_asset(name), content_type=STATIC[name])
 
 
+def page_caps(supply: Any) -> dict[str, int]:
+    """The caps in the page's terms: its last stop, 0, is no cap; it has no stop at zero,
+    so a space of 0 (lend nothing) sits at 1 B, which Apply keeps as good as nothing."""
+    return {k: 0 if v is None else max(v, 1) for k, v in asdict(supply).items()}
+
+
 async def settings(request: web.Request) -> web.Response:
     page = request.app[PAGE_KEY]
     snap = await page.refresh()
     cfg = page.load()
-    caps = asdict(cfg.supply)
+    caps = page_caps(cfg.supply)
     return web.json_response({
         "caps": caps, "sliders": sliders.tables(snap.disk_bytes, caps),
         "balance": balance(snap, **caps).to_dict(), "availability": snap.availability,
@@ -158,7 +164,7 @@ async def apply(request: web.Request) -> web.Response:
                 "the peer agent sends the caps when it next reaches it.")
         sent = False
     await page.refresh(force=True)
-    return web.json_response({"caps": asdict(cfg.supply), "sent": sent, "message": when})
+    return web.json_response({"caps": page_caps(cfg.supply), "sent": sent, "message": when})
 
 
 async def state(request: web.Request) -> web.Response:

@@ -39,8 +39,9 @@ def _lines(cfg: Any, status: dict[str, Any], snaps: list[dict[str, Any]]) -> lis
     plural = "" if len(snaps) == 1 else "s"
     backed = format_size(int(status.get("bytes_backed_up", 0)))
     out.append(f"{len(snaps)} snapshot{plural}, {backed} backed up.")
-    lent = int(cfg.supply.space)
-    out.append(f"Lending {format_size(lent) if lent else 'this disk (no cap)'}; other users' "
+    lent = cfg.supply.space
+    what = "this disk (no cap)" if lent is None else format_size(lent) if lent else "no space"
+    out.append(f"Lending {what}; other users' "
                f"data here: {format_size(int(status.get('bytes_stored_for_others', 0)))}.")
     return out
 

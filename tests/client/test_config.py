@@ -45,7 +45,7 @@ def test_defaults_cache_beside_config(tmp_path: Path) -> None:
     loaded = config.load(cfg.path)
     assert loaded.cache_dir is None
     assert loaded.cache == tmp_path / "cache"
-    assert loaded.supply == Supply(0, 0, 0)
+    assert loaded.supply == Supply(None, None, None)
     assert loaded.ticket_key == "" and loaded.peer_url == ""
 
 
@@ -203,3 +203,26 @@ def test_plain_numbers_and_units_agree(n: int) -> None:
     assert config.parse_size(f"{n}KB") == n * 1000
     assert config.parse_size(f"{n} KiB") == n * 1024
     assert config.parse_rate(f"{n * 8}bit/s") == n
+
+
+def test_caps_round_trip_zero_and_unlimited_apart(tmp_path: Path) -> None:
+    cfg = make(tmp_path / "c.toml", supply=Supply(0, None, 5000))
+    config.save(cfg)
+    text = cfg.path.read_text()
+    assert "space = 0" in text and 'upload = "unlimited"' in text and "format = 2" in text
+    assert config.load(cfg.path).supply == Supply(0, None, 5000)
+
+
+def test_a_config_from_before_format_2_reads_its_zeros_as_no_cap(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('coordinator = "http://c"\nuser = "a"\nmachine_id = "m"\nsecret = "s"\n'
+                    "[supply]\nspace = 0\nupload = 0\ndownload = 7\n")
+    assert config.load(path).supply == Supply(None, None, 7)
+
+
+@pytest.mark.parametrize("text", ["0", "0GB", "0 B"])
+def test_a_space_of_zero_is_a_cap_and_a_rate_of_zero_refused(text: str) -> None:
+    assert config.parse_caps(Supply(), text, None, None).space == 0
+    with pytest.raises(P2pbakError, match="--upload unlimited"):
+        config.parse_caps(Supply(), None, text, None)
+    assert config.parse_caps(Supply(1, 2, 3), "unlimited", "none", None) == Supply(None, None, 3)

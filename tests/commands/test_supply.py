@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pbak.config import load
+from p2pbak.commands.caps import format_in, unit_system
+from p2pbak.config import Supply, load, parse_size
 from p2pbak.coordinator.prices import default_demand
 from p2pbak.localgrid.grid import Grid
 from p2pbak.market.caps import caps_from_supply, supply_from_caps
@@ -112,3 +113,15 @@ def test_raising_space_helps_exactly_inside_its_region(space: int, up: int, down
             int(inside * factor) > region
     beyond = region * 1.01 + 10
     assert total(int(beyond * factor)) == pytest.approx(total(int(beyond)), rel=1e-9)
+
+
+@given(st.integers(1, 10**16), st.sampled_from(["si", "iec"]))
+def test_a_figure_is_shown_in_the_users_system_within_its_rounding(n: int, system: str) -> None:
+    shown = format_in(n, system)
+    unit = shown.split()[1]
+    assert unit == "B" or ("i" in unit) == (system == "iec"), shown
+    back = parse_size(shown.replace(" ", ""))
+    assert abs(back - n) <= 0.0005 * (1024 if system == "iec" else 1000) ** max(
+        0, ["B", "K", "M", "G", "T", "P"].index(unit[0])) + 1
+    assert unit_system(Supply(50 * GB, None, None)) == "si"
+    assert unit_system(Supply(0, 3 * 2**20, None)) == "iec"  # a zero space says nothing

@@ -98,8 +98,8 @@ async def register(coord: Coordinator, s: Scenario) -> list[str]:
             coord.db, user=user(i), salt=b"s", login_hash=b"h", login_hash_key=b"k",
             keyfile=b"f", machine_id=mid, machine_name="m", secret_hash=b"x")
         await coordinator_peers.announce(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
-                                         subnet=f"10.0.{i}.0/24", space=0, upload=0,
-                                         download=0)
+                                         subnet=f"10.0.{i}.0/24", space=None, upload=None,
+                                         download=None)
         if s.availability:
             estimate = s.availability[i % len(s.availability)]
             await repair_store.set_availability(coord.db, {mid: estimate}, 2**62)

@@ -35,6 +35,9 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
 WRONG = {str: 12, int: "12", list: {"a": 1}, bool: 1}
 
 
+NO_CAP_NULL = {"space", "upload", "download"}  # caps: null is no cap
+
+
 def bad_bodies(valid: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
     yield "malformed", b'{"size": '
     yield "not-utf8", b"\xff\xfe{}"
@@ -49,7 +52,11 @@ def bad_bodies(valid: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
         yield f"missing {name}", json.dumps(missing).encode()
         wrong = WRONG.get(type(value), "text")
         yield f"wrong type {name}", json.dumps({**valid, name: wrong}).encode()
-        yield f"null {name}", json.dumps({**valid, name: None}).encode()
+        if name not in NO_CAP_NULL:
+            yield f"null {name}", json.dumps({**valid, name: None}).encode()
+    for rate in ("upload", "download"):
+        if rate in valid:  # a holder must serve: a rate cap of 0 is refused
+            yield f"zero {rate}", json.dumps({**valid, rate: 0}).encode()
     if "size" in valid:
         yield "bool size", json.dumps({**valid, "size": True}).encode()
         yield "negative size", json.dumps({**valid, "size": -5}).encode()

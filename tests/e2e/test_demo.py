@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from p2pbak.localgrid.grid import run_cli
+from p2pbak.localgrid.grid import child_env, run_cli
 from tests.support.grid import lines, summary
 
 pytestmark = pytest.mark.slow
@@ -49,10 +52,56 @@ def test_demo_keep_leaves_a_usable_grid_and_says_how_to_stop(tmp_path: Path) -> 
     assert shlex.split(report["stop_command"])[0] == "kill"
 
 
-def _wait_gone(pid: int) -> None:
-    import time
+def test_killing_the_demo_with_sigkill_leaves_nothing_running() -> None:
+    demo = subprocess.Popen([sys.executable, "-m", "p2pbak", "demo", "--peers", "3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=child_env())
+    try:
+        servers = _wait_servers(demo.pid, 4)  # the coordinator and 3 peers, all running
+        children = _children(demo.pid)
+    finally:
+        demo.kill()  # SIGKILL: no handler, no finally of the demo runs
+        demo.wait(30)
+    assert demo.returncode == -signal.SIGKILL, "the demo ended before it was killed"
+    assert set(servers) <= set(children)
+    for pid in children:  # servers and any CLI it was running
+        _wait_gone(pid, 300)
 
-    for _ in range(100):
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(stat[1]) == parent:
+                out.append(int(entry.name))
+    return out
+
+
+def _wait_servers(parent: int, count: int) -> list[int]:
+    def servers() -> list[int]:
+        found = []
+        for pid in _children(parent):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if b"serve" in argv or b"run" in argv:
+                found.append(pid)
+        return found
+
+    for _ in range(600):
+        if len(found := servers()) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"the demo did not start {count} servers: {servers()}")
+
+
+def _wait_gone(pid: int, tries: int = 100) -> None:
+    for _ in range(tries):
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError):
@@ -60,4 +109,4 @@ def _wait_gone(pid: int) -> None:
         if state == "Z":  # exited, waiting to be reaped by its new parent
             return
         time.sleep(0.1)
-    raise AssertionError(f"process {pid} still runs after the stop command")
+    raise AssertionError(f"process {pid} still runs after it was told to stop")

@@ -85,3 +85,25 @@ def test_placement_no_longer_chooses_a_peer_that_left(grid: Grid, erin: Path,
     left = {p.name for p in grid.peers if not p.process.alive()}
     new = {pack: h for pack, h in placed_on(grid).items() if pack not in before}
     assert new and all(not h & left for h in new.values())
+
+
+def test_a_peer_that_left_rejoins_with_a_clean_state(grid: Grid, erin: Path) -> None:
+    leaver = next(p for p in grid.peers if not p.process.alive())
+    assert query(grid, "SELECT state FROM peers WHERE id = ?", (leaver.peer_id,)) == \
+        [("left",)]
+    # a fragment it kept (say its delete list never reached it): not counted on return
+    stray = next(f for f in fragment_files_of(grid.live_peers()[0].storage))
+    kept = leaver.storage / "fragments" / stray.relative_to(stray.parents[2])
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(stray.read_bytes())
+    grid.restart_peer(leaver)  # waits until the coordinator counts it online again
+    row = query(grid, "SELECT state, availability, stored_bytes FROM peers WHERE id = ?",
+                (leaver.peer_id,))
+    assert row[0][:2] == ("active", 0.5), row  # a new peer's prior, not its old estimate
+    assert not fragment_files_of(leaver.storage), "the old fragment was kept"
+    wait_until(lambda: query(grid, "SELECT stored_bytes, free_bytes FROM peers WHERE id = ?",
+                             (leaver.peer_id,))[0][1] > 0, 30, "its free space reported",
+               grid)
+    assert query(grid, "SELECT stored_bytes FROM peers WHERE id = ?",
+                 (leaver.peer_id,)) == [(0,)]
+    assert leaver.process.alive() and "re-joined after leaving" in leaver.process.output()

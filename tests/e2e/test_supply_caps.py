@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pbak.commands.caps import format_cap
+from p2pbak.commands.caps import format_cap, format_in
 from p2pbak.config import load, parse_size
 from p2pbak.errors import ExitCode
 from p2pbak.localgrid.grid import Grid, wait_for
@@ -29,22 +29,32 @@ def test_a_cap_comes_back_in_the_unit_it_was_given(whole: int, unit: str, frac: 
 
 
 @pytest.mark.slow
-def test_zero_is_refused_unlimited_spelled_and_units_kept(grid: Grid) -> None:
+def test_zero_lends_nothing_unlimited_spelled_and_units_kept(grid: Grid) -> None:
     erin = grid.add_user("erin")
     shown = summary(grid.cli("supply", "set", "--space", "50GB", "--upload", "1MB/s",
                              "--json", config=erin))
     assert shown["caps"]["space"] == 50 * 10**9
     text = grid.cli("supply", "show", config=erin).stdout
-    assert "space 50 GB" in text and "upload 1 MB/s" in text and "GiB" not in text.split(
-        "\n")[0]
-    err = one_line_error(grid.cli("supply", "set", "--space", "0", config=erin))
-    assert "would lend nothing" in err and "--space unlimited" in err
-    assert load(erin).supply.space == 50 * 10**9  # unchanged
+    assert "space 50 GB" in text and "upload 1 MB/s" in text
+    assert "GiB" not in text and "MiB" not in text, text  # GB in, GB out, every figure
+    err = one_line_error(grid.cli("supply", "set", "--upload", "0", config=erin))
+    assert "unreachable" in err and "--upload unlimited" in err
+    assert load(erin).supply.upload == 10**6  # unchanged
+    r = grid.cli("supply", "set", "--space", "0", config=erin)
+    assert r.returncode == 0 and "space 0 (lends nothing)" in r.stdout
+    assert load(erin).supply.space == 0
+    quote = summary(grid.cli("supply", "show", "--json", config=erin))
+    assert quote["caps"]["space"] == 0 and quote["market"]["supply"]["space"] == 0
+    text = grid.cli("supply", "show", config=erin).stdout
+    bought = format_in(quote["available_bytes"], "si")  # the market's figure, in GB still
+    assert f"available: {bought}\n  (bought with bandwidth alone" in text, text
     r = grid.cli("supply", "set", "--space", "unlimited", config=erin)
     assert r.returncode == 0 and "space unlimited" in r.stdout
-    assert load(erin).supply.space == 0
+    assert load(erin).supply.space is None
+    assert summary(grid.cli("supply", "show", "--json", config=erin))["caps"]["space"] is None
     summary(grid.cli("supply", "set", "--space", "1.5TiB", "--json", config=erin))
-    assert "space 1.5 TiB" in grid.cli("supply", "show", config=erin).stdout
+    text = grid.cli("supply", "show", config=erin).stdout
+    assert "space 1.5 TiB" in text and " GB" not in text, text
 
 
 @pytest.mark.slow

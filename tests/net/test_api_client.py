@@ -90,7 +90,7 @@ def test_auth_header_blobs_and_caps_on_the_wire() -> None:
 
     async def body(url: str) -> None:
         async with CoordinatorClient(url, machine_id="m1", secret="tok") as c:
-            assert await c.announce_peer("http://p", Supply(5, 6, 7)) == "m1"
+            assert (await c.announce_peer("http://p", Supply(5, 6, 7)))["peer_id"] == "m1"
             await c.put_snapshot("ab", b"\xffsecret")
             assert await c.get_snapshot("ab") == b"\0sealed"
 

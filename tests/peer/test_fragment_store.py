@@ -86,7 +86,8 @@ def test_free_bytes_respects_cap_and_reservations(tmp_path: Path) -> None:
     assert store.free_bytes(1000) == 900
     assert store.free_bytes(1000, reserved=850) == 50
     assert store.free_bytes(50) == 0
-    assert store.free_bytes(0) == store.disk_free()
+    assert store.free_bytes(0) == 0  # a cap of zero lends nothing
+    assert store.free_bytes(None) == store.disk_free()
 
 
 class FakeClock:

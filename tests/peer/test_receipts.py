@@ -49,8 +49,8 @@ def test_receipts_wait_on_disk_and_are_paid_once(tmp_path: Path) -> None:
         client = await _register(url)
         try:
             await coordinator_peers.announce(coord.db, peer_id=client.machine_id,
-                                             url="http://127.0.0.1:1", subnet="s", space=0,
-                                             upload=0, download=0)
+                                             url="http://127.0.0.1:1", subnet="s", space=None,
+                                             upload=None, download=None)
             # fetches of nobody's fragments (upkeep, paid by the bank) bob received himself
             wires = [coord.ticket(op="fetch", fragment=f"{i:064x}", size=10**8,
                                   from_=client.machine_id, to=client.machine_id)

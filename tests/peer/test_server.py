@@ -280,7 +280,7 @@ def test_agent_picks_up_new_caps_from_the_config(tmp_path: Path) -> None:
     store = FragmentStore(tmp_path / "storage").open()
     state = PeerState(store, "m", Ed25519PrivateKey.generate().public_key(), cfg.supply)
     assert not agent._reload(state)  # unchanged file
-    cfg.supply = Supply(5000, 0, 300)
+    cfg.supply = Supply(5000, None, 300)
     config.save(cfg)
     os.utime(cfg.path, (1, 1))  # a new mtime even on coarse clocks
     assert agent._reload(state)

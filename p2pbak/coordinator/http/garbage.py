@@ -9,7 +9,7 @@ leaving and reports how many placements are still on it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -42,6 +42,17 @@ class LeaveBody(Body):
 class LockBody(Body):
     exclusive: bool
     ttl: Annotated[int, Field(ge=10, le=3600)]
+    holder: HexId | None = None  # this run of a command; the machine if absent
+    command: Literal["backup", "restore", "check", "prune", "forget", ""] = ""
+
+
+class UnlockBody(Body):
+    holder: HexId | None = None
+
+
+# how a holder's command reads in "machine 'nas' of this user ... right now"
+DOING = {"backup": "backs up", "restore": "restores", "check": "checks",
+         "prune": "prunes", "forget": "forgets and prunes"}
 
 
 @routes.get("/v1/packs")
@@ -109,9 +120,10 @@ async def lock(request: web.Request) -> web.Response:
     """Take or renew this machine's repository lock (shared: backup, exclusive: prune)."""
     coord, machine = await caller(request)
     body = await parse(request, LockBody)
-    other = await garbage.take_lock(coord, machine, body.exclusive, body.ttl)
+    other = await garbage.take_lock(coord, machine, body.exclusive, body.ttl, body.holder,
+                                    body.command)
     if other is not None:
-        what = "prunes" if other.exclusive else "backs up"
+        what = DOING.get(other.command, "prunes" if other.exclusive else "backs up")
         fail(409, f"machine {other.machine!r} of this user {what} right now (its lock lapses "
                   f"within {max(0, other.expires - now())} s unless renewed): try again when "
                   "it has finished")
@@ -121,5 +133,6 @@ async def lock(request: web.Request) -> web.Response:
 @routes.delete("/v1/lock")
 async def unlock(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
-    await garbage.release_lock(coord, machine)
+    body = await parse(request, UnlockBody) if request.can_read_body else UnlockBody()
+    await garbage.release_lock(coord, machine, body.holder)
     return web.json_response({"ok": True})

@@ -10,7 +10,7 @@ from pydantic import Field
 from p2pbak.coordinator import accounts, billing, evidence, market, tariff
 from p2pbak.coordinator import prices as market_prices
 from p2pbak.coordinator.http.common import caller, coordinator, ok
-from p2pbak.net.validate import Body, Count, parse, query_int
+from p2pbak.net.validate import Body, CapsBody, parse, query_int
 
 routes = web.RouteTableDef()
 
@@ -20,12 +20,6 @@ Wire = Annotated[str, Field(min_length=1, max_length=4096)]
 
 class ReceiptsBody(Body):
     receipts: Annotated[list[Wire], Field(min_length=1, max_length=MAX_RECEIPTS)]
-
-
-class CapsBody(Body):
-    space: Count
-    upload: Count
-    download: Count
 
 
 @routes.post("/v1/receipts")

@@ -11,7 +11,7 @@ from pydantic import AfterValidator
 from p2pbak.coordinator import peers
 from p2pbak.coordinator.http import reach
 from p2pbak.coordinator.http.common import caller, ok
-from p2pbak.net.validate import Body, Count, fail, parse
+from p2pbak.net.validate import Body, CapsBody, Count, fail, parse
 
 routes = web.RouteTableDef()
 
@@ -26,11 +26,8 @@ def _check_url(url: str) -> str:
 Url = Annotated[str, AfterValidator(_check_url)]
 
 
-class Announce(Body):
+class Announce(CapsBody):
     url: Url
-    space: Count
-    upload: Count
-    download: Count
 
 
 class Heartbeat(Body):
@@ -43,9 +40,9 @@ class Heartbeat(Body):
 async def announce(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, Announce)
-    await peers.announce(coord, machine.id, url=body.url, space=body.space,
-                         upload=body.upload, download=body.download)
-    return web.json_response({"peer_id": machine.id})
+    rejoined = await peers.announce(coord, machine.id, url=body.url, space=body.space,
+                                    upload=body.upload, download=body.download)
+    return web.json_response({"peer_id": machine.id, "rejoined": rejoined})
 
 
 @routes.post("/v1/heartbeat")

@@ -379,14 +379,21 @@ async def first_use(db: Database, user: str) -> int | None:
     return None if value is None else int(value)
 
 
-async def set_peer_caps(db: Database, peer_id: str, space: int, upload: int,
-                        download: int) -> bool:
-    """New caps for an announced peer; False if the machine has no peer yet."""
+async def set_peer_caps(db: Database, peer_id: str, space: int | None, upload: int | None,
+                        download: int | None) -> bool:
+    """New caps for an announced peer; False if the machine has no peer yet. Its free
+    space shrinks to the new cap at once, so nothing more is placed there before the
+    agent's next heartbeat (a space of 0: nothing at all)."""
     async with db.transaction() as conn:
         cur = await conn.execute("UPDATE peers SET space = ?, upload = ?, download = ? "
                                  "WHERE id = ?", (space, upload, download, peer_id))
         if cur.rowcount > 0:
             await record_caps_in(conn, peer_id, space, upload, download)
+        if space is not None:
+            await conn.execute(
+                "UPDATE peers SET free_bytes = CASE WHEN stored_bytes + free_bytes > ?"
+                " THEN (CASE WHEN stored_bytes < ? THEN ? - stored_bytes ELSE 0 END)"
+                " ELSE free_bytes END WHERE id = ?", (space, space, space, peer_id))
     return cur.rowcount > 0
 
 

@@ -1,7 +1,8 @@
-"""Repository locks per user, across machines (SQL only), as restic's: a backup holds a
-shared lock, prune an exclusive one, so prune never drops packs a running backup of
-another machine of the same user has stored or will reuse. A lock lapses unless its
-holder renews it, so a killed client blocks nobody for long.
+"""Repository locks per user, across machines (SQL only), as restic's: backup, restore
+and check hold a shared lock, prune an exclusive one, so prune never drops packs a running
+backup has stored or will reuse, nor packs a running restore still reads. A holder is one
+run of a command (its random id; a machine's id for clients that send none). A lock lapses
+unless its holder renews it, so a killed client blocks nobody for long.
 """
 
 from __future__ import annotations
@@ -16,34 +17,46 @@ class Holder:
     machine: str  # the machine's name
     exclusive: bool
     expires: int
+    command: str = ""  # what it runs ("restore", "prune"), '' if it did not say
 
 
-async def take(db: Database, user: str, machine_id: str, exclusive: bool,
-               ttl: int) -> Holder | None:
-    """Take or renew this machine's lock; the conflicting holder instead, if any.
+@dataclass(frozen=True)
+class Request:
+    """Who asks for a lock: the machine, the run (holder id) and its command."""
 
-    An exclusive lock conflicts with any other machine's lock, a shared one only with
-    another machine's exclusive lock. One machine holds at most one lock (its latest).
+    user: str
+    machine_id: str
+    holder: str
+    command: str = ""
+
+
+async def take(db: Database, req: Request, exclusive: bool, ttl: int) -> Holder | None:
+    """Take or renew this holder's lock; the conflicting holder instead, if any.
+
+    An exclusive lock conflicts with any other holder's lock, a shared one only with
+    another holder's exclusive lock.
     """
     t = now()
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM repo_locks WHERE expires < ?", (t,))
         rows = await fetch_all(
-            conn, "SELECT m.name, l.exclusive, l.expires FROM repo_locks l"
+            conn, "SELECT m.name, l.exclusive, l.expires, l.command FROM repo_locks l"
             " JOIN machines m ON m.id = l.machine_id WHERE l.user_name = ?"
-            " AND l.machine_id != ? AND (l.exclusive = 1 OR ? = 1) LIMIT 1",
-            (user, machine_id, int(exclusive)))
+            " AND l.holder != ? AND (l.exclusive = 1 OR ? = 1) LIMIT 1",
+            (req.user, req.holder, int(exclusive)))
         if rows:
-            return Holder(str(rows[0][0]), bool(rows[0][1]), int(rows[0][2]))
+            return Holder(str(rows[0][0]), bool(rows[0][1]), int(rows[0][2]),
+                          str(rows[0][3]))
         await conn.execute(
-            "INSERT INTO repo_locks(user_name, machine_id, exclusive, expires)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT(user_name, machine_id) DO UPDATE SET"
-            " exclusive = excluded.exclusive, expires = excluded.expires",
-            (user, machine_id, int(exclusive), t + ttl))
+            "INSERT INTO repo_locks(user_name, machine_id, holder, command, exclusive,"
+            " expires) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user_name, holder) DO UPDATE"
+            " SET exclusive = excluded.exclusive, expires = excluded.expires",
+            (req.user, req.machine_id, req.holder, req.command, int(exclusive), t + ttl))
     return None
 
 
-async def release(db: Database, user: str, machine_id: str) -> None:
+async def release(db: Database, req: Request) -> None:
+    """Drop the holder's lock (only the caller's machine's: a holder id is no secret)."""
     async with db.transaction() as conn:
-        await conn.execute("DELETE FROM repo_locks WHERE user_name = ? AND machine_id = ?",
-                           (user, machine_id))
+        await conn.execute("DELETE FROM repo_locks WHERE user_name = ? AND holder = ?"
+                           " AND machine_id = ?", (req.user, req.holder, req.machine_id))

@@ -36,9 +36,9 @@ class Peer:
     id: str
     url: str
     subnet: str
-    space: int
-    upload: int
-    download: int
+    space: int | None  # caps: None = no cap (a space of 0 lends nothing)
+    upload: int | None
+    download: int | None
     stored_bytes: int
     free_bytes: int
     first_seen: int
@@ -52,8 +52,8 @@ class Peer:
         return self.state == ACTIVE and self.last_seen is not None and self.last_seen >= t - window
 
 
-async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: int,
-                   upload: int, download: int) -> None:
+async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: int | None,
+                   upload: int | None, download: int | None) -> None:
     """Create or update this machine's peer with its address and caps."""
     async with db.transaction() as conn:
         await conn.execute(
@@ -61,8 +61,24 @@ async def announce(db: Database, *, peer_id: str, url: str, subnet: str, space: 
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET url = excluded.url,"
             " subnet = excluded.subnet, space = excluded.space, upload = excluded.upload,"
             " download = excluded.download",
-            (peer_id, url, subnet, space, upload, download, space, now()))
+            (peer_id, url, subnet, space, upload, download, space or 0, now()))
         await record_caps_in(conn, peer_id, space, upload, download)
+
+
+async def revive_left(db: Database, peer_id: str, availability: float) -> bool:
+    """A peer that left comes back: active again with a new peer's state (`availability`:
+    the prior, no history, nothing held or queued for deletion); False if it had
+    not left. Its reputation stays: it is the coordinator's own evidence on this machine."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "UPDATE peers SET state = ?, availability = ?, first_seen = ?, last_seen = NULL,"
+            " stored_bytes = 0, free_bytes = 0 WHERE id = ? AND state = ?",
+            (ACTIVE, availability, now(), peer_id, LEFT))
+        if not cur.rowcount:
+            return False
+        for table in ("heartbeats", "availability_samples", "deletions"):
+            await conn.execute(f"DELETE FROM {table} WHERE peer_id = ?", (peer_id,))
+    return True
 
 
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,

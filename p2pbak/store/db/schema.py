@@ -271,14 +271,39 @@ MIGRATIONS.append((
 ))
 
 # supply counts what is proven (store/db/supply.py): every cap a peer announced or set,
-# so caps that swing faster than the price hold count at their lowest
+# so caps that swing faster than the price hold count at their lowest (NULL: no cap)
 MIGRATIONS.append((
     """CREATE TABLE cap_history (
         id INTEGER PRIMARY KEY,
         peer_id TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
         at INTEGER NOT NULL,
-        space INTEGER NOT NULL,
-        upload INTEGER NOT NULL,
-        download INTEGER NOT NULL)""",
+        space INTEGER,
+        upload INTEGER,
+        download INTEGER)""",
     "CREATE INDEX cap_history_peer_at ON cap_history(peer_id, at)",
+))
+
+# a supply cap may be zero (space: lend nothing), so no cap is NULL, not 0 (peer caps)
+MIGRATIONS.append(tuple(
+    stmt.format(c=c) for c in ("space", "upload", "download") for stmt in (
+        "ALTER TABLE peers ADD COLUMN {c}_cap INTEGER",
+        "UPDATE peers SET {c}_cap = NULLIF({c}, 0)",
+        "ALTER TABLE peers DROP COLUMN {c}",
+        "ALTER TABLE peers RENAME COLUMN {c}_cap TO {c}")))
+
+# repository locks per holder (one run of a command), not per machine: two restores of
+# one machine share, and a prune there waits for them (their command names the holder)
+MIGRATIONS.append((
+    """CREATE TABLE repo_holds (
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        machine_id TEXT NOT NULL REFERENCES machines(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL,
+        command TEXT NOT NULL DEFAULT '',
+        exclusive INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user_name, holder))""",
+    "INSERT INTO repo_holds(user_name, machine_id, holder, exclusive, expires)"
+    " SELECT user_name, machine_id, machine_id, exclusive, expires FROM repo_locks",
+    "DROP TABLE repo_locks",
+    "ALTER TABLE repo_holds RENAME TO repo_locks",
 ))
