@@ -113,3 +113,31 @@ def test_all_down_names_every_url() -> None:
         assert "2 coordinators" in str(e.value)
 
     asyncio.run(go())
+
+
+def test_a_name_with_several_addresses_is_tried_address_by_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DNS name with an address per coordinator: the first address refuses (nothing
+    listens on 127.0.0.2), the connector goes on to the next, which answers."""
+    import socket
+
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def resolve(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        if host != "coordinators.test":
+            return real(host, port, *args, **kw)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port)))
+                for ip in ("127.0.0.2", "127.0.0.1")]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)  # the OS resolver, not our code
+    a = Counting("a")
+
+    async def body(urls: list[str]) -> None:
+        port = urls[0].rsplit(":", 1)[1]
+        async with CoordinatorClient(f"http://coordinators.test:{port}") as client:
+            assert (await client.health())["name"] == "a"
+
+    asyncio.run(with_servers([a], body))
+    assert asked and a.hits == 1
