@@ -12,6 +12,12 @@ storage billing < 60 s, move planning < 30 s.
 
     python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
 
+With --http it drives the HTTP API instead (bench/coordinator_http.py): heartbeats,
+placement + commit and receipts against 1 coordinator on SQLite and 1, 2, 3 on one
+PostgreSQL, printing requests/s, p50/p99 latency and the ledger's sum after:
+
+    python bench/coordinator.py --http [--seconds 10] [--http-peers 200] [--workers 32]
+
 Without --postgres a throwaway PostgreSQL server is started (Debian's binaries).
 """
 
@@ -19,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -156,29 +163,56 @@ def main() -> None:
                     " (databases bench_<n> are created on it); default: a throwaway server")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--http", action="store_true", help="drive the HTTP API, not the jobs")
+    ap.add_argument("--seconds", type=float, default=10, help="--http: seconds of mixed load")
+    ap.add_argument("--http-peers", type=int, default=200, help="--http: peers registered")
+    ap.add_argument("--workers", type=int, default=32, help="--http: concurrent requests")
     args = ap.parse_args()
     sizes = [int(x) for x in args.peers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.http:
+            http_runs(args, Path(tmp))
+            return
         if not args.no_sqlite:
             report("SQLite", asyncio.run(run_backend(
                 "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db")))
         if not args.no_postgres:
-            from tests.support.postgres import bin_dir, start_server  # only for this backend
+            with postgres(args.postgres) as new_db:
+                report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db)))
 
-            server = None
-            base = args.postgres
-            if not base:
-                binaries = bin_dir()
-                if binaries is None:
-                    sys.exit("no PostgreSQL binaries: give --postgres URL or --no-postgres")
-                server = start_server(binaries)
-                base = server.base
-            try:
-                report("PostgreSQL", asyncio.run(run_backend(
-                    "postgresql", sizes, lambda n: _new_pg(base, server, n))))
-            finally:
-                if server is not None:
-                    server.stop()
+
+def http_runs(args: argparse.Namespace, tmp: Path) -> None:
+    from bench import coordinator_http as load  # only for --http
+
+    def one(name: str, db: Path | str, coordinators: int) -> None:
+        load.report(name, load.one_setup(name.replace(" ", "-"), db, coordinators, tmp,
+                                         args.http_peers, args.workers, args.seconds))
+
+    if not args.no_sqlite:
+        one("SQLite, 1 coordinator", tmp / "http.db", 1)
+    if not args.no_postgres:
+        with postgres(args.postgres) as new_db:
+            for k in (1, 2, 3):
+                one(f"PostgreSQL, {k} coordinator{'s' if k > 1 else ''}", new_db(k), k)
+
+
+@contextlib.contextmanager
+def postgres(base: str) -> Iterator[Callable[[int], str]]:
+    """A function handing out fresh databases on `base`, else on a throwaway server."""
+    from tests.support.postgres import bin_dir, start_server  # only for this backend
+
+    server = None
+    if not base:
+        binaries = bin_dir()
+        if binaries is None:
+            sys.exit("no PostgreSQL binaries: give --postgres URL or --no-postgres")
+        server = start_server(binaries)
+        base = server.base
+    try:
+        yield lambda n: _new_pg(base, server, n)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def _new_pg(base: str, server: object, n: int) -> str:

@@ -1,6 +1,7 @@
 """This machine's settings: a TOML file (mode 0600) under the platform's config folder.
 
-It holds the coordinator URL, the machine's credentials, the coordinator's pinned ticket key
+It holds the coordinator URLs (the first is the community's name for it; the others are
+tried in turn when one is down), the machine's credentials, the coordinator's pinned ticket key
 and the supply caps (§3.1: the software never uses more of a resource than its cap).
 Also here: passphrase sources for scripts and cron, and size/rate parsing for caps.
 """
@@ -14,7 +15,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -64,6 +65,12 @@ class Config:
     cache_dir: Path | None = None
     supply: Supply = field(default_factory=Supply)
     peer_url: str = ""
+    coordinators: tuple[str, ...] = ()  # every URL in order, when there are several
+
+    @property
+    def coordinator_urls(self) -> list[str]:
+        """The URLs to try in order: the first is `coordinator`."""
+        return list(self.coordinators) or [self.coordinator]
 
     @property
     def cache(self) -> Path:
@@ -107,12 +114,17 @@ def _from_dict(path: Path, raw: dict[str, Any]) -> Config:
         return value
 
     cache = text("cache_dir", required=False)
+    urls = raw.get("coordinators", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
+        raise P2pbakError(f"config {path}: `coordinators` must be a list of URLs; "
+                          "re-run `p2pbak recover` or fix the file")
     return Config(path=path, coordinator=text("coordinator"), user=text("user"),
                   machine_id=text("machine_id"), secret=text("secret"),
                   ticket_key=text("ticket_key", required=False),
                   cache_dir=Path(cache).expanduser() if cache else None,
                   supply=_supply(path, raw.get("supply", {})),
-                  peer_url=text("peer_url", required=False))
+                  peer_url=text("peer_url", required=False),
+                  coordinators=tuple(urls) if len(urls) > 1 else ())
 
 
 def _supply(path: Path, raw: object) -> Supply:
@@ -136,11 +148,21 @@ def _to_dict(cfg: Config) -> dict[str, Any]:
     d: dict[str, Any] = {"coordinator": cfg.coordinator, "user": cfg.user,
                          "machine_id": cfg.machine_id, "secret": cfg.secret,
                          "ticket_key": cfg.ticket_key, "peer_url": cfg.peer_url}
+    if len(cfg.coordinators) > 1:
+        d["coordinators"] = list(cfg.coordinators)
     if cfg.cache_dir is not None:
         d["cache_dir"] = str(cfg.cache_dir)
     d["supply"] = {"format": SUPPLY_FORMAT} | {
         k: UNLIMITED if v is None else v for k, v in asdict(cfg.supply).items()}
     return d
+
+
+def split_urls(values: str | Sequence[str]) -> list[str]:
+    """Coordinator URLs given as one string or several, each possibly comma-separated
+    (`--coordinator a,b --coordinator c`): in order, without repeats or trailing slashes."""
+    items = [values] if isinstance(values, str) else list(values)
+    urls = [u.strip().rstrip("/") for item in items for u in item.split(",")]
+    return list(dict.fromkeys(u for u in urls if u))
 
 
 def save(cfg: Config) -> None:

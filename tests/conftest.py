@@ -19,8 +19,9 @@ def grid(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     `GRID` spec asks; stopped after the module's tests (tests that SIGKILL peers must not
     disturb other modules). None of its processes may have logged a traceback."""
     spec: GridSpec = getattr(request.module, "GRID", GridSpec())
+    db = request.getfixturevalue("postgres_server").new_database() if spec.postgres else None
     g = start_grid(tmp_path_factory.mktemp("grid"), spec.peers, heartbeat=spec.heartbeat,
-                   serve_args=spec.serve_options())
+                   serve_args=spec.serve_options(), db=db, coordinators=spec.coordinators)
     try:
         yield g
     finally:

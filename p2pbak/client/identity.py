@@ -4,41 +4,47 @@ existing user (`recover`), and the config that keeps its credentials."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from p2pbak.config import Config, save
+from p2pbak.config import Config, save, split_urls
 from p2pbak.datapath import crypto
 from p2pbak.errors import P2pbakError, WrongPassphrase
 from p2pbak.net.api import CoordinatorClient, CoordinatorError
 
 
-async def initialise(url: str, user: str, machine: str, passphrase: str, path: Path) -> dict:
-    """Create the user and its master key; the coordinator keeps only the wrapped key."""
-    async with CoordinatorClient(url) as coord:
+async def initialise(urls: str | Sequence[str], user: str, machine: str, passphrase: str,
+                     path: Path) -> dict:
+    """Create the user and its master key; the coordinator keeps only the wrapped key.
+    `urls`: the coordinator's URLs (one, or several coordinators on one database)."""
+    async with CoordinatorClient(urls) as coord:
         health = await coord.health()
+        url = coord.base_url  # the one that answered
         try:
             await coord.salt(user)
         except CoordinatorError as exc:
             if exc.status != 404:
                 raise
         else:
+            every = ",".join(coord.urls)
             raise P2pbakError(f"user {user!r} already exists on {url}: to use it on this "
-                              f"machine run `p2pbak recover --coordinator {url} --user {user}`")
+                              f"machine run `p2pbak recover --coordinator {every} --user {user}`")
         salt = crypto.new_salt()
         login, keyfile = await asyncio.gather(
             asyncio.to_thread(crypto.login_key, passphrase, user, salt),
             asyncio.to_thread(crypto.wrap_master_key, crypto.new_master_key(), passphrase))
         created = await coord.create_user(user, salt=salt, login_key=login, keyfile=keyfile,
                                           machine=machine)
-    return save_machine(path, url, user, machine, created, health)
+    return save_machine(path, coord.urls, user, machine, created, health)
 
 
-async def recover_machine(url: str, user: str, machine: str, passphrase: str,
-                          path: Path) -> dict:
+async def recover_machine(urls: str | Sequence[str], user: str, machine: str,
+                          passphrase: str, path: Path) -> dict:
     """Prove the passphrase (login key), register this machine, check the key unwraps."""
-    async with CoordinatorClient(url) as coord:
+    async with CoordinatorClient(urls) as coord:
         health = await coord.health()
+        url = coord.base_url  # the one that answered
         try:
             salt = await coord.salt(user)
         except CoordinatorError as exc:
@@ -55,16 +61,17 @@ async def recover_machine(url: str, user: str, machine: str, passphrase: str,
                                       "changed, try again") from None
             raise
     await asyncio.to_thread(crypto.unwrap_master_key, got["keyfile"], passphrase)
-    return save_machine(path, url, user, machine, got, health)
+    return save_machine(path, coord.urls, user, machine, got, health)
 
 
-def save_machine(path: Path, url: str, user: str, machine: str, joined: dict[str, Any],
-                 health: dict[str, Any]) -> dict[str, Any]:
+def save_machine(path: Path, urls: str | Sequence[str], user: str, machine: str,
+                 joined: dict[str, Any], health: dict[str, Any]) -> dict[str, Any]:
     """Write this machine's config from the coordinator's answers (to `init` or `recover`);
     the command's summary fields."""
-
-    save(Config(path=path, coordinator=url.rstrip("/"), user=user,
+    every = split_urls(urls)
+    save(Config(path=path, coordinator=every[0], user=user,
                 machine_id=str(joined["machine_id"]), secret=str(joined["secret"]),
-                ticket_key=str(health.get("ticket_key", ""))))
+                ticket_key=str(health.get("ticket_key", "")),
+                coordinators=tuple(every) if len(every) > 1 else ()))
     return {"user": user, "machine": machine, "machine_id": joined["machine_id"],
-            "coordinator": url, "config": str(path)}
+            "coordinator": every[0], "coordinators": every, "config": str(path)}

@@ -13,36 +13,51 @@ from p2pbak.commands.common import run
 from p2pbak.commands.options import Options, with_options
 from p2pbak.errors import P2pbakError
 
-DbOpt = Annotated[Path, typer.Option("--db", help="The coordinator's SQLite database file.",
-                                     dir_okay=False)]
+DB_HELP = ("The coordinator's database: an SQLite file (PATH or sqlite:PATH) or a "
+           "PostgreSQL URL postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, as `serve --db`.")
+DbOpt = Annotated[str, typer.Option("--db", metavar="PATH|URL", help=DB_HELP)]
 
 
-async def _audit(path: Path) -> dict[str, Any]:
+async def open_existing(spec: str) -> Any:
+    """An existing coordinator database named by a --db value, not migrated."""
+    # imported here, not at the top: keeps CLI start-up fast
+    from p2pbak.store.db.database import Database
+    from p2pbak.store.db.dialect import location
+
+    where = location(spec)
+    if isinstance(where, Path) and not where.is_file():
+        raise P2pbakError(f"no database at {where}: give the file `p2pbak serve --db` uses")
+    return await Database.open(where, migrate=False)
+
+
+async def _audit(spec: str) -> dict[str, Any]:
+    db = await open_existing(spec)
+    try:
+        return await audit_open(db)
+    finally:
+        await db.close()
+
+
+async def audit_open(db: Any) -> dict[str, Any]:
+    """The ledger audit's fields for an open coordinator database."""
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.model import MarketSettings
     from p2pbak.store.db import bank
     from p2pbak.store.db.claims import unbacked_payments
-    from p2pbak.store.db.database import Database
 
-    if not path.is_file():
-        raise P2pbakError(f"no database at {path}: give the file `p2pbak serve --db` uses")
-    db = await Database.open(path, migrate=False)
     try:
-        try:
-            audit = await bank.audit(db)
-        except Exception as exc:  # sqlite: no such table
-            raise P2pbakError(f"{path} has no bank ledger ({exc}): is it a p2pbak "
-                              "coordinator database, started by this version?") from None
-        # the read-only pieces of a coordinator that account_state needs
-        coord: Any = SimpleNamespace(db=db, market=MarketSettings(
-            max_deficit=await stored_limit(db)))
-        stuck = await unfrozen(coord)
-        unbacked = await unbacked_payments(db)
-        users = await bank.user_accounts(db)
-        bank_balance = await bank.balance(db, "bank")
-    finally:
-        await db.close()
+        audit = await bank.audit(db)
+    except Exception as exc:  # sqlite: no such table
+        raise P2pbakError(f"{db.path} has no bank ledger ({exc}): is it a p2pbak "
+                          "coordinator database, started by this version?") from None
+    # the read-only pieces of a coordinator that account_state needs
+    coord: Any = SimpleNamespace(db=db, market=MarketSettings(
+        max_deficit=await stored_limit(db)))
+    stuck = await unfrozen(coord)
+    unbacked = await unbacked_payments(db)
+    users = await bank.user_accounts(db)
+    bank_balance = await bank.balance(db, "bank")
     return {"ok": audit.ok and not stuck and not unbacked, "unbacked": unbacked,
             "sum": audit.sum, "entries": audit.entries,
             "accounts": audit.accounts, "transactions": audit.transactions,
@@ -51,7 +66,7 @@ async def _audit(path: Path) -> dict[str, Any]:
             "users_balance": sum(b for _, b in users), "users": len(users)}
 
 
-def _say(rep: Any, r: dict[str, Any]) -> None:
+def say_audit(rep: Any, r: dict[str, Any]) -> None:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import credits
 
@@ -76,9 +91,9 @@ def audit(opts: Options, db: DbOpt) -> None:
     """Check the ledger: sum exactly 0, every entry paired, no account below its limit
     without a freeze, every receipt paid backed by evidence (exit 1 if any fails)."""
     rep = opts.reporter()
-    result = run(_audit(db.expanduser()))
+    result = run(_audit(db))
     rep.summary(**result)
-    _say(rep, result)
+    say_audit(rep, result)
     if not result["ok"]:
         raise P2pbakError("ledger audit failed: see the lines marked FAILED")
 

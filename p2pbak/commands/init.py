@@ -14,9 +14,11 @@ from p2pbak.commands.common import (
 from p2pbak.commands.options import Options, with_options
 from p2pbak.config import read_passphrase
 
-CoordinatorOpt = Annotated[str, typer.Option(
+CoordinatorOpt = Annotated[list[str], typer.Option(
     "--coordinator", envvar="P2PBAK_COORDINATOR",
-    help="Coordinator URL, e.g. http://backup.example.org:8420 ($P2PBAK_COORDINATOR).")]
+    help="Coordinator URL, e.g. http://backup.example.org:8420 ($P2PBAK_COORDINATOR). "
+         "Several coordinators on one database: repeat the option or separate the URLs "
+         "with commas; the others are tried in turn when one is down.")]
 UserOpt = Annotated[str, typer.Option("--user", help="Your user name on the coordinator.")]
 MachineOpt = Annotated[str | None, typer.Option(
     "--machine", help="A name for this machine (default: the host name).")]
@@ -37,5 +39,5 @@ def register(app: typer.Typer) -> None:
                                      password_command=opts.password_command, confirm=True)
         done = run(initialise(coordinator, user, machine_name(machine), passphrase, path))
         rep.summary(**done)
-        rep.say(f"created user [bold]{user}[/] on {coordinator}; config written to {path}\n"
+        rep.say(f"created user [bold]{user}[/] on {done['coordinator']}; config written to {path}\n"
                 "Keep your passphrase safe: without it nobody, you included, can restore.")

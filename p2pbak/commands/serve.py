@@ -10,7 +10,7 @@ import typer
 
 from p2pbak.commands.output import Reporter
 from p2pbak.commands.peer_run import parse_listen
-from p2pbak.store.db.dialect import is_postgres, redact
+from p2pbak.store.db.dialect import location, redact
 
 DEFAULT_LISTEN = "127.0.0.1:8420"
 
@@ -24,8 +24,9 @@ def default_db() -> Path:
 
 def serve(
     db: str = typer.Option(None, "--db", metavar="PATH|URL",
-                           help="SQLite database file (created if missing), or "
-                           "a PostgreSQL URL postgresql://USER[:PASSWORD]@HOST[:PORT]/DB. "
+                           help="SQLite database file (PATH or sqlite:PATH, created if "
+                           "missing), or a PostgreSQL URL "
+                           "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB. "
                            "Default: coordinator.db in the user data folder."),
     listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT to listen on."),
     tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS."),
@@ -83,8 +84,7 @@ def serve(
 
     out = Reporter(json=json, quiet=quiet)
     host, port = parse_listen(listen, DEFAULT_LISTEN, port_zero=True)
-    path: Path | str = db if is_postgres(db) else \
-        (Path(db) if db else default_db()).expanduser()
+    path = location(db or "", default_db())
     logging.basicConfig(level=logging.INFO, format="p2pbak serve: %(levelname)s %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     market = MarketSettings(price_interval=price_interval, billing_interval=billing_interval,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Sequence
@@ -28,7 +29,10 @@ async def plan(coord: Coordinator, machine_id: str, size: int) -> placement.Plac
     online = await proven.with_counted_room(coord, await coordinator_peers.online(
         coord.db, coord.online_window, exclude=machine_id))
     balances = await bank.peer_balances(coord.db, [p.id for p in online])
-    return placement.place(online, size, random.Random(), balances=balances)
+    # the code choice is CPU work (market.erasure): off the event loop, so heartbeats and
+    # other requests are answered meanwhile
+    return await asyncio.to_thread(placement.place, online, size, random.Random(),
+                                   balances=balances)
 
 
 async def peers(coord: Coordinator, peer_ids: list[str]) -> dict[str, Peer]:

@@ -42,10 +42,10 @@ async def announce(coord: Coordinator, peer_id: str, *, url: str, space: int | N
 
 async def heartbeat(coord: Coordinator, peer_id: str, *, url: str, stored_bytes: int,
                     free_bytes: int) -> bool:
-    """False if this machine never announced a peer."""
-    return await coordinator_peers.heartbeat(
-        coord.db, peer_id=peer_id, url=url, subnet=placement.subnet_of(url),
-        stored_bytes=stored_bytes, free_bytes=free_bytes)
+    """False if this machine never announced a peer. Committed together with the other
+    heartbeats arriving meanwhile (coordinator.groupcommit)."""
+    return await coord.heartbeats.add(coordinator_peers.Beat(
+        peer_id, url, placement.subnet_of(url), stored_bytes, free_bytes))
 
 
 async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:

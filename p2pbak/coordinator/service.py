@@ -8,11 +8,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from p2pbak.coordinator.groupcommit import GroupCommit
 from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.net import tickets
+from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.database import Database
+from p2pbak.store.db.peers import Beat
 
 DEFAULT_ONLINE_WINDOW = 180  # seconds since the last heartbeat for a peer to count online
 TICKET_KEY_SETTING = "ticket_signing_key"
@@ -26,6 +29,10 @@ class Coordinator:
     jobs: JobRunner = field(default_factory=lambda: JobRunner([]))
     market: MarketSettings = field(default_factory=MarketSettings)
     repair: RepairSettings = field(default_factory=RepairSettings)
+    heartbeats: GroupCommit[Beat, bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeats = GroupCommit(lambda beats: coordinator_peers.heartbeats(self.db, beats))
 
     @property
     def ticket_key(self) -> str:

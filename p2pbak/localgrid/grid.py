@@ -100,15 +100,23 @@ class Peer:
 class Grid:
     root: Path
     coordinator: Process
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL that several coordinators share
     password_file: Path
     peers: list[Peer] = field(default_factory=list)
     serve_args: tuple[str, ...] = ()  # extra `p2pbak serve` options, kept for a restart
     heartbeat: float = 2.0  # the peers' heartbeat interval, seconds
+    more: list[Process] = field(default_factory=list)  # further coordinators on `db`
+
+    @property
+    def urls(self) -> list[str]:
+        """Every coordinator's URL, the first one's first: what users and peers are given."""
+        return [self.coordinator.url, *(c.url for c in self.more)]
 
     @property
     def url(self) -> str:
-        return self.coordinator.url
+        """The first coordinator still running."""
+        live = [c.url for c in (self.coordinator, *self.more) if c.alive()]
+        return live[0] if live else self.coordinator.url
 
     def cli(self, *args: str, config: Path | None = None, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,10 +136,10 @@ class Grid:
         config.parent.mkdir(parents=True, exist_ok=True)
         if not cli:
             passphrase = self.password_file.read_text().rstrip("\n")
-            asyncio.run(initialise(self.url, name, machine or name, passphrase, config))
+            asyncio.run(initialise(self.urls, name, machine or name, passphrase, config))
             return config
-        args = ["init", "--coordinator", self.url, "--user", name, "--config", str(config),
-                "--password-file", str(self.password_file), "--json"]
+        args = ["init", "--coordinator", ",".join(self.urls), "--user", name,
+                "--config", str(config), "--password-file", str(self.password_file), "--json"]
         if machine:
             args += ["--machine", machine]
         r = run_cli(args, timeout=120)
@@ -213,7 +221,7 @@ class Grid:
         raise KeyError(peer_id)
 
     def processes(self) -> list[Process]:
-        return [self.coordinator, *(p.process for p in self.peers)]
+        return [self.coordinator, *self.more, *(p.process for p in self.peers)]
 
     def stop(self) -> None:
         for proc in reversed(self.processes()):
@@ -231,20 +239,25 @@ class Grid:
 
 
 def start_grid(root: Path, peers: int = 10, *, passphrase: str = "correct horse battery",
-               heartbeat: float = 2.0, serve_args: Sequence[str] = ()) -> Grid:
-    """Start a coordinator (`serve` given `serve_args` too) and `peers` peer agents under
-    `root`; stop them all on failure."""
+               heartbeat: float = 2.0, serve_args: Sequence[str] = (),
+               db: str | None = None, coordinators: int = 1) -> Grid:
+    """Start `coordinators` coordinators (`serve` given `serve_args` too) on one database
+    (`db`, a postgresql:// URL, for more than one; else a SQLite file under `root`) and
+    `peers` peer agents under `root` that know every coordinator; stop them all on failure."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     password_file = root / "passphrase"
     password_file.write_text(passphrase + "\n")
     password_file.chmod(0o600)
-    db = root / "coordinator" / "coordinator.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    coord = serve(db, free_port(), root / "logs" / "coordinator.log", serve_args)
-    grid = Grid(root=root, coordinator=coord, db=db, password_file=password_file,
+    store: Path | str = db or root / "coordinator" / "coordinator.db"
+    (root / "coordinator").mkdir(parents=True, exist_ok=True)
+    coord = serve(store, free_port(), root / "logs" / "coordinator.log", serve_args)
+    grid = Grid(root=root, coordinator=coord, db=store, password_file=password_file,
                 serve_args=tuple(serve_args), heartbeat=heartbeat)
     try:
+        for i in range(2, coordinators + 1):
+            grid.more.append(serve(store, free_port(), root / "logs" / f"coordinator{i}.log",
+                                   serve_args))
         if peers:
             grid.add_peers(peers)
     except BaseException:
@@ -253,7 +266,7 @@ def start_grid(root: Path, peers: int = 10, *, passphrase: str = "correct horse 
     return grid
 
 
-def serve(db: Path, port: int, log: Path, serve_args: Sequence[str] = ()) -> Process:
+def serve(db: Path | str, port: int, log: Path, serve_args: Sequence[str] = ()) -> Process:
     """`p2pbak serve` on 127.0.0.1:`port`, returned once it answers (stopped if it does not)."""
     url = f"http://{HOST}:{port}"
     proc = spawn("coordinator", ["serve", "--db", str(db), "--listen", f"{HOST}:{port}",

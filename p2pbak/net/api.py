@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json as jsonlib
+from collections.abc import Sequence
 from dataclasses import asdict
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -18,6 +19,7 @@ import aiohttp
 import blake3
 
 from p2pbak import __version__
+from p2pbak.config import split_urls
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
 from p2pbak.net import peertls, seal
 from p2pbak.net.relay import relay_base
@@ -101,38 +103,74 @@ class _Session:
 
 
 class CoordinatorClient(_Session):
-    def __init__(self, base_url: str, *, machine_id: str = "", secret: str = "",
-                 timeout: float = 30) -> None:
+    """The coordinator's API through the first of its URLs that answers.
+
+    Several coordinators on one database answer alike (docs/scale.md), so a request that
+    cannot reach one (refused, reset, timed out) goes to the next URL, and the client stays
+    with the one that answered. Any HTTP answer (a 4xx, a 5xx) is the coordinators' word:
+    it is never tried elsewhere. A name with several addresses is tried address by address by the
+    connector itself (happy eyeballs, RFC 8305)."""
+
+    def __init__(self, base_url: str | Sequence[str], *, machine_id: str = "",
+                 secret: str = "", timeout: float = 30) -> None:
         # a stall of `timeout` seconds fails; a big blob on a slow link may take longer
         super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                                sock_read=timeout))
-        if not base_url.startswith(("http://", "https://")):
-            raise P2pbakError(f"coordinator URL {base_url!r} must start with http:// or "
+        self.urls = split_urls(base_url)
+        if not self.urls:
+            raise P2pbakError("no coordinator URL given: one starting with http:// or "
                               "https://, e.g. http://backup.example.org:8420")
-        self.base_url = base_url.rstrip("/")
+        for url in self.urls:
+            if not url.startswith(("http://", "https://")):
+                raise P2pbakError(f"coordinator URL {url!r} must start with http:// or "
+                                  "https://, e.g. http://backup.example.org:8420")
+        self._at = 0  # the URL that answered last
         self.machine_id = machine_id
         self._secret = secret
 
+    @property
+    def base_url(self) -> str:
+        """The URL in use: the one that answered last."""
+        return self.urls[self._at]
+
     @classmethod
     def from_config(cls, cfg: Config) -> CoordinatorClient:
-        return cls(cfg.coordinator, machine_id=cfg.machine_id, secret=cfg.secret)
+        return cls(cfg.coordinator_urls, machine_id=cfg.machine_id, secret=cfg.secret)
 
     async def call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
                    auth: bool = True) -> dict[str, Any]:
-        """One request; the JSON answer (an empty dict for an empty body)."""
+        """One request, failed over along the URLs; the JSON answer ({} for an empty body)."""
         headers = {}
         if auth:
             headers["Authorization"] = f"Bearer {self.machine_id}.{self._secret}"
-        url = self.base_url + path
+        failures: list[str] = []
+        for step in range(len(self.urls)):
+            at = (self._at + step) % len(self.urls)
+            raw, down = await self._send(method, self.urls[at] + path, json, headers)
+            if down:
+                failures.append(f"{self.urls[at]}: {down}")
+                continue
+            self._at = at
+            return self._parse(raw, method, path)
+        if len(self.urls) == 1:
+            raise Unreachable(f"cannot reach the coordinator at {failures[0]}; "
+                              "is `p2pbak serve` running?")
+        raise Unreachable(f"cannot reach any of the {len(self.urls)} coordinators "
+                          f"({'; '.join(failures)}); is `p2pbak serve` running?")
+
+    async def _send(self, method: str, url: str, json: dict[str, Any] | None,
+                    headers: dict[str, str]) -> tuple[bytes, str]:
+        """(the answer's body, "") or (b"", why this URL did not answer); raises the
+        refusal of a 4xx."""
         try:
             async with self.session.request(method, url, json=json, headers=headers) as resp:
                 if resp.status >= 400:
                     raise await self._refusal(resp)
-                raw = await resp.read()
+                return await resp.read(), ""
         except _NETWORK_ERRORS as exc:
-            why = _why(exc, self._timeout)
-            raise Unreachable(f"cannot reach the coordinator at {self.base_url}: {why}; "
-                              "is `p2pbak serve` running?") from None
+            return b"", _why(exc, self._timeout)
+
+    def _parse(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
         if not raw:
             return {}
         try:

@@ -226,3 +226,35 @@ def test_a_space_of_zero_is_a_cap_and_a_rate_of_zero_refused(text: str) -> None:
     with pytest.raises(P2pbakError, match="--upload unlimited"):
         config.parse_caps(Supply(), None, text, None)
     assert config.parse_caps(Supply(1, 2, 3), "unlimited", "none", None) == Supply(None, None, 3)
+
+
+def test_several_coordinators_round_trip(tmp_path: Path) -> None:
+    urls = ("http://a:8420", "http://b:8420")
+    cfg = make(tmp_path / "c.toml", coordinator=urls[0], coordinators=urls)
+    config.save(cfg)
+    loaded = config.load(cfg.path)
+    assert loaded == cfg and loaded.coordinator_urls == list(urls)
+    single = make(tmp_path / "d.toml")
+    config.save(single)
+    assert "coordinators" not in single.path.read_text()
+    assert config.load(single.path).coordinator_urls == ["http://127.0.0.1:8420"]
+
+
+def test_coordinators_not_a_list_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    config.save(make(path))
+    path.write_text('coordinators = "http://a"\n' + path.read_text())
+    with pytest.raises(P2pbakError, match="`coordinators` must be a list"):
+        config.load(path)
+
+
+_url = st.from_regex(r"https?://[a-z]{1,8}(:[0-9]{2,5})?", fullmatch=True)
+
+
+@given(st.lists(st.lists(_url, min_size=1, max_size=3), min_size=1, max_size=3))
+def test_split_urls_keeps_order_without_repeats(groups: list[list[str]]) -> None:
+    given_urls = [u for g in groups for u in g]
+    # repeated options, each maybe comma-separated, slashes at the end dropped
+    got = config.split_urls([",".join(u + "/" for u in g) for g in groups])
+    assert got == list(dict.fromkeys(given_urls))
+    assert config.split_urls(",".join(given_urls)) == got

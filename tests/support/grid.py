@@ -27,6 +27,8 @@ class GridSpec:
     heartbeat: float = 2.0
     serve_args: Sequence[str] = ()
     clean_exit: bool = False  # every process must also have exited 0 when stopped
+    postgres: bool = False  # the coordinators on a fresh database of the test PostgreSQL
+    coordinators: int = 1  # `serve` processes on the one database (more need postgres)
     # Users a test adds with grid.add_user run no peer, and a new account has no deficit
     # allowance before its peer is online (coordinator/accounts.py): test grids give them
     # an operator's `serve --max-deficit` (the paper's minimum, 10 credits) unless their

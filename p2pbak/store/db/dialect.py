@@ -18,6 +18,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
+
+from p2pbak.errors import P2pbakError
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -25,6 +28,20 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def is_postgres(spec: object) -> bool:
     """Whether a `--db` value is a PostgreSQL URL (else it is an SQLite file)."""
     return str(spec).startswith(POSTGRES_SCHEMES)
+
+
+def location(spec: str, default: Path | None = None) -> Path | str:
+    """A `--db` value as `Database.open` takes it: a PostgreSQL URL as given, an SQLite
+    file from `sqlite:PATH` or a plain path (`default` when `spec` is empty)."""
+    if is_postgres(spec):
+        return spec
+    path = spec.removeprefix("sqlite:").removeprefix("//") if spec else ""
+    if not path:
+        if default is None:
+            raise P2pbakError("--db needs a file (sqlite:PATH or PATH) or a "
+                              "postgresql://USER@HOST/DB URL")
+        return default.expanduser()
+    return Path(path).expanduser()
 
 
 def redact(url: str) -> str:
@@ -83,6 +100,21 @@ def to_postgres(sql: str, rowid: bool = True) -> tuple[str, bool]:
 TABLE_EXISTS = {"sqlite": "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?",
                 "postgresql": "SELECT count(*) FROM information_schema.tables"
                               " WHERE table_schema = current_schema() AND table_name = ?"}
+
+COLUMNS = {"sqlite": "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+           "postgresql": "SELECT column_name FROM information_schema.columns"
+                         " WHERE table_schema = current_schema() AND table_name = ?"
+                         " ORDER BY ordinal_position"}
+
+
+def row_id_resets(dialect: str) -> list[str]:
+    """Statements that move each row-id counter past the rows a copy wrote with explicit
+    ids (SQLite takes max+1 by itself; a PostgreSQL identity column does not)."""
+    if dialect != "postgresql":
+        return []
+    return [f"SELECT setval(pg_get_serial_sequence('{t}', '{c}'), "
+            f"coalesce(max({c}), 0) + 1, false) FROM {t}" for t, c in ROW_IDS.items()]
+
 
 _INTS = {"int2", "int4", "int8"}
 _FLOATS = {"float4", "float8"}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from p2pbak.store.db.database import Database, now
+from p2pbak.store.db.database import Database, batches, fetch_all, marks, now
 from p2pbak.store.db.supply import record_caps_in
 
 
@@ -81,21 +82,45 @@ async def revive_left(db: Database, peer_id: str, availability: float) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Beat:
+    """One heartbeat as a peer sent it."""
+
+    peer_id: str
+    url: str
+    subnet: str
+    stored_bytes: int
+    free_bytes: int
+
+
 async def heartbeat(db: Database, *, peer_id: str, url: str, subnet: str, stored_bytes: int,
                     free_bytes: int) -> bool:
     """Record a heartbeat; False when the machine has not announced a peer."""
+    return (await heartbeats(db, [Beat(peer_id, url, subnet, stored_bytes, free_bytes)]))[0]
+
+
+async def heartbeats(db: Database, beats: Sequence[Beat]) -> list[bool]:
+    """Record many heartbeats in one transaction (one commit for all: the write that limits
+    a coordinator's heartbeat rate); per beat, False when its machine announced no peer."""
     t = now()
     async with db.transaction() as conn:
-        cur = await conn.execute(
-            "UPDATE peers SET url = ?, subnet = ?, stored_bytes = ?, free_bytes = ?,"
-            " last_seen = ?, state = CASE WHEN state = ? THEN ? ELSE state END WHERE id = ?",
-            (url, subnet, stored_bytes, free_bytes, t, OFFLINE, ACTIVE, peer_id))
-        if cur.rowcount == 0:
-            return False
-        await conn.execute(
-            "INSERT INTO heartbeats(peer_id, at, stored_bytes, free_bytes) VALUES (?, ?, ?, ?)",
-            (peer_id, t, stored_bytes, free_bytes))
-    return True
+        known: set[str] = set()
+        for part in batches(b.peer_id for b in beats):
+            rows = await fetch_all(conn, f"SELECT id FROM peers WHERE id IN ({marks(part)})",
+                                   part)
+            known.update(str(r[0]) for r in rows)
+        found = [b for b in beats if b.peer_id in known]
+        if found:
+            await conn.executemany(
+                "UPDATE peers SET url = ?, subnet = ?, stored_bytes = ?, free_bytes = ?,"
+                " last_seen = ?, state = CASE WHEN state = ? THEN ? ELSE state END"
+                " WHERE id = ?", [(b.url, b.subnet, b.stored_bytes, b.free_bytes, t, OFFLINE,
+                                   ACTIVE, b.peer_id) for b in found])
+            await conn.executemany(
+                "INSERT INTO heartbeats(peer_id, at, stored_bytes, free_bytes)"
+                " VALUES (?, ?, ?, ?)",
+                [(b.peer_id, t, b.stored_bytes, b.free_bytes) for b in found])
+    return [b.peer_id in known for b in beats]
 
 
 async def get(db: Database, peer_id: str) -> Peer | None:
