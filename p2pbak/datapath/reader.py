@@ -73,3 +73,4 @@ class BlobReader:
             if not task.done():
                 task.cancel()
         self._packs.clear()
+        self._trees.clear()
