@@ -10,6 +10,7 @@ packs go to the repository from the event loop, `uploads` at a time, where erasu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
@@ -213,12 +214,12 @@ class _Walker:
         nodes: list[Node] = []
         for name, path in _root_names(paths):
             st = _lstat_or_fail(path)
-            node = self._entry(path, name, st, parents.get(name))
+            node = self._entry(str(path), name, st, parents.get(name))
             if node is not None:
                 nodes.append(node)
         return self._save_blob(BlobType.TREE, encode_tree(nodes))
 
-    def _entry(self, path: Path, name: bytes, st: os.stat_result,
+    def _entry(self, path: str, name: bytes, st: os.stat_result,
                parent: Node | None) -> Node | None:
         if stat.S_ISDIR(st.st_mode):
             return self._dir(path, name, st, parent)
@@ -228,28 +229,28 @@ class _Walker:
             try:
                 return node_from_stat(name, st, target=os.readlink(os.fsencode(path)))
             except OSError as exc:
-                self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+                self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
                 return None
         self.warnings.append(f"{path}: special file skipped")
         return None
 
-    def _dir(self, path: Path, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
+    def _dir(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
         before = self._parent_nodes(parent)
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+            self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
             entries = []
         jobs = _Jobs(self)
         for entry in entries:
-            child = Path(entry.path)
-            if excluded(str(child), self.excludes):
+            child = entry.path  # a string: a Path per file costs more than its stat
+            if excluded(child, self.excludes):
                 continue
             try:
                 child_st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                self.errors.append(UnreadableFile(str(child), exc.strerror or str(exc)))
+                self.errors.append(UnreadableFile(child, exc.strerror or str(exc)))
                 continue
             child_name = os.fsencode(entry.name)
             was = before.get(child_name)
@@ -271,7 +272,7 @@ class _Walker:
         return (parent is not None and parent.same_file(st)
                 and all(c in self.index for c in parent.content))
 
-    def _file(self, path: Path, name: bytes, st: os.stat_result,
+    def _file(self, path: str, name: bytes, st: os.stat_result,
               parent: Node | None) -> Node | None:
         """A regular file's node: from its parent's when unchanged (in the walk), else
         read, chunked and sealed (in a worker of the pool)."""
@@ -280,7 +281,7 @@ class _Walker:
                 self.summary.total_files += 1
                 self.summary.files_unmodified += 1
                 self.summary.total_bytes += parent.size
-            self._report(str(path), parent.size, 1)
+            self._report(path, parent.size, 1)
             return node_from_stat(name, st, content=parent.content)
         content: list[str] = []
         size = 0
@@ -289,10 +290,10 @@ class _Walker:
                 for chunk in chunks(f, st.st_size):
                     content.append(self._save_blob(BlobType.DATA, chunk))
                     size += len(chunk)
-                    self._report(str(path), len(chunk))
+                    self._report(path, len(chunk))
         except OSError as exc:
             with self.lock:
-                self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+                self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
             return None
         with self.lock:
             self.summary.total_files += 1
@@ -302,7 +303,7 @@ class _Walker:
                 self.summary.files_changed += 1
             else:
                 self.summary.files_new += 1
-        self._report(str(path), 0, 1)
+        self._report(path, 0, 1)
         return replace(node_from_stat(name, st, content=tuple(content)), size=size)
 
     def read_files(self, batch: list[_FileJob]) -> list[Node | None]:
@@ -313,7 +314,7 @@ class _Walker:
             self.ahead.release()
 
 
-_FileJob = tuple[Path, bytes, os.stat_result, "Node | None"]
+_FileJob = tuple[str, bytes, os.stat_result, "Node | None"]
 
 
 class _Jobs:
@@ -329,7 +330,7 @@ class _Jobs:
     def done(self, node: Node | None) -> None:
         self.out.append(node)
 
-    def add(self, path: Path, name: bytes, st: os.stat_result, parent: Node | None) -> None:
+    def add(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> None:
         self.batch.append((path, name, st, parent))
         self.batch_bytes += st.st_size
         if len(self.batch) >= FILES_PER_JOB or self.batch_bytes >= BYTES_PER_JOB:
@@ -386,22 +387,26 @@ def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
                  stop: threading.Event) -> tuple[int, int]:
     """(files, bytes) the backup will cover, for progress totals; stat only, no reads."""
     files = size = 0
-    stack = list(paths)
-    while stack and not stop.is_set():
-        path = stack.pop()
-        try:
+    stack: list[str] = []
+    for path in paths:  # the walk's own types from scandir: no stat of each folder
+        with contextlib.suppress(OSError):
             st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                files, size = files + 1, size + st.st_size
+            elif stat.S_ISDIR(st.st_mode):
+                stack.append(str(path))
+    while stack and not stop.is_set():
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if excluded(e.path, excludes):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        files, size = files + 1, size + e.stat(follow_symlinks=False).st_size
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode):
-            files, size = files + 1, size + st.st_size
-        elif stat.S_ISDIR(st.st_mode):
-            try:
-                with os.scandir(path) as it:
-                    stack.extend(Path(e.path) for e in it
-                                 if not excluded(e.path, excludes))
-            except OSError:
-                continue
     return files, size
 
 
