@@ -102,6 +102,8 @@ class _Uploader:
             self._slots.release()
 
     def cancel(self) -> None:
+        """Stop the uploads; a pack submitted later (a worker still running) is refused."""
+        self._failure = self._failure or P2pbakError("backup interrupted")
         for task in self._tasks:
             task.cancel()
 
@@ -455,6 +457,10 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         try:
             tree = await asyncio.to_thread(walker.root, roots,
                                            previous.tree if previous else None)
+        except BaseException:
+            if uploader is not None:
+                uploader.cancel()  # first: a worker may be waiting for an upload slot
+            raise
         finally:
             await asyncio.to_thread(walker.close)
         await asyncio.to_thread(walker.finish)
