@@ -16,7 +16,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
 from p2pbak.datapath.tree import DIR, FILE, Node, encode_tree, node_from_stat
+from p2pbak.datapath.uploads import Checkpoints, Uploader
 from p2pbak.errors import P2pbakError, UnreadableFile
 
 T = TypeVar("T")
@@ -71,49 +72,6 @@ class BackupResult:
     parent: str | None = None
 
 
-class _Uploader:
-    """Puts packs into the repository, at most `limit` at once (event-loop side)."""
-
-    def __init__(self, repo: Repository, limit: int,
-                 committed: Callable[[Pack], Awaitable[None]] | None = None) -> None:
-        self.repo = repo
-        self.committed = committed
-        self._slots = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
-
-    async def submit(self, pack: Pack) -> None:
-        await self._slots.acquire()
-        if self._failure is not None:
-            self._slots.release()
-            raise self._failure
-        task = asyncio.create_task(self._put(pack))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _put(self, pack: Pack) -> None:
-        try:
-            await self.repo.put_pack(pack.pack_id, pack.data)
-            if self.committed is not None:
-                await self.committed(pack)
-        except Exception as exc:  # surfaced by submit()/drain(), never left unretrieved
-            self._failure = self._failure or exc
-        finally:
-            self._slots.release()
-
-    def cancel(self) -> None:
-        """Stop the uploads; a pack submitted later (a worker still running) is refused."""
-        self._failure = self._failure or P2pbakError("backup interrupted")
-        for task in self._tasks:
-            task.cancel()
-
-    async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._failure is not None:
-            raise self._failure
-
-
 FILE_WORKERS = max(2, os.cpu_count() or 1)  # threads reading and sealing files
 FILES_PER_JOB = 32  # small files go to a worker in batches: a hand-off per file costs
 BYTES_PER_JOB = 8 * 1024 * 1024  # ... but a batch stays about one chunk's worth of reading
@@ -124,7 +82,7 @@ class _Walker:
     """The synchronous part of a backup: the walk in one thread, the files in a pool."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, keys: Keys, index: Index,
-                 parent_reader: BlobReader | None, uploader: _Uploader | None,
+                 parent_reader: BlobReader | None, uploader: Uploader | None,
                  excludes: Sequence[str], pack_size: int,
                  progress: Callable[[BackupProgress], None] | None) -> None:
         self.loop, self.keys, self.index = loop, keys, index
@@ -441,14 +399,14 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     names = [str(r) for r in roots]
     previous = await _choose_parent(repo, master, parent, host, names)
     reader = BlobReader(repo, keys, index) if previous else None
-    checkpoints = _Checkpoints(repo, keys)
+    checkpoints = Checkpoints(repo, keys)
 
     async def committed(pack: Pack) -> None:
         await checkpoints.add(pack)
         walker.state.packs_saved += 1  # what an interrupted run leaves for the next
         walker.state.bytes_saved += len(pack.data)
 
-    uploader = None if dry_run else _Uploader(repo, max(1, uploads), committed)
+    uploader = None if dry_run else Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
     totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
@@ -489,25 +447,6 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     await repo.put_snapshot(result.snapshot_id, record)
     await checkpoints.drop()  # the index written above lists every one of their packs
     return result
-
-
-class _Checkpoints:
-    """Crash safety: each pack is indexed as soon as it is committed, so a backup killed
-    later leaves no committed pack unknown and the next run reuses it; the snapshot is
-    registered last. After a whole run these one-pack index blobs are replaced by one."""
-
-    def __init__(self, repo: Repository, keys: Keys) -> None:
-        self.repo, self.keys = repo, keys
-        self.ids: list[str] = []
-
-    async def add(self, pack: Pack) -> None:
-        index_id, blob = encode_index(self.keys, [(pack.pack_id, pack.entries)])
-        await self.repo.put_index(index_id, blob)
-        self.ids.append(index_id)
-
-    async def drop(self) -> None:
-        for index_id in self.ids:
-            await self.repo.delete_index(index_id)
 
 
 def _set_totals(walker: _Walker, future: asyncio.Future[tuple[int, int]]) -> None:
