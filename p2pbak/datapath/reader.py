@@ -69,8 +69,11 @@ class BlobReader:
         return nodes
 
     def close(self) -> None:
+        """Drop what it holds (packs, trees, its hold on the index): a restore goes on
+        with the data long after the trees are read."""
         for task in self._packs.values():
             if not task.done():
                 task.cancel()
         self._packs.clear()
         self._trees.clear()
+        self.index = Index()

@@ -262,6 +262,7 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
         del index  # planned: the data needs only the plan
         # The folders are made while the first packs are fetched; no file is written before.
         dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
+        del items, files  # the plan holds what the data needs; make_dirs, the rest
         try:
             await write_files(repo, keys, writer.plan, state, progress, window, ready=dirs)
             await dirs
