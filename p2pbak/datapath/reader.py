@@ -69,11 +69,9 @@ class BlobReader:
         return nodes
 
     def close(self) -> None:
-        """Drop what it holds (packs, trees, its hold on the index): a restore goes on
-        with the data long after the trees are read."""
+        """Drop the packs and trees it holds (the index stays: callers read it after)."""
         for task in self._packs.values():
             if not task.done():
                 task.cancel()
         self._packs.clear()
         self._trees.clear()
-        self.index = Index()

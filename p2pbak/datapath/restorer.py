@@ -260,6 +260,7 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
         writer = _Writer(target, result)
         await asyncio.to_thread(writer.plan_files, items, index)
         del index  # planned: the data needs only the plan
+        reader.index = Index()  # (nor the reader, closed above)
         # The folders are made while the first packs are fetched; no file is written before.
         dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
         del items, files  # the plan holds what the data needs; make_dirs, the rest
