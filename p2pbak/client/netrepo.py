@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pbak.client import reroute
-from p2pbak.datapath.erasure import decode_pack, encode_pack, fragment_id
+from p2pbak.datapath.erasure import decode_pack_parts, encode_pack, fragment_id
 from p2pbak.errors import Frozen, P2pbakError, SuppliersFull, Unreachable
 from p2pbak.net import proofs
 from p2pbak.net.api import CoordinatorClient, CoordinatorError, PeerClient, PeerError
@@ -194,6 +194,9 @@ class NetworkRepository:
     # -- packs: download -----------------------------------------------------------------
 
     async def get_pack(self, pack_id: str) -> bytes:
+        return b"".join(await self.get_pack_parts(pack_id))
+
+    async def get_pack_parts(self, pack_id: str) -> list[memoryview]:
         info = await self.coord.get_pack(pack_id)
         k = int(info["k"])
         candidates = sorted(info["fragments"], key=lambda f: self._fetch_order(f, k))
@@ -203,7 +206,7 @@ class NetworkRepository:
         else:
             frags = await self._fetch_k(pack_id, k, candidates, got)
         await self._acknowledge(got)
-        return await self._cpu(decode_pack, pack_id, frags)
+        return await self._cpu(decode_pack_parts, pack_id, frags)
 
     async def _fetch_every(self, pack_id: str, k: int, candidates: list[dict[str, Any]],
                            acks: list[str]) -> list[bytes]:

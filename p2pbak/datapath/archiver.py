@@ -1,19 +1,23 @@
 """The archiver: walk the paths, chunk new files, seal blobs into packs, save a snapshot.
 
-The walk, chunking, hashing, compression and sealing run in one worker thread; finished
-packs go to the repository from the event loop, a few at a time, so erasure coding (zfec
-releases the GIL) runs on the other cores while the walk goes on.
+A pipeline of bounded stages, so every core is busy at once: the walk (one thread) hands
+the files to read to `FILE_WORKERS` threads, in batches, a bounded number ahead; they read,
+chunk, hash, compress and seal (zstd, BLAKE3 and the cipher release the GIL); finished
+packs go to the repository from the event loop, `uploads` at a time, where erasure coding
+(zfec releases the GIL too) and the uploads overlap the reading of the next files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +34,7 @@ from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
 from p2pbak.datapath.tree import DIR, FILE, Node, encode_tree, node_from_stat
+from p2pbak.datapath.uploads import Checkpoints, Uploader
 from p2pbak.errors import P2pbakError, UnreadableFile
 
 T = TypeVar("T")
@@ -67,52 +72,17 @@ class BackupResult:
     parent: str | None = None
 
 
-class _Uploader:
-    """Puts packs into the repository, at most `limit` at once (event-loop side)."""
-
-    def __init__(self, repo: Repository, limit: int,
-                 committed: Callable[[Pack], Awaitable[None]] | None = None) -> None:
-        self.repo = repo
-        self.committed = committed
-        self._slots = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
-
-    async def submit(self, pack: Pack) -> None:
-        await self._slots.acquire()
-        if self._failure is not None:
-            self._slots.release()
-            raise self._failure
-        task = asyncio.create_task(self._put(pack))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _put(self, pack: Pack) -> None:
-        try:
-            await self.repo.put_pack(pack.pack_id, pack.data)
-            if self.committed is not None:
-                await self.committed(pack)
-        except Exception as exc:  # surfaced by submit()/drain(), never left unretrieved
-            self._failure = self._failure or exc
-        finally:
-            self._slots.release()
-
-    def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-
-    async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._failure is not None:
-            raise self._failure
+FILE_WORKERS = max(2, os.cpu_count() or 1)  # threads reading and sealing files
+FILES_PER_JOB = 32  # small files go to a worker in batches: a hand-off per file costs
+BYTES_PER_JOB = 8 * 1024 * 1024  # ... but a batch stays about one chunk's worth of reading
+JOBS_AHEAD = 2 * FILE_WORKERS  # batches handed out and not finished, at most
 
 
 class _Walker:
-    """The synchronous part of a backup, run in a worker thread."""
+    """The synchronous part of a backup: the walk in one thread, the files in a pool."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, keys: Keys, index: Index,
-                 parent_reader: BlobReader | None, uploader: _Uploader | None,
+                 parent_reader: BlobReader | None, uploader: Uploader | None,
                  excludes: Sequence[str], pack_size: int,
                  progress: Callable[[BackupProgress], None] | None) -> None:
         self.loop, self.keys, self.index = loop, keys, index
@@ -127,15 +97,20 @@ class _Walker:
         self.state = BackupProgress()
         self.on_progress = progress
         self.totals_lock = threading.Lock()
+        self.lock = threading.Lock()  # the packs, `pending` and the summary
         self.stop = threading.Event()
+        self.pool = ThreadPoolExecutor(FILE_WORKERS, thread_name_prefix="backup-file")
+        self.ahead = threading.BoundedSemaphore(JOBS_AHEAD)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def _report(self, path: str) -> None:
-        if self.on_progress is not None:
-            self.state.current = path
-            with self.totals_lock:
+    def _report(self, path: str, nbytes: int = 0, files: int = 0) -> None:
+        with self.totals_lock:
+            self.state.bytes_done += nbytes
+            self.state.files_done += files
+            if self.on_progress is not None:
+                self.state.current = path
                 self.on_progress(self.state)
 
     # Blobs and packs.
@@ -143,32 +118,44 @@ class _Walker:
         if self.stop.is_set():
             raise P2pbakError("backup interrupted")
         blob_id = self.keys.chunk_id_of(data)
-        if blob_id in self.index or blob_id in self.pending:
-            return blob_id
+        with self.lock:
+            if blob_id in self.index or blob_id in self.pending:
+                return blob_id
+            self.pending.add(blob_id)  # claimed: another worker's repeat is not sealed
         sealed = seal_blob(self.keys, kind, blob_id, data)
         writer = self.data_pack if kind == BlobType.DATA else self.tree_pack
-        writer.add(kind, blob_id, sealed, len(data))
-        self.summary.blobs_added += 1
-        self.summary.bytes_added += len(sealed)
-        self.pending.add(blob_id)  # a repeat within this pack is not stored twice
-        if writer.full:
-            self._flush(writer)
+        with self.lock:
+            writer.add(kind, blob_id, sealed, len(data))
+            self.summary.blobs_added += 1
+            self.summary.bytes_added += len(sealed)
+            pack = self._seal_pack(writer) if writer.full else None
+        if pack is not None:
+            self._submit(pack)  # outside the lock: it waits while `uploads` are running
         return blob_id
 
-    def _flush(self, writer: PackWriter) -> None:
+    def _seal_pack(self, writer: PackWriter) -> Pack | None:
         if not len(writer):
-            return
+            return None
         pack = writer.finish(self.keys)
         self.index.add_pack(pack.pack_id, pack.entries)
         self.pending.difference_update(e.blob_id for e in pack.entries)
         self.new_packs.append((pack.pack_id, pack.entries))
         self.summary.packs_added += 1
+        return pack
+
+    def _submit(self, pack: Pack) -> None:
         if self.uploader is not None:
             self._call(self.uploader.submit(pack))
 
     def finish(self) -> None:
-        self._flush(self.data_pack)
-        self._flush(self.tree_pack)
+        for writer in (self.data_pack, self.tree_pack):
+            pack = self._seal_pack(writer)
+            if pack is not None:
+                self._submit(pack)
+
+    def close(self) -> None:
+        self.stop.set()  # queued batches end at once, running ones at their next chunk
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     # The walk.
     def _parent_nodes(self, parent: Node | None) -> dict[bytes, Node]:
@@ -187,12 +174,12 @@ class _Walker:
         nodes: list[Node] = []
         for name, path in _root_names(paths):
             st = _lstat_or_fail(path)
-            node = self._entry(path, name, st, parents.get(name))
+            node = self._entry(str(path), name, st, parents.get(name))
             if node is not None:
                 nodes.append(node)
         return self._save_blob(BlobType.TREE, encode_tree(nodes))
 
-    def _entry(self, path: Path, name: bytes, st: os.stat_result,
+    def _entry(self, path: str, name: bytes, st: os.stat_result,
                parent: Node | None) -> Node | None:
         if stat.S_ISDIR(st.st_mode):
             return self._dir(path, name, st, parent)
@@ -202,33 +189,36 @@ class _Walker:
             try:
                 return node_from_stat(name, st, target=os.readlink(os.fsencode(path)))
             except OSError as exc:
-                self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+                self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
                 return None
         self.warnings.append(f"{path}: special file skipped")
         return None
 
-    def _dir(self, path: Path, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
+    def _dir(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
         before = self._parent_nodes(parent)
-        nodes: list[Node] = []
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+            self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
             entries = []
+        jobs = _Jobs(self)
         for entry in entries:
-            child = Path(entry.path)
-            if excluded(str(child), self.excludes):
+            child = entry.path  # a string: a Path per file costs more than its stat
+            if excluded(child, self.excludes):
                 continue
             try:
                 child_st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                self.errors.append(UnreadableFile(str(child), exc.strerror or str(exc)))
+                self.errors.append(UnreadableFile(child, exc.strerror or str(exc)))
                 continue
-            node = self._entry(child, os.fsencode(entry.name), child_st,
-                               before.get(os.fsencode(entry.name)))
-            if node is not None:
-                nodes.append(node)
+            child_name = os.fsencode(entry.name)
+            was = before.get(child_name)
+            if stat.S_ISREG(child_st.st_mode) and not self._unchanged(was, child_st):
+                jobs.add(child, child_name, child_st, was)
+            else:
+                jobs.done(self._entry(child, child_name, child_st, was))
+        nodes = jobs.nodes()
         tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
         if parent is None or parent.type != DIR:
             self.summary.dirs_new += 1
@@ -238,14 +228,20 @@ class _Walker:
             self.summary.dirs_changed += 1
         return node_from_stat(name, st, subtree=tree)
 
-    def _file(self, path: Path, name: bytes, st: os.stat_result,
+    def _unchanged(self, parent: Node | None, st: os.stat_result) -> bool:
+        return (parent is not None and parent.same_file(st)
+                and all(c in self.index for c in parent.content))
+
+    def _file(self, path: str, name: bytes, st: os.stat_result,
               parent: Node | None) -> Node | None:
-        self.summary.total_files += 1
-        if (parent is not None and parent.same_file(st)
-                and all(c in self.index for c in parent.content)):
-            self.summary.files_unmodified += 1
-            self.summary.total_bytes += parent.size
-            self._done(path, parent.size)
+        """A regular file's node: from its parent's when unchanged (in the walk), else
+        read, chunked and sealed (in a worker of the pool)."""
+        if self._unchanged(parent, st):
+            with self.lock:
+                self.summary.total_files += 1
+                self.summary.files_unmodified += 1
+                self.summary.total_bytes += parent.size
+            self._report(path, parent.size, 1)
             return node_from_stat(name, st, content=parent.content)
         content: list[str] = []
         size = 0
@@ -254,25 +250,75 @@ class _Walker:
                 for chunk in chunks(f, st.st_size):
                     content.append(self._save_blob(BlobType.DATA, chunk))
                     size += len(chunk)
-                    self.state.bytes_done += len(chunk)
-                    self._report(str(path))
+                    self._report(path, len(chunk))
         except OSError as exc:
-            self.summary.total_files -= 1
-            self.errors.append(UnreadableFile(str(path), exc.strerror or str(exc)))
+            with self.lock:
+                self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
             return None
-        self.summary.bytes_read += size
-        self.summary.total_bytes += size
-        if parent is not None and parent.type == FILE:
-            self.summary.files_changed += 1
-        else:
-            self.summary.files_new += 1
-        self._done(path, 0)
+        with self.lock:
+            self.summary.total_files += 1
+            self.summary.bytes_read += size
+            self.summary.total_bytes += size
+            if parent is not None and parent.type == FILE:
+                self.summary.files_changed += 1
+            else:
+                self.summary.files_new += 1
+        self._report(path, 0, 1)
         return replace(node_from_stat(name, st, content=tuple(content)), size=size)
 
-    def _done(self, path: Path, skipped_bytes: int) -> None:
-        self.state.files_done += 1
-        self.state.bytes_done += skipped_bytes
-        self._report(str(path))
+    def read_files(self, batch: list[_FileJob]) -> list[Node | None]:
+        """One batch of files to read (runs in the pool; frees its slot when done)."""
+        try:
+            return [self._file(*job) for job in batch]
+        finally:
+            self.ahead.release()
+
+
+_FileJob = tuple[str, bytes, os.stat_result, "Node | None"]
+
+
+class _Jobs:
+    """The nodes of one folder in order: those made in the walk, and batches of files
+    handed to the pool (at most JOBS_AHEAD batches out at once: the walk waits)."""
+
+    def __init__(self, walker: _Walker) -> None:
+        self.walker = walker
+        self.out: list[Node | Future[list[Node | None]] | None] = []
+        self.batch: list[_FileJob] = []
+        self.batch_bytes = 0
+
+    def done(self, node: Node | None) -> None:
+        self.out.append(node)
+
+    def add(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> None:
+        self.batch.append((path, name, st, parent))
+        self.batch_bytes += st.st_size
+        if len(self.batch) >= FILES_PER_JOB or self.batch_bytes >= BYTES_PER_JOB:
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        if not self.batch:
+            return
+        walker = self.walker
+        while not walker.ahead.acquire(timeout=0.5):
+            if walker.stop.is_set():
+                raise P2pbakError("backup interrupted")
+        try:
+            self.out.append(walker.pool.submit(walker.read_files, self.batch))
+        except BaseException:
+            walker.ahead.release()
+            raise
+        self.batch, self.batch_bytes = [], 0
+
+    def nodes(self) -> list[Node]:
+        self._hand_out()
+        nodes: list[Node] = []
+        for item in self.out:
+            if isinstance(item, Future):
+                nodes.extend(n for n in item.result() if n is not None)
+            elif item is not None:
+                nodes.append(item)
+        return nodes
 
 
 def _root_names(paths: Sequence[Path]) -> list[tuple[bytes, Path]]:
@@ -301,22 +347,26 @@ def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
                  stop: threading.Event) -> tuple[int, int]:
     """(files, bytes) the backup will cover, for progress totals; stat only, no reads."""
     files = size = 0
-    stack = list(paths)
-    while stack and not stop.is_set():
-        path = stack.pop()
-        try:
+    stack: list[str] = []
+    for path in paths:  # the walk's own types from scandir: no stat of each folder
+        with contextlib.suppress(OSError):
             st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                files, size = files + 1, size + st.st_size
+            elif stat.S_ISDIR(st.st_mode):
+                stack.append(str(path))
+    while stack and not stop.is_set():
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if excluded(e.path, excludes):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        files, size = files + 1, size + e.stat(follow_symlinks=False).st_size
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode):
-            files, size = files + 1, size + st.st_size
-        elif stat.S_ISDIR(st.st_mode):
-            try:
-                with os.scandir(path) as it:
-                    stack.extend(Path(e.path) for e in it
-                                 if not excluded(e.path, excludes))
-            except OSError:
-                continue
     return files, size
 
 
@@ -349,20 +399,28 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     names = [str(r) for r in roots]
     previous = await _choose_parent(repo, master, parent, host, names)
     reader = BlobReader(repo, keys, index) if previous else None
-    checkpoints = _Checkpoints(repo, keys)
+    checkpoints = Checkpoints(repo, keys)
 
     async def committed(pack: Pack) -> None:
         await checkpoints.add(pack)
         walker.state.packs_saved += 1  # what an interrupted run leaves for the next
         walker.state.bytes_saved += len(pack.data)
 
-    uploader = None if dry_run else _Uploader(repo, max(1, uploads), committed)
+    uploader = None if dry_run else Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
     totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
     totals.add_done_callback(lambda f: _set_totals(walker, f))
     try:
-        tree = await asyncio.to_thread(walker.root, roots, previous.tree if previous else None)
+        try:
+            tree = await asyncio.to_thread(walker.root, roots,
+                                           previous.tree if previous else None)
+        except BaseException:
+            if uploader is not None:
+                uploader.cancel()  # first: a worker may be waiting for an upload slot
+            raise
+        finally:
+            await asyncio.to_thread(walker.close)
         await asyncio.to_thread(walker.finish)
         if uploader is not None:
             await uploader.drain()
@@ -389,25 +447,6 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     await repo.put_snapshot(result.snapshot_id, record)
     await checkpoints.drop()  # the index written above lists every one of their packs
     return result
-
-
-class _Checkpoints:
-    """Crash safety: each pack is indexed as soon as it is committed, so a backup killed
-    later leaves no committed pack unknown and the next run reuses it; the snapshot is
-    registered last. After a whole run these one-pack index blobs are replaced by one."""
-
-    def __init__(self, repo: Repository, keys: Keys) -> None:
-        self.repo, self.keys = repo, keys
-        self.ids: list[str] = []
-
-    async def add(self, pack: Pack) -> None:
-        index_id, blob = encode_index(self.keys, [(pack.pack_id, pack.entries)])
-        await self.repo.put_index(index_id, blob)
-        self.ids.append(index_id)
-
-    async def drop(self) -> None:
-        for index_id in self.ids:
-            await self.repo.delete_index(index_id)
 
 
 def _set_totals(walker: _Walker, future: asyncio.Future[tuple[int, int]]) -> None:

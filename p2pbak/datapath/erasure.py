@@ -147,9 +147,15 @@ def parse_fragment(fragment: bytes) -> FragmentHeader:
 
 
 def decode_pack(pack_id: str, fragments: Iterable[bytes]) -> bytes:
-    """The pack from any k valid fragments; damaged or foreign ones are skipped.
+    """The pack from any k valid fragments; damaged or foreign ones are skipped."""
+    return b"".join(decode_pack_parts(pack_id, fragments))
 
-    Consumes `fragments` only until k valid ones of one code are found, so a lazy
+
+def decode_pack_parts(pack_id: str, fragments: Iterable[bytes]) -> list[memoryview]:
+    """The pack as pieces that join to it, verified (see decode_pack): from the systematic
+    fragments, views of them, so a restore holds each pack once, not twice.
+
+    It consumes `fragments` only until k valid ones of one code are found, so a lazy
     iterable (downloads) can stop early.
     """
     _pack_bytes(pack_id)
@@ -183,20 +189,20 @@ def _decode_columns(blocks: list[memoryview], indexes: list[int], k: int, n: int
     return list(zfec.Decoder(k, n).decode([b[start:stop] for b in blocks], indexes))
 
 
-def _join_prefix(pieces: list[bytes | memoryview], length: int) -> bytes:
-    """The first `length` bytes of the pieces joined, in one copy (not join, then slice)."""
-    out: list[bytes | memoryview] = []
+def _prefix(pieces: list[bytes | memoryview], length: int) -> list[memoryview]:
+    """Views of the pieces holding their first `length` bytes (the shares' padding cut)."""
+    out: list[memoryview] = []
     for piece in pieces:
         if length <= 0:
             break
         view = memoryview(piece)
         out.append(view[:length])
         length -= len(view)
-    return b"".join(out)
+    return out
 
 
 def _decode(pack_id: str, key: tuple[int, int, int],
-            shares: dict[int, memoryview]) -> bytes:
+            shares: dict[int, memoryview]) -> list[memoryview]:
     k, n, length = key
     indexes = sorted(shares)
     blocks = [shares[i] for i in indexes]
@@ -206,8 +212,11 @@ def _decode(pack_id: str, key: tuple[int, int, int],
         parts = _by_stripes(len(blocks[0]),
                             lambda a, b: _decode_columns(blocks, indexes, k, n, a, b))
         pieces = [part[i] for i in range(k) for part in parts]
-    data = _join_prefix(pieces, length)
-    if blake3.blake3(data).hexdigest() != pack_id:
+    parts = _prefix(pieces, length)
+    digest = blake3.blake3()
+    for part in parts:
+        digest.update(part)
+    if digest.hexdigest() != pack_id:
         raise CorruptFragment(
             f"pack {pack_id[:12]} decodes to the wrong bytes: its fragments were tampered with")
-    return data
+    return parts

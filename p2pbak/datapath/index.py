@@ -23,7 +23,7 @@ INDEX_VERSION = 1
 _AAD = b"p2pbak index v1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob in the repository
 class Location:
     pack_id: str
     kind: BlobType

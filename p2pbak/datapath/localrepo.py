@@ -87,6 +87,9 @@ class LocalRepository:
     async def get_pack(self, pack_id: str) -> bytes:
         return await asyncio.to_thread(self._get_pack_sync, pack_id)
 
+    async def get_pack_parts(self, pack_id: str) -> list[memoryview]:
+        return [memoryview(await self.get_pack(pack_id))]  # one file read: nothing to save
+
     async def has_pack(self, pack_id: str) -> bool:
         return self._pack_dir(pack_id).is_dir()
 

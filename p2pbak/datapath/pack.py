@@ -22,7 +22,7 @@ _HEADER_AAD = b"p2pbak pack header v1"
 _TRAILER = struct.Struct("<I")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackEntry:
     kind: BlobType
     blob_id: str

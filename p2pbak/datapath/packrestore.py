@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import os
 import threading
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from p2pbak.datapath.blobs import BlobType, open_blob
 from p2pbak.datapath.crypto import Keys
@@ -34,18 +36,28 @@ PREALLOCATE_MIN = 1024 * 1024  # smaller files are just written (pwrite extends 
 _MAX_OPEN = 64  # file descriptors one pack job keeps open at most
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per file restored
 class RestoreFile:
     dest: str
-    tmp: str  # beside dest; renamed to it once all its data is written and synced
     node: Node
     size: int = 0
     pending: int = 0  # blob writes still to do
     created: bool = False
     error: str = ""
 
+    @property
+    def tmp(self) -> str:
+        """Beside dest; renamed to it once all its data is written and synced (made when
+        needed: a string per file would cost more than the file's whole plan)."""
+        return temp_name(self.dest)
 
-@dataclass
+
+def temp_name(dest: str) -> str:
+    head, name = os.path.split(dest)
+    return os.path.join(head, f".{name}.p2pbak-{os.getpid()}.tmp")
+
+
+@dataclass(slots=True)
 class _Blob:
     blob_id: str
     offset: int
@@ -78,6 +90,29 @@ class Plan:
         file.size, file.pending = offset, len(file.node.content)
 
 
+class Pieces:
+    """A pack as the pieces `get_pack_parts` gave: a blob is a view of its piece, or a copy
+    of its bytes where it crosses into the next one."""
+
+    def __init__(self, parts: list[memoryview]) -> None:
+        self.parts = parts
+        self.starts = list(accumulate((len(p) for p in parts), initial=0))
+
+    def slice(self, offset: int, length: int) -> bytes | memoryview:
+        i = max(0, bisect_right(self.starts, offset) - 1)
+        start = offset - self.starts[i]
+        if i < len(self.parts) and start + length <= len(self.parts[i]):
+            return self.parts[i][start:start + length]
+        out: list[memoryview] = []
+        for part in self.parts[i:]:
+            if length <= 0:
+                break
+            out.append(part[start:start + length])
+            length -= len(out[-1])
+            start = 0
+        return b"".join(out)
+
+
 class PackWriter:
     """Writes the packs of a plan into their files; the thread-side part of a restore."""
 
@@ -100,24 +135,24 @@ class PackWriter:
                     os.posix_fallocate(fd, 0, file.size)
         return fd
 
-    def write_pack(self, pack_id: str, data: bytes) -> None:
+    def write_pack(self, pack_id: str, parts: list[memoryview]) -> None:
         """Every blob of one pack into every file that needs it (runs in a worker)."""
-        view = memoryview(data)
+        pack = Pieces(parts)
         fds: dict[RestoreFile, int] = {}
         try:
             for blob in self.plan.packs[pack_id].values():
-                self._write_blob(blob, view, fds)
+                self._write_blob(blob, pack, fds)
         finally:
             for fd in fds.values():
                 os.close(fd)
 
-    def _write_blob(self, blob: _Blob, view: memoryview, fds: dict[RestoreFile, int]) -> None:
+    def _write_blob(self, blob: _Blob, pack: Pieces, fds: dict[RestoreFile, int]) -> None:
         live = [(f, off) for f, off in blob.targets if not f.error]
         if not live:
             return
         try:
             plain = open_blob(self.keys, BlobType.DATA, blob.blob_id,
-                              view[blob.offset:blob.offset + blob.length])
+                              pack.slice(blob.offset, blob.length))
         except P2pbakError as exc:
             self.fail([f for f, _ in live], str(exc))
             return
@@ -170,7 +205,7 @@ async def write_files(repo: Repository, keys: Keys, plan: Plan, state: Progress,
 
     async def one(pack_id: str) -> None:
         try:
-            data = await repo.get_pack(pack_id)
+            data = await repo.get_pack_parts(pack_id)
             if ready is not None:
                 await asyncio.shield(ready)
             await loop.run_in_executor(pool, writer.write_pack, pack_id, data)

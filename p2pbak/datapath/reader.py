@@ -69,7 +69,9 @@ class BlobReader:
         return nodes
 
     def close(self) -> None:
+        """Drop the packs and trees it holds (the index stays: callers read it after)."""
         for task in self._packs.values():
             if not task.done():
                 task.cancel()
         self._packs.clear()
+        self._trees.clear()

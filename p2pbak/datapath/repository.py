@@ -7,7 +7,8 @@ a repository never sees plaintext.
 
 `put_pack` receives the whole pack; the repository erasure-codes it (datapath.erasure) with
 the k/n its suppliers call for, and `get_pack` returns the decoded pack bytes, verified
-against `pack_id` (BLAKE3 of the pack bytes).
+against `pack_id` (BLAKE3 of the pack bytes); `get_pack_parts` the same as pieces that join
+to them (views of the fragments when no decoding was needed: one copy fewer per pack).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Repository(Protocol):
     async def put_pack(self, pack_id: str, data: bytes) -> None: ...
 
     async def get_pack(self, pack_id: str) -> bytes: ...
+
+    async def get_pack_parts(self, pack_id: str) -> list[memoryview]: ...
 
     async def has_pack(self, pack_id: str) -> bool: ...
 

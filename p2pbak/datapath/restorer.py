@@ -12,13 +12,20 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.index import Index, load_index
-from p2pbak.datapath.packrestore import DEFAULT_WINDOW, Plan, RestoreFile, write_files
+from p2pbak.datapath.packrestore import (
+    DEFAULT_WINDOW,
+    Plan,
+    RestoreFile,
+    temp_name,
+    write_files,
+)
 from p2pbak.datapath.paths import in_snapshot
 from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
@@ -41,7 +48,7 @@ class RestoreResult:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
     rel: tuple[bytes, ...]  # path components below the target
     node: Node
@@ -107,8 +114,8 @@ class _Writer:
     (datapath.packrestore), the folders and symlinks (while the first packs are fetched),
     the renames after the data. Paths are strings: pathlib costs too much per file."""
 
-    def __init__(self, target: Path, index: Index, result: RestoreResult) -> None:
-        self.target, self.index, self.result = str(target), index, result
+    def __init__(self, target: Path, result: RestoreResult) -> None:
+        self.target, self.result = str(target), result
         self.plan = Plan()
         self.dirs: list[tuple[str, Node]] = []
 
@@ -119,11 +126,10 @@ class _Writer:
     def _dest(self, item: _Item) -> str:
         return os.path.join(self.target, *map(os.fsdecode, item.rel))
 
-    def plan_files(self, items: list[_Item]) -> None:
+    def plan_files(self, items: list[_Item], index: Index) -> None:
         for item in items:
             if item.node.type == FILE:
-                dest = self._dest(item)
-                self.plan.add(self.index, RestoreFile(dest, _temp(dest), item.node))
+                self.plan.add(index, RestoreFile(self._dest(item), item.node))
 
     def make_dirs(self, items: list[_Item]) -> None:
         """Folders (parents first, as planned) and symlinks; files need only the folders."""
@@ -143,21 +149,19 @@ class _Writer:
     def finish(self, state: RestoreProgress) -> None:
         """One sync for all the data, then the renames; folders last."""
         os.sync()
-        for file in self.plan.files:
-            try:
-                if file.pending and not file.error:
-                    file.error = "not all of its data could be fetched"
-                if not file.error:
-                    self._place(file)
-                    self.result.files_restored += 1
-                    self.result.bytes_restored += file.size
-                    state.files_done += not file.node.content  # the others as written
-                    continue
-            except OSError as exc:
-                file.error = exc.strerror or str(exc)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(file.tmp)
-            self._error(file.dest, file.error)
+        files = self.plan.files
+        # Renames are kernel work (no GIL): both cores do them, each on its own run of
+        # the plan (the walk's order, so mostly in different folders).
+        step = -(-len(files) // _PLACERS) or 1
+        with ThreadPoolExecutor(_PLACERS, thread_name_prefix="place") as pool:
+            list(pool.map(_place_all, (files[i:i + step] for i in range(0, len(files), step))))
+        for file in files:
+            if file.error:
+                self._error(file.dest, file.error)
+                continue
+            self.result.files_restored += 1
+            self.result.bytes_restored += file.size
+            state.files_done += not file.node.content  # the others as written
         # Deepest first, so a read-only directory is finished only when its content is.
         for dest, node in sorted(self.dirs, key=lambda d: d[0].count(os.sep), reverse=True):
             try:
@@ -174,19 +178,18 @@ class _Writer:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(file.tmp)
 
-    def _place(self, file: RestoreFile) -> None:
-        if not file.created:  # an empty file: no blob ever opened it
-            node = file.node
-            fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.fchmod(fd, node.mode)
-                os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-            finally:
-                os.close(fd)
-        os.replace(file.tmp, file.dest)
-
     def _symlink(self, dest: str, node: Node) -> None:
-        tmp = _temp(dest)
+        # Making a symlink is atomic already: a temporary name only to replace one.
+        try:
+            os.symlink(node.target, os.fsencode(dest))
+        except FileExistsError:
+            self._replace_symlink(dest, node)
+        else:
+            os.utime(dest, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+        self.result.symlinks_restored += 1
+
+    def _replace_symlink(self, dest: str, node: Node) -> None:
+        tmp = temp_name(dest)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         os.symlink(node.target, os.fsencode(tmp))
@@ -197,12 +200,37 @@ class _Writer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        self.result.symlinks_restored += 1
 
 
-def _temp(dest: str) -> str:
-    head, name = os.path.split(dest)
-    return os.path.join(head, f".{name}.p2pbak-{os.getpid()}.tmp")
+_PLACERS = 2  # threads renaming files into place
+
+
+def _place_all(files: list[RestoreFile]) -> None:
+    """Rename each complete file into place; an incomplete one is removed (its error on
+    the file)."""
+    for file in files:
+        try:
+            if file.pending and not file.error:
+                file.error = "not all of its data could be fetched"
+            if not file.error:
+                _place(file)
+                continue
+        except OSError as exc:
+            file.error = exc.strerror or str(exc)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(file.tmp)
+
+
+def _place(file: RestoreFile) -> None:
+    if not file.created:  # an empty file: no blob ever opened it
+        node = file.node
+        fd = os.open(file.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, node.mode)
+            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+        finally:
+            os.close(fd)
+    os.replace(file.tmp, file.dest)
 
 
 async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Path, *,
@@ -224,14 +252,18 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
         await _plan(reader, record.tree, (), patterns, not patterns, items)
         if include and not items:
             raise P2pbakError("nothing in the snapshot matches the include patterns")
+        reader.close()  # the tree packs it keeps are not needed for the data
         _check_conflicts(target, items, overwrite)
         files = [i.node for i in items if i.node.type == FILE]
         state = RestoreProgress(files_total=len(files), bytes_total=sum(f.size for f in files))
         target.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(target, index, result)
-        await asyncio.to_thread(writer.plan_files, items)
+        writer = _Writer(target, result)
+        await asyncio.to_thread(writer.plan_files, items, index)
+        del index  # planned: the data needs only the plan
+        reader.index = Index()  # (nor the reader, closed above)
         # The folders are made while the first packs are fetched; no file is written before.
         dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
+        del items, files  # the plan holds what the data needs; make_dirs, the rest
         try:
             await write_files(repo, keys, writer.plan, state, progress, window, ready=dirs)
             await dirs

@@ -18,7 +18,7 @@ TREE_VERSION = 1
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of a snapshot: no __dict__ each
 class Node:
     name: bytes
     type: str  # FILE, DIR or SYMLINK
