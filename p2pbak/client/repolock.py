@@ -32,13 +32,15 @@ class Hold:
     exclusive: bool
     command: str = ""
     holder: str = field(default_factory=lambda: secrets.token_hex(32))
+    machine_locked: bool = False  # this run holds the machine's local lock (machinelock)
 
 
 async def take(coord: CoordinatorClient, hold: Hold, ttl: int = LOCK_TTL) -> None:
     try:
         await coord.call("POST", "/v1/lock", {"exclusive": hold.exclusive, "ttl": ttl,
                                               "holder": hold.holder,
-                                              "command": hold.command})
+                                              "command": hold.command,
+                                              "machine_locked": hold.machine_locked})
     except CoordinatorError as exc:
         if exc.status == 409:
             raise Locked(str(exc)) from None

@@ -51,7 +51,9 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
     async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
                 AsyncExitStack() as held):
         if lock is not None:
-            hold = Hold(exclusive=lock == "exclusive", command=command)
+            # backup and prune run under this machine's local lock (commands/backup, prune)
+            hold = Hold(exclusive=lock == "exclusive", command=command,
+                        machine_locked=command in ("backup", "prune"))
             await held.enter_async_context(repo_lock(coord, hold, session.retry_lock))
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()

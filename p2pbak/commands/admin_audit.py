@@ -43,6 +43,7 @@ async def audit_open(db: Any) -> dict[str, Any]:
     # imported here, not at the top: keeps CLI start-up fast
     from p2pbak.coordinator.accounts import stored_limit, unfrozen
     from p2pbak.coordinator.model import MarketSettings
+    from p2pbak.coordinator.service import DEFAULT_ONLINE_WINDOW
     from p2pbak.store.db import bank
     from p2pbak.store.db.claims import unbacked_payments
 
@@ -52,8 +53,9 @@ async def audit_open(db: Any) -> dict[str, Any]:
         raise P2pbakError(f"{db.path} has no bank ledger ({exc}): is it a p2pbak "
                           "coordinator database, started by this version?") from None
     # the read-only pieces of a coordinator that account_state needs
+    # (serve's --online-window is not stored: the default window counts the peers online)
     coord: Any = SimpleNamespace(db=db, market=MarketSettings(
-        max_deficit=await stored_limit(db)))
+        max_deficit=await stored_limit(db)), online_window=DEFAULT_ONLINE_WINDOW)
     stuck = await unfrozen(coord)
     unbacked = await unbacked_payments(db)
     users = await bank.user_accounts(db)

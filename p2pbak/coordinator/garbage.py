@@ -60,15 +60,19 @@ async def leave_progress(coord: Coordinator, peer_id: str) -> Leave | None:
     return await garbage.leave_progress(coord.db, peer_id)
 
 
-def _request(machine: Machine, holder: str | None, command: str) -> locks.Request:
+def _request(machine: Machine, holder: str | None, command: str,
+             machine_locked: bool = False) -> locks.Request:
     # a client that names no holder (before holders) holds one lock per machine
-    return locks.Request(machine.user, machine.id, holder or machine.id, command)
+    return locks.Request(machine.user, machine.id, holder or machine.id, command,
+                         machine_locked)
 
 
 async def take_lock(coord: Coordinator, machine: Machine, exclusive: bool, ttl: int,
-                    holder: str | None = None, command: str = "") -> Holder | None:
+                    holder: str | None = None, command: str = "",
+                    machine_locked: bool = False) -> Holder | None:
     """Take or renew the holder's lock; the other holder's lock that stands in the way."""
-    return await locks.take(coord.db, _request(machine, holder, command), exclusive, ttl)
+    return await locks.take(coord.db, _request(machine, holder, command, machine_locked),
+                            exclusive, ttl)
 
 
 async def release_lock(coord: Coordinator, machine: Machine, holder: str | None = None) -> None:

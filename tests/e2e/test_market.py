@@ -223,9 +223,9 @@ def test_market_routes_validate_and_authenticate(grid: Grid, alice: Path) -> Non
     assert call(grid, None, "GET", "/v1/prices?limit=x")[0] == 400
     assert call(grid, None, "GET", "/v1/account")[0] == 401
     assert call(grid, None, "POST", "/v1/receipts", {"receipts": ["a"]})[0] == 401
-    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": -1, "upload": 0,
-                                                             "download": 0})
+    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": -1, "upload": None,
+                                                             "download": None})
     assert status == 400 and "space" in answer["error"]
-    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": 1, "upload": 0,
-                                                             "download": 0})
+    status, answer = call(grid, alice, "PUT", "/v1/supply", {"space": 1, "upload": None,
+                                                             "download": None})
     assert status == 200 and answer["peer_known"] is False  # alice runs no peer agent

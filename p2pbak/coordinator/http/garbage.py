@@ -44,6 +44,7 @@ class LockBody(Body):
     ttl: Annotated[int, Field(ge=10, le=3600)]
     holder: HexId | None = None  # this run of a command; the machine if absent
     command: Literal["backup", "restore", "check", "prune", "forget", ""] = ""
+    machine_locked: bool = False  # it holds the machine's local lock (store/db/locks.py)
 
 
 class UnlockBody(Body):
@@ -121,7 +122,7 @@ async def lock(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, LockBody)
     other = await garbage.take_lock(coord, machine, body.exclusive, body.ttl, body.holder,
-                                    body.command)
+                                    body.command, body.machine_locked)
     if other is not None:
         what = DOING.get(other.command, "prunes" if other.exclusive else "backs up")
         fail(409, f"machine {other.machine!r} of this user {what} right now (its lock lapses "

@@ -28,6 +28,12 @@ class Request:
     machine_id: str
     holder: str
     command: str = ""
+    # the caller holds this machine's local lock (store/machinelock), which every backup
+    # and prune here holds: this machine's other backup/prune holders are dead runs
+    machine_locked: bool = False
+
+# the commands that run under the machine's local lock
+MACHINE_LOCKED = ("backup", "prune")
 
 
 async def take(db: Database, req: Request, exclusive: bool, ttl: int) -> Holder | None:
@@ -39,6 +45,11 @@ async def take(db: Database, req: Request, exclusive: bool, ttl: int) -> Holder 
     t = now()
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM repo_locks WHERE expires < ?", (t,))
+        if req.machine_locked:  # a killed backup or prune of ours blocks nobody
+            await conn.execute(
+                "DELETE FROM repo_locks WHERE user_name = ? AND machine_id = ? AND holder != ?"
+                f" AND command IN ({', '.join('?' * len(MACHINE_LOCKED))})",
+                (req.user, req.machine_id, req.holder, *MACHINE_LOCKED))
         rows = await fetch_all(
             conn, "SELECT m.name, l.exclusive, l.expires, l.command FROM repo_locks l"
             " JOIN machines m ON m.id = l.machine_id WHERE l.user_name = ?"
