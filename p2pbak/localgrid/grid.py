@@ -74,14 +74,18 @@ class Process:
         self.popen.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not go."""
-        self.release()
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM, then SIGKILL if it does not go. The lifeline is let go only after: its
+        end would start the same shutdown, and a SIGTERM arriving once the server has put
+        its handlers away would kill it instead (exit -15)."""
+        try:
+            if self.alive():
+                self.popen.send_signal(signal.SIGTERM)
+                try:
+                    self.popen.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+        finally:
+            self.release()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -197,10 +201,23 @@ class Grid:
     def wait_peers(self, peers: Sequence[Peer], timeout: float = READY_TIMEOUT) -> None:
         """Wait until every peer answers its health check and has told the coordinator."""
         for peer in peers:
-            health = wait_http(f"{peer.process.url}/v1/health", peer.process, timeout)
+            health = self._wait_peer(peer, timeout)
             peer.peer_id = str(health.get("peer_id", ""))
         wait_for(lambda: self.online_peers() >= len(self.live_peers()), timeout,
                  "the coordinator did not see every peer online")
+
+    def _wait_peer(self, peer: Peer, timeout: float, tries: int = 3) -> dict:
+        """Its health answer; a peer whose free port was taken meanwhile (by any client's
+        outgoing connection: they share the ephemeral range) starts again on another."""
+        for attempt in range(1, tries):
+            try:
+                return wait_http(f"{peer.process.url}/v1/health", peer.process, timeout)
+            except P2pbakError as exc:
+                if "address already in use" not in str(exc):
+                    raise
+            peer.process = self._run_peer(peer.name, peer.config, peer.storage,
+                                          f"{peer.name}-port{attempt}")
+        return wait_http(f"{peer.process.url}/v1/health", peer.process, timeout)
 
     def live_peers(self) -> list[Peer]:
         return [p for p in self.peers if p.process.alive()]
