@@ -99,7 +99,9 @@ def test_a_peer_that_left_rejoins_with_a_clean_state(grid: Grid, erin: Path) -> 
     grid.restart_peer(leaver)  # waits until the coordinator counts it online again
     row = query(grid, "SELECT state, availability, stored_bytes FROM peers WHERE id = ?",
                 (leaver.peer_id,))
-    assert row[0][:2] == ("active", 0.5), row  # a new peer's prior, not its old estimate
+    # a new peer's prior (0.5), not its old estimate; the availability job may have
+    # moved it by one heartbeat's worth since
+    assert row[0][0] == "active" and abs(row[0][1] - 0.5) < 0.01, row
     assert not fragment_files_of(leaver.storage), "the old fragment was kept"
     wait_until(lambda: query(grid, "SELECT stored_bytes, free_bytes FROM peers WHERE id = ?",
                              (leaver.peer_id,))[0][1] > 0, 30, "its free space reported",
