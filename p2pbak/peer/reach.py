@@ -80,8 +80,8 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _host_url(host: str, port: int) -> str:
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+def _host_url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 class Reacher:
@@ -101,16 +101,14 @@ class Reacher:
         self.recheck = recheck  # seconds on the coordinator's relay before asking for a peer
         self._next: dict[str, Any] | None = None  # an answer already in hand
         # our own server, for the requests a relay brings (TLS: our own self-signed cert)
-        self.local = ("https" if tls_pin else "http") + _host_url(
-            "127.0.0.1" if host in ANY else host, port).removeprefix("http")
+        self.scheme = "https" if tls_pin else "http"
+        self.local = _host_url("127.0.0.1" if host in ANY else host, port, self.scheme)
         self._session: aiohttp.ClientSession | None = None
 
     def _url(self, host: str, port: int) -> str:
         """How others dial `host:port` here: over TLS with our pin, when we serve TLS."""
-        url = _host_url(host, port)
-        if not self.tls_pin:
-            return url
-        return peertls.pinned("https" + url.removeprefix("http"), self.tls_pin)
+        url = _host_url(host, port, self.scheme)
+        return peertls.pinned(url, self.tls_pin) if self.tls_pin else url
 
     def offered(self) -> list[str]:
         return local_addresses() if self.host in ANY else [self.host]
@@ -151,7 +149,7 @@ class Reacher:
         mapping = await self.mapper.ensure() if self.mapper is not None else None
         body = {"port": self.port, "addresses": self.offered(), "relay": self.relay,
                 "avoid": avoid, "mapped": [mapping.address] if mapping else [],
-                "scheme": "https" if self.tls_pin else "http"}
+                "scheme": self.scheme}
         if self.tls_pin:
             body["pin"] = self.tls_pin
         while True:
