@@ -40,21 +40,27 @@ def test_kill_a_coordinator_mid_backup_and_the_client_finishes_through_the_other
     env = child_env({"P2PBAK_CONFIG": str(alice),
                      "P2PBAK_PASSWORD_FILE": str(grid.password_file),
                      "P2PBAK_CACHE_DIR": str(grid.root / "cache")})
-    proc = subprocess.Popen([sys.executable, "-m", "p2pbak", "backup", str(src), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, stdin=subprocess.DEVNULL)
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "p2pbak", "backup", str(src), "--json"],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                                stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     try:
-        for line in proc.stdout:  # a first pack committed through A: kill A
-            if json.loads(line).get("packs_saved", 0) >= 1:
+        for line in proc.stdout:  # a first pack committed through A, more to come: kill A
+            msg = json.loads(line)
+            if msg["message_type"] == "status" and 1 <= msg.get("packs_saved", 0) < 3:
                 grid.coordinator.kill()
                 killed = int(time.time())
                 break
-        assert proc.poll() is None, "the backup ended before the coordinator was killed"
-        rest, err = proc.communicate(timeout=300)
+        else:
+            raise AssertionError("the backup ended before the coordinator was killed")
+        # read on through the same buffered file: what it read ahead is the summary's start
+        rest = proc.stdout.read()
+        proc.wait(timeout=300)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, err.read_text()
     done = next(m for m in lines(rest) if m["message_type"] == "summary")
     assert grid.url == grid.urls[1] and not grid.coordinator.alive()
 
