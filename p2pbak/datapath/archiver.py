@@ -405,6 +405,7 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         await checkpoints.add(pack)
         walker.state.packs_saved += 1  # what an interrupted run leaves for the next
         walker.state.bytes_saved += len(pack.data)
+        walker._report(walker.state.current)  # status lines go on while the last packs upload
 
     uploader = None if dry_run else Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
