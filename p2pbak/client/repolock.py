@@ -47,12 +47,13 @@ async def take(coord: CoordinatorClient, hold: Hold, ttl: int = LOCK_TTL) -> Non
         raise
 
 
-async def take_waiting(coord: CoordinatorClient, hold: Hold, retry: float) -> None:
+async def take_waiting(coord: CoordinatorClient, hold: Hold, retry: float,
+                       ttl: int = LOCK_TTL) -> None:
     """Take it, trying again for up to `retry` seconds while another holder has it."""
     deadline = time.monotonic() + max(retry, 0.0)
     while True:
         try:
-            return await take(coord, hold)
+            return await take(coord, hold, ttl)
         except Locked as exc:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -62,12 +63,26 @@ async def take_waiting(coord: CoordinatorClient, hold: Hold, retry: float) -> No
 
 
 @contextlib.asynccontextmanager
-async def repo_lock(coord: CoordinatorClient, hold: Hold,
-                    retry: float = 0.0) -> AsyncIterator[None]:
-    await take_waiting(coord, hold, retry)
-    renewer = asyncio.create_task(_renew(coord, hold))
+async def repo_lock(coord: CoordinatorClient, hold: Hold, retry: float = 0.0,
+                    ttl: int = LOCK_TTL, renew_every: float = RENEW_EVERY
+                    ) -> AsyncIterator[None]:
+    """Hold the lock around the body. A lock that lapsed (the coordinator unreachable for
+    `ttl`) and was taken by a prune meanwhile is lost: the body is cancelled and Locked
+    raised, as restic stops when it cannot refresh its lock, since that prune may delete
+    packs this run reuses or reads."""
+    await take_waiting(coord, hold, retry, ttl)
+    lost: list[Locked] = []
+    body = asyncio.current_task()
+    assert body is not None
+    renewer = asyncio.create_task(_renew(coord, hold, ttl, renew_every, lost, body))
     try:
         yield
+    except asyncio.CancelledError:
+        if not lost:
+            raise
+        body.uncancel()
+        raise Locked(f"the repository lock lapsed and was taken meanwhile ({lost[0]}): "
+                     "stopped; run the command again") from None
     finally:
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
@@ -75,10 +90,15 @@ async def repo_lock(coord: CoordinatorClient, hold: Hold,
             await coord.call("DELETE", "/v1/lock", {"holder": hold.holder})
 
 
-async def _renew(coord: CoordinatorClient, hold: Hold) -> None:
+async def _renew(coord: CoordinatorClient, hold: Hold, ttl: int, every: float,
+                 lost: list[Locked], body: asyncio.Task[object]) -> None:
     while True:
-        await asyncio.sleep(RENEW_EVERY)
+        await asyncio.sleep(every)
         try:
-            await take(coord, hold)
+            await take(coord, hold, ttl)
+        except Locked as exc:
+            lost.append(exc)
+            body.cancel()
+            return
         except P2pbakError as exc:  # unreachable for now: the next renewal may still work
             log.warning("could not renew the repository lock: %s", exc)
