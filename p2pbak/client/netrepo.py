@@ -46,6 +46,7 @@ class Stats:
     fragments_cancelled: int = 0
     fragments_failed: int = 0
     fragments_rerouted: int = 0  # retried at a relayed peer's new relay (net/reroute)
+    fragments_moved: int = 0  # sent to a spare peer instead of one that failed
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
     metadata_fetched: int = 0  # index and snapshot blobs from the coordinator
@@ -174,6 +175,7 @@ class NetworkRepository:
             return None
         moved = _Upload(u.index, u.fragment, u.fid, spares.pop(0), "", root=u.root)
         (moved.ticket,) = await self.coord.tickets(pack_id, [_entry(moved)])
+        self.stats.fragments_moved += 1
         return moved
 
     async def _reroute(self, pack_id: str, u: _Upload,

@@ -67,6 +67,7 @@ def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
         "fragments_uploaded": stats.fragments_put,  # data_added × n/k goes over the wire
         "bytes_uploaded": stats.bytes_uploaded,
         "fragments_rerouted": stats.fragments_rerouted,  # sent again via a new relay
+        "fragments_moved": stats.fragments_moved,  # sent to a spare peer instead
         "total_duration": round(float(s["duration"]), 3),
         "snapshot_id": result.snapshot_id,
     }

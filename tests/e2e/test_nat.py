@@ -199,8 +199,8 @@ def test_killing_a_relay_mid_backup_leaves_it_complete(lab: LabGrid, tmp_path: P
     assert backup.returncode == 0, err
     done = [m for m in lines(out) if m.get("message_type") == "summary"]
     assert len(done) == 1 and done[0]["packs_added"] >= 1
-    # the broken transfers were sent again through the peers' new relays
-    assert done[0]["fragments_rerouted"] >= 1, done[0]
+    # the broken transfers were sent again: to spare peers, else through the new relays
+    assert done[0]["fragments_moved"] + done[0]["fragments_rerouted"] >= 1, done[0]
 
     def moved() -> bool:
         return all(lab.status(p)["reached"].get("via") not in ("", _mid(relay))
