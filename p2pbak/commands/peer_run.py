@@ -62,7 +62,7 @@ def run(
     relay_rate: str = typer.Option("0", "--relay-rate", help="Bandwidth cap on what this "
                                    "peer relays, e.g. 1MB/s (0: no cap)."),
     no_port_mapping: bool = typer.Option(False, "--no-port-mapping",
-                                         help="Do not ask the router (UPnP) to forward "
+                                         help="Do not ask the router (UPnP, NAT-PMP) to forward "
                                               "a port to this peer."),
     heartbeat_interval: float = typer.Option(60.0, "--heartbeat-interval", min=0.1,
                                              help="Seconds between heartbeats."),

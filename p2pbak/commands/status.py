@@ -68,7 +68,8 @@ def _reached(value: dict[str, Any]) -> str:
         return f"relayed via {value.get('via')} ({value.get('url')})"
     if how == "none":
         return "no peer runs on this machine"
-    return f"{how} at {value.get('url')}"
+    by = f" ({value['via']})" if how == "port-mapped" and value.get("via") else ""
+    return f"{how}{by} at {value.get('url')}"
 
 
 def _account(rep: Any, account: Any, fields: dict[str, Any]) -> None:

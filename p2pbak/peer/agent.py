@@ -69,7 +69,7 @@ class Agent:
     served_hooks: list[ServedHook] = field(default_factory=list)  # see PeerState
     relay: bool = False  # relay for peers behind NAT (when this one is reachable)
     relay_rate: int = 0  # bytes/s cap on what it relays, 0: none
-    port_mapping: bool = True  # ask the router to forward a port (UPnP, peer/portmap.py)
+    port_mapping: bool = True  # ask the router to forward a port (UPnP, NAT-PMP: peer/portmap.py)
     tls_pin: str = ""  # our certificate's pin once we serve TLS (beyond loopback)
     reached: Reached | None = None  # how others reach us, once known (net/peer_reach)
     _url_changed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -3,7 +3,7 @@
 The agent names the addresses it listens on (every interface's for 0.0.0.0) and the
 coordinator dials them back, plus the address it sees us come from (POST /v1/reach). If one
 answers, that URL is ours ("public"; "port-mapped" when it is the port our router forwards
-to us over UPnP, peer/portmap.py). If none does we are behind a NAT or firewall: the
+to us over UPnP or NAT-PMP, peer/portmap.py). If none does we are behind a NAT or firewall: the
 coordinator assigns a relay and we keep one outbound WebSocket to it; our URL is then the
 relay's `/v1/relay/{peer_id}` and every request for us comes down that link ("relayed").
 When the link drops we ask again, avoiding that relay, and re-announce the new URL.
@@ -50,12 +50,14 @@ SEALED_METHODS = ("GET", "PUT", "HEAD", "DELETE", "POST")
 class Reached:
     how: str  # public or port-mapped (dialled back), relayed, unreachable (no relay)
     url: str
-    via: str = ""  # the relay's peer id, or "coordinator"
+    via: str = ""  # the relay's peer id, or "coordinator"; port-mapped: UPnP or NAT-PMP
     observed: str = ""  # the address the coordinator sees us come from
 
     def describe(self) -> str:
         if self.how == "relayed":
             return f"relayed via {self.via} at {self.url}"
+        if self.via:
+            return f"{self.how} ({self.via}) at {self.url}"
         return f"{self.how} at {self.url}"
 
 
@@ -149,7 +151,7 @@ class Reacher:
         mapping = await self.mapper.ensure() if self.mapper is not None else None
         body = {"port": self.port, "addresses": self.offered(), "relay": self.relay,
                 "avoid": avoid, "mapped": [mapping.address] if mapping else [],
-                "scheme": self.scheme}
+                "mapped_by": mapping.method if mapping else "", "scheme": self.scheme}
         if self.tls_pin:
             body["pin"] = self.tls_pin
         while True:
@@ -170,6 +172,7 @@ class Reacher:
         mapping = self.mapper.mapping if self.mapper is not None else None
         mapped = mapping and url == self._url(mapping.external_ip, mapping.external_port)
         self.on_change(Reached("port-mapped" if mapped else "public", url,
+                               via=mapping.method if mapping and mapped else "",
                                observed=str(answer.get("observed", ""))))
         await asyncio.sleep(RECHECK)
 

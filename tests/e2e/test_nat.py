@@ -64,7 +64,7 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
             port = PEER_PORT + int(p.name[-1])
             assert how == {"how": "public", "url": f"https://{_pin(p)}@198.18.0.1:{port}"}
         elif p.home.upnp:  # its router forwards a port to it: dialled back there
-            assert how["how"] == "port-mapped", how
+            assert how["how"] == "port-mapped" and how["via"] == "UPnP", how
             assert how["url"].startswith(f"https://{_pin(p)}@{p.home.wan_ip}:")
         else:  # nothing dials a home: relayed
             assert how["how"] == "relayed" and f"/v1/relay/{_mid(p)}~" in how["url"]
@@ -80,7 +80,7 @@ def test_each_peer_finds_how_it_is_reached(lab: LabGrid) -> None:
     assert "reached by others: relayed via" in text
     mapped = _peer(lab, "home40")
     text = lab.cli(mapped.ns, "status", config=mapped).stdout
-    assert f"reached by others: port-mapped at https://{_pin(mapped)}@198.18.0.14:" in text
+    assert f"reached by others: port-mapped (UPnP) at https://{_pin(mapped)}@198.18.0.14:" in text
 
 
 def test_a_forwarded_port_is_found_at_the_routers_address(lab: LabGrid) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from p2pbak.peer.portmap import Mapping, PortMapper
+from p2pbak.peer.portmap import Mapping, PortMapper, default_gateway
 from tests.support.natlab import INET_IP, Lab, lab_or_skip
 
 
@@ -111,6 +111,24 @@ def test_a_upnp_router_maps_a_port_and_removes_it(lab: Lab) -> None:
         lab.inside(upnp.hosts[1], lambda: asyncio.run(other.remove()), 30)
     finally:
         listener.close()
-    # a router without UPnP: no mapping, and no error
+    # a router that maps no ports (neither UPnP nor NAT-PMP): no mapping, and no error
     assert lab.inside(plain.hosts[0], lambda: asyncio.run(PortMapper(8601).ensure()), 30) \
         is None
+
+
+def test_a_nat_pmp_router_maps_a_port_and_removes_it(lab: Lab) -> None:
+    home = next(h for h in lab.homes if h.upnp)  # its miniupnpd answers NAT-PMP too
+    ns = home.hosts[0]
+    assert lab.inside(ns, default_gateway) == f"{home.lan}.1"
+    listener = lab.inside(ns, lambda: socket.create_server(("0.0.0.0", 8603)))
+    mapper = PortMapper(8603, methods=("NAT-PMP",))
+    try:
+        assert _connect(lab, lab.inet, home.wan_ip, 8603) != "ok"
+        got = lab.inside(ns, lambda: asyncio.run(mapper.ensure()), 30)
+        assert got == Mapping(home.wan_ip, 8603, 8603, "NAT-PMP")
+        assert _connect(lab, lab.inet, home.wan_ip, 8603) == "ok"  # in, from the internet
+        assert lab.inside(ns, lambda: asyncio.run(mapper.ensure()), 30) == got  # renewed
+        lab.inside(ns, lambda: asyncio.run(mapper.remove()), 30)
+        assert _connect(lab, lab.inet, home.wan_ip, 8603) != "ok"
+    finally:
+        listener.close()

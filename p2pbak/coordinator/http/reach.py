@@ -32,7 +32,7 @@ MAX_ADDRESSES = 16
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Address = Annotated[str, Field(min_length=1, max_length=64)]
-# "IPv4:port" that the peer's router forwards to it (UPnP, peer/portmap.py)
+# "IPv4:port" that the peer's router forwards to it (UPnP, NAT-PMP: peer/portmap.py)
 Mapped = Annotated[str, Field(pattern=r"^[0-9.]{7,15}:[0-9]{1,5}$")]
 
 
@@ -43,6 +43,7 @@ class ReachBody(Body):
     avoid: list[str] = Field(default_factory=list, max_length=8)  # relays that just failed
     scheme: Annotated[str, Field(pattern="^https?$")] = "http"
     mapped: list[Mapped] = Field(default_factory=list, max_length=4)
+    mapped_by: Annotated[str, Field(pattern="^(|UPnP|NAT-PMP)$")] = ""  # which protocol
     pin: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] = ""  # its TLS certificate's
 
 
@@ -55,6 +56,7 @@ class Relays:
     load: dict[str, set[str]] = field(default_factory=dict)  # relay id → relayed peer ids
     public: dict[str, list[str]] = field(default_factory=dict)  # peer id → URLs dialled
     mapped: dict[str, list[str]] = field(default_factory=dict)  # … of them port-mapped
+    mapped_by: dict[str, str] = field(default_factory=dict)  # peer id → UPnP or NAT-PMP
 
     def via(self, peer_id: str) -> str:
         return next((rid for rid, carried in self.load.items() if peer_id in carried), "")
@@ -136,6 +138,7 @@ async def reach(request: web.Request) -> web.Response:
     if reachable:
         relays.public[machine.id] = reachable
         relays.mapped[machine.id] = [u for u in reachable if u in mapped]
+        relays.mapped_by[machine.id] = body.mapped_by
         if body.relay:
             relays.offered[machine.id] = reachable[0]
         else:
@@ -181,7 +184,8 @@ def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[
         return {"how": "relayed", "via": relays.via(peer.id) or base, "url": peer.url,
                 "relay_url": base}
     if peer.url in relays.mapped.get(peer.id, ()):
-        return {"how": "port-mapped", "url": peer.url}
+        return {"how": "port-mapped", "url": peer.url,
+                "via": relays.mapped_by.get(peer.id, "")}
     how = "public" if peer.url in relays.public.get(peer.id, ()) else "direct"
     return {"how": how, "url": peer.url}
 
