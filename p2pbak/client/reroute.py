@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from p2pbak.errors import P2pbakError
 from p2pbak.net.api import CoordinatorClient, PeerError
-from p2pbak.net.relay import relay_base
+from p2pbak.net.urls import relay_base
 
 WAIT = 15.0  # seconds to wait for a relayed peer to come back through another relay
 POLL = 0.5

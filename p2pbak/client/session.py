@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from p2pbak.config import Config, load, read_passphrase
-from p2pbak.store.cache import MetadataCache, default_base, repository_id
+from p2pbak.store.cache import MetadataCache, cached_keyfile, default_base, repository_id
 
 if TYPE_CHECKING:
     from p2pbak.client.netrepo import NetworkRepository
@@ -23,14 +24,53 @@ class Session:
     passphrase: str
     no_cache: bool = False  # --no-cache: fetch index and snapshot blobs, ignore the cache
     retry_lock: float = 0.0  # --retry-lock: seconds to wait for a repository lock
+    early: EarlyUnwrap | None = None  # the cached key file, being unwrapped meanwhile
+
+
+class EarlyUnwrap:
+    """The master key unwrapped from the cached copy of the key file, in a thread started
+    with the session: scrypt (~0.1 s, it releases the GIL) then overlaps the imports and the
+    first coordinator calls. The key stays in this process's memory, for this run only; it
+    is used only if the coordinator's key file is the same bytes."""
+
+    def __init__(self, keyfile: bytes, passphrase: str) -> None:
+        self.keyfile = keyfile
+        self._done = threading.Event()
+        self._key: bytes | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._unwrap, args=(passphrase,), name="unwrap",
+                         daemon=True).start()  # daemon: a command that fails first exits
+
+    def _unwrap(self, passphrase: str) -> None:
+        try:
+            from p2pbak.datapath.crypto import unwrap_master_key
+
+            self._key = unwrap_master_key(self.keyfile, passphrase)
+        except BaseException as exc:  # raised where the key is taken (a wrong passphrase)
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def key(self) -> bytes:
+        """The master key (waits for the thread); its error if it failed."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._key is not None
+        return self._key
 
 
 def open_session(config: Path | None, password_file: Path | None = None,
                  password_command: str | None = None, no_cache: bool = False) -> Session:
 
     cfg = load(config)
-    return Session(cfg, read_passphrase(password_file=password_file,
-                                        password_command=password_command), no_cache)
+    session = Session(cfg, read_passphrase(password_file=password_file,
+                                           password_command=password_command), no_cache)
+    if not no_cache:
+        keyfile = cached_keyfile(default_base(), cfg.coordinator, cfg.user)
+        if keyfile is not None:
+            session.early = EarlyUnwrap(keyfile, session.passphrase)
+    return session
 
 
 @asynccontextmanager
@@ -58,7 +98,14 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
         repo = NetworkRepository(coord, peers)
         keyfile = await repo.get_keyfile()
         repo.cache = open_cache(session, keyfile)
-        yield repo, await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
+        early = session.early
+        if early is not None and early.keyfile == keyfile:
+            master = await asyncio.to_thread(early.key)
+        else:  # no cached copy, or the key file changed (key passwd on another machine)
+            master = await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
+        if repo.cache is not None:
+            repo.cache.put_keyfile(keyfile)  # after the unwrap: only a key file that opens
+        yield repo, master
 
 
 def open_cache(session: Session, keyfile: bytes) -> MetadataCache | None:

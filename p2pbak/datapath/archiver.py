@@ -162,7 +162,9 @@ class _Walker:
         if self.parent_reader is None or parent is None or parent.type != DIR:
             return {}
         try:
-            nodes = self._call(self.parent_reader.tree(parent.subtree))
+            nodes = self.parent_reader.tree_now(parent.subtree)
+            if nodes is None:  # its pack is not here yet: fetched from the event loop
+                nodes = self._call(self.parent_reader.tree(parent.subtree))
         except P2pbakError:
             return {}  # an unreadable parent tree only costs re-reading the files
         return {n.name: n for n in nodes}

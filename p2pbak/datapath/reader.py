@@ -68,6 +68,23 @@ class BlobReader:
             self._trees[tree_id] = nodes
         return nodes
 
+    def tree_now(self, tree_id: str) -> list[Node] | None:
+        """The tree if it is decoded already or its pack has arrived, else None (then
+        `tree`). Callable from any thread: a walk of unchanged folders, whose trees share
+        a few packs, skips a hop to the event loop per folder."""
+        nodes = self._trees.get(tree_id)
+        if nodes is not None:
+            return nodes
+        loc = self.index.get(tree_id)
+        task = self._packs.get(loc.pack_id) if loc is not None else None
+        if (loc is None or loc.kind != BlobType.TREE or task is None or not task.done()
+                or task.cancelled() or task.exception() is not None):
+            return None
+        data = memoryview(task.result())[loc.offset:loc.offset + loc.length]
+        nodes = decode_tree(open_blob(self.keys, BlobType.TREE, tree_id, data))
+        self._trees[tree_id] = nodes
+        return nodes
+
     def close(self) -> None:
         """Drop the packs and trees it holds (the index stays: callers read it after)."""
         for task in self._packs.values():

@@ -21,9 +21,9 @@ import blake3
 from p2pbak import __version__
 from p2pbak.config import split_urls
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
-from p2pbak.net import peertls, seal
-from p2pbak.net.relay import relay_base
+from p2pbak.net import seal, urls
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
+from p2pbak.net.urls import relay_base
 
 if TYPE_CHECKING:
     from p2pbak.config import Config, Supply
@@ -456,7 +456,7 @@ class PeerClient(_Session):
 def _peer_target(url: str, path: str) -> tuple[str, aiohttp.Fingerprint | bool]:
     """The URL to request and the TLS check: a pinned peer's certificate (net/peertls)."""
     try:
-        base, check = peertls.target(url)
+        base, check = urls.target(url)
     except ValueError as exc:
         raise PeerError(str(exc), 400) from None
     return base.rstrip("/") + path, check

@@ -22,11 +22,12 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from p2pbak.net.urls import target  # noqa: F401  (kept here too: the pin's other half)
 
 CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
 VALID_DAYS = 3650  # the pin, not the dates, is what clients check
@@ -77,19 +78,3 @@ def pinned(url: str, pin: str) -> str:
     """`url` (https://host:port...) with `pin` as its user part."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=f"{pin}@{parts.netloc.rsplit('@', 1)[-1]}"))
-
-
-def target(url: str) -> tuple[str, aiohttp.Fingerprint | bool]:
-    """(the URL to request, aiohttp's `ssl` argument): the pin checked, else the default."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, True
-    pin, _, netloc = parts.netloc.rpartition("@")
-    bare = urlunsplit(parts._replace(netloc=netloc))
-    try:
-        raw = bytes.fromhex(pin)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError(f"peer URL {url} pins no SHA-256 certificate fingerprint")
-    return bare, aiohttp.Fingerprint(raw)

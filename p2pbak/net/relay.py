@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from p2pbak.net import tickets
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay_mux import CHUNK, OPEN, Mux, Stream, StreamReset
+from p2pbak.net.urls import RELAY_PREFIX as PREFIX
+from p2pbak.net.urls import relay_base  # noqa: F401  (the coordinator reads it here)
 from p2pbak.net.validate import fail
 
 log = logging.getLogger("p2pbak.relay")
 
-PREFIX = "/v1/relay"
 COORDINATOR_ID = "coordinator"  # the `to` of tickets for the coordinator's own relay
 HEAD_TIMEOUT = 60.0  # seconds a relayed peer may take to start its answer
 # headers that cross the relay; hop-by-hop and identifying ones do not
@@ -72,12 +73,6 @@ async def close_tunnels(app: web.Application) -> None:
 
 def relay_url(base: str, peer_id: str) -> str:
     return f"{base.rstrip('/')}{PREFIX}/{peer_id}"
-
-
-def relay_base(url: str) -> str:
-    """The relay's own URL in a relayed peer's URL ('' if `url` is direct)."""
-    where = url.find(PREFIX + "/")
-    return url[:where] if where >= 0 else ""
 
 
 async def connect(request: web.Request) -> web.WebSocketResponse:

@@ -26,6 +26,7 @@ ENV_CACHE_DIR = "P2PBAK_CACHE_DIR"
 KINDS = ("index", "snapshot")
 STAMP = "last-used"
 INFO = "repository.json"
+KEYFILE = "keyfile"  # the wrapped key file, as the coordinator holds it (never a key)
 TAG = "CACHEDIR.TAG"
 _TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
              "# This file is a cache directory tag created by p2pbak.\n")
@@ -95,6 +96,14 @@ class MetadataCache:
             with contextlib.suppress(OSError):
                 _write(self._path(kind, blob_id), data)
 
+    def put_keyfile(self, keyfile: bytes) -> None:
+        """Keep the wrapped key file, so the next run can start unwrapping it (scrypt) before
+        the coordinator answers; written only when it changed."""
+        path = self.root / KEYFILE
+        with contextlib.suppress(OSError):
+            if not path.is_file() or path.read_bytes() != keyfile:
+                _write(path, keyfile)
+
     def delete(self, kind: str, blob_id: str) -> None:
         with contextlib.suppress(OSError):
             self._path(kind, blob_id).unlink(missing_ok=True)
@@ -136,6 +145,32 @@ def list_caches(base: Path) -> list[CacheInfo]:
                              str(info.get("user", "")), (root / STAMP).stat().st_mtime,
                              sum(p.stat().st_size for p in files), len(files)))
     return sorted(out, key=lambda c: -c.last_used)
+
+
+def cached_keyfile(base: Path, coordinator: str, user: str) -> bytes | None:
+    """The wrapped key file last cached for this coordinator and user, or None. A folder's
+    name is the repository id of coordinator, user and key file: it picks the folder and
+    checks the file."""
+    try:
+        roots = sorted((r for r in base.iterdir() if (r / KEYFILE).is_file()),
+                       key=lambda r: -_mtime(r / STAMP))
+    except OSError:
+        return None
+    for root in roots:
+        try:
+            keyfile = (root / KEYFILE).read_bytes()
+        except OSError:
+            continue
+        if repository_id(coordinator, user, keyfile) == root.name:
+            return keyfile
+    return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def cleanup(base: Path, max_age_days: int = 30, now: float | None = None) -> list[CacheInfo]:

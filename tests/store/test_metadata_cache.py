@@ -15,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pbak.localgrid.grid import Grid
-from p2pbak.store.cache import MetadataCache, cleanup, list_caches, repository_id
+from p2pbak.client.session import EarlyUnwrap
+from p2pbak.datapath.crypto import new_master_key, wrap_master_key
+from p2pbak.errors import WrongPassphrase
+from p2pbak.store.cache import (
+    MetadataCache,
+    cached_keyfile,
+    cleanup,
+    list_caches,
+    repository_id,
+)
 from tests.support.grid import GridSpec, lines, random_files, summary
 
 GRID = GridSpec(4)
@@ -60,6 +69,28 @@ def test_repository_ids_differ_and_cleanup_takes_only_old_caches(tmp_path: Path)
     assert not old.root.exists() and new.root.exists()
 
 
+def test_cached_keyfile_is_the_one_its_folder_is_named_after(tmp_path: Path) -> None:
+    assert cached_keyfile(tmp_path / "none", "http://c", "alice") is None
+    old, new = b"old key file", b"new key file"
+    for keyfile in (old, new):  # `key passwd`: a new key file, a new cache folder
+        cache = MetadataCache.open(tmp_path, repository_id("http://c", "alice", keyfile),
+                                   {"coordinator": "http://c", "user": "alice"})
+        cache.put_keyfile(keyfile)
+    assert cached_keyfile(tmp_path, "http://c", "alice") == new  # the last used
+    assert cached_keyfile(tmp_path, "http://c", "bob") is None
+    assert cached_keyfile(tmp_path, "http://d", "alice") is None
+    (cache.root / "keyfile").write_bytes(b"another key file")  # not the folder's own
+    assert cached_keyfile(tmp_path, "http://c", "alice") == old
+
+
+def test_early_unwrap_opens_only_with_the_passphrase() -> None:
+    master = new_master_key()
+    keyfile = wrap_master_key(master, "right")
+    assert EarlyUnwrap(keyfile, "right").key() == master
+    with pytest.raises(WrongPassphrase):
+        EarlyUnwrap(keyfile, "wrong").key()
+
+
 def test_second_run_fetches_only_new_blobs(grid: Grid, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env = {"P2PBAK_CACHE_DIR": str(cache)}
@@ -68,6 +99,8 @@ def test_second_run_fetches_only_new_blobs(grid: Grid, tmp_path: Path) -> None:
     summary(grid.cli("backup", str(src), "--json", config=alice, env=env))
     (caches,) = list_caches(cache)
     assert caches.user == "alice" and caches.blobs == 2  # its index and its snapshot
+    assert cached_keyfile(cache, grid.url, "alice") == (Path(caches.path) / "keyfile"
+                                                         ).read_bytes()
     stored = {p.name: p.read_bytes() for p in Path(caches.path).rglob("*")
               if p.parent.name in ("index", "snapshot")}
     with sqlite3.connect(grid.db) as db:  # exactly as the coordinator holds them
