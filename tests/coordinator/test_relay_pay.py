@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from p2pbak.coordinator import billing, evidence, tariff
+from p2pbak.coordinator import billing, evidence, repair, tariff
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
 from p2pbak.net.relay import COORDINATOR_ID
 from p2pbak.store.db import bank, claims
+from p2pbak.store.db import packs as coordinator_packs
+from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db.bank import user_account
 from tests.coordinator.test_bank import (
     MB,
@@ -173,5 +175,28 @@ def test_audit_reports_a_relay_pay_without_its_receipt() -> None:
                             postings=rules.relay_postings(user_account("dave"), MB, table))
             assert await claims.unbacked_payments(coord.db) == [forged]
             await check_ledger(coord)  # exact, but not backed: `admin audit` fails on it
+
+    run(scenario)
+
+
+def test_restore_asks_direct_holders_before_relayed_ones_at_equal_balance() -> None:
+    async def scenario(tmp):
+        async with opened_coord(tmp) as coord:
+            relay = "http://203.0.113.7:8601/v1/relay"
+            for i in (1, 3):  # bob's and dave's peers are behind NAT, relayed
+                await coordinator_peers.announce(
+                    coord.db, peer_id=machine_id(i), url=f"{relay}/{machine_id(i)}~{'ab' * 32}",
+                    subnet="127.0.0.0/24", space=10**12, upload=0, download=0)
+            fids = await store_pack(coord, 0, "fa" * 32, [1, 2, 3, 0])
+            pack = await coordinator_packs.get(coord.db, "alice", "fa" * 32)
+            holders = await coordinator_peers.many(coord.db, [machine_id(i) for i in range(4)])
+            for _ in range(10):  # balances 0, one subnet: only the reachability differs
+                order = await repair.fetch_order(coord, pack.fragments, holders)
+                assert {f.peer_id for f in order[:2]} == {machine_id(0), machine_id(2)}
+            await bank.book(coord.db, kind="upkeep", postings=[
+                rules.Posting(user_account("dave"), -7), rules.Posting(rules.BANK, 7)])
+            order = await repair.fetch_order(coord, pack.fragments, holders)
+            assert order[0].peer_id == machine_id(3)  # the lowest balance still goes first
+            assert len(fids) == 4
 
     run(scenario)
