@@ -7,7 +7,11 @@
   p_S per effective GB-day (bytes × availability × 2/3);
 * retrieval: a fetch receipt charges the fragment's owner q_R per GB and pays the supplier
   p_U per GB; a fetch of someone else's fragment (repair, testing) is paid by the bank;
-* repair and testing: `pay_upkeep` pays both bandwidths from the bank.
+* repair and testing: `pay_upkeep` pays both bandwidths from the bank;
+* relaying: a receipt whose ticket names a relay (`via`, the peer relaying for its `to` when
+  the ticket was signed) also pays that relay p_U + p_D per GB carried, from the bank as
+  upkeep, in the receipt's own ledger transaction: the proof that pays the supplier (the
+  commit, the receiver's acknowledgement) is the proof the relay carried the bytes.
 
 A receipt pays only for a ticket this coordinator signed, naming the peer that hands it in,
 only for work proven (coordinator.evidence: a committed placement, the receiver's
@@ -29,6 +33,7 @@ from p2pbak.coordinator.tariff import current_prices
 from p2pbak.errors import ReceiptRefused
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
+from p2pbak.net.relay import COORDINATOR_ID
 from p2pbak.store.db import bank, claims
 from p2pbak.store.db.bank import user_account
 from p2pbak.units import DAY
@@ -59,6 +64,11 @@ async def _refresh(coord: Coordinator, user: str) -> None:
 
 # -- receipts -----------------------------------------------------------------------------
 
+def relay_ref(receipt_ref: str) -> str:
+    """The ledger ref of a relay's pay: its receipt's, so one proof pays the relay once."""
+    return claims.RELAY_PREFIX + receipt_ref
+
+
 class Pending:
     """A receipt kept as a claim until its evidence arrives (see coordinator.evidence)."""
 
@@ -71,7 +81,7 @@ def verify_receipt(coord: Coordinator, peer_id: str, wire: str) -> tickets.Ticke
                            fragment=str(claimed.get("fragment")), to=peer_id, now=0)
     except tickets.TicketError as exc:
         raise ReceiptRefused(str(exc)) from None
-    if t.op not in ("store", "fetch"):
+    if t.op not in tickets.PAID_OPS:
         raise ReceiptRefused(f"a {t.op} ticket moves no data: nothing to pay")
     if t.exp < time.time() - RECEIPT_MAX_AGE:
         raise ReceiptRefused("ticket expired more than 7 days ago: too old to pay")
@@ -90,10 +100,23 @@ class _Entry:
     size: int
     postings: list[rules.Posting]
     paid: int  # µc to the supplier
+    relay: list[rules.Posting]  # the relay's pay for carrying it (none: direct)
+    relay_user: str | None = None  # the relay's owner
 
 
-async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str | None,
+def _relay_pay(t: tickets.Ticket, owners: dict[str, str],
+               table: rules.PriceTable) -> tuple[list[rules.Posting], str | None]:
+    """The pay of the relay the ticket names, if a peer relay (the coordinator's own relay
+    has no account): booked with the receipt, so only work proven by the other side pays."""
+    relay_user = owners.get(t.via) if t.via and t.via != COORDINATOR_ID else None
+    if relay_user is None:
+        return [], None
+    return rules.relay_postings(user_account(relay_user), t.size, table), relay_user
+
+
+async def _entry(coord: Coordinator, peer_id: str, supplier: str, owners: dict[str, str],
                  t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str]) -> _Entry:
+    consumer = owners.get(t.from_)
     kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
@@ -107,7 +130,8 @@ async def _entry(coord: Coordinator, peer_id: str, supplier: str, consumer: str 
         kind, user = "fetch", None
         postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
     paid = sum(p.amount for p in postings if p.account == user_account(supplier))
-    return _Entry(proof[1], t, proof[0], kind, user, t.size, postings, paid)
+    return _Entry(proof[1], t, proof[0], kind, user, t.size, postings, paid,
+                  *_relay_pay(t, owners, table))
 
 
 async def settle_receipts(coord: Coordinator, peer_id: str,
@@ -137,7 +161,7 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
                 "no committed placement or receiver's acknowledgement backs this ticket "
                 "and it has expired: nothing to pay"))
     owners = await bank.peer_owners(coord.db, [peer_id] + [
-        t.from_ for t in checked if isinstance(t, tickets.Ticket)])
+        m for t in checked if isinstance(t, tickets.Ticket) for m in (t.from_, t.via) if m])
     supplier = owners.get(peer_id)
     _, table = await current_prices(coord)
     entries: list[_Entry | ReceiptRefused | Pending] = []
@@ -147,7 +171,7 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
         elif supplier is None:
             entries.append(ReceiptRefused("this peer is unknown to the bank"))
         else:
-            entries.append(await _entry(coord, peer_id, supplier, owners.get(t.from_), t, table,
+            entries.append(await _entry(coord, peer_id, supplier, owners, t, table,
                                         proofs[t.id]))
     async with coord.db.transaction() as conn:
         for e in entries:
@@ -156,10 +180,14 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
                 continue
             booked = await bank.book_in(conn, kind=e.kind, postings=e.postings, ref=e.ref,
                                         user=e.user, quantity=e.size)
+            if booked and e.relay:  # same transaction, ref derived: paid once with it
+                await bank.book_in(conn, kind="relay", postings=e.relay, ref=relay_ref(e.ref),
+                                   quantity=e.size)
             await claims.settle_in(conn, e.ref, e.ticket.id, peer_id, e.ticket.fragment,
                                    e.evidence)
             out.append((booked, e.paid if booked else 0))
-    touched = {supplier} | {e.user for e in entries if isinstance(e, _Entry)}
+    touched = {supplier} | {u for e in entries if isinstance(e, _Entry)
+                            for u in (e.user, e.relay_user)}
     for user in sorted(u for u in touched if u):  # a retrieval spends, a supplier earns
         await _refresh(coord, user)
     return out

@@ -18,6 +18,7 @@ from p2pbak.errors import NotEnoughPeers, SuppliersFull
 from p2pbak.market import allocation
 from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
+from p2pbak.net.relay import relay_base
 from p2pbak.store.db.peers import Peer
 
 PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
@@ -33,6 +34,11 @@ class Placement:
     peers: tuple[Peer, ...]  # code.n of them, distinct
     fragment_size: int
     spares: tuple[Peer, ...] = ()  # next in line, for fragments whose upload fails
+
+
+def relayed(peer: Peer) -> bool:
+    """Reached only through a relay: its URL is a relay's (net/relay.py)."""
+    return bool(relay_base(peer.url))
 
 
 def spare_count(n: int) -> int:
@@ -81,7 +87,7 @@ def order_candidates(peers: Sequence[Peer], rng: random.Random,
         return spread_subnets(weighted_order(peers, rng))
 
     by_id = {p.id: p for p in peers}
-    order = order_by_balance([Candidate(p.id, balances.get(p.id, 0), p.subnet)
+    order = order_by_balance([Candidate(p.id, balances.get(p.id, 0), p.subnet, relayed(p))
                               for p in sorted(peers, key=lambda p: p.id)],
                              seed=rng.getrandbits(64))
     return [by_id[i] for i in order]

@@ -52,14 +52,16 @@ async def allocation_order(coord: Coordinator, peers: Sequence[Peer], seed: int)
 def ordered(peers: Sequence[Peer], money: dict[str, int], seed: int) -> list[Peer]:
     """`peers` in allocation order, given each one's balance."""
     by_id = {p.id: p for p in peers}
-    ids = order_by_balance([Candidate(p.id, money[p.id], p.subnet) for p in peers], seed)
+    ids = order_by_balance([Candidate(p.id, money[p.id], p.subnet, placement.relayed(p))
+                            for p in peers], seed)
     return [by_id[i] for i in ids]
 
 
 async def fetch_order(coord: Coordinator, fragments: Sequence[Fragment],
                       holders: dict[str, Peer]) -> list[Fragment]:
     """The order a restorer should ask for `fragments` (retrieval, op. 3): online holders
-    first, then work allocation's (§2.4: lowest balance first)."""
+    first, then work allocation's (§2.4: lowest balance first; at equal balance direct
+    holders before relayed ones)."""
     rank = {p.id: i for i, p in enumerate(await allocation_order(
         coord, list(holders.values()), seed=random.getrandbits(32)))}
     return sorted(fragments, key=lambda f: (

@@ -30,6 +30,9 @@ class Coordinator:
     market: MarketSettings = field(default_factory=MarketSettings)
     repair: RepairSettings = field(default_factory=RepairSettings)
     heartbeats: GroupCommit[Beat, bool] = field(init=False)
+    # relayed peer id → its relay's id, kept by POST /v1/reach: a transfer ticket to a
+    # relayed peer names the relay, which is paid when the transfer is (billing.py)
+    relayed: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.heartbeats = GroupCommit(lambda beats: coordinator_peers.heartbeats(self.db, beats))
@@ -40,8 +43,9 @@ class Coordinator:
         return tickets.public_key_hex(self.signing_key)
 
     def ticket(self, *, op: str, fragment: str, size: int, from_: str, to: str) -> str:
+        via = self.relayed.get(to, "") if op in tickets.PAID_OPS else ""
         return tickets.issue(self.signing_key, op=op, fragment=fragment, size=size,
-                             from_=from_, to=to)
+                             from_=from_, to=to, via=via)
 
     @classmethod
     async def start(cls, db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,

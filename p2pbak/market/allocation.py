@@ -14,16 +14,19 @@ class Candidate(NamedTuple):
     peer_id: str
     balance: int  # µc
     subnet: str
+    relayed: bool = False  # reached only through a relay (docs/network.md)
 
 
 def order_by_balance(candidates: Sequence[Candidate], seed: int | None = None) -> list[str]:
-    """Peer ids, lowest balance first; ties in random order (reproducible with `seed`);
-    the first peer of each subnet before any second peer of a subnet already used."""
+    """Peer ids, lowest balance first; at equal balance directly reachable peers before
+    relayed ones (a relay is paid on top for every byte it carries), then a random order
+    (reproducible with `seed`); the first peer of each subnet before any second peer of a
+    subnet already used."""
     rng = random.Random(seed)
-    keyed = [(c.balance, rng.random(), c) for c in candidates]
-    keyed.sort(key=lambda t: (t[0], t[1]))
+    keyed = [(c.balance, c.relayed, rng.random(), c) for c in candidates]
+    keyed.sort(key=lambda t: t[:3])
     first, rest, seen = [], [], set()
-    for _, _, c in keyed:
+    for *_, c in keyed:
         (rest if c.subnet in seen else first).append(c.peer_id)
         seen.add(c.subnet)
     return first + rest

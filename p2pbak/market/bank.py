@@ -140,6 +140,13 @@ def upkeep_postings(transfers: Sequence[tuple[str, int, int]], table: PriceTable
                                  for peer, up, down in transfers))
 
 
+def relay_postings(relay: str, carried: int, table: PriceTable) -> list[Posting]:
+    """Relaying (our extension of Table 1): a relay downloads each byte it carries and
+    uploads it again, so it is paid p_U + p_D per GB carried. The bank pays, as upkeep:
+    the measured overheads charge it back through q_S (docs/market.md)."""
+    return upkeep_postings([(relay, carried, carried)], table)
+
+
 # --- deficits and alerts (§2.4, §3.1 "Handling Low Account Balances") ---
 
 GRACE_DAYS = 14  # how long a user may stay offline paying for storage before freezing

@@ -3,7 +3,7 @@
 A ticket names one operation on one fragment between two peers:
     {"v": 1, "op": "store"|"fetch"|"delete"|"exists"|"prove", "fragment": <hex id>, "size": <bytes>,
      "from": <requesting machine id>, "to": <supplier peer id>, "exp": <unix seconds>,
-     "id": <unique hex>}
+     "id": <unique hex>, "via": <relay peer id, only when the `to` peer is relayed>}
 Wire form: base64url(canonical JSON) "." base64url(signature), sent in the
 `X-P2PBAK-Ticket` header. The supplier checks signature, `to` == itself, op, fragment,
 expiry, and that `id` was never used before (replay).
@@ -26,6 +26,7 @@ from p2pbak.net import jsonsafe
 
 HEADER = "X-P2PBAK-Ticket"
 OPS = frozenset({"store", "fetch", "delete", "exists", "relay", "prove"})  # relay: net/relay.py
+PAID_OPS = frozenset({"store", "fetch"})  # the ops that move bytes, paid by receipt
 DEFAULT_TTL = 600
 
 
@@ -39,10 +40,13 @@ class Ticket:
     exp: int
     id: str
     v: int = 1
+    via: str = ""  # the relay that carries the transfer to `to` (paid with its receipt)
 
     def payload(self) -> bytes:
         d = asdict(self)
         d["from"] = d.pop("from_")
+        if not d["via"]:  # a direct transfer's ticket reads as before relays were paid
+            del d["via"]
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -66,13 +70,13 @@ def unverified(wire: str) -> dict[str, object]:
 
 
 def issue(key: Ed25519PrivateKey, *, op: str, fragment: str, size: int, from_: str, to: str,
-          ttl: int = DEFAULT_TTL, now: float | None = None) -> str:
+          ttl: int = DEFAULT_TTL, now: float | None = None, via: str = "") -> str:
     """Sign a fresh ticket and return its wire form."""
     if op not in OPS:
         raise ValueError(f"unknown ticket op {op!r}")
     exp = int((time.time() if now is None else now) + ttl)
     t = Ticket(op=op, fragment=fragment, size=size, from_=from_, to=to, exp=exp,
-               id=secrets.token_hex(16))
+               id=secrets.token_hex(16), via=via)
     body = t.payload()
     return f"{_b64(body)}.{_b64(key.sign(body))}"
 
@@ -88,7 +92,8 @@ def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str
         public.verify(sig, body)
         d = jsonsafe.loads(body, max_depth=2)
         t = Ticket(op=d["op"], fragment=d["fragment"], size=int(d["size"]), from_=d["from"],
-                   to=d["to"], exp=int(d["exp"]), id=str(d["id"]), v=int(d["v"]))
+                   to=d["to"], exp=int(d["exp"]), id=str(d["id"]), v=int(d["v"]),
+                   via=str(d.get("via", "")))
     except InvalidSignature:
         raise TicketError("forged ticket: bad signature") from None
     except (ValueError, KeyError, TypeError, RecursionError):

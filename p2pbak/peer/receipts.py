@@ -17,11 +17,10 @@ from typing import Any
 from p2pbak.config import atomic_write
 from p2pbak.errors import P2pbakError
 from p2pbak.net.api import CoordinatorClient
-from p2pbak.net.tickets import Ticket
+from p2pbak.net.tickets import PAID_OPS, Ticket
 
 log = logging.getLogger("p2pbak.peer")
 
-PAID_OPS = frozenset({"store", "fetch"})  # the ops that move bytes
 MAX_PENDING = 100_000  # receipts kept while the coordinator is away
 BATCH = 1000  # the coordinator's cap per request
 RECEIPTS_FILE = "receipts.txt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -84,3 +85,18 @@ def test_not_enough_peers_message() -> None:
     with pytest.raises(placement.NotEnoughPeers,
                        match=r"not enough online peers \(have 1, need 2\)"):
         placement.place([peer(0, 10**9)], 1000, random.Random(1))
+
+
+def test_equal_balances_place_on_direct_peers_before_relayed_ones() -> None:
+    relay = "http://203.0.113.7:8601/v1/relay"
+    peers = [peer(i, 10**9, f"s{i}", 0.9) for i in range(40)]
+    peers = [replace(p, url=f"{relay}/{p.id}~{'ab' * 32}") if i % 2 == 0 else p
+             for i, p in enumerate(peers)]
+    for seed in range(20):
+        chosen = placement.place(peers, 10**6, random.Random(seed),
+                                 balances=dict.fromkeys((p.id for p in peers), 0))
+        flags = [placement.relayed(p) for p in chosen.peers]
+        assert flags == sorted(flags) and flags.count(False) == 20  # every direct one first
+    low = dict.fromkeys((p.id for p in peers), 0) | {peers[0].id: -5}
+    chosen = placement.place(peers, 10**6, random.Random(1), balances=low)
+    assert chosen.peers[0] == peers[0]  # relayed, but the lowest balance goes first

@@ -137,3 +137,13 @@ def test_subnet_of() -> None:
     assert subnet_of("192.168.7.20") == "192.168.7.0/24"
     assert subnet_of("2001:db8:1:2::5") == "2001:db8:1::/48"
     assert subnet_of("peer.example") == "peer.example"
+
+
+@given(st.integers(0, 2**32))
+def test_order_prefers_direct_peers_only_at_equal_balance(seed: int) -> None:
+    cands = [Candidate("r1", 0, "n1", relayed=True), Candidate("d1", 0, "n2"),
+             Candidate("r0", -1, "n3", relayed=True), Candidate("d2", 0, "n4"),
+             Candidate("r2", 0, "n5", relayed=True)]
+    order = order_by_balance(cands, seed)
+    assert order[0] == "r0"  # a lower balance still comes first, relayed or not
+    assert set(order[1:3]) == {"d1", "d2"} and set(order[3:]) == {"r1", "r2"}

@@ -62,9 +62,12 @@ class Relays:
         return next((rid for rid, carried in self.load.items() if peer_id in carried), "")
 
     def assign(self, relay_id: str, peer_id: str) -> None:
+        self.release(peer_id)
+        self.load.setdefault(relay_id, set()).add(peer_id)
+
+    def release(self, peer_id: str) -> None:
         for carried in self.load.values():
             carried.discard(peer_id)
-        self.load.setdefault(relay_id, set()).add(peer_id)
 
 
 RELAYS = web.AppKey("relays", Relays)
@@ -114,7 +117,7 @@ async def _dial(session: aiohttp.ClientSession, url: str, peer_id: str) -> str:
 
 @routes.post("/v1/reach")
 async def reach(request: web.Request) -> web.Response:
-    _, machine = await caller(request)
+    c, machine = await caller(request)
     body = await parse(request, ReachBody)
     observed = request.remote or ""
     hosts = list(dict.fromkeys([*body.addresses, observed]))
@@ -135,7 +138,9 @@ async def reach(request: web.Request) -> web.Response:
         "relay": None}
     relays.public.pop(machine.id, None)
     relays.mapped.pop(machine.id, None)
+    c.relayed.pop(machine.id, None)  # tickets name a relay only while one is assigned
     if reachable:
+        relays.release(machine.id)
         relays.public[machine.id] = reachable
         relays.mapped[machine.id] = [u for u in reachable if u in mapped]
         relays.mapped_by[machine.id] = body.mapped_by
@@ -205,5 +210,6 @@ async def _assign(request: web.Request, peer_id: str,
     if not rid:
         return None
     relays.assign(rid, peer_id)
+    c.relayed[peer_id] = rid  # transfer tickets to this peer now name its relay
     ticket = c.ticket(op="relay", fragment=peer_id, size=0, from_=peer_id, to=rid)
     return {"relay_id": rid, "url": url, "ticket": ticket}

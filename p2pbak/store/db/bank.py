@@ -152,8 +152,8 @@ async def usage_since(db: Database, since: int, user: str | None = None) -> dict
 
 
 # what the bank pays for without a consumer: repair and testing (the workers' pay, and the
-# receipts of the peers they fetched from or stored on)
-UPKEEP_KINDS = ("upkeep", "fetch", "store")
+# receipts of the peers they fetched from or stored on), and relays' pay for what they carried
+UPKEEP_KINDS = ("upkeep", "fetch", "store", "relay")
 
 
 async def overhead_flows(db: Database, since: int, until: int) -> Flows:

@@ -21,6 +21,7 @@ import aiosqlite
 from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
 
 PLAN_TTL = 3600  # seconds a plan stays good for tickets (a slow upload asks for spares)
+RELAY_PREFIX = "relay:"  # a relay's pay is booked under "relay:" + its receipt's ref
 
 @dataclass(frozen=True)
 class Planned:
@@ -121,14 +122,21 @@ async def settle_in(conn: aiosqlite.Connection, ref: str, ticket_id: str, peer_i
 
 
 async def unbacked_payments(db: Database) -> list[str]:
-    """Refs of receipt payments (store/fetch/retrieval by ticket) with no evidence, or whose
-    acknowledgement is missing: what `admin audit` reports."""
+    """Refs of receipt payments (store/fetch/retrieval by ticket, and the relay pay booked
+    with one) with no evidence, or whose acknowledgement is missing: what `admin audit`
+    reports. A relay's pay is backed by its receipt's evidence; one without a booked receipt
+    is unbacked (an evidence row alone is not a payment the relay rode on)."""
+    cut = len(RELAY_PREFIX) + 1
     rows = await db.all(
-        "SELECT t.ref FROM transactions t LEFT JOIN evidence e ON e.ref = t.ref"
-        " WHERE t.kind IN ('store', 'fetch', 'retrieval')"
-        " AND (t.ref LIKE 'ticket:%' OR t.ref LIKE 'placed:%')"
+        "SELECT t.ref FROM (SELECT id, ref, kind, CASE WHEN kind = 'relay'"
+        f" THEN substr(ref, {cut}) ELSE ref END AS paid_ref FROM transactions"
+        "  WHERE kind IN ('store', 'fetch', 'retrieval', 'relay')) t"
+        " LEFT JOIN evidence e ON e.ref = t.paid_ref"
+        " WHERE (t.paid_ref LIKE 'ticket:%' OR t.paid_ref LIKE 'placed:%')"
         " AND (e.ref IS NULL OR (e.kind = 'ack' AND NOT EXISTS"
-        "  (SELECT 1 FROM acks a WHERE a.fragment_id = e.fragment_id AND a.peer_id = e.peer_id)))"
+        "  (SELECT 1 FROM acks a WHERE a.fragment_id = e.fragment_id AND a.peer_id = e.peer_id))"
+        "  OR (t.kind = 'relay' AND NOT EXISTS (SELECT 1 FROM transactions r"
+        "   WHERE r.ref = t.paid_ref AND r.kind IN ('store', 'fetch', 'retrieval'))))"
         " ORDER BY t.id")
     return [r[0] for r in rows]
 
