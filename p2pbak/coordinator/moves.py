@@ -66,11 +66,12 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     online = await proven.with_counted_room(coord, await coordinator_peers.online(
         db, coord.online_window))
     peers = {p.id: p for p in online}
-    peers.update(await coordinator_peers.many(
-        db, sorted(set(await bank.holder_ids(db)) - peers.keys())))
-    owners = await bank.peer_owners(db, list(peers))
-    accounts = sorted({user_account(u) for u in owners.values()})
-    balances = await bank.balances(db, accounts)
+    for p in await coordinator_peers.offline_holders(db, coord.online_window):
+        peers.setdefault(p.id, p)
+    known = await bank.owners_and_balances(db)
+    owners = {p: known[p][0] for p in peers if p in known}
+    balances = {user_account(known[p][0]): known[p][1] for p in peers if p in known}
+    accounts = sorted(balances)
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
     flows = await bank.flows_since(db, accounts, int(time.time()) - window)
     rates = {a: v * DAY / window for a, v in flows.items()}
@@ -84,10 +85,11 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
         db, donors, PER_PEER)]
     holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
     seconds = min(interval, DAY)
-    up = sum(allocation.daily_capacity(p.upload, placement.availability(p), seconds,
-                                       UNCAPPED_RATE) for p in online)
-    down = sum(allocation.daily_capacity(p.download, placement.availability(p), seconds,
-                                         UNCAPPED_RATE) for p in online)
+    up = down = 0
+    for p in online:  # one pass: 1M peers twice is seconds
+        a = placement.availability(p)
+        up += allocation.daily_capacity(p.upload, a, seconds, UNCAPPED_RATE)
+        down += allocation.daily_capacity(p.download, a, seconds, UNCAPPED_RATE)
     budget = allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
     return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
                                  HORIZON_DAYS, seed=int(time.time()))

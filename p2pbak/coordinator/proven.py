@@ -36,23 +36,28 @@ async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:
     window = work_window(coord)
     proofs = await supply.proven(coord.db, t - window)
     low = await supply.lowest_caps(coord.db, t - cap_window(coord))
-    out = {}
-    for p in peers:
-        # in the market's terms 0 is no cap; a space of zero lends a disk of zero
-        space, upload, download, disk = market_caps(p.space, p.upload, p.download,
-                                                    p.stored_bytes + p.free_bytes)
-        caps = lowest(Caps(space, upload, download), low.get(p.id, Caps(0, 0, 0)))
-        if p.space == 0:
-            caps = dataclasses.replace(caps, space=0)
-        out[p.id] = counted_caps(caps, proofs.get(p.id, Proven()), window,
-                                 placement.availability(p), disk)
-    return out
+    nothing, uncapped = Proven(), Caps(0, 0, 0)
+    return {p.id: _counted(p, low.get(p.id, uncapped), proofs.get(p.id, nothing), window)
+            for p in peers}
+
+
+def _counted(p: Peer, low: Caps, proof: Proven, window: int) -> Caps:
+    # in the market's terms 0 is no cap; a space of zero lends a disk of zero
+    space, upload, download, disk = market_caps(p.space, p.upload, p.download,
+                                                p.stored_bytes + p.free_bytes)
+    caps = lowest(Caps(space, upload, download), low)
+    if p.space == 0:
+        caps = dataclasses.replace(caps, space=0)
+    return counted_caps(caps, proof, window, placement.availability(p), disk)
 
 
 async def with_counted_room(coord: Coordinator, peers: Sequence[Peer]) -> list[Peer]:
     """The peers with their free space cut to what their counted space leaves: a peer is
-    given no more than its proven space plus headroom (market.proven)."""
+    given no more than its proven space plus headroom (market.proven). A peer whose room
+    is not cut is handed back as it is."""
     caps = await counted(coord, peers)
-    return [dataclasses.replace(p, free_bytes=max(0, min(p.free_bytes,
-                                                         caps[p.id].space - p.stored_bytes)))
-            for p in peers]
+    out = []
+    for p in peers:
+        room = max(0, min(p.free_bytes, caps[p.id].space - p.stored_bytes))
+        out.append(p if room == p.free_bytes else p.with_free_bytes(room))
+    return out

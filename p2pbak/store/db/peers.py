@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,13 @@ class Peer:
     availability: float
     reputation: float
     state: str
+
+    def with_free_bytes(self, free_bytes: int) -> Peer:
+        """A copy with another free space: dataclasses.replace re-runs __init__ and is
+        five times slower, which tells when it is done for every peer."""
+        out = copy.copy(self)
+        object.__setattr__(out, "free_bytes", free_bytes)
+        return out
 
     def online(self, window: int, at: int | None = None) -> bool:
         t = now() if at is None else at
@@ -141,6 +149,17 @@ async def online(db: Database, window: int, exclude: str | None = None) -> list[
     rows = await db.all(
         f"SELECT {_PEER_COLUMNS} FROM peers WHERE state = ? AND last_seen >= ? AND id != ?"
         " ORDER BY id", (ACTIVE, now() - window, exclude or ""))
+    return [Peer(*row) for row in rows]
+
+
+async def offline_holders(db: Database, window: int) -> list[Peer]:
+    """The peers that hold a fragment and are not online (the complement of `online`):
+    one probe of the fragments' peer index per peer, no DISTINCT over every fragment."""
+    rows = await db.all(
+        f"SELECT {_PEER_COLUMNS} FROM peers p"
+        " WHERE (p.state != ? OR p.last_seen IS NULL OR p.last_seen < ?)"
+        " AND EXISTS (SELECT 1 FROM fragments f WHERE f.peer_id = p.id) ORDER BY p.id",
+        (ACTIVE, now() - window))
     return [Peer(*row) for row in rows]
 
 
