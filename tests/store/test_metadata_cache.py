@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pbak.localgrid.grid import Grid
 from p2pbak.client.session import EarlyUnwrap
 from p2pbak.datapath.crypto import new_master_key, wrap_master_key
 from p2pbak.errors import WrongPassphrase
+from p2pbak.localgrid.grid import Grid
 from p2pbak.store.cache import (
     MetadataCache,
     cached_keyfile,
