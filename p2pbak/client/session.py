@@ -43,6 +43,7 @@ class EarlyUnwrap:
 
     def _unwrap(self, passphrase: str) -> None:
         try:
+            # imported here, not at the top: keeps CLI start-up fast (cryptography)
             from p2pbak.datapath.crypto import unwrap_master_key
 
             self._key = unwrap_master_key(self.keyfile, passphrase)
