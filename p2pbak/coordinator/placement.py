@@ -18,7 +18,7 @@ from p2pbak.errors import NotEnoughPeers, SuppliersFull
 from p2pbak.market import allocation
 from p2pbak.market.allocation import Candidate, order_by_balance
 from p2pbak.market.erasure import Code, choose_code, min_n_for_k
-from p2pbak.net.relay import relay_base
+from p2pbak.net.urls import relay_base
 from p2pbak.store.db.peers import Peer
 
 PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history

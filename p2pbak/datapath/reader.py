@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from p2pbak.datapath.blobs import BlobType, open_blob
 from p2pbak.datapath.crypto import Keys
-from p2pbak.datapath.index import Index
+from p2pbak.datapath.index import Index, Location
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.tree import Node, decode_tree
 from p2pbak.errors import MissingBlob
@@ -57,15 +57,20 @@ class BlobReader:
         if loc is None or loc.kind != kind:
             raise MissingBlob(f"blob {blob_id[:12]} is missing from the repository index; "
                               "run `p2pbak check`")
-        data = await self.pack(loc.pack_id)
-        return open_blob(self.keys, kind, blob_id,
+        return self._open(blob_id, loc, await self.pack(loc.pack_id))
+
+    def _open(self, blob_id: str, loc: Location, data: bytes) -> bytes:
+        return open_blob(self.keys, loc.kind, blob_id,
                          memoryview(data)[loc.offset:loc.offset + loc.length])
+
+    def _decoded(self, tree_id: str, raw: bytes) -> list[Node]:
+        nodes = self._trees[tree_id] = decode_tree(raw)
+        return nodes
 
     async def tree(self, tree_id: str) -> list[Node]:
         nodes = self._trees.get(tree_id)
         if nodes is None:
-            nodes = decode_tree(await self.blob(tree_id, BlobType.TREE))
-            self._trees[tree_id] = nodes
+            nodes = self._decoded(tree_id, await self.blob(tree_id, BlobType.TREE))
         return nodes
 
     def tree_now(self, tree_id: str) -> list[Node] | None:
@@ -80,10 +85,7 @@ class BlobReader:
         if (loc is None or loc.kind != BlobType.TREE or task is None or not task.done()
                 or task.cancelled() or task.exception() is not None):
             return None
-        data = memoryview(task.result())[loc.offset:loc.offset + loc.length]
-        nodes = decode_tree(open_blob(self.keys, BlobType.TREE, tree_id, data))
-        self._trees[tree_id] = nodes
-        return nodes
+        return self._decoded(tree_id, self._open(tree_id, loc, task.result()))
 
     def close(self) -> None:
         """Drop the packs and trees it holds (the index stays: callers read it after)."""

@@ -27,8 +27,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from p2pbak.net.urls import target  # noqa: F401  (kept here too: the pin's other half)
-
 CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
 VALID_DAYS = 3650  # the pin, not the dates, is what clients check
 

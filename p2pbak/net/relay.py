@@ -24,7 +24,6 @@ from p2pbak.net import tickets
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay_mux import CHUNK, OPEN, Mux, Stream, StreamReset
 from p2pbak.net.urls import RELAY_PREFIX as PREFIX
-from p2pbak.net.urls import relay_base  # noqa: F401  (the coordinator reads it here)
 from p2pbak.net.validate import fail
 
 log = logging.getLogger("p2pbak.relay")

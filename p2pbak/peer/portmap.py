@@ -15,6 +15,7 @@ import logging
 import random
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -96,7 +97,7 @@ class PortMapper:
 
     def _discover(self) -> Router | None:
         for method in self.methods:
-            router = _UPnP.find() if method == "UPnP" else _NatPmp.find()
+            router = FINDERS[method]()
             if router is not None:
                 self._router = router
                 return router
@@ -166,6 +167,8 @@ class _NatPmp:
         NATPMP.map_tcp_port(0, mapping.internal_port, 0, gateway_ip=self.gateway,
                             retry=NATPMP_TRIES)
 
+
+FINDERS: dict[str, Callable[[], Router | None]] = {"UPnP": _UPnP.find, "NAT-PMP": _NatPmp.find}
 
 # this thread's network namespace (/proc/net is the process's: the same for one thread)
 ROUTES = (Path("/proc/thread-self/net/route"), Path("/proc/net/route"))

@@ -28,7 +28,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from p2pbak.errors import P2pbakError
-from p2pbak.net import peertls, seal, tickets
+from p2pbak.net import peertls, seal, tickets, urls
 from p2pbak.net.api import MAX_FRAGMENT, CoordinatorError
 from p2pbak.net.relay import COORDINATOR_ID, relay_url
 from p2pbak.net.relay_mux import CHUNK, HEAD, Mux, Stream, StreamReset
@@ -184,7 +184,7 @@ class Reacher:
         via = str(relay.get("relay_id", "?"))
         pinned = url + seal.KEY_MARK + seal.public_hex(self.link_key)
         try:
-            target, check = peertls.target(url)  # a peer relay's certificate is pinned
+            target, check = urls.target(url)  # a peer relay's certificate is pinned
             async with self._session.ws_connect(
                     target + "/connect", headers={tickets.HEADER: str(relay.get("ticket"))},
                     heartbeat=15, max_msg_size=CHUNK + 1024, ssl=check) as ws:

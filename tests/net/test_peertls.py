@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pbak.net import peertls
+from p2pbak.net import peertls, urls
 from p2pbak.net.api import PeerClient, PeerError
 from tests.support.peers import fragment, serve_peer
 
@@ -48,9 +48,9 @@ def test_the_certificate_is_made_once_and_its_key_kept_private(tmp_path: Path) -
     _, same = peertls.load_or_create(tmp_path / "tls")
     assert isinstance(ctx, ssl.SSLContext) and pin == same and len(pin) == 64
     assert (tmp_path / "tls" / peertls.KEY_FILE).stat().st_mode & 0o077 == 0
-    assert peertls.target(peertls.pinned("https://h:1/x", pin))[0] == "https://h:1/x"
+    assert urls.target(peertls.pinned("https://h:1/x", pin))[0] == "https://h:1/x"
     with pytest.raises(ValueError):
-        peertls.target("https://nothex@h:1")
+        urls.target("https://nothex@h:1")
     assert peertls.wants_tls("0.0.0.0") and peertls.wants_tls("198.18.0.1")
     assert not peertls.wants_tls("127.0.0.1") and not peertls.wants_tls("::1")
 

@@ -24,8 +24,9 @@ from p2pbak.localgrid.grid import free_port
 from p2pbak.net import proofs, seal, tickets
 from p2pbak.net.api import PeerClient, PeerError
 from p2pbak.net.ratelimit import TokenBucket
-from p2pbak.net.relay import RelayState, add_relay, relay_base, relay_url
+from p2pbak.net.relay import RelayState, add_relay, relay_url
 from p2pbak.net.relay_mux import WINDOW, Mux
+from p2pbak.net.urls import relay_base
 from p2pbak.net.validate import error_middleware
 from p2pbak.peer.reach import Reacher
 from tests.support.peers import Served, fragment, serve_peer

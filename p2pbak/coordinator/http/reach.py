@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -20,9 +21,10 @@ from aiohttp import web
 from pydantic import Field
 
 from p2pbak.coordinator import peers as coordinator_peers
-from p2pbak.coordinator.http.common import caller, coordinator
-from p2pbak.net import peertls
-from p2pbak.net.relay import COORDINATOR_ID, RELAY, peer_id_of, relay_base
+from p2pbak.coordinator.http.common import COORD, caller, coordinator
+from p2pbak.net import peertls, urls
+from p2pbak.net.relay import COORDINATOR_ID, RELAY, peer_id_of
+from p2pbak.net.urls import relay_base
 from p2pbak.net.validate import Body, fail, parse
 
 routes = web.RouteTableDef()
@@ -49,25 +51,14 @@ class ReachBody(Body):
 
 @dataclass
 class Relays:
-    """Peers that offered to relay (by peer id → their URL) and who each carries; the URLs
-    each public peer was dialled back at."""
+    """Peers that offered to relay (by peer id → their URL); the URLs each public peer was
+    dialled back at. Who each relay carries is the coordinator's `relayed` (tickets name
+    the relay from it)."""
 
     offered: dict[str, str] = field(default_factory=dict)
-    load: dict[str, set[str]] = field(default_factory=dict)  # relay id → relayed peer ids
     public: dict[str, list[str]] = field(default_factory=dict)  # peer id → URLs dialled
     mapped: dict[str, list[str]] = field(default_factory=dict)  # … of them port-mapped
     mapped_by: dict[str, str] = field(default_factory=dict)  # peer id → UPnP or NAT-PMP
-
-    def via(self, peer_id: str) -> str:
-        return next((rid for rid, carried in self.load.items() if peer_id in carried), "")
-
-    def assign(self, relay_id: str, peer_id: str) -> None:
-        self.release(peer_id)
-        self.load.setdefault(relay_id, set()).add(peer_id)
-
-    def release(self, peer_id: str) -> None:
-        for carried in self.load.values():
-            carried.discard(peer_id)
 
 
 RELAYS = web.AppKey("relays", Relays)
@@ -105,7 +96,7 @@ def _dialable(host: str, observed: str) -> bool:
 async def _dial(session: aiohttp.ClientSession, url: str, peer_id: str) -> str:
     """'' when `url` reaches this very peer, else why not."""
     try:
-        target, check = peertls.target(url)
+        target, check = urls.target(url)
         async with session.get(f"{target}/v1/health", ssl=check) as resp:
             body = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
@@ -140,7 +131,6 @@ async def reach(request: web.Request) -> web.Response:
     relays.mapped.pop(machine.id, None)
     c.relayed.pop(machine.id, None)  # tickets name a relay only while one is assigned
     if reachable:
-        relays.release(machine.id)
         relays.public[machine.id] = reachable
         relays.mapped[machine.id] = [u for u in reachable if u in mapped]
         relays.mapped_by[machine.id] = body.mapped_by
@@ -186,7 +176,8 @@ def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[
     relays = app[RELAYS]
     base = relay_base(peer.url)
     if base:
-        return {"how": "relayed", "via": relays.via(peer.id) or base, "url": peer.url,
+        return {"how": "relayed", "via": app[COORD].relayed.get(peer.id) or base,
+                "url": peer.url,
                 "relay_url": base}
     if peer.url in relays.mapped.get(peer.id, ()):
         return {"how": "port-mapped", "url": peer.url,
@@ -200,7 +191,8 @@ async def _assign(request: web.Request, peer_id: str,
     """The least-loaded online relay peer not avoided, else the coordinator's own relay."""
     c, relays = coordinator(request), request.app[RELAYS]
     online = await coordinator_peers.many(c, list(relays.offered))
-    choices = sorted((len(relays.load.get(rid, ())), rid, url)
+    load = Counter(c.relayed.values())  # relay id → the peers it carries
+    choices = sorted((load[rid], rid, url)
                      for rid, url in relays.offered.items()
                      if rid != peer_id and url not in avoid and rid in online
                      and online[rid].online(c.online_window))
@@ -209,7 +201,6 @@ async def _assign(request: web.Request, peer_id: str,
         rid, url = COORDINATOR_ID, ""  # "": the coordinator's URL, as the peer knows it
     if not rid:
         return None
-    relays.assign(rid, peer_id)
     c.relayed[peer_id] = rid  # transfer tickets to this peer now name its relay
     ticket = c.ticket(op="relay", fragment=peer_id, size=0, from_=peer_id, to=rid)
     return {"relay_id": rid, "url": url, "ticket": ticket}

@@ -218,8 +218,6 @@ async def held_totals(db: Database) -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2])
 
 
-
-
 async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | None:
     """The user whose pack has fragment `fragment_id` on `peer_id` (None if unknown)."""
     return await db.scalar(
