@@ -31,6 +31,11 @@ def _start(grid: Grid, config: Path, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE)
 
 
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
+
+
 def _holders(grid: Grid) -> list[tuple[str, int]]:
     return query(grid, "SELECT command, exclusive FROM repo_locks")
 
@@ -42,10 +47,17 @@ def test_prune_waits_for_a_running_restore_and_restores_share(grid: Grid,
     first = summary(grid.cli("backup", str(src), "--json", config=alice))["snapshot_id"]
     (src / "f0.bin").unlink()
     summary(grid.cli("backup", str(src), "--json", config=alice))
+    # The peers are held still while the restore starts, so it cannot finish before the
+    # test sees its lock: a restore of 4 KiB takes less time than one poll.
+    peers = [p.process.popen.pid for p in grid.peers]
+    _signal_all(peers, signal.SIGSTOP)
     restore = _start(grid, alice, "restore", first, "--target", str(tmp_path / "one"))
     try:
-        wait_for(lambda: ("restore", 0) in _holders(grid), 60, "the restore took no lock")
-        os.kill(restore.pid, signal.SIGSTOP)  # a restore in the middle of its work
+        try:
+            wait_for(lambda: ("restore", 0) in _holders(grid), 60, "the restore took no lock")
+            os.kill(restore.pid, signal.SIGSTOP)  # a restore in the middle of its work
+        finally:
+            _signal_all(peers, signal.SIGCONT)
         assert restore.poll() is None, "the restore ended before it could be held"
         for args in (("prune",), ("forget", first, "--prune")):  # f0.bin's packs would go
             r = grid.cli(*args, config=alice)
