@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         from p2pbak.commands.sim_deps import require_fuse
 
         require_fuse()
+        # imported here, not at the top: keeps CLI start-up fast (pyfuse3)
         from p2pbak.mountfs.run import check_mountpoint
 
         target = mountpoint.absolute()
