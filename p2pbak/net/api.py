@@ -231,6 +231,10 @@ class CoordinatorClient(_Session):
         return await self.call("POST", "/v1/heartbeat",
                                {"url": url, "stored_bytes": stored, "free_bytes": free})
 
+    async def sign_off(self) -> None:
+        """This machine's agent is stopping: count its peer offline now."""
+        await self.call("POST", "/v1/peer/offline", {})
+
     # -- packs -----------------------------------------------------------------------
 
     async def plan(self, size: int, pack_id: str | None = None) -> dict[str, Any]:
