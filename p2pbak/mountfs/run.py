@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pyfuse3
-import pyfuse3.asyncio
 
 from p2pbak.datapath.browse import open_reader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import list_snapshots
 from p2pbak.errors import P2pbakError
+from p2pbak.mountfs import compat
 from p2pbak.mountfs.fs import SnapshotFS
 from p2pbak.mountfs.inodes import Inodes
 from p2pbak.mountfs.layout import layout
@@ -45,7 +45,7 @@ async def mount(repo: Repository, master: bytes, mountpoint: Path,
     records = await list_snapshots(repo, master)
     reader = await open_reader(repo, master)
     fs = SnapshotFS(Inodes(reader, layout(records), time.time_ns()), warn)
-    pyfuse3.asyncio.enable()
+    compat.enable()
     try:
         pyfuse3.init(fs, os.fspath(mountpoint), set(OPTIONS))
     except RuntimeError:

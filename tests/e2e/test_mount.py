@@ -48,21 +48,36 @@ def alice(grid: Grid, src: Path) -> Path:
     return config
 
 
-@pytest.fixture(scope="module")
-def mounted(grid: Grid, alice: Path, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    mnt = tmp_path_factory.mktemp("mnt")
+def _mount(grid: Grid, alice: Path, mnt: Path) -> subprocess.Popen[str]:
+    """`p2pbak mount --json` in a subprocess, returned once it said it is mounted."""
     env = child_env({"P2PBAK_PASSWORD_FILE": str(grid.password_file),
                      "P2PBAK_CACHE_DIR": str(grid.root / "cache"), "P2PBAK_CONFIG": str(alice)})
     proc = subprocess.Popen([sys.executable, "-m", "p2pbak", "mount", str(mnt), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline() or "{}")  # blocks until mounted
+    if first.get("message_type") != "status":
+        proc.kill()
+        pytest.fail(f"mount failed: {first} {proc.communicate()[1]}")
+    assert first["action"] == "mounted" and first["snapshots"] == 1
+    assert _mounted(mnt)
+    return proc
+
+
+def _gone(mnt: Path) -> bool:
+    deadline = time.monotonic() + 5
+    while _mounted(mnt) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _mounted(mnt) and os.listdir(mnt) == []
+
+
+@pytest.fixture(scope="module")
+def mounted(grid: Grid, alice: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    mnt = tmp_path_factory.mktemp("mnt")
+    proc = _mount(grid, alice, mnt)
     try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline() or "{}")  # blocks until mounted
-        assert first.get("message_type") == "status", proc.stderr and proc.stderr.read()
-        assert first["action"] == "mounted" and first["snapshots"] == 1
-        assert _mounted(mnt)
         yield mnt, proc
     finally:
         if proc.poll() is None:
@@ -124,10 +139,24 @@ def test_sigint_unmounts_and_prints_the_summary(
     done = [json.loads(ln) for ln in out.splitlines() if ln.strip()][-1]
     assert done["message_type"] == "summary" and done["mountpoint"] == str(mnt)
     assert done["bytes_read"] >= 3_500_000 and done["files_opened"] >= 2
-    deadline = time.monotonic() + 5
-    while _mounted(mnt) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _mounted(mnt) and os.listdir(mnt) == []
+    assert _gone(mnt)
+
+
+def test_sigterm_unmounts_too(grid: Grid, alice: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = _mount(grid, alice, mnt)
+    try:
+        assert os.listdir(mnt / "snapshots")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert json.loads(out.splitlines()[-1])["message_type"] == "summary"
+    assert _gone(mnt)
 
 
 def test_bad_mountpoints_are_one_line_errors(grid: Grid, alice: Path, tmp_path: Path) -> None:
