@@ -3,6 +3,7 @@ read on demand through the data path, and a clean unmount on SIGINT."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,10 @@ from tests.support.grid import GridSpec, one_line_error, summary
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
     reason="FUSE is not available here (needs /dev/fuse and fusermount3: apt-get install "
-    "fuse3; .ci/run installs it)")]
+    "fuse3; .ci/run installs it)"), pytest.mark.skipif(
+    importlib.util.find_spec("pyfuse3") is None,
+    reason="pyfuse3 is not installed (pip install -c constraints.txt -e '.[mount]' after "
+    "apt-get install libfuse3-dev pkg-config; .ci/run installs both)")]
 GRID = GridSpec(4)
 
 
