@@ -15,9 +15,10 @@ from p2pbak.net.api import CoordinatorClient, CoordinatorError
 
 
 async def initialise(urls: str | Sequence[str], user: str, machine: str, passphrase: str,
-                     path: Path) -> dict:
+                     path: Path, email: str | None = None) -> dict:
     """Create the user and its master key; the coordinator keeps only the wrapped key.
-    `urls`: the coordinator's URLs (one, or several coordinators on one database)."""
+    `urls`: the coordinator's URLs (one, or several coordinators on one database);
+    `email`: where low-balance alerts go."""
     async with CoordinatorClient(urls) as coord:
         health = await coord.health()
         url = coord.base_url  # the one that answered
@@ -35,8 +36,9 @@ async def initialise(urls: str | Sequence[str], user: str, machine: str, passphr
             asyncio.to_thread(crypto.login_key, passphrase, user, salt),
             asyncio.to_thread(crypto.wrap_master_key, crypto.new_master_key(), passphrase))
         created = await coord.create_user(user, salt=salt, login_key=login, keyfile=keyfile,
-                                          machine=machine)
-    return save_machine(path, coord.urls, user, machine, created, health)
+                                          machine=machine, email=email)
+    done = save_machine(path, coord.urls, user, machine, created, health)
+    return {**done, "email": email} if email else done
 
 
 async def recover_machine(urls: str | Sequence[str], user: str, machine: str,

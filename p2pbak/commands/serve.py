@@ -50,8 +50,9 @@ def serve(
                                    help="Price update: safe (safeguarded secant, damped when "
                                    "users react late) or paper (Definition 4 as printed). "
                                    "Used from the first price update on."),
-    smtp_host: str = typer.Option("", "--smtp-host", help="Mail low-balance alerts to users "
-                                  "whose user name is an e-mail address, via this server."),
+    smtp_host: str = typer.Option("", "--smtp-host", help="Mail low-balance alerts (to "
+                                  "the user's `init --email`/`p2pbak email` address, else a "
+                                  "user name that is an address) via this server."),
     smtp_port: int = typer.Option(25, "--smtp-port", min=1, max=65535,
                                   help="Port of --smtp-host."),
     smtp_from: str = typer.Option("", "--smtp-from", help="Sender address of alert mails."),

@@ -9,7 +9,8 @@ gets nothing for free); once paid, the paper's rule (market.bank.max_deficit) ap
 `serve --max-deficit` replaces both for every account. At ¾ of the limit
 (p2pbak.market.bank) an alert is raised. Alerts are refreshed whenever a user's balance
 moves and by the billing job; the job also mails alerts not yet sent, through
-`serve --smtp-host`, to users whose name is an e-mail address.
+`serve --smtp-host`, to the address the user gave (`init --email`, `p2pbak email`), or to
+the user name if it is an e-mail address.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from p2pbak.addresses import is_address
 from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.model import MarketSettings
 from p2pbak.coordinator.tariff import current_prices
@@ -30,6 +32,7 @@ from p2pbak.market import bank as rules
 from p2pbak.store.db import bank
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.bank import user_account
 from p2pbak.units import DAY
 
@@ -146,13 +149,14 @@ async def refresh_alert(coord: Coordinator, user: str) -> str | None:
 
 async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
     """Refresh every user's alert, then mail those not mailed yet (when serve has SMTP
-    settings and the user name is an address). Returns the (user, level) mailed."""
+    settings and the user has an address: alert_address). Returns the (user, level) mailed."""
     await bank.set_setting(coord.db, LIMIT_SETTING, str(coord.market.max_deficit or ""))
     for user, _ in await bank.user_accounts(coord.db):
         await refresh_alert(coord, user)
     mailed = []
     for user, level in await bank.unmailed_alerts(coord.db):
-        if await _email(coord.market, user, await account_state(coord, user)):
+        to = await alert_address(coord, user)
+        if to and await _email(coord.market, to, await account_state(coord, user)):
             await bank.mark_emailed(coord.db, user)
             mailed.append((user, level))
     return mailed
@@ -177,14 +181,22 @@ async def stored_limit(db: Database) -> int | None:
 
 
 def email_address(user: str) -> str | None:
-    """User names that are e-mail addresses are written to; others have no address."""
-    local, at, domain = user.partition("@")
-    return user if at and local and "." in domain.strip(".") else None
+    """A user name that is an e-mail address is one to write to; others are not."""
+    return user if is_address(user) else None
 
 
-async def _email(settings: MarketSettings, user: str, state: AccountState) -> bool:
-    to = email_address(user)
-    if not (settings.smtp_host and settings.smtp_from and to):
+async def alert_address(coord: Coordinator, user: str) -> str | None:
+    """Where the user's alerts go: the address it gave, else its name if that is one."""
+    return await coordinator_users.email(coord.db, user) or email_address(user)
+
+
+async def set_alert_address(coord: Coordinator, user: str, address: str | None) -> None:
+    """The address for alerts (None: none; the user name then, if it is an address)."""
+    await coordinator_users.set_email(coord.db, user, address)
+
+
+async def _email(settings: MarketSettings, to: str, state: AccountState) -> bool:
+    if not (settings.smtp_host and settings.smtp_from):
         return False
     try:
         await asyncio.to_thread(send_mail, settings, to, state)

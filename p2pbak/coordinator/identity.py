@@ -32,15 +32,21 @@ async def salt(coord: Coordinator, user: str) -> bytes | None:
 
 
 async def create_user(coord: Coordinator, *, user: str, salt: bytes, login_key: bytes,
-                      keyfile: bytes, machine_name: str) -> Enrolled:
-    """The user and its first machine; Conflict if the name is taken."""
+                      keyfile: bytes, machine_name: str, email: str | None = None) -> Enrolled:
+    """The user and its first machine (and the address for alerts, if given); Conflict if
+    the name is taken."""
     login = credentials.new_login(salt, login_key)
     machine_id, secret = credentials.new_machine_id(), credentials.new_secret()
     await users.create_user(coord.db, user=user, salt=login.salt, login_hash=login.login_hash,
                             login_hash_key=login.login_hash_key, keyfile=keyfile,
                             machine_id=machine_id, machine_name=machine_name,
-                            secret_hash=credentials.hash_secret(secret))
+                            secret_hash=credentials.hash_secret(secret), email=email)
     return Enrolled(machine_id, secret)
+
+
+async def email(coord: Coordinator, user: str) -> str | None:
+    """The address the user gave for alerts, if any."""
+    return await users.email(coord.db, user)
 
 
 async def add_machine(coord: Coordinator, *, user: str, login_key: bytes,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 STATUS_PACK_SIZE = 16 * 1024 * 1024  # the usual pack, for the predicted availability
 
-__all__ = ["Peer", "announce", "get", "heartbeat", "many", "status"]
+__all__ = ["Peer", "announce", "get", "heartbeat", "many", "sign_off", "status"]
 
 
 async def get(coord: Coordinator, peer_id: str) -> Peer | None:
@@ -46,6 +46,13 @@ async def heartbeat(coord: Coordinator, peer_id: str, *, url: str, stored_bytes:
     heartbeats arriving meanwhile (coordinator.groupcommit)."""
     return await coord.heartbeats.add(coordinator_peers.Beat(
         peer_id, url, placement.subnet_of(url), stored_bytes, free_bytes))
+
+
+async def sign_off(coord: Coordinator, peer_id: str) -> bool:
+    """The machine's agent is stopping: its peer counts as offline from now on (no money
+    moves, no earlier repair: that still waits for the departure timeout); False if the
+    machine has no peer."""
+    return await coordinator_peers.sign_off(coord.db, peer_id)
 
 
 async def status(coord: Coordinator, machine: Machine) -> dict[str, Any]:

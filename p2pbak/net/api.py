@@ -201,11 +201,19 @@ class CoordinatorClient(_Session):
         return unb64(body.get("salt"), "salt")
 
     async def create_user(self, user: str, *, salt: bytes, login_key: bytes, keyfile: bytes,
-                          machine: str) -> dict[str, Any]:
+                          machine: str, email: str | None = None) -> dict[str, Any]:
         """Register a user and this machine → {"user", "machine_id", "secret"}."""
+        extra = {"email": email} if email else {}  # absent: older coordinators take it
         return await self.call("POST", "/v1/users", {
             "user": user, "salt": b64(salt), "login_key": b64(login_key),
-            "keyfile": b64(keyfile), "machine": machine}, auth=False)
+            "keyfile": b64(keyfile), "machine": machine, **extra}, auth=False)
+
+    async def email(self) -> dict[str, Any]:
+        """{"email": the address given or None, "alerts_to": where alerts go or None}."""
+        return await self.call("GET", "/v1/email")
+
+    async def set_email(self, address: str | None) -> dict[str, Any]:
+        return await self.call("PUT", "/v1/email", {"email": address})
 
     async def add_machine(self, user: str, *, login_key: bytes,
                           machine: str) -> dict[str, Any]:
@@ -230,6 +238,10 @@ class CoordinatorClient(_Session):
     async def heartbeat(self, url: str, stored: int, free: int) -> dict[str, Any]:
         return await self.call("POST", "/v1/heartbeat",
                                {"url": url, "stored_bytes": stored, "free_bytes": free})
+
+    async def sign_off(self) -> None:
+        """This machine's agent is stopping: count its peer offline now."""
+        await self.call("POST", "/v1/peer/offline", {})
 
     # -- packs -----------------------------------------------------------------------
 

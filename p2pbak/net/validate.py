@@ -18,9 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 from pydantic import ValidationError as PydanticValidationError
 
+from p2pbak.addresses import address_problem
 from p2pbak.errors import ApiError
 from p2pbak.net import jsonsafe
 
@@ -62,6 +70,16 @@ B64 = Annotated[bytes, BeforeValidator(_decode_b64)]
 HexId = Annotated[str, StringConstraints(pattern=HEX_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 Count = Annotated[int, Field(ge=0, le=2**62)]  # bytes, bytes/s: fits SQLite's INTEGER
+
+
+def _check_email(text: str) -> str:
+    problem = address_problem(text)
+    if problem is not None:
+        raise ValueError(f"not an e-mail address: {problem}")
+    return text
+
+
+Email = Annotated[str, AfterValidator(_check_email)]
 
 
 class Body(BaseModel):

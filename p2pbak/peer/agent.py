@@ -51,6 +51,7 @@ Worker = Callable[[AgentContext], Awaitable[None]]
 HeartbeatHook = Callable[[AgentContext, dict[str, Any]], Awaitable[None]]
 ServedHook = Callable[[tickets.Ticket, str], None]
 RESTART_DELAY = 5.0
+SIGN_OFF_TIMEOUT = 3.0  # seconds a stopping agent waits to tell the coordinator
 
 
 @dataclass
@@ -130,6 +131,19 @@ class Agent:
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+        await self._sign_off(ctx)
+
+    async def _sign_off(self, ctx: AgentContext) -> None:
+        """Tell the coordinator this peer goes offline now (after the last heartbeat, so
+        none lands after it), so counts drop at once, not after the heartbeat timeout.
+        Best effort: a stop must not hang on a coordinator that is away."""
+        try:
+            await asyncio.wait_for(ctx.coord.sign_off(), SIGN_OFF_TIMEOUT)
+            log.info("told the coordinator this peer is going offline")
+        except (P2pbakError, TimeoutError) as exc:
+            log.warning("could not tell the coordinator this peer is going offline (%s); "
+                        "it counts the peer offline after the heartbeat timeout",
+                        exc or "no answer")
 
     async def _supervise(self, worker: Worker, ctx: AgentContext) -> None:
         name = getattr(worker, "__qualname__", repr(worker))

@@ -299,6 +299,24 @@ def test_email_only_to_addresses() -> None:
     assert accounts.email_address("ann") is None and accounts.email_address("a@b") is None
 
 
+def test_the_address_given_wins_over_the_user_name() -> None:
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp) as coord:
+            for user, given in (("ann@example.org", None), ("bea", "bea@example.org")):
+                await coordinator_users.create_user(
+                    coord.db, user=user, salt=b"s", login_hash=b"h", login_hash_key=b"k",
+                    keyfile=b"f", machine_id=user[0] * 32, machine_name="m",
+                    secret_hash=b"x", email=given)
+            assert await accounts.alert_address(coord, "ann@example.org") == "ann@example.org"
+            assert await accounts.alert_address(coord, "bea") == "bea@example.org"
+            await accounts.set_alert_address(coord, "ann@example.org", "ann@work.example")
+            assert await accounts.alert_address(coord, "ann@example.org") == "ann@work.example"
+            await accounts.set_alert_address(coord, "bea", None)
+            assert await accounts.alert_address(coord, "bea") is None  # "bea" is no address
+
+    run(scenario)
+
+
 def test_audit_catches_a_broken_ledger() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp) as coord:
@@ -356,14 +374,14 @@ def test_new_alert_is_mailed_once() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp, max_deficit=1000, smtp_host="127.0.0.1",
                                 smtp_port=port, smtp_from="bank@example.org") as coord:
-            await coordinator_users.create_user(
-                coord.db, user="ann@example.org", salt=b"s", login_hash=b"h",
+            await coordinator_users.create_user(  # a name that is no address, and one given
+                coord.db, user="ann", salt=b"s", login_hash=b"h",
                 login_hash_key=b"k", keyfile=b"f", machine_id="f" * 32, machine_name="m",
-                secret_hash=b"x")
+                secret_hash=b"x", email="ann@example.org")
             _, table = await tariff.current_prices(coord)
-            await billing.charge_backup(coord, "ann@example.org", "04" * 32,
+            await billing.charge_backup(coord, "ann", "04" * 32,
                                         900 * rules.GB // table.backup)
-            assert await accounts.check_accounts(coord) == [("ann@example.org", "low")]
+            assert await accounts.check_accounts(coord) == [("ann", "low")]
             assert await accounts.check_accounts(coord) == []  # mailed once
 
     run(scenario)

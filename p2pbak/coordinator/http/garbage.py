@@ -43,7 +43,7 @@ class LockBody(Body):
     exclusive: bool
     ttl: Annotated[int, Field(ge=10, le=3600)]
     holder: HexId | None = None  # this run of a command; the machine if absent
-    command: Literal["backup", "restore", "check", "prune", "forget", ""] = ""
+    command: Literal["backup", "restore", "check", "mount", "prune", "forget", ""] = ""
     machine_locked: bool = False  # it holds the machine's local lock (store/db/locks.py)
 
 
@@ -53,7 +53,7 @@ class UnlockBody(Body):
 
 # how a holder's command reads in "machine 'nas' of this user ... right now"
 DOING = {"backup": "backs up", "restore": "restores", "check": "checks",
-         "prune": "prunes", "forget": "forgets and prunes"}
+         "mount": "has mounted the snapshots", "prune": "prunes", "forget": "forgets and prunes"}
 
 
 @routes.get("/v1/packs")

@@ -7,10 +7,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
-from p2pbak.coordinator import identity
+from p2pbak.coordinator import accounts, identity
 from p2pbak.coordinator.http.common import caller, coordinator, ok
 from p2pbak.errors import Conflict
-from p2pbak.net.validate import B64, Body, Name, b64, fail, parse
+from p2pbak.net.validate import B64, Body, Email, Name, b64, fail, parse
 
 routes = web.RouteTableDef()
 
@@ -26,6 +26,11 @@ class NewUser(Body):
     login_key: LoginKey
     keyfile: KeyFile
     machine: Name
+    email: Email | None = None  # where low-balance alerts go
+
+
+class EmailBody(Body):
+    email: Email | None  # null: none (alerts then go to the user name if it is an address)
 
 
 class NewMachine(Body):
@@ -54,7 +59,7 @@ async def create_user(request: web.Request) -> web.Response:
     try:
         made = await identity.create_user(coordinator(request), user=body.user, salt=body.salt,
                                           login_key=body.login_key, keyfile=body.keyfile,
-                                          machine_name=body.machine)
+                                          machine_name=body.machine, email=body.email)
     except Conflict:
         fail(409, f"user '{body.user}' exists: pick another name, or run `p2pbak recover` "
                   "to add this machine to it")
@@ -92,3 +97,24 @@ async def put_keyfile(request: web.Request) -> web.Response:
         fail(400, "send salt and login_key together (a passphrase change), or neither")
     await identity.set_keyfile(coord, machine.user, body.keyfile, body.salt, body.login_key)
     return ok()
+
+
+async def _email_answer(request: web.Request, user: str) -> web.Response:
+    coord = coordinator(request)
+    return web.json_response({"email": await identity.email(coord, user),
+                              "alerts_to": await accounts.alert_address(coord, user)})
+
+
+@routes.get("/v1/email")
+async def get_email(request: web.Request) -> web.Response:
+    """Where the caller's low-balance alerts go."""
+    _, machine = await caller(request)
+    return await _email_answer(request, machine.user)
+
+
+@routes.put("/v1/email")
+async def put_email(request: web.Request) -> web.Response:
+    coord, machine = await caller(request)
+    body = await parse(request, EmailBody)
+    await accounts.set_alert_address(coord, machine.user, body.email)
+    return await _email_answer(request, machine.user)

@@ -13,9 +13,9 @@ from p2pbak.store.db.supply import record_caps_in
 
 class PeerState(StrEnum):
     """A peer's state (the `peers.state` column). Heartbeats move offline → active; the
-    availability sweep moves active → offline. Later states are never changed by a
-    heartbeat: disqualified (failed its audits), leaving (graceful exit: its fragments are
-    moved, it still serves them), left."""
+    availability sweep moves active → offline, and so does a stopping agent's sign-off.
+    Later states are never changed by a heartbeat: disqualified (failed its audits),
+    leaving (graceful exit: its fragments are moved, it still serves them), left."""
 
     ACTIVE = "active"
     OFFLINE = "offline"
@@ -129,6 +129,17 @@ async def heartbeats(db: Database, beats: Sequence[Beat]) -> list[bool]:
                 " VALUES (?, ?, ?, ?)",
                 [(b.peer_id, t, b.stored_bytes, b.free_bytes) for b in found])
     return [b.peer_id in known for b in beats]
+
+
+async def sign_off(db: Database, peer_id: str) -> bool:
+    """A peer whose agent is stopping: active → offline now, as the sweep would mark it
+    after the online window of silence. `last_seen` stays, so the departure timeout (and
+    any repair) still counts from its last heartbeat; the next heartbeat makes it active.
+    Other states stay. False when the machine has no peer."""
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE peers SET state = ? WHERE id = ? AND state = ?",
+                           (OFFLINE, peer_id, ACTIVE))
+        return bool(await fetch_all(conn, "SELECT 1 FROM peers WHERE id = ?", (peer_id,)))
 
 
 async def get(db: Database, peer_id: str) -> Peer | None:

@@ -307,3 +307,7 @@ MIGRATIONS.append((
     "DROP TABLE repo_locks",
     "ALTER TABLE repo_holds RENAME TO repo_locks",
 ))
+
+# where low-balance alerts go (`init --email`, `p2pbak email`); NULL: the user name if it is
+# an address (coordinator/accounts.py), else nowhere
+MIGRATIONS.append(("ALTER TABLE users ADD COLUMN email TEXT",))

@@ -27,15 +27,16 @@ class Login:
 
 async def create_user(db: Database, *, user: str, salt: bytes, login_hash: bytes,
                       login_hash_key: bytes, keyfile: bytes, machine_id: str,
-                      machine_name: str, secret_hash: bytes) -> None:
+                      machine_name: str, secret_hash: bytes, email: str | None = None) -> None:
     """The user and its first machine, atomically; Conflict if the name is taken."""
     t = now()
     async with db.transaction() as conn:
         if await fetch_one(conn, "SELECT 1 FROM users WHERE name = ?", (user,)):
             raise Conflict(user)
         await conn.execute(
-            "INSERT INTO users(name, salt, login_hash, login_hash_key, keyfile, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (user, salt, login_hash, login_hash_key, keyfile, t))
+            "INSERT INTO users(name, salt, login_hash, login_hash_key, keyfile, created, email)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user, salt, login_hash, login_hash_key, keyfile, t, email))
         await _insert_machine(conn, machine_id, user, machine_name, secret_hash, t)
 
 
@@ -62,6 +63,16 @@ async def machine(db: Database, machine_id: str) -> Machine | None:
     row = await db.one("SELECT id, user_name, name, secret_hash FROM machines WHERE id = ?",
                        (machine_id,))
     return None if row is None else Machine(row[0], row[1], row[2], row[3])
+
+
+async def email(db: Database, user: str) -> str | None:
+    """The address the user gave for alerts (None: none given)."""
+    return await db.scalar("SELECT email FROM users WHERE name = ?", (user,))
+
+
+async def set_email(db: Database, user: str, address: str | None) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE users SET email = ? WHERE name = ?", (address, user))
 
 
 async def keyfile(db: Database, user: str) -> bytes | None:
