@@ -53,8 +53,8 @@ async def open_coord(path: Path, **market: Any) -> Coordinator:
             keyfile=b"f", machine_id=machine_id(i), machine_name="m", secret_hash=b"x")
         await coordinator_peers.announce(coord.db, peer_id=machine_id(i),
                                          url=f"http://127.0.0.1:{9000 + i}",
-                                         subnet="127.0.0.0/24", space=10**12, upload=0,
-                                         download=0)
+                                         subnet="127.0.0.0/24", space=10**12, upload=None,
+                                         download=None)
     return coord
 
 

@@ -194,7 +194,7 @@ def test_restore_asks_direct_holders_before_relayed_ones_at_equal_balance() -> N
             for i in (1, 3):  # bob's and dave's peers are behind NAT, relayed
                 await coordinator_peers.announce(
                     coord.db, peer_id=machine_id(i), url=f"{relay}/{machine_id(i)}~{'ab' * 32}",
-                    subnet="127.0.0.0/24", space=10**12, upload=0, download=0)
+                    subnet="127.0.0.0/24", space=10**12, upload=None, download=None)
             fids = await store_pack(coord, 0, "fa" * 32, [1, 2, 3, 0])
             pack = await coordinator_packs.get(coord.db, "alice", "fa" * 32)
             holders = await coordinator_peers.many(coord.db, [machine_id(i) for i in range(4)])
