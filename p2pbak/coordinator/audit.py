@@ -52,17 +52,18 @@ async def audit_job(coord: Coordinator) -> int:
         for peer, pk, fid, size in picks], t)
 
 
-def check_payload(coord: Coordinator, task: store.Task, worker: str,
-                  online: Mapping[str, Peer]) -> dict[str, Any] | None:
+async def check_payload(coord: Coordinator, task: store.Task, worker: str,
+                        online: Mapping[str, Peer]) -> dict[str, Any] | None:
     """An audit's or test's transfer orders; None while its target is offline."""
     target = online.get(task.target or "")
     if target is None or task.fragment_id is None or task.size is None:
         return None
+    via = (await coord.relays_of([target.id])).get(target.id, "")
 
     def ticket(op: str) -> str:
         assert task.fragment_id is not None and task.size is not None
         return coord.ticket(op=op, fragment=task.fragment_id, size=task.size, from_=worker,
-                            to=target.id)
+                            to=target.id, via=via)
 
     body: dict[str, Any] = {"target": target.id, "url": target.url,
                             "fragment_id": task.fragment_id, "size": task.size}

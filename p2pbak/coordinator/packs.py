@@ -61,8 +61,9 @@ async def grant_stores(coord: Coordinator, machine: Machine, pack_id: str,
         raise NotPlanned(f"no plan puts a {missing[0].fragment_size}-byte fragment of pack "
                          f"{pack_id} on peer {missing[0].peer_id}: plan the pack "
                          "(POST /v1/packs/plan) first")
+    vias = await coord.relays_of([f.peer_id for f in fragments])
     wires = [coord.ticket(op="store", fragment=f.fragment_id, size=f.size, from_=machine.id,
-                          to=f.peer_id) for f in fragments]
+                          to=f.peer_id, via=vias.get(f.peer_id, "")) for f in fragments]
     await packs.add_grants(coord.db, machine.user, pack_id, list(fragments),
                            int(time.time()) + tickets.DEFAULT_TTL)
     return wires
@@ -83,6 +84,7 @@ async def lookup(coord: Coordinator, machine: Machine, pack_id: str) -> dict[str
         return None
     holders = await coordinator_peers.many(coord.db, [f.peer_id for f in pack.fragments])
     fragments = await repair.fetch_order(coord, pack.fragments, holders)
+    vias = await coord.relays_of(list(holders))
     return {
         "pack_id": pack.id, "k": pack.k, "n": pack.n, "repair": pack.repair,
         "success": pack.success, "length": pack.length,
@@ -91,7 +93,8 @@ async def lookup(coord: Coordinator, machine: Machine, pack_id: str) -> dict[str
             "peer_id": f.peer_id, "url": holders[f.peer_id].url,
             "online": holders[f.peer_id].online(coord.online_window),
             "ticket": coord.ticket(op="fetch", fragment=f.fragment_id, size=f.size,
-                                   from_=machine.id, to=f.peer_id),
+                                   from_=machine.id, to=f.peer_id,
+                                   via=vias.get(f.peer_id, "")),
         } for f in fragments],
     }
 

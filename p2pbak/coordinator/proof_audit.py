@@ -127,7 +127,9 @@ async def _prove(http: aiohttp.ClientSession, coord: Coordinator, url: str, peer
 async def _whole(coord: Coordinator, http: aiohttp.ClientSession, url: str, peer_id: str,
                  fid: str, size: int, root: str | None) -> str:
     """Fetch the whole fragment and check it against its id (and the root, if any)."""
-    wire = coord.ticket(op="fetch", fragment=fid, size=size, from_="coordinator", to=peer_id)
+    via = (await coord.relays_of([peer_id])).get(peer_id, "")
+    wire = coord.ticket(op="fetch", fragment=fid, size=size, from_="coordinator", to=peer_id,
+                        via=via)
     async with http.get(url, headers={tickets.HEADER: wire}) as resp:
         if resp.status != 200:
             return FAILED

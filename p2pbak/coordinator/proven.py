@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from p2pbak.config import market_caps
 from p2pbak.coordinator import placement
-from p2pbak.market.proven import Caps, Proven, counted_caps, lowest
+from p2pbak.market.proven import Caps, Counted, Proven, counted_caps, lowest
 from p2pbak.store.db import supply
 from p2pbak.store.db.peers import Peer
 
@@ -30,25 +28,21 @@ def cap_window(coord: Coordinator) -> int:
     return int(coord.market.price_interval)
 
 
-async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:
+async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Counted]:
     """Per peer the caps the market counts (bytes, bytes/s while online)."""
     t = int(time.time())
     window = work_window(coord)
     proofs = await supply.proven(coord.db, t - window)
     low = await supply.lowest_caps(coord.db, t - cap_window(coord))
-    nothing, uncapped = Proven(), Caps(0, 0, 0)
+    nothing, uncapped = Proven(), Caps(None, None, None)
     return {p.id: _counted(p, low.get(p.id, uncapped), proofs.get(p.id, nothing), window)
             for p in peers}
 
 
-def _counted(p: Peer, low: Caps, proof: Proven, window: int) -> Caps:
-    # in the market's terms 0 is no cap; a space of zero lends a disk of zero
-    space, upload, download, disk = market_caps(p.space, p.upload, p.download,
-                                                p.stored_bytes + p.free_bytes)
-    caps = lowest(Caps(space, upload, download), low)
-    if p.space == 0:
-        caps = dataclasses.replace(caps, space=0)
-    return counted_caps(caps, proof, window, placement.availability(p), disk)
+def _counted(p: Peer, low: Caps, proof: Proven, window: int) -> Counted:
+    caps = lowest(Caps(p.space, p.upload, p.download), low)  # a space of 0 lends nothing
+    return counted_caps(caps, proof, window, placement.availability(p),
+                        p.stored_bytes + p.free_bytes)
 
 
 async def with_counted_room(coord: Coordinator, peers: Sequence[Peer]) -> list[Peer]:

@@ -99,7 +99,7 @@ async def next_task(coord: Coordinator, worker: str) -> dict[str, Any] | None:
         if task.kind == store.REPAIR:
             payload = await _repair_payload(coord, task, worker, t, info, holders)
         else:
-            payload = audit.check_payload(coord, task, worker, by_id)
+            payload = await audit.check_payload(coord, task, worker, by_id)
         if payload is None:
             continue
         lease = REPAIR_LEASE if task.kind == store.REPAIR else CHECK_LEASE
@@ -154,6 +154,7 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
     elif len(sources) < info.k:
         return None
     random.shuffle(sources)
+    vias = await coord.relays_of([h.peer_id for h in sources])
     return {
         "pack_id": info.id, "k": info.k, "n": info.n, "length": info.length,
         "missing": missing, "copy": bool(copy),
@@ -161,7 +162,8 @@ async def _repair_payload(coord: Coordinator, task: store.Task, worker: str, t: 
         "sources": [{"index": h.index, "fragment_id": h.fragment_id, "size": h.size,
                      "peer_id": h.peer_id, "url": h.url,
                      "ticket": coord.ticket(op="fetch", fragment=h.fragment_id, size=h.size,
-                                            from_=worker, to=h.peer_id)}
+                                            from_=worker, to=h.peer_id,
+                                            via=vias.get(h.peer_id, ""))}
                     for h in sources],
     }
 
@@ -217,10 +219,11 @@ async def grant_stores(coord: Coordinator, task: store.Task, worker: str,
     records = [Fragment(index, fid, fsize, peer.id)
                for (index, fid, fsize), peer in zip(fragments, chosen, strict=False)]
     await store.add_grants(coord.db, task.id, records)
+    vias = await coord.relays_of([peer.id for peer in chosen])
     return [{"index": r.index, "fragment_id": r.fragment_id, "size": r.size,
              "peer_id": peer.id, "url": peer.url,
              "ticket": coord.ticket(op="store", fragment=r.fragment_id, size=r.size,
-                                    from_=worker, to=peer.id)}
+                                    from_=worker, to=peer.id, via=vias.get(peer.id, ""))}
             for r, peer in zip(records, chosen, strict=True)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from p2pbak.coordinator.jobs import JobRunner, builtin_jobs
 from p2pbak.coordinator.model import MarketSettings, RepairSettings
 from p2pbak.net import tickets
 from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.store.db import reach as reach_store
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.database import Database
 from p2pbak.store.db.peers import Beat
@@ -30,9 +32,6 @@ class Coordinator:
     market: MarketSettings = field(default_factory=MarketSettings)
     repair: RepairSettings = field(default_factory=RepairSettings)
     heartbeats: GroupCommit[Beat, bool] = field(init=False)
-    # relayed peer id → its relay's id, kept by POST /v1/reach: a transfer ticket to a
-    # relayed peer names the relay, which is paid when the transfer is (billing.py)
-    relayed: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.heartbeats = GroupCommit(lambda beats: coordinator_peers.heartbeats(self.db, beats))
@@ -42,10 +41,18 @@ class Coordinator:
         """The public key peers verify tickets with (hex)."""
         return tickets.public_key_hex(self.signing_key)
 
-    def ticket(self, *, op: str, fragment: str, size: int, from_: str, to: str) -> str:
-        via = self.relayed.get(to, "") if op in tickets.PAID_OPS else ""
+    def ticket(self, *, op: str, fragment: str, size: int, from_: str, to: str,
+               via: str = "") -> str:
+        """A signed ticket. `via` is the relay carrying `to` (from `relays_of`), named in
+        the tickets of the ops that move bytes: that relay is paid when the transfer is
+        (billing.py)."""
         return tickets.issue(self.signing_key, op=op, fragment=fragment, size=size,
-                             from_=from_, to=to, via=via)
+                             from_=from_, to=to, via=via if op in tickets.PAID_OPS else "")
+
+    async def relays_of(self, peer_ids: Sequence[str]) -> dict[str, str]:
+        """The relay carrying each relayed peer of `peer_ids`, as POST /v1/reach assigned
+        it (in the database: every coordinator on it names the same relay)."""
+        return await reach_store.relays_of(self.db, peer_ids)
 
     @classmethod
     async def start(cls, db_path: Path, online_window: int = DEFAULT_ONLINE_WINDOW,

@@ -38,7 +38,17 @@ class Proven:
 
 @dataclass(frozen=True)
 class Caps:
-    """Slider caps as users type them: bytes, bytes/s, bytes/s; 0 means no cap."""
+    """Slider caps as users type them: bytes, bytes/s, bytes/s; None means no cap (a
+    space of 0 lends nothing)."""
+
+    space: int | None
+    upload: int | None
+    download: int | None
+
+
+@dataclass(frozen=True)
+class Counted:
+    """The supply the market counts for one peer: bytes, bytes/s, bytes/s while online."""
 
     space: int
     upload: int
@@ -55,17 +65,19 @@ def counted(cap: float, proven: float, floor: float) -> float:
     return min(cap, proven + headroom(proven, floor))
 
 
-def _low(a: int, b: int) -> int:
-    """The lower of two caps, 0 (no cap) being the highest."""
-    if a <= 0:
-        return max(b, 0)
-    return a if b <= 0 or a <= b else b
+def _low(a: int | None, b: int | None) -> int | None:
+    """The lower of two caps, None (no cap) being the highest."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 def lowest(*caps: Caps) -> Caps:
-    """Per resource the lowest cap (0, no cap, is the highest). A fold of pairs: the
+    """Per resource the lowest cap (None, no cap, is the highest). A fold of pairs: the
     coordinator calls it once per peer, a million times a job."""
-    space = upload = download = 0
+    space: int | None = None
+    upload: int | None = None
+    download: int | None = None
     for c in caps:
         space, upload, download = (_low(space, c.space), _low(upload, c.upload),
                                    _low(download, c.download))
@@ -73,15 +85,17 @@ def lowest(*caps: Caps) -> Caps:
 
 
 def counted_caps(caps: Caps, proven: Proven, window: float, availability: float,
-                 disk: int) -> Caps:
+                 disk: int) -> Counted:
     """The caps the market counts (space bytes, bytes/s while online): each declared cap
     (an unset space cap is the disk, an unset rate UNCAPPED_RATE) bounded by the proven
     work; bandwidth proven is the bytes moved over `window` seconds online."""
     online = max(window * max(availability, 1e-6), 1.0)
-    return Caps(int(counted(caps.space or disk, proven.space, SPACE_FLOOR)),
-                int(counted(caps.upload or UNCAPPED_RATE, proven.upload / online, RATE_FLOOR)),
-                int(counted(caps.download or UNCAPPED_RATE, proven.download / online,
-                            RATE_FLOOR)))
+    space = disk if caps.space is None else caps.space
+    upload = UNCAPPED_RATE if caps.upload is None else caps.upload
+    download = UNCAPPED_RATE if caps.download is None else caps.download
+    return Counted(int(counted(space, proven.space, SPACE_FLOOR)),
+                   int(counted(upload, proven.upload / online, RATE_FLOOR)),
+                   int(counted(download, proven.download / online, RATE_FLOOR)))
 
 
 def share_bound(honest: tuple[float, float, float], liar: tuple[float, float, float]

@@ -70,7 +70,7 @@ async def _simulate(tmp: Path, by_balance: bool, rounds: int) -> list[int]:
                 keyfile=b"f", machine_id=mid, machine_name="m", secret_hash=b"x")
             await coordinator_peers.announce(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
                                              subnet=f"10.0.{i}.0/24", space=10**12,
-                                             upload=0, download=0)
+                                             upload=None, download=None)
             await coordinator_peers.heartbeat(coord.db, peer_id=mid, url=f"http://10.0.{i}.1:1",
                                               subnet=f"10.0.{i}.0/24", stored_bytes=0,
                                               free_bytes=10**12)

@@ -63,7 +63,7 @@ async def run_audit(w: World, target: str, outcome: str) -> None:
                if t.kind == store.AUDIT and t.target == target]
     worker = next(p for p in w.peers if p != target)
     assert await store.lease(w.db, task.id, worker, 60)
-    assert audit.check_payload(w.coord, task, worker, {}) is None  # target offline: wait
+    assert await audit.check_payload(w.coord, task, worker, {}) is None  # target offline: wait
     await audit.report(w.coord, task, worker, outcome, "test")
 
 

@@ -53,8 +53,8 @@ async def open_coord(path: Path, **market: Any) -> Coordinator:
             keyfile=b"f", machine_id=machine_id(i), machine_name="m", secret_hash=b"x")
         await coordinator_peers.announce(coord.db, peer_id=machine_id(i),
                                          url=f"http://127.0.0.1:{9000 + i}",
-                                         subnet="127.0.0.0/24", space=10**12, upload=0,
-                                         download=0)
+                                         subnet="127.0.0.0/24", space=10**12, upload=None,
+                                         download=None)
     return coord
 
 
@@ -92,9 +92,14 @@ async def check_ledger(coord: Coordinator) -> bank.Audit:
 
 
 def ticket(coord: Coordinator, op: str, frm: int, to: int, size: int,
-           fragment: str = "ab" * 32) -> str:
+           fragment: str = "ab" * 32, via: str = "") -> str:
     return coord.ticket(op=op, fragment=fragment, size=size, from_=machine_id(frm),
-                        to=machine_id(to))
+                        to=machine_id(to), via=via)
+
+
+async def via(coord: Coordinator, to: int) -> str:
+    """The relay carrying machine `to`, as the coordinator's ticket callers look it up."""
+    return (await coord.relays_of([machine_id(to)])).get(machine_id(to), "")
 
 
 async def placed_ticket(coord: Coordinator, frm: int, to: int, size: int) -> str:
@@ -106,12 +111,12 @@ async def placed_ticket(coord: Coordinator, frm: int, to: int, size: int) -> str
     await coordinator_packs.add_grants(coord.db, USERS[frm], pack_id, [frag], 2**40)
     await coordinator_packs.commit(coord.db, USERS[frm], machine_id(frm), coordinator_packs.Pack(
         pack_id, 1, 1, 1, 1, size, 0, (frag,)))
-    return ticket(coord, "store", frm, to, size, fid)
+    return ticket(coord, "store", frm, to, size, fid, await via(coord, to))
 
 
 async def acked_ticket(coord: Coordinator, frm: int, to: int, size: int, fragment: str) -> str:
     """A fetch ticket its receiver `frm` acknowledged (the evidence a fetch receipt needs)."""
-    wire = ticket(coord, "fetch", frm, to, size, fragment)
+    wire = ticket(coord, "fetch", frm, to, size, fragment, await via(coord, to))
     await evidence.acknowledge(coord, machine_id(frm), wire)
     return wire
 

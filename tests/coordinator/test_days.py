@@ -117,7 +117,7 @@ async def move_sliders(m: Market) -> None:
         caps = caps_from_supply(Resources(*map(float, chosen[i])),
                                 placement.availability(peer))
         if not m.scenario.bandwidth_caps:
-            caps = (caps[0], 0, 0)
+            caps = (caps[0], None, None)
         assert await bank.set_peer_caps(m.coord.db, mid, *caps)
     await report_in(m)
 

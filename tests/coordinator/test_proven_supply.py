@@ -39,7 +39,7 @@ async def _space(coord: object, i: int) -> int:
 def test_space_counted_is_what_a_passed_audit_vouches_for_plus_headroom() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp, price_interval=0) as coord:
-            await bank.set_peer_caps(coord.db, machine_id(1), PETABYTE, 0, 0)
+            await bank.set_peer_caps(coord.db, machine_id(1), PETABYTE, None, None)
             await _heartbeat_all(coord)
             assert await _space(coord, 1) == SPACE_FLOOR  # declared 1 PB, proved nothing
             fids = await store_pack(coord, 0, "aa" * 32, [1], size=3 * GB)
@@ -61,12 +61,16 @@ def test_caps_moved_twice_count_at_their_lowest() -> None:
     async def scenario(tmp: Path) -> None:
         async with opened_coord(tmp, price_interval=0) as coord:
             peer = machine_id(2)
-            await bank.set_peer_caps(coord.db, peer, 5 * GB, 2000, 0)
-            await bank.set_peer_caps(coord.db, peer, PETABYTE, 1000, 0)
+            await bank.set_peer_caps(coord.db, peer, 5 * GB, 2000, None)
+            await bank.set_peer_caps(coord.db, peer, PETABYTE, 1000, None)
+            await bank.set_peer_caps(coord.db, peer, PETABYTE, None, 10**6)
             low = await supply.lowest_caps(coord.db, 0)
-            assert low[peer] == Caps(5 * GB, 1000, 0)  # 0 (no cap) is the highest
+            assert low[peer] == Caps(5 * GB, 1000, 10**6)  # None (no cap) is the highest
             later = await supply.lowest_caps(coord.db, 2**40)  # none set since: the current
-            assert later[peer] == Caps(PETABYTE, 1000, 0)
+            assert later[peer] == Caps(PETABYTE, None, 10**6)
+            await bank.set_peer_caps(coord.db, peer, 0, None, 10**6)  # lends no space now
+            await bank.set_peer_caps(coord.db, peer, PETABYTE, None, 10**6)
+            assert (await supply.lowest_caps(coord.db, 0))[peer].space == 0  # the lowest
 
     run(scenario)
 

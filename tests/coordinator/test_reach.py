@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,25 @@ def test_unreachable_peer_gets_a_relay_peer_else_the_coordinator(server: Server)
                        "relay_url": server.api.url}
     current = relay.ok("GET", f"/v1/reach/{hidden.machine_id}")
     assert current["url"] == relayed and current["online"] is True
+
+
+def test_a_relay_assigned_by_one_coordinator_is_known_to_another(
+        server: Server, tmp_path: Path) -> None:
+    """Who relays whom is kept in the database, not in one process: a second coordinator
+    on the same database (or this one restarted) reports the relay a peer was given."""
+    relay = server.api.register("relay2")
+    hidden = server.api.register("hidden2")
+    with health_server(relay.machine_id) as relay_port:
+        relay_url = f"http://127.0.0.1:{relay_port}"
+        reach(relay, relay_port, relay=True)
+        relay.announce(relay_url)
+        assert reach(hidden, free_port())["relay"]["relay_id"] == relay.machine_id
+    relayed = f"{relay_url}/v1/relay/{hidden.machine_id}"
+    hidden.announce(relayed)
+    with coordinator(tmp_path, db=server.db) as other:
+        reached = Api(other.api.url, hidden.token).ok("GET", "/v1/status")["reached"]
+    assert reached == {"how": "relayed", "via": relay.machine_id, "url": relayed,
+                       "relay_url": relay_url}
 
 
 @pytest.mark.parametrize("body", [

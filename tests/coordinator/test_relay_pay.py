@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from p2pbak.coordinator import billing, evidence, repair, tariff
+from p2pbak.coordinator import billing, evidence, reach, repair, tariff
+from p2pbak.coordinator.reach import Reach
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
@@ -27,6 +28,7 @@ from tests.coordinator.test_bank import (
     run,
     store_pack,
     ticket,
+    via,
 )
 
 pytestmark = pytest.mark.usefixtures("db_backend")
@@ -43,6 +45,11 @@ async def relay_rows(coord: Coordinator) -> list[tuple[str, int]]:
         "SELECT ref, quantity FROM transactions WHERE kind = 'relay' ORDER BY id")]
 
 
+async def relayed_by(coord: Coordinator, peer: int, relay: str) -> None:
+    """`relay` carries machine `peer`, as POST /v1/reach records it (in the database)."""
+    await reach.record(coord, machine_id(peer), Reach(relay_id=relay))
+
+
 def carried(table: rules.PriceTable, size: int) -> int:
     """What a relay earns for `size` bytes: one download and one upload of each byte."""
     return (table.upload + table.download) * size // rules.GB
@@ -52,9 +59,10 @@ def test_ticket_to_a_relayed_peer_names_its_relay() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
             direct = ticket(coord, "store", 0, 1, MB)
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
-            relayed = ticket(coord, "store", 0, 1, MB)
-            asked = ticket(coord, "exists", 0, 1, MB)  # moves no bytes: pays no relay
+            await relayed_by(coord, 1, machine_id(RELAY))
+            relayed = ticket(coord, "store", 0, 1, MB, via=await via(coord, 1))
+            # moves no bytes: pays no relay
+            asked = ticket(coord, "exists", 0, 1, MB, via=await via(coord, 1))
             key = coord.signing_key.public_key()
             check = {"fragment": "ab" * 32, "to": machine_id(1)}
             assert tickets.verify(key, direct, op="store", **check).via == ""
@@ -68,7 +76,7 @@ def test_ticket_to_a_relayed_peer_names_its_relay() -> None:
 def test_store_through_a_relay_pays_supplier_and_relay_from_the_bank() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            await relayed_by(coord, 1, machine_id(RELAY))
             size = 37 * MB + 11
             wire = await placed_ticket(coord, 0, 1, size)
             before = await balances(coord)
@@ -95,7 +103,7 @@ def test_relay_pay_counts_as_upkeep_in_the_measured_overheads() -> None:
             wire = await placed_ticket(coord, 0, 1, 20 * MB)
             await billing.settle_receipt(coord, machine_id(1), wire)
             direct = await bank.overhead_flows(coord.db, since, int(time.time()) + 5)
-            coord.relayed[machine_id(2)] = machine_id(RELAY)
+            await relayed_by(coord, 2, machine_id(RELAY))
             wire = await placed_ticket(coord, 0, 2, 20 * MB)
             await billing.settle_receipt(coord, machine_id(2), wire)
             flows = await bank.overhead_flows(coord.db, since, int(time.time()) + 5)
@@ -109,10 +117,10 @@ def test_nothing_is_paid_to_a_relay_without_the_proof() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
             fids = await store_pack(coord, 0, "ee" * 32, [1])
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            await relayed_by(coord, 1, machine_id(RELAY))
             # a store nobody committed, a fetch nobody acknowledged: claims, no pay
-            store = ticket(coord, "store", 0, 1, MB, "cd" * 32)
-            fetch = ticket(coord, "fetch", 0, 1, MB, fids[0])
+            store = ticket(coord, "store", 0, 1, MB, "cd" * 32, await via(coord, 1))
+            fetch = ticket(coord, "fetch", 0, 1, MB, fids[0], await via(coord, 1))
             for wire in (store, fetch):
                 assert await billing.settle_receipt(coord, machine_id(1), wire) == (False, 0)
             assert (await balances(coord))[user_account("dave")] == 0
@@ -134,7 +142,7 @@ def test_replayed_proofs_pay_the_relay_once() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
             fids = await store_pack(coord, 0, "ef" * 32, [1])
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            await relayed_by(coord, 1, machine_id(RELAY))
             fetch = await acked_ticket(coord, 0, 1, MB, fids[0])
             store = await placed_ticket(coord, 0, 1, 2 * MB)
             for _ in range(3):  # the receipts handed in again after lost answers
@@ -152,7 +160,7 @@ def test_the_coordinators_own_relay_and_direct_transfers_pay_no_relay() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
             direct = await placed_ticket(coord, 0, 1, MB)
-            coord.relayed[machine_id(2)] = COORDINATOR_ID
+            await relayed_by(coord, 2, COORDINATOR_ID)
             last_resort = await placed_ticket(coord, 0, 2, MB)
             assert (await billing.settle_receipt(coord, machine_id(1), direct))[0]
             assert (await billing.settle_receipt(coord, machine_id(2), last_resort))[0]
@@ -165,7 +173,7 @@ def test_the_coordinators_own_relay_and_direct_transfers_pay_no_relay() -> None:
 def test_audit_reports_a_relay_pay_without_its_receipt() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            await relayed_by(coord, 1, machine_id(RELAY))
             wire = await placed_ticket(coord, 0, 1, MB)
             await billing.settle_receipt(coord, machine_id(1), wire)
             assert await claims.unbacked_payments(coord.db) == []
@@ -186,7 +194,7 @@ def test_restore_asks_direct_holders_before_relayed_ones_at_equal_balance() -> N
             for i in (1, 3):  # bob's and dave's peers are behind NAT, relayed
                 await coordinator_peers.announce(
                     coord.db, peer_id=machine_id(i), url=f"{relay}/{machine_id(i)}~{'ab' * 32}",
-                    subnet="127.0.0.0/24", space=10**12, upload=0, download=0)
+                    subnet="127.0.0.0/24", space=10**12, upload=None, download=None)
             fids = await store_pack(coord, 0, "fa" * 32, [1, 2, 3, 0])
             pack = await coordinator_packs.get(coord.db, "alice", "fa" * 32)
             holders = await coordinator_peers.many(coord.db, [machine_id(i) for i in range(4)])

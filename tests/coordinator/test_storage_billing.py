@@ -44,8 +44,8 @@ async def setup(coord: Coordinator, packs: list[tuple[int, list[int], int]]) -> 
                                         machine_name="m2", secret_hash=b"x")
     for i in range(len(OWNER)):
         await coordinator_peers.announce(coord.db, peer_id=mid(i), url=f"http://h/{i}",
-                                         subnet="127.0.0.0/24", space=10**12, upload=0,
-                                         download=0)
+                                         subnet="127.0.0.0/24", space=10**12, upload=None,
+                                         download=None)
     async with coord.db.transaction() as conn:
         for i, a in enumerate(AVAILABILITY):
             await conn.execute("UPDATE peers SET availability = ? WHERE id = ?", (a, mid(i)))

@@ -4,6 +4,8 @@ moves g(p) (what drives the price update) by no more than its proven supply allo
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from p2pbak.market.proven import (
     RATE_FLOOR,
     SPACE_FLOOR,
     Caps,
+    Counted,
     Proven,
     counted,
     counted_caps,
@@ -23,7 +26,8 @@ from p2pbak.market.resources import Resources
 from p2pbak.units import DAY, GB
 
 amounts = st.integers(0, 10**13)
-caps = st.builds(Caps, amounts, st.integers(0, 10**9), st.integers(0, 10**9))
+caps = st.builds(Caps, st.none() | amounts, st.none() | st.integers(1, 10**9),
+                 st.none() | st.integers(1, 10**9))
 
 
 @given(st.floats(1, 1e15), st.floats(0, 1e15), st.floats(1, 1e12))
@@ -39,11 +43,11 @@ def test_lowest_takes_each_resource_at_its_lowest_set_cap(a: Caps, b: Caps, c: C
     low = lowest(a, b, c)
     for field in ("space", "upload", "download"):
         values = [getattr(x, field) for x in (a, b, c)]
-        set_ = [v for v in values if v]
-        assert getattr(low, field) == (min(set_) if set_ else 0)
+        set_ = [v for v in values if v is not None]  # None is no cap, 0 a cap of zero
+        assert getattr(low, field) == (min(set_) if set_ else None)
 
 
-def _vector(c: Caps, availability: float) -> Resources:
+def _vector(c: Counted, availability: float) -> Resources:
     return supply_from_caps(c.space, c.upload, c.download, availability)
 
 
@@ -57,7 +61,7 @@ honest_peer = st.tuples(st.integers(10**9, 10**12), st.integers(10**4, 10**7),
 def test_a_liar_moving_huge_caps_two_percent_a_day_moves_g_only_by_its_proof(
         honest: list[tuple[int, int, int, float]], proof: int, served: int, declared: int,
         availability: float, days: int) -> None:
-    others = aggregate(_vector(Caps(s, u, d), a) for s, u, d, a in honest)
+    others = aggregate(_vector(Counted(s, u, d), a) for s, u, d, a in honest)
     demand = Resources(others.space, others.upload * 1.3, others.download * 0.7)
     work = Proven(space=proof, upload=served, download=served)
     history = [Caps(int(declared * 1.02**i), int(10**9 * 1.02**i), int(10**9 * 1.02**i))
@@ -65,7 +69,7 @@ def test_a_liar_moving_huge_caps_two_percent_a_day_moves_g_only_by_its_proof(
     liar = _vector(counted_caps(lowest(*history), work, DAY, availability, 0), availability)
     # what the proof alone allows, whatever the caps: proven + headroom in each resource
     online = DAY * availability
-    bound = _vector(Caps(proof + max(SPACE_FLOOR, proof),
+    bound = _vector(Counted(proof + max(SPACE_FLOOR, proof),
                          int(served / online + max(RATE_FLOOR, served / online)) + 1,
                          int(served / online + max(RATE_FLOOR, served / online)) + 1),
                     availability)
@@ -76,4 +80,4 @@ def test_a_liar_moving_huge_caps_two_percent_a_day_moves_g_only_by_its_proof(
     for x in range(2):
         assert abs(with_liar[x] - without[x]) <= limit[x] * (1 + 1e-9) + 1e-12
     # and the declared petabytes would have swamped it: counted is far below declared
-    assert liar.space < _vector(history[0], availability).space / 1000
+    assert liar.space < _vector(Counted(*astuple(history[0])), availability).space / 1000

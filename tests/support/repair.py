@@ -51,8 +51,8 @@ class World:
             self.db, user=f"user{i}", salt=b"s" * 16, login_hash=b"h", login_hash_key=b"k",
             keyfile=b"w", machine_id=pid, machine_name="m", secret_hash=b"x")
         await coordinator_peers.announce(self.db, peer_id=pid, url=f"http://127.0.0.1:{9000 + i}",
-                                         subnet="127.0.0.0/24", space=10**9, upload=0,
-                                         download=0)
+                                         subnet="127.0.0.0/24", space=10**9, upload=None,
+                                         download=None)
         await self.beat(pid)
         self.peers.append(pid)
         return pid

@@ -74,5 +74,5 @@ async def sign_off(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     answer = await peers.status(coord, machine)
-    answer["reached"] = reach.reach_of(request.app, await peers.get(coord, machine.id))
+    answer["reached"] = await reach.reach_of(request.app, await peers.get(coord, machine.id))
     return web.json_response(answer)

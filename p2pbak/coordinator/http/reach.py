@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import aiohttp
 from aiohttp import web
 from pydantic import Field
 
 from p2pbak.coordinator import peers as coordinator_peers
+from p2pbak.coordinator import reach as reach_state
 from p2pbak.coordinator.http.common import COORD, caller, coordinator
+from p2pbak.coordinator.reach import Reach
 from p2pbak.net import peertls, urls
 from p2pbak.net.relay import COORDINATOR_ID, RELAY, peer_id_of
 from p2pbak.net.urls import relay_base
 from p2pbak.net.validate import Body, fail, parse
+
+if TYPE_CHECKING:
+    from p2pbak.coordinator.service import Coordinator
 
 routes = web.RouteTableDef()
 
@@ -49,23 +52,7 @@ class ReachBody(Body):
     pin: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] = ""  # its TLS certificate's
 
 
-@dataclass
-class Relays:
-    """Peers that offered to relay (by peer id → their URL); the URLs each public peer was
-    dialled back at. Who each relay carries is the coordinator's `relayed` (tickets name
-    the relay from it)."""
-
-    offered: dict[str, str] = field(default_factory=dict)
-    public: dict[str, list[str]] = field(default_factory=dict)  # peer id → URLs dialled
-    mapped: dict[str, list[str]] = field(default_factory=dict)  # … of them port-mapped
-    mapped_by: dict[str, str] = field(default_factory=dict)  # peer id → UPnP or NAT-PMP
-
-
-RELAYS = web.AppKey("relays", Relays)
-
-
 def add_reach(app: web.Application) -> None:
-    app[RELAYS] = Relays()
     app.add_routes(routes)
 
 
@@ -122,24 +109,16 @@ async def reach(request: web.Request) -> web.Response:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         why = await asyncio.gather(*(_dial(session, u, machine.id) for u in urls))
     reachable = [u for u, w in zip(urls, why, strict=True) if not w]
-    relays = request.app[RELAYS]
     answer: dict[str, object] = {
         "observed": observed, "reachable": reachable,
         "tried": [{"url": u, "ok": not w, "error": w} for u, w in zip(urls, why, strict=True)],
         "relay": None}
-    relays.public.pop(machine.id, None)
-    relays.mapped.pop(machine.id, None)
-    c.relayed.pop(machine.id, None)  # tickets name a relay only while one is assigned
     if reachable:
-        relays.public[machine.id] = reachable
-        relays.mapped[machine.id] = [u for u in reachable if u in mapped]
-        relays.mapped_by[machine.id] = body.mapped_by
-        if body.relay:
-            relays.offered[machine.id] = reachable[0]
-        else:
-            relays.offered.pop(machine.id, None)
+        await reach_state.record(c, machine.id, Reach(
+            public=tuple(reachable), mapped=tuple(u for u in reachable if u in mapped),
+            mapped_by=body.mapped_by, offer=reachable[0] if body.relay else None))
         return web.json_response(answer)
-    relays.offered.pop(machine.id, None)
+    await reach_state.record(c, machine.id, Reach())
     answer["relay"] = await _assign(request, machine.id, set(body.avoid))
     return web.json_response(answer)
 
@@ -153,10 +132,10 @@ async def peer_reach(request: web.Request) -> web.Response:
         fail(404, "no such peer: it has never announced itself")
     return web.json_response({"peer_id": peer.id, "url": peer.url,
                               "online": peer.online(c.online_window),
-                              "reached": reach_of(request.app, peer)})
+                              "reached": await reach_of(request.app, peer)})
 
 
-async def _first_alive(relays: Relays, choices: list[tuple[str, str]]) -> tuple[str, str]:
+async def _first_alive(c: Coordinator, choices: list[tuple[str, str]]) -> tuple[str, str]:
     """The first relay that answers now; one that does not stops being offered (it died
     since it last proved reachable, e.g. the one a peer just asked to avoid)."""
     timeout = aiohttp.ClientTimeout(total=DIAL_TIMEOUT)
@@ -164,43 +143,37 @@ async def _first_alive(relays: Relays, choices: list[tuple[str, str]]) -> tuple[
         for rid, url in choices:
             if not await _dial(session, url, rid):
                 return rid, url
-            relays.offered.pop(rid, None)
+            await reach_state.withdraw(c, rid)
     return "", ""
 
 
-def reach_of(app: web.Application, peer: coordinator_peers.Peer | None) -> dict[str, str]:
+async def reach_of(app: web.Application,
+                   peer: coordinator_peers.Peer | None) -> dict[str, str]:
     """How others reach `peer`: public (dialled back), relayed (via which relay), direct
     (an address it advertised, not checked), none (no peer on this machine)."""
     if peer is None:
         return {"how": "none"}
-    relays = app[RELAYS]
+    reach = await reach_state.get(app[COORD], peer.id)
     base = relay_base(peer.url)
     if base:
-        return {"how": "relayed", "via": app[COORD].relayed.get(peer.id) or base,
-                "url": peer.url,
+        return {"how": "relayed", "via": reach.relay_id or base, "url": peer.url,
                 "relay_url": base}
-    if peer.url in relays.mapped.get(peer.id, ()):
-        return {"how": "port-mapped", "url": peer.url,
-                "via": relays.mapped_by.get(peer.id, "")}
-    how = "public" if peer.url in relays.public.get(peer.id, ()) else "direct"
-    return {"how": how, "url": peer.url}
+    if peer.url in reach.mapped:
+        return {"how": "port-mapped", "url": peer.url, "via": reach.mapped_by}
+    return {"how": "public" if peer.url in reach.public else "direct", "url": peer.url}
 
 
 async def _assign(request: web.Request, peer_id: str,
                   avoid: set[str]) -> dict[str, str] | None:
     """The least-loaded online relay peer not avoided, else the coordinator's own relay."""
-    c, relays = coordinator(request), request.app[RELAYS]
-    online = await coordinator_peers.many(c, list(relays.offered))
-    load = Counter(c.relayed.values())  # relay id → the peers it carries
-    choices = sorted((load[rid], rid, url)
-                     for rid, url in relays.offered.items()
-                     if rid != peer_id and url not in avoid and rid in online
-                     and online[rid].online(c.online_window))
-    rid, url = await _first_alive(relays, [(rid, url) for _, rid, url in choices])
+    c = coordinator(request)
+    online = await coordinator_peers.many(c, await reach_state.offered(c))
+    rid, url = await _first_alive(c, await reach_state.relay_choices(c, peer_id, avoid,
+                                                                     online))
     if not rid and RELAY in request.app and COORDINATOR_ID not in avoid:
         rid, url = COORDINATOR_ID, ""  # "": the coordinator's URL, as the peer knows it
     if not rid:
         return None
-    c.relayed[peer_id] = rid  # transfer tickets to this peer now name its relay
+    await reach_state.assign(c, peer_id, rid)  # transfer tickets to it now name its relay
     ticket = c.ticket(op="relay", fragment=peer_id, size=0, from_=peer_id, to=rid)
     return {"relay_id": rid, "url": url, "ticket": ticket}

@@ -311,3 +311,17 @@ MIGRATIONS.append((
 # where low-balance alerts go (`init --email`, `p2pbak email`); NULL: the user name if it is
 # an address (coordinator/accounts.py), else nowhere
 MIGRATIONS.append(("ALTER TABLE users ADD COLUMN email TEXT",))
+
+# how each peer is reached, in the database so that every coordinator on it sees the same
+# (store/db/reach.py): the URLs it was dialled back at, which of them a router maps, the
+# relay it offers, and the relay that carries it (transfer tickets to it name that relay)
+MIGRATIONS.append((
+    """CREATE TABLE reach (
+        peer_id TEXT PRIMARY KEY REFERENCES machines(id) ON DELETE CASCADE,
+        public TEXT NOT NULL DEFAULT '',     -- URLs dialled back, one per line
+        mapped TEXT NOT NULL DEFAULT '',     -- those of them a router maps, one per line
+        mapped_by TEXT NOT NULL DEFAULT '',  -- UPnP | NAT-PMP
+        offer TEXT,                          -- where it relays for others, if it offers to
+        relay_id TEXT)""",                   # who carries it: a peer id or 'coordinator'
+    "CREATE INDEX reach_relay ON reach(relay_id)",
+))

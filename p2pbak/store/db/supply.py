@@ -11,8 +11,8 @@ from p2pbak.store.db.database import Database, now
 CAP_RETENTION = 90 * 86400  # seconds of cap history kept (longer than any hold window)
 
 
-async def record_caps_in(conn: Any, peer_id: str, space: int, upload: int,
-                         download: int) -> None:
+async def record_caps_in(conn: Any, peer_id: str, space: int | None, upload: int | None,
+                         download: int | None) -> None:
     """Inside the caller's transaction: the caps now in force, and old history pruned."""
     t = now()
     await conn.execute("INSERT INTO cap_history(peer_id, at, space, upload, download)"
@@ -21,15 +21,14 @@ async def record_caps_in(conn: Any, peer_id: str, space: int, upload: int,
 
 
 async def lowest_caps(db: Database, since: int) -> dict[str, Caps]:
-    """Per peer the lowest of its current caps and those it set since `since` (a cap of
-    0, none, is the highest)."""
+    """Per peer the lowest of its current caps and those it set since `since` (NULL, no
+    cap, is the highest: min() passes over it; a space of 0 is the lowest)."""
     rows = await db.all(
-        "SELECT peer_id, coalesce(min(nullif(space, 0)), 0), coalesce(min(nullif(upload, 0)),"
-        " 0), coalesce(min(nullif(download, 0)), 0) FROM ("
+        "SELECT peer_id, min(space), min(upload), min(download) FROM ("
         " SELECT id AS peer_id, space, upload, download FROM peers"
         " UNION ALL SELECT peer_id, space, upload, download FROM cap_history WHERE at >= ?)"
         " caps GROUP BY peer_id", (since,))
-    return {r[0]: Caps(int(r[1]), int(r[2]), int(r[3])) for r in rows}
+    return {r[0]: Caps(*(None if v is None else int(v) for v in r[1:])) for r in rows}
 
 
 async def proven(db: Database, since: int) -> dict[str, Proven]:
