@@ -9,7 +9,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 def test_readme_has_the_install_and_demo_command_then_the_test_command() -> None:
     demo, tests = two_commands(README)
     assert "pip install -c constraints.txt -e ." in demo and demo.endswith("p2pbak demo")
-    assert "pip install -c constraints.txt -e '.[test,sim,mount]'" in tests and "pytest" in tests
+    assert "pip install -c constraints.txt -e '.[test,sim]'" in tests and "pytest" in tests
     assert "lint-imports" in tests  # the architecture contract runs with the tests
 
 
