@@ -7,6 +7,7 @@ its restore from behind another, then a relay killed in the middle of a backup.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -137,10 +138,9 @@ def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> Non
     src = random_files(tmp_path / "src", 4, 256, seed=7)
     (src / "p2pbak_private_plans.txt").write_text("quarterly numbers\n")
     owner = _peer(lab, "home20")
-    # relayed peers behind the other NATs (one in the owner's home is reached on its LAN,
-    # the UPnP home's directly at their router's mapped ports)
-    homes = [p for p in lab.peers if p.home is not None and p.home is not owner.home
-             and not p.home.upnp]
+    # relayed peers behind the symmetric NAT (the plain NATs' are hole-punched, one in the
+    # owner's home is reached on its LAN, the UPnP home's at their router's mapped ports)
+    homes = [p for p in lab.peers if p.home is not None and p.home.symmetric]
     before = {p.name: set(_fragment_files(p)) for p in homes}
     peer_relays = {PEER_PORT + 1, PEER_PORT + 2}  # pub1, pub2 (the coordinator's: 8420)
     with Capture(lab.lab.inet, "br0", peer_relays | {8420}) as cap:
@@ -161,6 +161,54 @@ def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> Non
         assert at < 0, wire[max(0, at - 300):at + 100]
     # the only tickets in the clear are the relay tickets of links (re)connecting
     assert wire.count(b"X-P2PBAK-Ticket") == wire.count(b"/connect HTTP/1.1")
+
+
+def test_peers_behind_two_plain_nats_punch_a_direct_link(lab: LabGrid,
+                                                         tmp_path: Path) -> None:
+    """A backup from home 2 reaches home 1's relayed peers by hole punching: their
+    fragments cross from router to router, not through the relays; the symmetric NAT's
+    peers cannot be punched and stay relayed."""
+    src = random_files(tmp_path / "src", 8, 256, seed=17)
+    owner = _peer(lab, "home20")
+    r1, r2, r3 = (h.wan_ip for h in lab.lab.homes[:3])
+    plain = [p for p in lab.peers if p.home is lab.lab.homes[0]]
+    symmetric = [p for p in lab.peers if p.home is lab.lab.homes[2]]
+    before = {p.name: set(_fragment_files(p)) for p in plain + symmetric}
+    relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2 and the coordinator's
+    with (Capture(lab.lab.inet, "br0", relays) as relayed,
+          Capture(lab.lab.inet, "w2", {PEER_PORT}) as routers):
+        done = summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+
+    def new_bytes(peers: list[LabPeer]) -> int:
+        return sum(f.stat().st_size for p in peers for f in _fragment_files(p)
+                   if f not in before[p.name])
+    gained = [p for p in plain if new_bytes([p])]
+    assert gained and new_bytes(symmetric), "the backup placed nothing behind the NATs"
+    # one link per home-1 peer used; none to the symmetric NAT's
+    assert done["links_punched"] == len(gained), done
+    direct = _bytes_between(routers, r1, r2)  # router to router: only a punched link
+    assert direct > new_bytes(plain), (direct, new_bytes(plain))
+    # home 1's relay links carried little (the punch requests, not the fragments); home
+    # 3's carried all of its fragments
+    peer_relays = {PEER_PORT + 1, PEER_PORT + 2}
+    assert _bytes_of(relayed, r1, peer_relays) < new_bytes(plain) // 4
+    assert _bytes_of(relayed, r3, relays) > new_bytes(symmetric)
+    for p in gained:
+        assert p.process is not None and "hole punched" in p.process.output()
+
+
+def _bytes_between(cap: Capture, a: str, b: str) -> int:
+    want = {socket.inet_aton(a), socket.inet_aton(b)}
+    return sum(len(x) for conn, exchanges in cap.flows.items()
+               if {end[0] for end in conn} == want for x in exchanges)  # type: ignore[index]
+
+
+def _bytes_of(cap: Capture, ip: str, ports: set[int]) -> int:
+    """What crossed between `ip` and the servers on `ports`, both ways."""
+    at = socket.inet_aton(ip)
+    return sum(len(x) for conn, exchanges in cap.flows.items()
+               if any(end[0] == at for end in conn)  # type: ignore[index]
+               and any(end[1] in ports for end in conn) for x in exchanges)  # type: ignore[index]
 
 
 def _fragment_files(peer: LabPeer) -> list[Path]:
