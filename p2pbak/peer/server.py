@@ -60,8 +60,21 @@ class PeerState:
         return self.store.free_bytes(self.caps.space, self.reserved)
 
     def served(self, request: web.Request, t: tickets.Ticket) -> None:
+        wire = request.headers.get(tickets.HEADER, "")
+        if wire and t.via and not _from_here(request):  # its relay carried none of it
+            wire += tickets.DIRECT
         for hook in self.served_hooks:
-            hook(t, request.headers.get(tickets.HEADER, ""))
+            hook(t, wire)
+
+
+def _from_here(request: web.Request) -> bool:
+    """The request came from this machine: what our relay link brings is replayed to us
+    by peer/reach.py, from our own address."""
+    transport = request.transport
+    if transport is None:
+        return False
+    peer, mine = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    return bool(peer and mine) and peer[0] == mine[0]
 
 
 STATE = web.AppKey("peer_state", PeerState)

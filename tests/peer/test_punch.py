@@ -7,7 +7,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pbak.net import punch, tickets
-from tests.support.peers import Served, serve_peer
+from tests.support.peers import Served, fragment, serve_peer
 
 BODY = {"ip": "198.18.0.11", "port": 40001}
 
@@ -87,3 +87,30 @@ def test_a_dial_nobody_answers_gives_up() -> None:
         assert got is None
 
     asyncio.run(go())
+
+
+def test_a_transfer_not_brought_by_the_relay_link_is_receipted_direct(tmp_path: Path) -> None:
+    """What the relay link brings is replayed from this machine (peer/reach.py); a ticket
+    naming a relay but served to another address went over a punched link: its receipt
+    says so, and the relay is not paid for it (coordinator/billing.py)."""
+    got: list[str] = []
+
+    async def put(srv: Served, source: str, via: str) -> None:
+        fid, data = fragment(1000)
+        wire = tickets.issue(srv.key, op="store", fragment=fid, size=len(data),
+                             from_="client", to=srv.state.peer_id, via=via)
+        connector = aiohttp.TCPConnector(local_addr=(source, 0))
+        async with aiohttp.ClientSession(connector=connector) as s, \
+                s.put(f"{srv.url}/v1/fragments/{fid}", data=data,
+                      headers={tickets.HEADER: wire}) as r:
+            assert r.status == 201
+        assert got[-1].startswith(wire)
+
+    async def go() -> None:
+        async with serve_peer(tmp_path) as srv:
+            srv.state.served_hooks.append(lambda _t, wire: got.append(wire))
+            await put(srv, "127.0.0.1", "relay-peer")  # from here: as the relay link's
+            await put(srv, "127.0.0.2", "relay-peer")  # from elsewhere: direct
+            await put(srv, "127.0.0.2", "")  # names no relay: nothing to say
+    asyncio.run(go())
+    assert [tickets.split_receipt(w)[1] for w in got] == [False, True, False]
