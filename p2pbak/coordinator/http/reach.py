@@ -149,6 +149,11 @@ async def observed(request: web.Request) -> web.Response:
     """The address and port this request came from: what a NAT router maps the caller's
     local port to, for hole punching (net/punch.py)."""
     await caller(request)
+    return where_from(request)
+
+
+def where_from(request: web.Request) -> web.Response:
+    """`{"ip", "port"}` of the request's sender, as seen here."""
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if not peer:
         fail(400, "cannot tell where this request comes from")
