@@ -111,14 +111,19 @@ def _mid(peer: LabPeer) -> str:
 
 
 def test_backup_behind_one_nat_lands_behind_every_nat(lab: LabGrid, tmp_path: Path) -> None:
-    src = random_files(tmp_path / "src", 6, 256, seed=13)
     owner = _peer(lab, "home10")
     before = {p.name: fragments_held(p) for p in lab.peers}
-    summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
-    gained = {p.name for p in lab.peers if fragments_held(p) > before[p.name]}
-    for home in lab.lab.homes:  # every NAT, the symmetric one too, and the internet
-        assert any(p.home is home for p in lab.peers if p.name in gained), gained
-    assert any(p.home is None for p in lab.peers if p.name in gained), gained
+    # placement prefers direct holders at equal balance: a relayed one may be passed over
+    # by one small backup (more of them are direct once home 2 forwards a port), not by all
+    for seed in (13, 14, 15):
+        src = random_files(tmp_path / f"src{seed}", 6, 256, seed=seed)
+        summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
+        gained = {p.name for p in lab.peers if fragments_held(p) > before[p.name]}
+        where = {p.home.lan if p.home else "" for p in lab.peers if p.name in gained}
+        if len(where) == len(lab.lab.homes) + 1:
+            break
+    # every NAT, the symmetric one too, and the internet
+    assert where == {"", *(home.lan for home in lab.lab.homes)}, gained
     # recover on a new machine behind another NAT, restore: byte-identical
     other = _peer(lab, "home21")
     config = tmp_path / "laptop" / "config.toml"
