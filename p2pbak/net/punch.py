@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,9 +47,13 @@ def reusable(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
 
 
 def bound_connector(port: int, limit: int = 0) -> aiohttp.TCPConnector:
-    """A connector whose connections all leave from local `port`."""
+    """A connector whose connections all leave from local `port`. They end with a reset,
+    not in TIME_WAIT: that would keep the same (port, server) pair from being connected
+    again for a minute (the peer asks the coordinator from its one port at every punch)."""
     def make(info: Any) -> socket.socket:
-        return reusable(info[0], info[1], port)
+        s = reusable(info[0], info[1], port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return s
     return aiohttp.TCPConnector(socket_factory=make, limit=limit, force_close=False)
 
 

@@ -188,14 +188,16 @@ def test_peers_behind_two_plain_nats_punch_a_direct_link(lab: LabGrid,
     relays = {PEER_PORT + 1, PEER_PORT + 2, 8420}  # pub1, pub2 and the coordinator's
     with (Capture(lab.lab.inet, "br0", relays) as relayed,
           Capture(lab.lab.inet, "w2", set(range(1, 65536))) as routers):  # home 2's link
-        for seed in (17, 18, 19):  # placement spreads by balance: until both NATs hold some
+        # twice at least (each backup punches its own links: the peers' second punch
+        # within a minute too), until both NATs hold some (placement spreads by balance)
+        for seed in (17, 18, 19):
             src = random_files(tmp_path / f"src{seed}", 8, 256, seed=seed)
             seen = _held(plain)
             done = summary(lab.cli(owner.ns, "backup", str(src), "--json", config=owner))
             # one link per home-1 peer used; none to the symmetric NAT's
             used = [p for p in plain if new_bytes([p], seen)]
             assert done["links_punched"] == len(used), done
-            if new_bytes(plain) and new_bytes(symmetric):
+            if seed > 17 and new_bytes(plain) and new_bytes(symmetric):
                 break
     assert new_bytes(plain) and new_bytes(symmetric), "3 backups placed nothing behind a NAT"
     # router to router: only punched links (the second peer behind a router may be
