@@ -26,6 +26,7 @@ from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
 from p2pbak.net import peertls, seal, tickets
 from p2pbak.net.api import CoordinatorClient, PeerClient
+from p2pbak.net.punch import Links
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay import RelayState, add_relay
 from p2pbak.net.validate import HEADER_TIMEOUT
@@ -88,7 +89,8 @@ class Agent:
         async with contextlib.AsyncExitStack() as stack:
             store = stack.enter_context(self._open_store())
             coord = await stack.enter_async_context(CoordinatorClient.from_config(cfg))
-            peers = await stack.enter_async_context(PeerClient())
+            # repairs reach relayed peers over hole-punched links too (net/punch.py)
+            peers = await stack.enter_async_context(PeerClient(links=Links(coord.observed)))
             key = await self._ticket_key(cfg, coord)
             app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
             app[STATE].served_hooks.extend(self.served_hooks)
