@@ -14,6 +14,7 @@ client keeps the relay.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import socket
 import struct
@@ -58,7 +59,9 @@ def bound_connector(port: int, limit: int = 0) -> aiohttp.TCPConnector:
 
 
 def free_port() -> int:
-    with reusable() as s:
+    """A port nothing uses now (bound without SO_REUSEPORT: no one else's shared one)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
 
 
@@ -77,8 +80,10 @@ async def dial_from(port: int, ip: str, to: int, timeout: float = CONNECT,
             return s
         except TimeoutError:
             s.close()
-        except OSError:
+        except OSError as exc:
             s.close()
+            if exc.errno == errno.EADDRNOTAVAIL:  # this pair is connected already
+                return None
             await asyncio.sleep(0.1)
     return None
 
