@@ -140,9 +140,7 @@ class CoordinatorClient(_Session):
     async def call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
                    auth: bool = True) -> dict[str, Any]:
         """One request, failed over along the URLs; the JSON answer ({} for an empty body)."""
-        headers = {}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.machine_id}.{self._secret}"
+        headers = self._auth() if auth else {}
         failures: list[str] = []
         for step in range(len(self.urls)):
             at = (self._at + step) % len(self.urls)
@@ -169,6 +167,9 @@ class CoordinatorClient(_Session):
                 return await resp.read(), ""
         except _NETWORK_ERRORS as exc:
             return b"", _why(exc, self._timeout)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.machine_id}.{self._secret}"}
 
     def _parse(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
         if not raw:
@@ -308,8 +309,7 @@ class CoordinatorClient(_Session):
     async def observed(self, port: int) -> tuple[str, int]:
         """The public (ip, port) our router gives local `port` (net/punch.py): asked from
         that port, of the coordinator we answer to."""
-        headers = {"Authorization": f"Bearer {self.machine_id}.{self._secret}",
-                   "User-Agent": USER_AGENT}
+        headers = {**self._auth(), "User-Agent": USER_AGENT}
         try:
             async with (aiohttp.ClientSession(connector=punch.bound_connector(port),
                                               timeout=self._timeout) as session,
