@@ -168,17 +168,26 @@ class Grid:
         return peer.config
 
     def restart_peer(self, peer: Peer) -> None:
-        """`peer run` again on a stopped peer's config and storage (a new port and log)."""
-        peer.process.stop()
-        peer.process = self._run_peer(peer.name, peer.config, peer.storage,
-                                      f"{peer.name}-restarted")
+        """`peer run` again on a stopped peer's config and storage (a new port and log),
+        back once the coordinator counts every live peer online."""
+        self.rerun_peer(peer)
         self.wait_peers([peer])
 
-    def _run_peer(self, name: str, config: Path, storage: Path, log: str) -> Process:
-        port = free_port()
+    def rerun_peer(self, peer: Peer, advertise: str = "", port: int = 0) -> None:
+        """Stop `peer` and run it again on `port` (or a free one), giving others `advertise`
+        as its address if set; back once it answers its health check."""
+        peer.process.stop()
+        peer.process = self._run_peer(peer.name, peer.config, peer.storage,
+                                      f"{peer.name}-restarted", advertise, port)
+        peer.peer_id = str(self._wait_peer(peer, READY_TIMEOUT).get("peer_id", ""))
+
+    def _run_peer(self, name: str, config: Path, storage: Path, log: str,
+                  advertise: str = "", port: int = 0) -> Process:
+        port = port or free_port()
+        more = ["--advertise", advertise] if advertise else []
         return spawn(name, ["peer", "run", "--storage", str(storage), "--listen",
                             f"{HOST}:{port}", "--config", str(config),
-                            "--heartbeat-interval", str(self.heartbeat)],
+                            "--heartbeat-interval", str(self.heartbeat), *more],
                      self.root / "logs" / f"{log}.log", f"http://{HOST}:{port}")
 
     def add_peers(self, count: int) -> list[Peer]:

@@ -8,6 +8,7 @@ its restore from behind another, then a relay killed in the middle of a backup.
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from p2pbak.coordinator import availability
 from p2pbak.localgrid.demo import compare_trees, restored_root
 from p2pbak.localgrid.grid import child_env
 from p2pbak.net import peertls, seal
+from p2pbak.store.db.bank import user_account
 from tests.support.grid import lines, random_files, summary
 from tests.support.natlab import (
     COORD_URL,
@@ -136,6 +138,26 @@ def test_backup_behind_one_nat_lands_behind_every_nat(lab: LabGrid, tmp_path: Pa
                 config=config)
     summary(r)
     assert compare_trees(src, restored_root(target, src)) == []
+
+
+def test_the_relays_that_carried_the_backup_are_paid(lab: LabGrid) -> None:
+    """After the backup from home 1 (above): each store through a peer relay paid that
+    relay too, under the placement's own proof (`relay:` + the holder's ref), and the
+    ledger still sums to 0."""
+    db = sqlite3.connect(f"file:{lab.root / 'coord.db'}?mode=ro", uri=True)
+    try:
+        relayed = db.execute(
+            "SELECT t.ref, e.account, e.amount FROM transactions t JOIN entries e"
+            " ON e.txn = t.id WHERE t.kind = 'relay' AND e.amount > 0").fetchall()
+        refs = {r for (r,) in db.execute("SELECT ref FROM transactions WHERE ref IS NOT NULL")}
+        total = db.execute("SELECT coalesce(sum(amount), 0) FROM entries").fetchone()[0]
+    finally:
+        db.close()
+    relays = {user_account("pub1"), user_account("pub2")}
+    assert relayed and {account for _, account, _ in relayed} <= relays, relayed
+    assert all(ref.startswith("relay:placed:") and ref.removeprefix("relay:") in refs
+               for ref, _, _ in relayed), relayed
+    assert total == 0
 
 
 def test_what_crosses_a_relay_is_ciphertext(lab: LabGrid, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from p2pbak import config
 from p2pbak.localgrid.demo import compare_trees, restored_root
-from p2pbak.localgrid.grid import Grid
+from p2pbak.localgrid.grid import Grid, Peer, free_port
 from p2pbak.net.api import CoordinatorClient
 from tests.support.e2e_repair import (
     codes,
@@ -31,6 +31,7 @@ from tests.support.e2e_repair import (
     wait_until,
 )
 from tests.support.grid import stdlib_tree, summary
+from tests.support.liar import RandomBytesFront
 
 pytestmark = pytest.mark.slow
 
@@ -140,27 +141,49 @@ def test_a_peer_that_deleted_its_fragments_is_disqualified_and_repaired(
     assert compare_trees(tree, restored_root(tmp_path / "out", tree)) == []
 
 
-def test_check_read_data_reads_every_fragment_and_reports_the_bad_holder(
+def test_check_read_data_reads_every_fragment_and_reports_the_bad_holders(
         grid: Grid, alice: tuple[Path, Path]) -> None:
-    """With bytes flipped in every fragment one peer holds, `check --read-data` (which reads
-    all n fragments, not k) names that peer, and the coordinator audits it on its own."""
+    """With bytes flipped in every fragment one peer holds, and another peer's address
+    answered by a server that sends random bytes for every fragment, `check --read-data`
+    (which reads all n fragments, not k) names both, and the coordinator audits the first
+    on its own."""
     from tests.e2e.test_repair_audit import flip_bytes
 
     names = {p.name: p for p in grid.peers}
     active = {p.name for p in grid.peers if state_of(grid, p.peer_id) == "active"}
     held, placed = live_holders(grid), placed_on(grid)
-    # a peer the coordinator places fragments on (not one keeping copies repair moved away)
+    # peers the coordinator places fragments on (not ones keeping copies repair moved away)
     current = set.union(*(held[p] & placed.get(p, set()) for p in held))
-    rotten = sorted(current & active)[0]
+    rotten, liar = sorted(current & active)[:2]
     assert flip_bytes(names[rotten].storage) >= 1
-    cfg, _ = alice
-    r = grid.cli("check", "--read-data", "--json", config=cfg)
+    front = _random_bytes_front(grid, names[liar])
+    try:
+        cfg, _ = alice
+        r = grid.cli("check", "--read-data", "--json", config=cfg)
+    finally:
+        front.close()
     assert r.returncode == 1, r.stdout + r.stderr
-    rotten_id = names[rotten].peer_id
+    assert front.lies >= 1, "the check never read from the peer answering random bytes"
     out = r.stdout + r.stderr
-    assert f"peer {rotten_id} answered wrong" in out
-    others = [p.peer_id for p in grid.peers if p.name != rotten]
+    bad = {names[rotten].peer_id, names[liar].peer_id}
+    assert all(f"peer {b} answered wrong" in out for b in bad), out
+    others = [p.peer_id for p in grid.peers if p.peer_id not in bad]
     assert not [o for o in others if f"peer {o} answered wrong" in out]
+    rotten_id = names[rotten].peer_id
     wait_until(lambda: query(grid, "SELECT count(*) FROM audits WHERE peer_id = ? AND"
                                    " outcome = 'failed'", (rotten_id,))[0][0] >= 1,
                60, f"the coordinator's own audit of {rotten}", grid)
+
+
+def _random_bytes_front(grid: Grid, peer: Peer) -> RandomBytesFront:
+    """Put an attacker at `peer`'s address: the peer moves behind it, advertising the
+    attacker's address as its own."""
+    old = peer.process.url
+    peer.process.stop()
+    port = int(old.rsplit(":", 1)[1])
+    behind = free_port()
+    front = RandomBytesFront(port, f"http://127.0.0.1:{behind}")
+    front.start()
+    assert front.ready.wait(10), "the attacker's server did not start"
+    grid.rerun_peer(peer, advertise=old, port=behind)
+    return front
