@@ -234,6 +234,22 @@ def test_peers_behind_two_plain_nats_punch_a_direct_link(lab: LabGrid,
     for p in plain:
         if new_bytes([p]):
             assert p.process is not None and "hole punched" in p.process.output()
+    # the holders are paid for those stores, the relays they bypassed are not (their
+    # receipts say direct: coordinator/billing.py)
+    placed = {f"placed:{_mid(p)}:{f.name}:" for p in plain for f in _fragment_files(p)
+              if f not in before[p.name] and f.stat().st_size != availability.TEST_SIZE}
+    refs = wait_until(lambda: (got := _ledger_refs(lab)) and all(
+        any(r.startswith(x) for r in got) for x in placed) and got, 30,
+        "the home-1 holders were not paid for the fragments the punched links brought")
+    assert not [r for r in refs for x in placed if r.startswith("relay:" + x)]
+
+
+def _ledger_refs(lab: LabGrid) -> set[str]:
+    db = sqlite3.connect(f"file:{lab.root / 'coord.db'}?mode=ro", uri=True)
+    try:
+        return {r for (r,) in db.execute("SELECT ref FROM transactions WHERE ref IS NOT NULL")}
+    finally:
+        db.close()
 
 
 def _held(peers: list[LabPeer]) -> dict[str, set[Path]]:
