@@ -7,10 +7,14 @@ client (PeerClient), which stores --count fragments of --size KiB:
   1. direct to a public peer in plain HTTP (as on loopback);
   2. direct to a public peer over TLS with its certificate pinned (net/peertls.py), as every
      peer beyond loopback is reached;
-  3. to the home-1 peer through the relay, sealed end to end (net/seal.py) as in the grid.
-Prints MB/s of each, the relayed/direct ratio, and the relay process's CPU seconds per MB
-carried (user + system, read from the relay itself). Each role is this script again, run
-with `ip netns exec`.
+  3. to the home-1 peer through the relay, sealed end to end (net/seal.py) as in the grid;
+  4. to the same home-1 peer over a hole-punched link (net/punch.py: TCP simultaneous open
+     between the two routers, TLS pinned; the punch itself is timed too), the relay
+     carrying only the punch request.
+Prints MB/s of each, the relayed/direct and punched/direct ratios, and the relay process's
+CPU seconds per MB carried (user + system, read from the relay itself). The relay also
+answers `GET /v1/observed` (coordinator/http/reach.py's own answer) in place of a
+coordinator. Each role is this script again, run with `ip netns exec`.
 
     sudo python bench/nat.py [--count N] [--size KiB] [--parallel P]
 """
@@ -35,13 +39,16 @@ from aiohttp import web  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
+from p2pbak.coordinator.http.reach import where_from  # noqa: E402
 from p2pbak.localgrid.grid import child_env  # noqa: E402
 from p2pbak.net import peertls, seal, tickets  # noqa: E402
-from p2pbak.net.api import PeerClient  # noqa: E402
+from p2pbak.net.api import CoordinatorClient, PeerClient  # noqa: E402
+from p2pbak.net.punch import Links  # noqa: E402
 from p2pbak.net.relay import RelayState, add_relay, relay_url  # noqa: E402
 from p2pbak.net.relay_mux import Mux  # noqa: E402
+from p2pbak.peer.holes import HoleOpener  # noqa: E402
 from p2pbak.peer.reach import Reacher  # noqa: E402
-from p2pbak.peer.server import make_app  # noqa: E402
+from p2pbak.peer.server import STATE, make_app  # noqa: E402
 from p2pbak.store.fragments import FragmentStore  # noqa: E402
 
 INET = "198.18.0.1"
@@ -63,14 +70,18 @@ async def _forever() -> None:
 async def role_peer(key: Ed25519PrivateKey, root: Path, port: int, relay: str,
                     link: str, tls: bool) -> None:
     store = FragmentStore(root).open()
-    runner = web.AppRunner(make_app(store, peer_id=PEER_ID, ticket_key=key.public_key()),
-                           access_log=None)
+    app = make_app(store, peer_id=PEER_ID, ticket_key=key.public_key())
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    context = peertls.load_or_create(root)[0] if tls else None
-    await web.TCPSite(runner, "0.0.0.0", port, ssl_context=context).start()
+    context, pin = peertls.load_or_create(root) if tls else (None, "")
+    await web.TCPSite(runner, "0.0.0.0", port, ssl_context=context,
+                      reuse_port=bool(relay and context)).start()
     if not relay:
         await _forever()
-    reacher = Reacher("0.0.0.0", port, relay=False, on_change=lambda r: None,
+    coord = CoordinatorClient(relay, machine_id=PEER_ID, secret="-")  # the relay's /v1/observed
+    if context is not None:  # as the agent does beyond loopback (peer/agent.py)
+        app[STATE].opener = HoleOpener(coord, port, pin, runner.server, context)
+    reacher = Reacher("0.0.0.0", port, relay=False, on_change=lambda r: None, tls_pin=pin,
                       link_key=X25519PrivateKey.from_private_bytes(bytes.fromhex(link)))
     ticket = tickets.issue(key, op="relay", fragment=RELAYED, size=0, from_=RELAYED,
                            to=RELAY_ID)
@@ -89,9 +100,13 @@ async def role_relay(key: Ed25519PrivateKey, port: int) -> None:
         return web.json_response({"cpu": t.user + t.system, "carried": state.carried,
                                   "linked": RELAYED in state.tunnels})
 
+    async def observed(request: web.Request) -> web.Response:
+        return where_from(request)
+
     app = web.Application()
     add_relay(app, state)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/v1/observed", observed)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
@@ -99,7 +114,7 @@ async def role_relay(key: Ed25519PrivateKey, port: int) -> None:
 
 
 async def role_client(key: Ed25519PrivateKey, url: str, count: int, size: int,
-                      parallel: int) -> None:
+                      parallel: int, punch: str) -> None:
     frags = [os.urandom(size) for _ in range(count)]
     import blake3
 
@@ -107,14 +122,17 @@ async def role_client(key: Ed25519PrivateKey, url: str, count: int, size: int,
     wires = [tickets.issue(key, op="store", fragment=i, size=size, from_="bench", to=PEER_ID)
              for i in ids]
     slots = asyncio.Semaphore(parallel)
-    async with PeerClient() as client:
+    coord = CoordinatorClient(punch or "http://unused", machine_id="bench", secret="-")
+    links = Links(coord.observed) if punch else None
+    async with coord, PeerClient(links=links) as client:
         async def put(n: int) -> None:
             async with slots:
                 await client.put_fragment(url, ids[n], frags[n], wires[n])
         start = time.perf_counter()
         await asyncio.gather(*(put(n) for n in range(count)))
         spent = time.perf_counter() - start
-    print(json.dumps({"seconds": spent, "bytes": count * size}))
+    print(json.dumps({"seconds": spent, "bytes": count * size,
+                      "punched": links.punched if links else 0}))
 
 
 # -- the bench -------------------------------------------------------------------------------
@@ -166,33 +184,40 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
             stats_url = f"http://{INET}:{RELAY_PORT}/stats"
             wait_until(lambda: _stats(lab, stats_url), 90, "the relay")  # then link to it
             procs.append(_spawn(home_ns, "peer", key_hex, "--root", f"{tmp}/home",
-                                "--port", str(HOME_PORT),
+                                "--port", str(HOME_PORT), "--tls",
                                 "--relay", f"http://{INET}:{RELAY_PORT}",
                                 "--link", link.private_bytes_raw().hex()))
             wait_until(lambda: _stats(lab, stats_url)["linked"], 90, "the relayed peer's link")
             wait_until(lambda: lab.get_json(lab.inet, f"http://{INET}:{PUBLIC_PORT}/v1/health"),
                        90, "the public peer")
-            runs = {"direct": f"http://{INET}:{PUBLIC_PORT}",
-                    "tls": peertls.pinned(f"https://{INET}:{TLS_PORT}", pin),
-                    "relayed": relay_url(f"http://{INET}:{RELAY_PORT}", RELAYED)
-                    + seal.KEY_MARK + seal.public_hex(link)}
-            rates, cpu = {}, {}
-            for name, url in runs.items():
+            relayed = relay_url(f"http://{INET}:{RELAY_PORT}", RELAYED) + seal.KEY_MARK \
+                + seal.public_hex(link)
+            runs = {"direct": (f"http://{INET}:{PUBLIC_PORT}", ""),
+                    "tls": (peertls.pinned(f"https://{INET}:{TLS_PORT}", pin), ""),
+                    "relayed": (relayed, ""),
+                    "punched": (relayed, f"http://{INET}:{RELAY_PORT}")}
+            rates, cpu, carried = {}, {}, {}
+            for name, (url, punch) in runs.items():
                 before = _stats(lab, stats_url)
                 r = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, __file__,
                                     "client", key_hex, "--url", url, "--count", str(count),
                                     "--size", str(size_kib * 1024), "--parallel",
-                                    str(parallel)], capture_output=True, text=True,
-                                   timeout=600, env=child_env())
+                                    str(parallel), "--punch", punch], capture_output=True,
+                                   text=True, timeout=600, env=child_env())
                 if r.returncode != 0:
                     print(f"bench/nat.py: {name} run failed: {r.stderr.strip()[-500:]}",
                           file=sys.stderr)
                     return 1
                 got = json.loads(r.stdout.strip().splitlines()[-1])
+                if punch and not got["punched"]:
+                    print("bench/nat.py: the hole punch to the home-1 peer failed",
+                          file=sys.stderr)
+                    return 1
                 after = _stats(lab, stats_url)
                 rates[name] = got["bytes"] / got["seconds"] / 1e6
-                carried = (after["carried"] - before["carried"]) / 1e6
-                cpu[name] = (after["cpu"] - before["cpu"]) / carried if carried else 0.0
+                carried[name] = (after["carried"] - before["carried"]) / 1e6
+                cpu[name] = (after["cpu"] - before["cpu"]) / carried[name] \
+                    if carried[name] else 0.0
     finally:
         for p in procs:
             p.kill()
@@ -205,6 +230,9 @@ def bench(count: int, size_kib: int, parallel: int) -> int:
           f"(ratio TLS/plain {rates['tls'] / rates['direct']:.2f})")
     print(f"  to a home-1 peer via the relay, sealed end to end: {rates['relayed']:8.1f} MB/s  "
           f"(ratio relayed/direct {rates['relayed'] / rates['direct']:.2f})")
+    print(f"  to the home-1 peer hole-punched, TLS pinned:       {rates['punched']:8.1f} MB/s  "
+          f"(ratio punched/direct {rates['punched'] / rates['direct']:.2f}; the relay "
+          f"carried {carried['punched'] * 1000:.0f} kB of it)")
     print(f"  relay CPU: {cpu['relayed'] * 1000:.1f} ms per MB carried")
     return 0
 
@@ -223,6 +251,8 @@ def main() -> int:
     ap.add_argument("--url", default="")
     ap.add_argument("--link", default="", help="peer role: its X25519 link key (hex)")
     ap.add_argument("--tls", action="store_true", help="peer role: serve TLS (its root's cert)")
+    ap.add_argument("--punch", default="", help="client role: hole-punch, asking this URL "
+                    "for its public address")
     a = ap.parse_args()
     if a.role == "bench":
         return bench(a.count, a.size, a.parallel)
@@ -232,7 +262,7 @@ def main() -> int:
     elif a.role == "relay":
         asyncio.run(role_relay(key, a.port))
     else:
-        asyncio.run(role_client(key, a.url, a.count, a.size, a.parallel))
+        asyncio.run(role_client(key, a.url, a.count, a.size, a.parallel, a.punch))
     return 0
 
 

@@ -47,6 +47,7 @@ class Stats:
     fragments_failed: int = 0
     fragments_rerouted: int = 0  # retried at a relayed peer's new relay (net/reroute)
     fragments_moved: int = 0  # sent to a spare peer instead of one that failed
+    links_punched: int = 0  # direct links hole-punched to relayed peers (net/punch.py)
     bytes_downloaded: int = 0
     failed_peers: set[str] = field(default_factory=set)  # asked last until they answer
     metadata_fetched: int = 0  # index and snapshot blobs from the coordinator

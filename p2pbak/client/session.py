@@ -88,9 +88,10 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
     from p2pbak.client.repolock import Hold, repo_lock
     from p2pbak.datapath.crypto import unwrap_master_key
     from p2pbak.net.api import CoordinatorClient, PeerClient
+    from p2pbak.net.punch import Links
 
-    async with (CoordinatorClient.from_config(session.config) as coord, PeerClient() as peers,
-                AsyncExitStack() as held):
+    async with (CoordinatorClient.from_config(session.config) as coord,
+                PeerClient(links=Links(coord.observed)) as peers, AsyncExitStack() as held):
         if lock is not None:
             # backup and prune run under this machine's local lock (commands/backup, prune)
             hold = Hold(exclusive=lock == "exclusive", command=command,
@@ -106,7 +107,10 @@ async def unlocked(session: Session, lock: Literal["shared", "exclusive"] | None
             master = await asyncio.to_thread(unwrap_master_key, keyfile, session.passphrase)
         if repo.cache is not None:
             repo.cache.put_keyfile(keyfile)  # after the unwrap: only a key file that opens
-        yield repo, master
+        try:
+            yield repo, master
+        finally:  # before the command's summary, which reads the stats afterwards
+            repo.stats.links_punched = peers.links.punched if peers.links else 0
 
 
 def open_cache(session: Session, keyfile: bytes) -> MetadataCache | None:

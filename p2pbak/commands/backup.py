@@ -68,6 +68,7 @@ def summary_fields(result: Any, stats: Stats) -> dict[str, Any]:
         "bytes_uploaded": stats.bytes_uploaded,
         "fragments_rerouted": stats.fragments_rerouted,  # sent again via a new relay
         "fragments_moved": stats.fragments_moved,  # sent to a spare peer instead
+        "links_punched": stats.links_punched,  # direct to relayed peers (hole-punched)
         "total_duration": round(float(s["duration"]), 3),
         "snapshot_id": result.snapshot_id,
     }

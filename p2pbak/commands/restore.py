@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
             rep.warn(f"could not restore {err}")
         rep.summary(target=str(target), bytes_downloaded=stats.bytes_downloaded,
                     metadata_fetched=stats.metadata_fetched,
-                    metadata_cached=stats.metadata_cached, **fields)
+                    metadata_cached=stats.metadata_cached,
+                    links_punched=stats.links_punched, **fields)
         rep.say(f"restored snapshot [bold]{snap_id[:8]}[/] to {target}: "
                 f"{fields['files_restored']} files, {format_size(fields['bytes_restored'])}")
         if errors:

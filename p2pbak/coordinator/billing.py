@@ -11,7 +11,9 @@
 * relaying: a receipt whose ticket names a relay (`via`, the peer relaying for its `to` when
   the ticket was signed) also pays that relay p_U + p_D per GB carried, from the bank as
   upkeep, in the receipt's own ledger transaction: the proof that pays the supplier (the
-  commit, the receiver's acknowledgement) is the proof the relay carried the bytes.
+  commit, the receiver's acknowledgement) is the proof the relay carried the bytes; unless
+  the holder marks the receipt direct (`tickets.DIRECT`: it was served over a hole-punched
+  link, the relay carried nothing).
 
 A receipt pays only for a ticket this coordinator signed, naming the peer that hands it in,
 only for work proven (coordinator.evidence: a committed placement, the receiver's
@@ -115,7 +117,8 @@ def _relay_pay(t: tickets.Ticket, owners: dict[str, str],
 
 
 async def _entry(coord: Coordinator, peer_id: str, supplier: str, owners: dict[str, str],
-                 t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str]) -> _Entry:
+                 t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str],
+                 direct: bool) -> _Entry:
     consumer = owners.get(t.from_)
     kind, user = "store", consumer
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
@@ -130,8 +133,9 @@ async def _entry(coord: Coordinator, peer_id: str, supplier: str, owners: dict[s
         kind, user = "fetch", None
         postings = rules.upkeep_postings([(user_account(supplier), t.size, 0)], table)
     paid = sum(p.amount for p in postings if p.account == user_account(supplier))
+    # a holder's "direct" only withholds the relay's pay: it can make no one richer
     return _Entry(proof[1], t, proof[0], kind, user, t.size, postings, paid,
-                  *_relay_pay(t, owners, table))
+                  *(([], None) if direct else _relay_pay(t, owners, table)))
 
 
 async def settle_receipts(coord: Coordinator, peer_id: str,
@@ -143,12 +147,16 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
     out: list[tuple[bool, int] | ReceiptRefused | Pending] = []
     checked: list[tickets.Ticket | ReceiptRefused | Pending] = []
     proofs: dict[str, tuple[str, str]] = {}
+    direct: set[str] = set()  # ticket ids served not through their relay (tickets.DIRECT)
     for wire in wires:
+        plain, punched = tickets.split_receipt(wire)
         try:
-            t = verify_receipt(coord, peer_id, wire)
+            t = verify_receipt(coord, peer_id, plain)
         except ReceiptRefused as exc:
             checked.append(exc)
             continue
+        if punched:
+            direct.add(t.id)
         proof = await evidence.backing(coord, t)
         if proof is not None:
             proofs[t.id] = proof
@@ -172,7 +180,7 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
             entries.append(ReceiptRefused("this peer is unknown to the bank"))
         else:
             entries.append(await _entry(coord, peer_id, supplier, owners, t, table,
-                                        proofs[t.id]))
+                                        proofs[t.id], t.id in direct))
     async with coord.db.transaction() as conn:
         for e in entries:
             if not isinstance(e, _Entry):

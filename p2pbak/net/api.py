@@ -21,7 +21,7 @@ import blake3
 from p2pbak import __version__
 from p2pbak.config import split_urls
 from p2pbak.errors import CoordinatorError, P2pbakError, PeerError, Unreachable
-from p2pbak.net import seal, urls
+from p2pbak.net import punch, seal, urls
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 from p2pbak.net.urls import relay_base
 
@@ -140,9 +140,7 @@ class CoordinatorClient(_Session):
     async def call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
                    auth: bool = True) -> dict[str, Any]:
         """One request, failed over along the URLs; the JSON answer ({} for an empty body)."""
-        headers = {}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.machine_id}.{self._secret}"
+        headers = self._auth() if auth else {}
         failures: list[str] = []
         for step in range(len(self.urls)):
             at = (self._at + step) % len(self.urls)
@@ -169,6 +167,9 @@ class CoordinatorClient(_Session):
                 return await resp.read(), ""
         except _NETWORK_ERRORS as exc:
             return b"", _why(exc, self._timeout)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.machine_id}.{self._secret}"}
 
     def _parse(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
         if not raw:
@@ -317,6 +318,24 @@ class CoordinatorClient(_Session):
     async def status(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/status")
 
+    async def observed(self, port: int) -> tuple[str, int]:
+        """The public (ip, port) our router gives local `port` (net/punch.py): asked from
+        that port, of the coordinator we answer to."""
+        headers = {**self._auth(), "User-Agent": USER_AGENT}
+        try:
+            async with (aiohttp.ClientSession(connector=punch.bound_connector(port),
+                                              timeout=self._timeout) as session,
+                        session.get(self.base_url + "/v1/observed", headers=headers) as resp):
+                if resp.status >= 400:
+                    raise await self._refusal(resp)
+                body = await resp.json(content_type=None)
+        except _NETWORK_ERRORS as exc:
+            raise Unreachable(f"cannot reach the coordinator at {self.base_url}: "
+                              f"{_why(exc, self._timeout)}") from None
+        if not isinstance(body, dict):
+            raise P2pbakError("the coordinator sent an unexpected answer to GET /v1/observed")
+        return str(body.get("ip", "")), int(body.get("port", 0))
+
     # -- the market --------------------------------------------------------------------
 
     async def receipts(self, wires: list[str]) -> dict[str, Any]:
@@ -345,10 +364,17 @@ class CoordinatorClient(_Session):
 class PeerClient(_Session):
     """Fragment transfers to and from peer agents, one pooled session for all of them."""
 
-    def __init__(self, *, timeout: float = 60, limit: int = 64) -> None:
+    def __init__(self, *, timeout: float = 60, limit: int = 64,
+                 links: punch.Links | None = None) -> None:
         # No total timeout: a capped peer may take long, but it must keep bytes flowing.
         super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=10,
                                                sock_read=timeout), limit)
+        self.links = links  # hole-punched links to relayed peers (None: relays only)
+
+    async def close(self) -> None:
+        if self.links is not None:
+            await self.links.close()
+        await super().close()
 
     async def _exchange(self, method: str, url: str, path: str, headers: dict[str, str],
                         data: bytes | None, max_size: int) -> tuple[int, bytes]:
@@ -356,14 +382,25 @@ class PeerClient(_Session):
         for the link key its URL pins (net/seal.py); one with no pinned key is refused, so
         nothing crosses a relay in the clear."""
         if seal.url_key(url):
+            got = await self._punched(method, url, path, headers, data, max_size)
+            if got is not None:
+                return got
             return await self._sealed(method, url, path, headers, data, max_size)
         if relay_base(url):
             raise PeerError(f"peer {url} is reached through a relay but its URL pins no link "
                             "key: refusing to send in the clear", 400)
         target, check = _peer_target(url, path)
+        return await self._direct(self.session, method, url, target, check, headers, data,
+                                  max_size)
+
+    async def _direct(self, session: aiohttp.ClientSession, method: str, url: str,
+                      target: str, check: aiohttp.Fingerprint | bool,
+                      headers: dict[str, str], data: bytes | None,
+                      max_size: int) -> tuple[int, bytes]:
+        """One request straight to the peer (TLS pinned by `check`): its (status, body)."""
         try:
-            async with self.session.request(method, target, data=data, headers=headers,
-                                            ssl=check) as resp:
+            async with session.request(method, target, data=data, headers=headers,
+                                       ssl=check) as resp:
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(256 * 1024):
                     body += chunk
@@ -375,6 +412,26 @@ class PeerClient(_Session):
             raise _impostor(url) from None
         except _NETWORK_ERRORS as exc:
             raise PeerError(f"cannot reach peer {url}: {_why(exc, self._timeout)}") from None
+
+    async def _punched(self, method: str, url: str, path: str, headers: dict[str, str],
+                       data: bytes | None, max_size: int) -> tuple[int, bytes] | None:
+        """The request over a hole-punched link to the relayed peer at `url` (net/punch.py),
+        punched now with the request's ticket if none is up; None: send it via the relay
+        (no link, or it broke before an answer)."""
+        ticket = headers.get(TICKET_HEADER)
+        if self.links is None or not ticket:
+            return None
+        link = await self.links.get(url, ticket, self._sealed)
+        if link is None:
+            return None
+        try:
+            return await self._direct(link.session, method, url, link.base + path,
+                                      link.check, headers, data, max_size)
+        except PeerError as exc:
+            if exc.status:  # an answer (too large, an impostor): the peer's word
+                raise
+            await self.links.drop(url)
+            return None
 
     async def _request(self, method: str, url: str, fragment_id: str, ticket: str,
                        data: bytes | None = None, max_size: int = MAX_FRAGMENT,

@@ -109,6 +109,18 @@ def verify(public: Ed25519PublicKey, wire: str | None, *, op: str, fragment: str
     return t
 
 
+# a receipt's mark: the holder served the transfer over a link of its own (hole-punched,
+# net/punch.py), not through the relay the ticket names, which so carried nothing to pay
+DIRECT = "!direct"
+
+
+def split_receipt(receipt: str) -> tuple[str, bool]:
+    """(the ticket's wire form, whether the holder marked it direct)."""
+    if receipt.endswith(DIRECT):
+        return receipt[:-len(DIRECT)], True
+    return receipt, False
+
+
 def public_key_hex(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 

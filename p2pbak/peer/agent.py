@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,11 @@ from p2pbak.config import Config, format_rate, format_size
 from p2pbak.errors import P2pbakError
 from p2pbak.net import peertls, seal, tickets
 from p2pbak.net.api import CoordinatorClient, PeerClient
+from p2pbak.net.punch import Links
 from p2pbak.net.ratelimit import TokenBucket
 from p2pbak.net.relay import RelayState, add_relay
 from p2pbak.net.validate import HEADER_TIMEOUT
+from p2pbak.peer.holes import HoleOpener
 from p2pbak.peer.reach import Reached, Reacher
 from p2pbak.peer.server import STATE, PeerState, make_app
 from p2pbak.store.fragments import FragmentStore, StoreError
@@ -86,7 +90,8 @@ class Agent:
         async with contextlib.AsyncExitStack() as stack:
             store = stack.enter_context(self._open_store())
             coord = await stack.enter_async_context(CoordinatorClient.from_config(cfg))
-            peers = await stack.enter_async_context(PeerClient())
+            # repairs reach relayed peers over hole-punched links too (net/punch.py)
+            peers = await stack.enter_async_context(PeerClient(links=Links(coord.observed)))
             key = await self._ticket_key(cfg, coord)
             app = make_app(store, peer_id=cfg.machine_id, ticket_key=key, caps=cfg.supply)
             app[STATE].served_hooks.extend(self.served_hooks)
@@ -98,7 +103,10 @@ class Agent:
                                    lingering_time=2.0, keepalive_timeout=HEADER_TIMEOUT)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            await self._listen(runner)
+            tls = await self._listen(runner)
+            if tls is not None and not self.advertise:  # behind a NAT, maybe: punch holes
+                app[STATE].opener = HoleOpener(coord, self.port, self.tls_pin, runner.server,
+                                               tls)
             log.info("serving fragments at %s (peer %s, storage %s)", self.url(),
                      cfg.machine_id, self.storage)
             await self._until(stop, AgentContext(cfg, coord, peers, app[STATE], self.url()))
@@ -190,7 +198,7 @@ class Agent:
             raise P2pbakError(f"the ticket key in {cfg.path} is malformed: "
                               "run `p2pbak recover` to fetch it again") from None
 
-    async def _listen(self, runner: web.AppRunner) -> None:
+    async def _listen(self, runner: web.AppRunner) -> ssl.SSLContext | None:
         tls = None
         if peertls.wants_tls(self.host):  # beyond loopback, peers speak TLS only
             if self.advertise and not self.advertise.startswith("https://"):
@@ -198,10 +206,17 @@ class Agent:
                                   "serves TLS only, so advertise an https:// URL")
             tls, self.tls_pin = peertls.load_or_create(self.storage)
         try:
-            await web.TCPSite(runner, self.host, self.port, ssl_context=tls).start()
+            if tls is not None:  # sharing the port below must not hide another user of it
+                with socket.create_server((self.host, self.port), family=socket.AF_INET6
+                                          if ":" in self.host else socket.AF_INET):
+                    pass
+            # reuse_port: hole punching dials out from this very port (peer/holes.py)
+            await web.TCPSite(runner, self.host, self.port, ssl_context=tls,
+                              reuse_port=tls is not None).start()
         except OSError as exc:
             raise P2pbakError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): "
                               "stop what uses it or choose another --listen") from None
+        return tls
 
     async def _heartbeats(self, ctx: AgentContext) -> None:
         """Announce, then heartbeat every interval; back off while the coordinator is away."""

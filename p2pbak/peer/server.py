@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -44,6 +44,9 @@ class PeerState:
     served_hooks: list[Callable[[tickets.Ticket, str], None]] = field(default_factory=list)
     download: TokenBucket = field(default_factory=TokenBucket)  # bytes we receive
     upload: TokenBucket = field(default_factory=TokenBucket)  # bytes we send
+    # dials a client from our listening port, for a hole-punched link (peer/holes.py):
+    # (its public ip, port) → our public {"ip", "port", "pin"}; None: this peer punches none
+    opener: Callable[[str, int], Awaitable[dict[str, object]]] | None = None
 
     def __post_init__(self) -> None:
         self.set_caps(self.caps)
@@ -57,8 +60,21 @@ class PeerState:
         return self.store.free_bytes(self.caps.space, self.reserved)
 
     def served(self, request: web.Request, t: tickets.Ticket) -> None:
+        wire = request.headers.get(tickets.HEADER, "")
+        if wire and t.via and not _from_here(request):  # its relay carried none of it
+            wire += tickets.DIRECT
         for hook in self.served_hooks:
-            hook(t, request.headers.get(tickets.HEADER, ""))
+            hook(t, wire)
+
+
+def _from_here(request: web.Request) -> bool:
+    """The request came from this machine: what our relay link brings is replayed to us
+    by peer/reach.py, from our own address."""
+    transport = request.transport
+    if transport is None:
+        return False
+    peer, mine = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    return bool(peer and mine) and peer[0] == mine[0]
 
 
 STATE = web.AppKey("peer_state", PeerState)
@@ -76,6 +92,7 @@ def make_app(store: FragmentStore, *, peer_id: str, ticket_key: Ed25519PublicKey
         web.head("/v1/fragments/{fragment_id}", head_fragment),
         web.delete("/v1/fragments/{fragment_id}", delete_fragment),
         web.post("/v1/fragments/{fragment_id}/proof", prove_fragment),
+        web.post("/v1/punch", punch),
     ])
     return app
 
@@ -230,3 +247,31 @@ async def prove_fragment(request: web.Request) -> web.Response:
         fail(400, f"bad challenge: {exc}")
     state.served(request, t)
     return web.json_response({"nonce": body.nonce, "proofs": [p.to_dict() for p in answer]})
+
+
+# -- hole punching (net/punch.py) ------------------------------------------------------
+
+class PunchBody(Body):
+    ip: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+async def punch(request: web.Request) -> web.Response:
+    """Dial the client back from our listening port while it dials us: only for a holder of
+    a valid unspent ticket to this peer (of any op), so that no stranger makes us connect
+    to addresses of its choosing."""
+    state = request.app[STATE]
+    wire = request.headers.get(tickets.HEADER)
+    try:
+        fields = tickets.unverified(wire) if wire else {}
+        t = tickets.verify(state.ticket_key, wire, op=str(fields.get("op")),
+                           fragment=str(fields.get("fragment")), to=state.peer_id)
+    except tickets.TicketError as exc:
+        status = 403 if str(exc).startswith("ticket is for") else 401
+        fail(status, f"{exc}: punching needs a ticket to this peer")
+    if state.store.ticket_used(t.id):
+        fail(409, "ticket already used: punching needs an unspent one")
+    body = await parse(request, PunchBody)
+    if state.opener is None:
+        fail(404, "this peer does not punch holes (it is reached directly or on loopback)")
+    return web.json_response(await state.opener(body.ip, body.port))

@@ -254,6 +254,12 @@ class FragmentStore:
 
     # -- replay memory ---------------------------------------------------------------
 
+    def ticket_used(self, ticket_id: str) -> bool:
+        """Whether a ticket id was used already (not recording it)."""
+        assert self._db is not None, "open() the store first"
+        cur = self._db.execute("SELECT 1 FROM used_tickets WHERE id = ?", (ticket_id,))
+        return cur.fetchone() is not None
+
     def use_ticket(self, ticket_id: str, exp: int, now: float | None = None) -> bool:
         """Record a ticket id; False if it was used before (a replay)."""
         assert self._db is not None, "open() the store first"

@@ -150,3 +150,29 @@ def test_unspecified_addresses_and_names_are_not_dialled(server: Server) -> None
     got = peer.ok("POST", "/v1/reach", {"port": port,
                                          "addresses": ["0.0.0.0", "not-an-ip", "::"]})
     assert [t["url"] for t in got["tried"]] == [f"http://127.0.0.1:{port}"]  # observed only
+
+
+def test_observed_names_the_port_a_request_came_from(server: Server) -> None:
+    """GET /v1/observed, asked from a chosen local port (hole punching, net/punch.py)."""
+    import asyncio
+
+    from p2pbak.errors import CoordinatorError
+    from p2pbak.net import punch
+    from p2pbak.net.api import CoordinatorClient
+
+    peer = server.api.register("observed")
+    machine, secret = peer.token.split(".", 1)
+
+    async def go() -> None:
+        port = punch.free_port()
+        async with CoordinatorClient(server.api.url, machine_id=machine,
+                                     secret=secret) as coord:
+            assert await coord.observed(port) == ("127.0.0.1", port)
+            assert await coord.observed(port) == ("127.0.0.1", port)  # the port reused
+        async with CoordinatorClient(server.api.url, machine_id=machine,
+                                     secret="wrong") as stranger:
+            with pytest.raises(CoordinatorError) as refused:
+                await stranger.observed(punch.free_port())
+            assert refused.value.status == 401
+
+    asyncio.run(go())

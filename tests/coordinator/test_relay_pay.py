@@ -170,6 +170,24 @@ def test_the_coordinators_own_relay_and_direct_transfers_pay_no_relay() -> None:
     run(scenario)
 
 
+def test_a_receipt_served_over_a_punched_link_pays_no_relay() -> None:
+    async def scenario(tmp):
+        async with opened_coord(tmp) as coord:
+            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            wire = await placed_ticket(coord, 0, 1, 5 * MB)
+            booked, paid = await billing.settle_receipt(coord, machine_id(1),
+                                                        wire + tickets.DIRECT)
+            assert booked and paid > 0  # the holder is paid as ever
+            assert await relay_rows(coord) == []
+            assert (await balances(coord))[user_account("dave")] == 0
+            # the same ticket unmarked afterwards: paid once already, the relay still not
+            assert await billing.settle_receipt(coord, machine_id(1), wire) == (False, 0)
+            assert await relay_rows(coord) == []
+            await check_ledger(coord)
+
+    run(scenario)
+
+
 def test_audit_reports_a_relay_pay_without_its_receipt() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:

@@ -13,8 +13,9 @@ STUN server tells it the router is the edge (a full-cone 1:1 "NAT"), so the inte
 runs Debian's stund on 198.18.0.1 and .2 (STUN needs two addresses), and r4 keeps its rules
 in iptables-legacy, the tables miniupnpd's libiptc writes to.
 
-No router forwards a port: a new connection from the internet to a home is dropped, and the
-internet has no route to 198.19.0.0/16 at all. Only addresses of 198.18.0.0/15 (RFC 2544,
+No router forwards a port: a new connection from the internet to a home, or to a router's
+own address, is dropped unanswered (RFC 5382 REQ-4), and the internet has no route to
+198.19.0.0/16 at all. Only addresses of 198.18.0.0/15 (RFC 2544,
 for benchmarking networks) are used, and no namespace has a route out of the lab.
 Processes run as `ip netns exec NS python -m p2pbak ...`. Needs root; `lab_or_skip` skips
 with the reason when namespaces cannot be made. Everything is torn down in `close`.
@@ -129,6 +130,11 @@ class Lab:
         if upnp:  # what miniupnpd maps goes in its own chains, before the drop
             self._miniupnpd_chains(r)
         self.exec(r, iptables, "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+        # and a connection to the router itself is dropped unanswered, as RFC 5382 REQ-4
+        # asks of a NAT (no RST for 6 s at least): an RST would kill the other side's
+        # half of a TCP simultaneous open before its own SYN is out (net/punch.py)
+        self.exec(r, iptables, "-A", "INPUT", "-i", "wan", "-p", "tcp", "-m", "conntrack",
+                  "--ctstate", "NEW", "-j", "DROP")
         for i in range(hosts):
             ns = self._ns(f"h{h}{i}")
             self.ip(r, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",

@@ -123,6 +123,22 @@ async def reach(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@routes.get("/v1/observed")
+async def observed(request: web.Request) -> web.Response:
+    """The address and port this request came from: what a NAT router maps the caller's
+    local port to, for hole punching (net/punch.py)."""
+    await caller(request)
+    return where_from(request)
+
+
+def where_from(request: web.Request) -> web.Response:
+    """`{"ip", "port"}` of the request's sender, as seen here."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        fail(400, "cannot tell where this request comes from")
+    return web.json_response({"ip": peer[0], "port": peer[1]})
+
+
 @routes.get("/v1/reach/{peer_id}")
 async def peer_reach(request: web.Request) -> web.Response:
     """A peer's current URL and how it is reached (clients re-ask when a relay fails)."""
