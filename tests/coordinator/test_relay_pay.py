@@ -173,7 +173,7 @@ def test_the_coordinators_own_relay_and_direct_transfers_pay_no_relay() -> None:
 def test_a_receipt_served_over_a_punched_link_pays_no_relay() -> None:
     async def scenario(tmp):
         async with opened_coord(tmp) as coord:
-            coord.relayed[machine_id(1)] = machine_id(RELAY)
+            await relayed_by(coord, 1, machine_id(RELAY))
             wire = await placed_ticket(coord, 0, 1, 5 * MB)
             booked, paid = await billing.settle_receipt(coord, machine_id(1),
                                                         wire + tickets.DIRECT)
