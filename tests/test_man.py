@@ -7,6 +7,7 @@ import enum
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,12 @@ def test_generator_copes_with_any_command(tmp_path: Path) -> None:
     assert "--secret" not in shown
     assert "Deprecated" in pages["p2pbak-old.1"]
     assert "\\fBgrp inner leaf\\fR" in pages["p2pbak.1"]
+
+
+def test_every_page_is_installed_where_man_looks() -> None:
+    """`pip install .` copies man/*.1 to PREFIX/share/man/man1, which man-db searches for a
+    PREFIX/bin on PATH: `man p2pbak-backup` works in an activated venv."""
+    files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"]["share/man/man1"]
+    installed = {p.name for pattern in files for p in ROOT.glob(pattern)}
+    assert installed == set(committed()) and "p2pbak-backup.1" in installed
