@@ -66,6 +66,9 @@ def _reached(value: dict[str, Any]) -> str:
     how = value.get("how", "?")
     if how == "relayed":
         return f"relayed via {value.get('via')} ({value.get('url')})"
+    if how == "hole-punched":
+        return (f"hole-punched ({value.get('links')} direct links so far; rendezvous and "
+                f"fallback: relay {value.get('via')}, {value.get('url')})")
     if how == "none":
         return "no peer runs on this machine"
     by = f" ({value['via']})" if how == "port-mapped" and value.get("via") else ""

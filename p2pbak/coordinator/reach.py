@@ -13,7 +13,7 @@ from p2pbak.store.db.reach import Reach
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
-__all__ = ["Reach", "assign", "get", "offered", "record", "relay_choices", "withdraw"]
+__all__ = ["Reach", "assign", "get", "offered", "punched", "record", "relay_choices", "withdraw"]
 
 
 async def record(coord: Coordinator, peer_id: str, reach: Reach) -> None:
@@ -48,3 +48,8 @@ async def withdraw(coord: Coordinator, relay_id: str) -> None:
 
 async def assign(coord: Coordinator, peer_id: str, relay_id: str) -> None:
     await store.assign(coord.db, peer_id, relay_id)
+
+
+async def punched(coord: Coordinator, peer_id: str, links: int) -> bool:
+    """What the peer says it hole-punched (status only: nothing is paid or placed on it)."""
+    return await store.punched(coord.db, peer_id, links)

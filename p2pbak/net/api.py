@@ -336,6 +336,10 @@ class CoordinatorClient(_Session):
             raise P2pbakError("the coordinator sent an unexpected answer to GET /v1/observed")
         return str(body.get("ip", "")), int(body.get("port", 0))
 
+    async def punched(self, links: int) -> None:
+        """Tell the coordinator this relayed peer has hole-punched `links` direct links."""
+        await self.call("POST", "/v1/punched", {"links": links})
+
     # -- the market --------------------------------------------------------------------
 
     async def receipts(self, wires: list[str]) -> dict[str, Any]:

@@ -49,3 +49,7 @@ class HoleOpener:
         await loop.connect_accepted_socket(self.server, sock, ssl=self.tls)
         self.opened += 1
         log.info("hole punched: a direct link with %s:%d", ip, port)
+        try:  # for `status` only: a lost report costs nothing
+            await self.coord.punched(self.opened)
+        except P2pbakError as exc:
+            log.info("could not tell the coordinator of the punched link: %s", exc)

@@ -127,6 +127,24 @@ def test_a_relay_assigned_by_one_coordinator_is_known_to_another(
                        "relay_url": relay_url}
 
 
+def test_a_relayed_peer_that_punched_a_link_is_reported_hole_punched(server: Server) -> None:
+    hidden = server.api.register("puncher")
+    assert hidden.call("POST", "/v1/punched", {"links": 1}).status == 409  # no reach yet
+    got = reach(hidden, free_port())  # nothing listens there: relayed (the last resort)
+    relayed = f"{server.api.url}/v1/relay/{hidden.machine_id}"
+    hidden.announce(relayed)
+    assert got["relay"] and hidden.ok("GET", "/v1/status")["reached"]["how"] == "relayed"
+    for bad in ({}, {"links": -1}, {"links": "2"}, {"links": 1, "more": 0}):
+        assert hidden.call("POST", "/v1/punched", bad).status == 400
+    assert hidden.ok("POST", "/v1/punched", {"links": 2}) == {"links": 2}
+    assert hidden.ok("GET", "/v1/status")["reached"] == {
+        "how": "hole-punched", "links": 2, "via": "coordinator", "url": relayed,
+        "relay_url": server.api.url}
+    # a new reach (a restart, a new relay) keeps what it punched
+    reach(hidden, free_port())
+    assert hidden.ok("GET", "/v1/status")["reached"]["how"] == "hole-punched"
+
+
 @pytest.mark.parametrize("body", [
     {"port": 0}, {"port": 70000}, {"port": "8601"}, {"port": 8601, "addresses": "1.2.3.4"},
     {"port": 8601, "addresses": ["x" * 65]}, {"port": 8601, "surprise": 1},

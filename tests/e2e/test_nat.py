@@ -234,6 +234,14 @@ def test_peers_behind_two_plain_nats_punch_a_direct_link(lab: LabGrid,
     for p in plain:
         if new_bytes([p]):
             assert p.process is not None and "hole punched" in p.process.output()
+            # `status` says so: hole-punched, the relay kept as rendezvous and fallback
+            how = wait_until(lambda p=p: (r := lab.status(p)["reached"])["how"] ==
+                             "hole-punched" and r, 10, f"{p.name} not reported hole-punched")
+            assert how["links"] >= 1 and how["via"] in {_mid(_peer(lab, "pub1")),
+                                                        _mid(_peer(lab, "pub2"))}
+            text = lab.cli(p.ns, "status", config=p).stdout
+            assert "reached by others: hole-punched (" in text
+    assert all(lab.status(p)["reached"]["how"] == "relayed" for p in symmetric)
     # the holders are paid for those stores, the relays they bypassed are not (their
     # receipts say direct: coordinator/billing.py)
     placed = {f"placed:{_mid(p)}:{f.name}:" for p in plain for f in _fragment_files(p)

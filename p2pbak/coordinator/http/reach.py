@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import aiohttp
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 routes = web.RouteTableDef()
 
 DIAL_TIMEOUT = 3.0  # seconds per dial-back
+PUNCHED_FRESH = 3600  # seconds a relayed peer counts as hole-punched after its last link
 MAX_ADDRESSES = 16
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -123,6 +125,20 @@ async def reach(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+class PunchedBody(Body):
+    links: Annotated[int, Field(ge=0, le=2**31)]  # links punched since the peer started
+
+
+@routes.post("/v1/punched")
+async def punched(request: web.Request) -> web.Response:
+    """A relayed peer hole-punched another direct link (peer/holes.py): `status` says so."""
+    c, machine = await caller(request)
+    body = await parse(request, PunchedBody)
+    if not await reach_state.punched(c, machine.id, body.links):
+        fail(409, "this peer has not asked POST /v1/reach yet")
+    return web.json_response({"links": body.links})
+
+
 @routes.get("/v1/observed")
 async def observed(request: web.Request) -> web.Response:
     """The address and port this request came from: what a NAT router maps the caller's
@@ -165,15 +181,17 @@ async def _first_alive(c: Coordinator, choices: list[tuple[str, str]]) -> tuple[
 
 async def reach_of(app: web.Application,
                    peer: coordinator_peers.Peer | None) -> dict[str, str]:
-    """How others reach `peer`: public (dialled back), relayed (via which relay), direct
-    (an address it advertised, not checked), none (no peer on this machine)."""
+    """How others reach `peer`: public (dialled back), relayed (via which relay),
+    hole-punched (relayed, and it punched a direct link within the hour: the relay is the
+    rendezvous), direct (an address it advertised, not checked), none (no peer here)."""
     if peer is None:
         return {"how": "none"}
     reach = await reach_state.get(app[COORD], peer.id)
     base = relay_base(peer.url)
     if base:
-        return {"how": "relayed", "via": reach.relay_id or base, "url": peer.url,
-                "relay_url": base}
+        fresh = reach.punched and time.time() - (reach.punched_at or 0) < PUNCHED_FRESH
+        how = {"how": "hole-punched", "links": reach.punched} if fresh else {"how": "relayed"}
+        return {**how, "via": reach.relay_id or base, "url": peer.url, "relay_url": base}
     if peer.url in reach.mapped:
         return {"how": "port-mapped", "url": peer.url, "via": reach.mapped_by}
     return {"how": "public" if peer.url in reach.public else "direct", "url": peer.url}

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from p2pbak.store.db.database import Database, batches, marks
+from p2pbak.store.db.database import Database, batches, marks, now
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Reach:
     mapped_by: str = ""
     offer: str | None = None
     relay_id: str | None = None
+    punched: int = 0  # direct links hole-punched since the peer started (net/punch.py)
+    punched_at: int | None = None  # when it last told
 
 
 def _lines(urls: Sequence[str]) -> str:
@@ -33,7 +35,7 @@ def _urls(text: str) -> tuple[str, ...]:
 
 
 async def record(db: Database, peer_id: str, reach: Reach) -> None:
-    """Replace `peer_id`'s reach with `reach`."""
+    """Replace `peer_id`'s reach with `reach` (what it punched stays: `punched`)."""
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO reach(peer_id, public, mapped, mapped_by, offer, relay_id)"
@@ -46,11 +48,11 @@ async def record(db: Database, peer_id: str, reach: Reach) -> None:
 
 
 async def get(db: Database, peer_id: str) -> Reach:
-    row = await db.one("SELECT public, mapped, mapped_by, offer, relay_id FROM reach"
-                       " WHERE peer_id = ?", (peer_id,))
+    row = await db.one("SELECT public, mapped, mapped_by, offer, relay_id, punched, punched_at"
+                       " FROM reach WHERE peer_id = ?", (peer_id,))
     if row is None:
         return Reach()
-    return Reach(_urls(row[0]), _urls(row[1]), row[2], row[3], row[4])
+    return Reach(_urls(row[0]), _urls(row[1]), row[2], row[3], row[4], int(row[5]), row[6])
 
 
 async def relays_of(db: Database, peer_ids: Sequence[str]) -> dict[str, str]:
@@ -86,3 +88,12 @@ async def assign(db: Database, peer_id: str, relay_id: str) -> None:
     async with db.transaction() as conn:
         await conn.execute("UPDATE reach SET relay_id = ? WHERE peer_id = ?",
                            (relay_id, peer_id))
+
+
+async def punched(db: Database, peer_id: str, links: int) -> bool:
+    """`peer_id` has hole-punched `links` direct links since it started; False if the
+    coordinator has no reach of it (it never asked POST /v1/reach)."""
+    async with db.transaction() as conn:
+        cur = await conn.execute("UPDATE reach SET punched = ?, punched_at = ? WHERE"
+                                 " peer_id = ?", (links, now(), peer_id))
+        return cur.rowcount > 0

@@ -314,7 +314,8 @@ MIGRATIONS.append(("ALTER TABLE users ADD COLUMN email TEXT",))
 
 # how each peer is reached, in the database so that every coordinator on it sees the same
 # (store/db/reach.py): the URLs it was dialled back at, which of them a router maps, the
-# relay it offers, and the relay that carries it (transfer tickets to it name that relay)
+# relay it offers, the relay that carries it (transfer tickets to it name that relay), and
+# the direct links it has hole-punched
 MIGRATIONS.append((
     """CREATE TABLE reach (
         peer_id TEXT PRIMARY KEY REFERENCES machines(id) ON DELETE CASCADE,
@@ -322,6 +323,8 @@ MIGRATIONS.append((
         mapped TEXT NOT NULL DEFAULT '',     -- those of them a router maps, one per line
         mapped_by TEXT NOT NULL DEFAULT '',  -- UPnP | NAT-PMP
         offer TEXT,                          -- where it relays for others, if it offers to
-        relay_id TEXT)""",                   # who carries it: a peer id or 'coordinator'
+        relay_id TEXT,                       -- who carries it: a peer id or 'coordinator'
+        punched INTEGER NOT NULL DEFAULT 0,  -- links hole-punched since the peer started
+        punched_at INTEGER)""",              # when it last said so
     "CREATE INDEX reach_relay ON reach(relay_id)",
 ))
