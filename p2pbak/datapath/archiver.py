@@ -386,9 +386,10 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
                  parent: str | None = None, dry_run: bool = False,
                  progress: Callable[[BackupProgress], None] | None = None,
                  pack_size: int = DEFAULT_PACK_SIZE, uploads: int = 2,
-                 tags: Sequence[str] = ()) -> BackupResult:
+                 tags: Sequence[str] = (), totals: bool = True) -> BackupResult:
     """Back up `paths`; parent None picks the latest snapshot of the same host and paths,
-    "" forces a full read."""
+    "" forces a full read. `totals`: count the files and bytes ahead for the progress
+    (a second walk of the tree, on another thread: off when no one shows them)."""
     started = time.monotonic()
     if not paths:
         raise P2pbakError("nothing to back up: give at least one path")
@@ -412,8 +413,9 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     uploader = None if dry_run else Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
-    totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
-    totals.add_done_callback(lambda f: _set_totals(walker, f))
+    if totals:
+        scan = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
+        scan.add_done_callback(lambda f: _set_totals(walker, f))
     try:
         try:
             tree = await asyncio.to_thread(walker.root, roots,

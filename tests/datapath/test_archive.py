@@ -254,6 +254,10 @@ def test_dry_run_progress_and_snapshot_lookup(tmp_path: Path) -> None:
     assert dry.snapshot_id is None and dry.summary.files_new == 2
     assert repo.pack_ids() == [] and run(list_snapshots(repo, MASTER)) == []
     assert seen[-1] == (2, 8000)
+    unseen: list[int] = []  # no one shows the totals: the tree is not walked twice
+    run(backup(repo, MASTER, [src], dry_run=True, totals=False,
+               progress=lambda p: unseen.append(p.files_total)))
+    assert unseen and set(unseen) == {None}
     done = run(backup(repo, MASTER, [src], host="h1"))
     record = run(find_snapshot(repo, MASTER, done.snapshot_id[:6]))
     assert record.host == "h1" and record.summary["files_new"] == 2
