@@ -158,21 +158,21 @@ class _Walker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     # The walk.
-    def _parent_nodes(self, parent: Node | None) -> dict[bytes, Node]:
+    def _parent_tree(self, parent: Node | None) -> list[Node] | None:
+        """The parent snapshot's entries of a folder, None if it had none or is unreadable."""
         if self.parent_reader is None or parent is None or parent.type != DIR:
-            return {}
+            return None
         try:
             nodes = self.parent_reader.tree_now(parent.subtree)
             if nodes is None:  # its pack is not here yet: fetched from the event loop
                 nodes = self._call(self.parent_reader.tree(parent.subtree))
         except P2pbakError:
-            return {}  # an unreadable parent tree only costs re-reading the files
-        return {n.name: n for n in nodes}
+            return None  # an unreadable parent tree only costs re-reading the files
+        return nodes
 
     def root(self, paths: Sequence[Path], parent_root: str | None) -> str:
-        parents: dict[bytes, Node] = {}
-        if parent_root:
-            parents = self._parent_nodes(Node(b"", DIR, 0, 0, subtree=parent_root))
+        parents = _by_name(self._parent_tree(Node(b"", DIR, 0, 0, subtree=parent_root))
+                           if parent_root else None)
         nodes: list[Node] = []
         for name, path in _root_names(paths):
             st = _lstat_or_fail(path)
@@ -197,7 +197,8 @@ class _Walker:
         return None
 
     def _dir(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
-        before = self._parent_nodes(parent)
+        old = self._parent_tree(parent)
+        before = _by_name(old)
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -221,7 +222,10 @@ class _Walker:
             else:
                 jobs.done(self._entry(child, child_name, child_st, was))
         nodes = jobs.nodes()
-        tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
+        if old is not None and parent is not None and nodes == old:
+            tree = parent.subtree  # equal entries encode to the same blob, stored already
+        else:
+            tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
         if parent is None or parent.type != DIR:
             self.summary.dirs_new += 1
         elif parent.subtree == tree:
@@ -244,6 +248,8 @@ class _Walker:
                 self.summary.files_unmodified += 1
                 self.summary.total_bytes += parent.size
             self._report(path, parent.size, 1)
+            if parent.mode == stat.S_IMODE(st.st_mode):
+                return parent  # the same node: its folder's tree may be the same blob
             return node_from_stat(name, st, content=parent.content)
         content: list[str] = []
         size = 0
@@ -321,6 +327,10 @@ class _Jobs:
             elif item is not None:
                 nodes.append(item)
         return nodes
+
+
+def _by_name(nodes: list[Node] | None) -> dict[bytes, Node]:
+    return {n.name: n for n in nodes or ()}
 
 
 def _root_names(paths: Sequence[Path]) -> list[tuple[bytes, Path]]:

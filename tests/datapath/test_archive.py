@@ -152,6 +152,13 @@ def test_same_tree_twice_adds_nothing_and_opens_no_file(tmp_path: Path,
     assert (third.summary.files_changed, third.summary.files_unmodified) == (1, 1)
     assert third.summary.dirs_changed == 1  # src itself; d is unmodified
     assert len(run(list_snapshots(repo, MASTER))) == 3
+    # A new mode alone: not read again, but its folders' trees change.
+    (src / "d" / "b").chmod(0o640)
+    fourth = run(backup(repo, MASTER, [src]))
+    assert (fourth.summary.files_unmodified, fourth.summary.bytes_read) == (2, 0)
+    assert (fourth.summary.dirs_changed, fourth.summary.dirs_unmodified) == (2, 1)
+    node = run(list_tree(repo, MASTER, fourth.snapshot_id, "src/d/b"))[0]
+    assert node.mode == 0o640
 
 
 @pytest.mark.slow
