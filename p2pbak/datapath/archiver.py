@@ -76,6 +76,7 @@ FILE_WORKERS = max(2, os.cpu_count() or 1)  # threads reading and sealing files
 FILES_PER_JOB = 32  # small files go to a worker in batches: a hand-off per file costs
 BYTES_PER_JOB = 8 * 1024 * 1024  # ... but a batch stays about one chunk's worth of reading
 JOBS_AHEAD = 2 * FILE_WORKERS  # batches handed out and not finished, at most
+FIRST_PACK_SIZE = 4 * 1024 * 1024  # then 8, then 16 MiB: the uploads start early
 
 
 class _Walker:
@@ -88,7 +89,8 @@ class _Walker:
         self.loop, self.keys, self.index = loop, keys, index
         self.parent_reader, self.uploader = parent_reader, uploader
         self.excludes = list(excludes)
-        self.data_pack, self.tree_pack = PackWriter(pack_size), PackWriter(pack_size)
+        self.data_pack = PackWriter(pack_size, FIRST_PACK_SIZE)
+        self.tree_pack = PackWriter(pack_size)
         self.pending: set[str] = set()
         self.new_packs: list[tuple[str, tuple[PackEntry, ...]]] = []
         self.summary = BackupSummary()

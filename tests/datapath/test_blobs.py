@@ -97,7 +97,23 @@ def test_pack_header_and_index_round_trip() -> None:
     assert len(index) == 3 and index.packs() == {pack.pack_id}
     loc = index.get(entries[1].blob_id)
     assert loc is not None and (loc.offset, loc.length) == (entries[1].offset, entries[1].length)
+    assert (loc.kind, loc.raw_length, loc.pack_id) == (BlobType.DATA, 70, pack.pack_id)
     assert len(index_id) == 64
+
+
+def test_first_packs_ramp_up_to_the_target_size() -> None:
+    """A backup's first packs are small (its uploads start early), each next one twice as
+    big, then all of the target size."""
+    writer = PackWriter(target_size=1000, first_size=250)
+    sizes = []
+    for _ in range(5):
+        while not writer.full:
+            b = os.urandom(10)
+            bid = KEYS.chunk_id_of(b)
+            writer.add(BlobType.DATA, bid, seal_blob(KEYS, BlobType.DATA, bid, b), len(b))
+        sizes.append(writer.size)
+        writer.finish(KEYS)
+    assert [s // 50 for s in sizes] == [5, 10, 20, 20, 20]  # 250, 500, 1000, ... (+ a blob)
 
 
 @pytest.mark.parametrize(("path", "patterns", "expected"), [
