@@ -384,6 +384,21 @@ def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
     return files, size
 
 
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def _both(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Both results, run at once; if one fails the other is stopped (no stray task)."""
+    a, b = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        return await a, await b
+    finally:
+        for task in (a, b):
+            task.cancel()  # a no-op once done
+        await asyncio.gather(a, b, return_exceptions=True)
+
+
 async def _choose_parent(repo: Repository, master: bytes, parent: str | None, host: str,
                          paths: list[str]) -> SnapshotRecord | None:
     if parent is not None:
@@ -410,9 +425,9 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         _lstat_or_fail(root)
     host = host or socket.gethostname()
     keys = Keys.derive(master)
-    index = await load_index(repo, keys)
     names = [str(r) for r in roots]
-    previous = await _choose_parent(repo, master, parent, host, names)
+    index, previous = await _both(load_index(repo, keys),  # their round trips at once
+                                  _choose_parent(repo, master, parent, host, names))
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = Checkpoints(repo, keys)
 
