@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2pbak.datapath.blobs import BlobType, seal_blob
-from p2pbak.datapath.chunker import chunks
+from p2pbak.datapath.chunker import file_chunks
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.excludes import excluded
 from p2pbak.datapath.index import Index, encode_index, load_index
@@ -256,11 +256,10 @@ class _Walker:
         content: list[str] = []
         size = 0
         try:
-            with open(path, "rb") as f:
-                for chunk in chunks(f, st.st_size):
-                    content.append(self._save_blob(BlobType.DATA, chunk))
-                    size += len(chunk)
-                    self._report(path, len(chunk))
+            for chunk in file_chunks(path, st.st_size):
+                content.append(self._save_blob(BlobType.DATA, chunk))
+                size += len(chunk)
+                self._report(path, len(chunk))
         except OSError as exc:
             with self.lock:
                 self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
