@@ -39,7 +39,8 @@ async def _backup(session: Session, paths: list[Path], excludes: list[str], host
     # shared: a prune on another machine of this user waits until this backup is done
     async with unlocked(session, "shared", "backup") as (repo, master):
         result = await backup(repo, master, paths, excludes=excludes, host=host,
-                              dry_run=dry_run, progress=view.update, tags=tags)
+                              dry_run=dry_run, progress=view.update, tags=tags,
+                              totals=view.shown)
         return result, repo.stats
 
 

@@ -122,6 +122,12 @@ class ProgressView:
         if exc_type is None and self.rep.json and self._latest is not None:
             self.emit(counters(self._latest))  # the final counters, like restic's last line
 
+    @property
+    def shown(self) -> bool:
+        """Whether anyone sees the progress (a bar or JSON status lines), so whether the
+        totals are worth counting ahead."""
+        return self._bar is not None or self.rep.json
+
     def update(self, progress: Any) -> None:
         # Called per chunk of a backup: only keep the object, read it a few times a second
         # (reading it costs more than backing up a small file's chunk).

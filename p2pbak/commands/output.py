@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _current: Reporter | None = None
 UNWRAPPED = 1_000_000  # columns when not on a terminal: cron mail and grep get whole lines
@@ -20,21 +20,36 @@ UNWRAPPED = 1_000_000  # columns when not on a terminal: cron mail and grep get 
 
 def console(stderr: bool = False) -> Console:
     """A console that wraps at the terminal's width, and never when not on a terminal."""
+    # a --quiet or --json run prints no rich text, and rich costs ~0.05 s to import:
+    # imported here, not at the top: keeps CLI start-up fast
+    from rich.console import Console
+
     tty = (sys.stderr if stderr else sys.stdout).isatty()
     return Console(stderr=stderr, highlight=False, soft_wrap=not tty,
                    width=None if tty else UNWRAPPED)
 
 
-@dataclass
 class Reporter:
-    json: bool = False
-    quiet: bool = False
-    out: Console = field(default_factory=console)
-    err: Console = field(default_factory=lambda: console(stderr=True))
+    """Where a command's output goes; its rich consoles are made when first printed to."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, json: bool = False, quiet: bool = False, out: Console | None = None,
+                 err: Console | None = None) -> None:
         global _current
+        self.json, self.quiet = json, quiet
+        self._out, self._err = out, err
         _current = self
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = console()
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = console(stderr=True)
+        return self._err
 
     def emit(self, message_type: str, **fields: Any) -> None:
         """A JSON line (JSON mode only)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2pbak.datapath.blobs import BlobType, seal_blob
-from p2pbak.datapath.chunker import chunks
+from p2pbak.datapath.chunker import file_chunks
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.excludes import excluded
 from p2pbak.datapath.index import Index, encode_index, load_index
@@ -76,6 +76,7 @@ FILE_WORKERS = max(2, os.cpu_count() or 1)  # threads reading and sealing files
 FILES_PER_JOB = 32  # small files go to a worker in batches: a hand-off per file costs
 BYTES_PER_JOB = 8 * 1024 * 1024  # ... but a batch stays about one chunk's worth of reading
 JOBS_AHEAD = 2 * FILE_WORKERS  # batches handed out and not finished, at most
+FIRST_PACK_SIZE = 4 * 1024 * 1024  # then 8, then 16 MiB: the uploads start early
 
 
 class _Walker:
@@ -88,7 +89,8 @@ class _Walker:
         self.loop, self.keys, self.index = loop, keys, index
         self.parent_reader, self.uploader = parent_reader, uploader
         self.excludes = list(excludes)
-        self.data_pack, self.tree_pack = PackWriter(pack_size), PackWriter(pack_size)
+        self.data_pack = PackWriter(pack_size, FIRST_PACK_SIZE)
+        self.tree_pack = PackWriter(pack_size)
         self.pending: set[str] = set()
         self.new_packs: list[tuple[str, tuple[PackEntry, ...]]] = []
         self.summary = BackupSummary()
@@ -158,21 +160,21 @@ class _Walker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     # The walk.
-    def _parent_nodes(self, parent: Node | None) -> dict[bytes, Node]:
+    def _parent_tree(self, parent: Node | None) -> list[Node] | None:
+        """The parent snapshot's entries of a folder, None if it had none or is unreadable."""
         if self.parent_reader is None or parent is None or parent.type != DIR:
-            return {}
+            return None
         try:
             nodes = self.parent_reader.tree_now(parent.subtree)
             if nodes is None:  # its pack is not here yet: fetched from the event loop
                 nodes = self._call(self.parent_reader.tree(parent.subtree))
         except P2pbakError:
-            return {}  # an unreadable parent tree only costs re-reading the files
-        return {n.name: n for n in nodes}
+            return None  # an unreadable parent tree only costs re-reading the files
+        return nodes
 
     def root(self, paths: Sequence[Path], parent_root: str | None) -> str:
-        parents: dict[bytes, Node] = {}
-        if parent_root:
-            parents = self._parent_nodes(Node(b"", DIR, 0, 0, subtree=parent_root))
+        parents = _by_name(self._parent_tree(Node(b"", DIR, 0, 0, subtree=parent_root))
+                           if parent_root else None)
         nodes: list[Node] = []
         for name, path in _root_names(paths):
             st = _lstat_or_fail(path)
@@ -197,7 +199,8 @@ class _Walker:
         return None
 
     def _dir(self, path: str, name: bytes, st: os.stat_result, parent: Node | None) -> Node:
-        before = self._parent_nodes(parent)
+        old = self._parent_tree(parent)
+        before = _by_name(old)
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -221,7 +224,10 @@ class _Walker:
             else:
                 jobs.done(self._entry(child, child_name, child_st, was))
         nodes = jobs.nodes()
-        tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
+        if old is not None and parent is not None and nodes == old:
+            tree = parent.subtree  # equal entries encode to the same blob, stored already
+        else:
+            tree = self._save_blob(BlobType.TREE, encode_tree(nodes))
         if parent is None or parent.type != DIR:
             self.summary.dirs_new += 1
         elif parent.subtree == tree:
@@ -244,15 +250,16 @@ class _Walker:
                 self.summary.files_unmodified += 1
                 self.summary.total_bytes += parent.size
             self._report(path, parent.size, 1)
+            if parent.mode == stat.S_IMODE(st.st_mode):
+                return parent  # the same node: its folder's tree may be the same blob
             return node_from_stat(name, st, content=parent.content)
         content: list[str] = []
         size = 0
         try:
-            with open(path, "rb") as f:
-                for chunk in chunks(f, st.st_size):
-                    content.append(self._save_blob(BlobType.DATA, chunk))
-                    size += len(chunk)
-                    self._report(path, len(chunk))
+            for chunk in file_chunks(path, st.st_size):
+                content.append(self._save_blob(BlobType.DATA, chunk))
+                size += len(chunk)
+                self._report(path, len(chunk))
         except OSError as exc:
             with self.lock:
                 self.errors.append(UnreadableFile(path, exc.strerror or str(exc)))
@@ -323,6 +330,10 @@ class _Jobs:
         return nodes
 
 
+def _by_name(nodes: list[Node] | None) -> dict[bytes, Node]:
+    return {n.name: n for n in nodes or ()}
+
+
 def _root_names(paths: Sequence[Path]) -> list[tuple[bytes, Path]]:
     """Each backed-up path under its base name in the root tree, made unique."""
     out: list[tuple[bytes, Path]] = []
@@ -372,6 +383,21 @@ def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
     return files, size
 
 
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def _both(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Both results, run at once; if one fails the other is stopped (no stray task)."""
+    a, b = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        return await a, await b
+    finally:
+        for task in (a, b):
+            task.cancel()  # a no-op once done
+        await asyncio.gather(a, b, return_exceptions=True)
+
+
 async def _choose_parent(repo: Repository, master: bytes, parent: str | None, host: str,
                          paths: list[str]) -> SnapshotRecord | None:
     if parent is not None:
@@ -386,9 +412,10 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
                  parent: str | None = None, dry_run: bool = False,
                  progress: Callable[[BackupProgress], None] | None = None,
                  pack_size: int = DEFAULT_PACK_SIZE, uploads: int = 2,
-                 tags: Sequence[str] = ()) -> BackupResult:
+                 tags: Sequence[str] = (), totals: bool = True) -> BackupResult:
     """Back up `paths`; parent None picks the latest snapshot of the same host and paths,
-    "" forces a full read."""
+    "" forces a full read. `totals`: count the files and bytes ahead for the progress
+    (a second walk of the tree, on another thread: off when no one shows them)."""
     started = time.monotonic()
     if not paths:
         raise P2pbakError("nothing to back up: give at least one path")
@@ -397,9 +424,9 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
         _lstat_or_fail(root)
     host = host or socket.gethostname()
     keys = Keys.derive(master)
-    index = await load_index(repo, keys)
     names = [str(r) for r in roots]
-    previous = await _choose_parent(repo, master, parent, host, names)
+    index, previous = await _both(load_index(repo, keys),  # their round trips at once
+                                  _choose_parent(repo, master, parent, host, names))
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = Checkpoints(repo, keys)
 
@@ -412,8 +439,9 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     uploader = None if dry_run else Uploader(repo, max(1, uploads), committed)
     loop = asyncio.get_running_loop()
     walker = _Walker(loop, keys, index, reader, uploader, excludes, pack_size, progress)
-    totals = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
-    totals.add_done_callback(lambda f: _set_totals(walker, f))
+    if totals:
+        scan = loop.run_in_executor(None, _scan_totals, roots, excludes, walker.stop)
+        scan.add_done_callback(lambda f: _set_totals(walker, f))
     try:
         try:
             tree = await asyncio.to_thread(walker.root, roots,

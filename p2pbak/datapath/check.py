@@ -13,14 +13,14 @@ import asyncio
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from p2pbak.datapath.blobs import BlobType, open_blob
 from p2pbak.datapath.crypto import DamagedBlob, Keys
 from p2pbak.datapath.index import Index, decode_index
-from p2pbak.datapath.pack import PackEntry, read_header
+from p2pbak.datapath.pack import PackEntry, entries_from_rows, read_header
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, decode_snapshot
@@ -48,6 +48,9 @@ class PackEntries:
         into = self.packs.setdefault(pack_id, {})
         for e in entries:  # type: ignore[attr-defined]
             into.setdefault(e.blob_id, e)
+
+    def add_rows(self, pack_id: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.add_pack(pack_id, entries_from_rows(rows))
 
 
 @dataclass

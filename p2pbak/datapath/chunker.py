@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -31,3 +32,22 @@ def chunks(stream: BinaryIO, size_hint: int) -> Iterator[memoryview]:
         stream.seek(0)  # grew since stat: stream it
     for chunk in _CDC.cut_stream(stream):
         yield chunk.data
+
+
+def file_chunks(path: str, size_hint: int) -> Iterator[memoryview]:
+    """The chunks of the file at `path`. A small one is read with one os.read, no file
+    object: a backup of many small files spends more on open()'s objects than on reading."""
+    if size_hint <= MAX_SIZE:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, size_hint + 1)
+            whole = len(data) <= size_hint and not os.read(fd, 1)  # at its end, not short
+        finally:
+            os.close(fd)
+        if whole:
+            if data:
+                for chunk in _CDC.cut_buf(data):
+                    yield chunk.data
+            return
+    with open(path, "rb") as f:  # big, or it grew since stat: streamed
+        yield from chunks(f, size_hint)

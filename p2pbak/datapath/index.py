@@ -7,8 +7,9 @@ them all (docs/formats.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import blake3
 import msgpack
@@ -16,11 +17,12 @@ import zstandard
 
 from p2pbak.datapath.blobs import BlobType
 from p2pbak.datapath.crypto import DamagedBlob, Keys, open_sealed, seal
-from p2pbak.datapath.pack import PackEntry, entries_from_rows, entry_rows
+from p2pbak.datapath.pack import PackEntry, entry_rows
 from p2pbak.datapath.repository import Repository
 
 INDEX_VERSION = 1
 _AAD = b"p2pbak index v1"
+_KINDS = {int(k): k for k in BlobType}
 
 
 @dataclass(frozen=True, slots=True)  # one per blob in the repository
@@ -50,6 +52,16 @@ class Index:
             self._blobs.setdefault(e.blob_id, Location(pack_id, e.kind, e.offset, e.length,
                                                        e.raw_length))
 
+    def add_rows(self, pack_id: str, rows: Iterable[Sequence[Any]]) -> None:
+        """add_pack from an index blob's rows (pack.entry_rows), without a PackEntry each:
+        loading the index is a re-run's largest decode."""
+        blobs = self._blobs
+        for k, raw_id, offset, length, raw_length in rows:
+            blob_id = raw_id.hex()
+            if blob_id not in blobs:
+                kind = _KINDS[k] if k in _KINDS else BlobType(k)  # ValueError if unknown
+                blobs[blob_id] = Location(pack_id, kind, offset, length, raw_length)
+
     def packs(self) -> set[str]:
         return {loc.pack_id for loc in self._blobs.values()}
 
@@ -71,8 +83,8 @@ def decode_index(keys: Keys, sealed: bytes, into: Index) -> None:
         raise DamagedBlob("index blob is damaged") from None
     if doc.get("v") != INDEX_VERSION:
         raise DamagedBlob(f"index version {doc.get('v')} is not supported; upgrade p2pbak")
-    for pack_id, entries in doc["packs"]:
-        into.add_pack(pack_id.hex(), entries_from_rows(entries))
+    for pack_id, rows in doc["packs"]:
+        into.add_rows(pack_id.hex(), rows)
 
 
 async def load_index(repo: Repository, keys: Keys) -> Index:

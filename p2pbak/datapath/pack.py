@@ -49,10 +49,14 @@ def entries_from_rows(rows: Iterable[Sequence[Any]]) -> list[PackEntry]:
 
 
 class PackWriter:
-    """Collects sealed blobs until the pack is full."""
+    """Collects sealed blobs until the pack is full. With `first_size`, the first pack is
+    that small and each next one twice as big, up to `target_size`: a backup's first
+    upload starts after a little reading, not 16 MiB of it."""
 
-    def __init__(self, target_size: int = DEFAULT_PACK_SIZE) -> None:
-        self.target_size = target_size
+    def __init__(self, target_size: int = DEFAULT_PACK_SIZE,
+                 first_size: int | None = None) -> None:
+        self.limit = target_size
+        self.target_size = min(target_size, first_size or target_size)
         self._parts: list[bytes] = []
         self._entries: list[PackEntry] = []
         self.size = 0
@@ -76,6 +80,7 @@ class PackWriter:
         data = b"".join([*self._parts, sealed, _TRAILER.pack(len(sealed))])
         pack = Pack(blake3.blake3(data).hexdigest(), data, tuple(self._entries))
         self._parts, self._entries, self.size = [], [], 0
+        self.target_size = min(self.limit, self.target_size * 2)
         return pack
 
 

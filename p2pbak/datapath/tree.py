@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -71,15 +72,20 @@ def encode_tree(nodes: list[Node]) -> bytes:
     return msgpack.packb({"v": TREE_VERSION, "nodes": [_node_doc(n) for n in ordered]})
 
 
+def _node(d: dict[str, Any]) -> Node:
+    # by type: a re-run decodes every folder of the parent snapshot, files the most
+    if d["type"] == FILE:
+        return Node(d["name"], FILE, d["mode"], d["mtime"], d.get("size", 0), d["inode"],
+                    tuple([c.hex() for c in d.get("content", ())]))
+    return Node(d["name"], d["type"], d["mode"], d["mtime"], d.get("size", 0), d["inode"],
+                (), d.get("subtree", b"").hex(), d.get("target", b""))
+
+
 def decode_tree(data: bytes) -> list[Node]:
     try:
         doc = msgpack.unpackb(data)
         if doc["v"] != TREE_VERSION:
             raise DamagedBlob(f"tree version {doc['v']} is not supported; upgrade p2pbak")
-        return [Node(name=d["name"], type=d["type"], mode=d["mode"], mtime_ns=d["mtime"],
-                     size=d.get("size", 0), inode=d["inode"],
-                     content=tuple(c.hex() for c in d.get("content", ())),
-                     subtree=d.get("subtree", b"").hex(), target=d.get("target", b""))
-                for d in doc["nodes"]]
+        return [_node(d) for d in doc["nodes"]]
     except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
         raise DamagedBlob(f"tree blob is damaged ({type(exc).__name__})") from None

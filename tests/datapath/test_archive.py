@@ -127,14 +127,19 @@ def test_same_tree_twice_adds_nothing_and_opens_no_file(tmp_path: Path,
     repo = new_repo(tmp_path / "repo")
     first = run(backup(repo, MASTER, [src]))
     opened: list[str] = []
-    real_open = builtins.open
 
-    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(file).startswith(str(src)):
-            opened.append(str(file))
-        return real_open(file, *args, **kwargs)
+    def counting(real: Any) -> Any:
+        def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(file).startswith(str(src)):
+                opened.append(str(file))
+            return real(file, *args, **kwargs)
+        return counting_open
 
-    monkeypatch.setattr(builtins, "open", counting_open)
+    def count_opens() -> None:  # small files are read with os.open, big ones with open
+        monkeypatch.setattr(builtins, "open", counting(builtins.open))
+        monkeypatch.setattr(os, "open", counting(os.open))
+
+    count_opens()
     second = run(backup(repo, MASTER, [src]))
     monkeypatch.undo()
     assert opened == []
@@ -145,13 +150,20 @@ def test_same_tree_twice_adds_nothing_and_opens_no_file(tmp_path: Path,
     assert s.dirs_unmodified == 3 and s.total_bytes == 2005
     # A touched file is read again, and only it.
     (src / "a").write_bytes(os.urandom(2000))
-    monkeypatch.setattr(builtins, "open", counting_open)
+    count_opens()
     third = run(backup(repo, MASTER, [src]))
     monkeypatch.undo()
     assert opened == [str(src / "a")]
     assert (third.summary.files_changed, third.summary.files_unmodified) == (1, 1)
     assert third.summary.dirs_changed == 1  # src itself; d is unmodified
     assert len(run(list_snapshots(repo, MASTER))) == 3
+    # A new mode alone: not read again, but its folders' trees change.
+    (src / "d" / "b").chmod(0o640)
+    fourth = run(backup(repo, MASTER, [src]))
+    assert (fourth.summary.files_unmodified, fourth.summary.bytes_read) == (2, 0)
+    assert (fourth.summary.dirs_changed, fourth.summary.dirs_unmodified) == (2, 1)
+    node = run(list_tree(repo, MASTER, fourth.snapshot_id, "src/d/b"))[0]
+    assert node.mode == 0o640
 
 
 @pytest.mark.slow
@@ -181,14 +193,15 @@ def test_excludes_unreadable_and_special_files(tmp_path: Path,
                 "cache": {"x": (b"x", 0o644)}, "sub": {"cache": {"y": (b"y", 0o644)},
                                                       "bad": (b"secret", 0o644)}}, [])
     os.mkfifo(src / "fifo")
-    real_open = builtins.open
+    def failing(real: Any) -> Any:
+        def failing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(file) == str(src / "sub" / "bad"):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real(file, *args, **kwargs)
+        return failing_open
 
-    def failing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(file) == str(src / "sub" / "bad"):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(builtins, "open", failing(builtins.open))
+    monkeypatch.setattr(os, "open", failing(os.open))  # small files: os.open
     repo = new_repo(tmp_path / "repo")
     result = run(backup(repo, MASTER, [src], excludes=["*.tmp", "sub/cache"]))
     monkeypatch.undo()
@@ -254,6 +267,10 @@ def test_dry_run_progress_and_snapshot_lookup(tmp_path: Path) -> None:
     assert dry.snapshot_id is None and dry.summary.files_new == 2
     assert repo.pack_ids() == [] and run(list_snapshots(repo, MASTER)) == []
     assert seen[-1] == (2, 8000)
+    unseen: list[int] = []  # no one shows the totals: the tree is not walked twice
+    run(backup(repo, MASTER, [src], dry_run=True, totals=False,
+               progress=lambda p: unseen.append(p.files_total)))
+    assert unseen and set(unseen) == {None}
     done = run(backup(repo, MASTER, [src], host="h1"))
     record = run(find_snapshot(repo, MASTER, done.snapshot_id[:6]))
     assert record.host == "h1" and record.summary["files_new"] == 2

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pbak.datapath.blobs import BlobType, compress, decompress, open_blob, seal_blob
-from p2pbak.datapath.chunker import MAX_SIZE, MIN_SIZE, chunks
+from p2pbak.datapath.chunker import MAX_SIZE, MIN_SIZE, chunks, file_chunks
 from p2pbak.datapath.crypto import DamagedBlob, Keys
 from p2pbak.datapath.index import Index, decode_index, encode_index
 from p2pbak.datapath.pack import PackWriter, read_header
@@ -31,6 +32,18 @@ def test_chunk_sizes_and_concatenation() -> None:
     assert 8 <= len(parts) <= 48  # about 1 MiB each
     # A size hint that is wrong (file grew) still gives the same chunks.
     assert [bytes(c) for c in chunks(io.BytesIO(data), 10)] == parts
+
+
+@pytest.mark.parametrize(("size", "hint"), [
+    (0, 0), (5000, 5000), (3 * MIN_SIZE, 3 * MIN_SIZE),  # read whole
+    (5000, 10), (MAX_SIZE + 5, MAX_SIZE), (5000, 9000),  # grew or shrank since its stat
+    (20 * 1024 * 1024, 20 * 1024 * 1024)])  # streamed
+def test_file_chunks_are_the_chunks_of_the_whole_file(tmp_path: Path, size: int,
+                                                      hint: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert [bytes(c) for c in file_chunks(str(path), hint)] == cut(data)
 
 
 @pytest.mark.parametrize("size", [0, 1, MIN_SIZE - 1, MIN_SIZE, MIN_SIZE + 1])
@@ -97,7 +110,23 @@ def test_pack_header_and_index_round_trip() -> None:
     assert len(index) == 3 and index.packs() == {pack.pack_id}
     loc = index.get(entries[1].blob_id)
     assert loc is not None and (loc.offset, loc.length) == (entries[1].offset, entries[1].length)
+    assert (loc.kind, loc.raw_length, loc.pack_id) == (BlobType.DATA, 70, pack.pack_id)
     assert len(index_id) == 64
+
+
+def test_first_packs_ramp_up_to_the_target_size() -> None:
+    """A backup's first packs are small (its uploads start early), each next one twice as
+    big, then all of the target size."""
+    writer = PackWriter(target_size=1000, first_size=250)
+    sizes = []
+    for _ in range(5):
+        while not writer.full:
+            b = os.urandom(10)
+            bid = KEYS.chunk_id_of(b)
+            writer.add(BlobType.DATA, bid, seal_blob(KEYS, BlobType.DATA, bid, b), len(b))
+        sizes.append(writer.size)
+        writer.finish(KEYS)
+    assert [s // 50 for s in sizes] == [5, 10, 20, 20, 20]  # 250, 500, 1000, ... (+ a blob)
 
 
 @pytest.mark.parametrize(("path", "patterns", "expected"), [

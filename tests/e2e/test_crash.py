@@ -25,7 +25,7 @@ from tests.support.grid import lines, summary
 
 pytestmark = pytest.mark.slow
 
-FILES, FILE_MIB = 5, 8  # 40 MiB: three data packs and a tree pack
+FILES, FILE_MIB = 5, 8  # 40 MiB: four data packs (4, 8, 16, 12 MiB) and a tree pack
 CAP = "4MB/s"  # each supplier's download cap
 
 
