@@ -36,7 +36,11 @@ def test_kill_a_coordinator_mid_backup_and_the_client_finishes_through_the_other
         grid: Grid, tmp_path: Path) -> None:
     alice = grid.add_user("alice")  # `init --coordinator A,B`
     assert load(alice).coordinator_urls == grid.urls and len(grid.urls) == 2
-    src = random_files(tmp_path / "src", 5, 8 * 1024, seed=16)  # 40 MiB: 3 packs
+    src = random_files(tmp_path / "src", 5, 8 * 1024, seed=16)  # 40 MiB: 4 packs
+    for peer in grid.peers:  # uploads slowed, so the kill lands mid-backup (it is quick)
+        r = grid.cli("supply", "set", "--download", "4MB/s", "--json", config=peer.config)
+        assert r.returncode == 0, r.stderr
+    time.sleep(4 * grid.heartbeat)  # the agents take their new caps at their heartbeats
     env = child_env({"P2PBAK_CONFIG": str(alice),
                      "P2PBAK_PASSWORD_FILE": str(grid.password_file),
                      "P2PBAK_CACHE_DIR": str(grid.root / "cache")})
