@@ -172,12 +172,17 @@ async def retrieve(m: Market, owner: int, size: int) -> None:
 
 
 async def hand_in(m: Market) -> None:
-    """Every peer hands in the day's receipts in one batch, as the peer agent does."""
+    """Every fetch's receiver acknowledges its fetches in one batch, as restores do; then
+    every peer hands in the day's receipts in one batch, as the peer agent does."""
+    fetched: dict[str, list[str]] = {}
+    for wire in itertools.chain.from_iterable(m.receipts.values()):
+        claimed = tickets.unverified(wire)
+        if claimed["op"] == "fetch":
+            fetched.setdefault(str(claimed["from"]), []).append(wire)
+    for receiver, wires in sorted(fetched.items()):
+        acked = await evidence.acknowledge_all(m.coord, receiver, wires)
+        assert all(isinstance(t, tickets.Ticket) for t in acked), acked
     for peer_id, wires in sorted(m.receipts.items()):
-        for wire in wires:  # each fetch's receiver acknowledges it, as restores do
-            claimed = tickets.unverified(wire)
-            if claimed["op"] == "fetch":
-                await evidence.acknowledge(m.coord, str(claimed["from"]), wire)
         paid = await billing.settle_receipts(m.coord, peer_id, wires)
         assert all(r == (True, r[1]) and r[1] > 0 for r in paid), paid
     m.receipts.clear()

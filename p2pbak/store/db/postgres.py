@@ -70,6 +70,11 @@ class Connection:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> _Pending:
         return _Pending(self, sql, tuple(params))
 
+    async def execute_fetchall(self, sql: str, params: Iterable[Any] = ()
+                               ) -> list[asyncpg.Record]:
+        """A statement's rows (aiosqlite's name for it)."""
+        return await (await self.run(sql, tuple(params))).fetchall()
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         """Many rows of one statement. INSERTs go in one pipelined batch (rowcount unknown,
         -1); others one by one, counting the rows they touch (callers read that)."""
@@ -185,7 +190,7 @@ class PostgresDatabase:
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
         async with self.pool.acquire() as raw:
-            return await (await Connection(raw).execute(sql, params)).fetchall()
+            return await Connection(raw).execute_fetchall(sql, params)
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
         rows = await self.all(sql, params)
