@@ -176,19 +176,24 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
             entries.append(ReceiptRefused("this peer is unknown to the bank"))
         else:
             entries.append(_entry(supplier, owners, t, table, proofs[t.id], known))
-    async with coord.db.transaction() as conn:
-        for e in entries:
-            if not isinstance(e, _Entry):
-                out.append(e)
-                continue
-            booked = await bank.book_in(conn, kind=e.kind, postings=e.postings, ref=e.ref,
-                                        user=e.user, quantity=e.size)
-            if booked and e.relay:  # same transaction, ref derived: paid once with it
-                await bank.book_in(conn, kind="relay", postings=e.relay, ref=relay_ref(e.ref),
-                                   quantity=e.size)
-            await claims.settle_in(conn, e.ref, e.ticket.id, peer_id, e.ticket.fragment,
-                                   e.evidence)
-            out.append((booked, e.paid if booked else 0))
+    paying = [e for e in entries if isinstance(e, _Entry)]
+    async with coord.db.transaction() as conn:  # a few statements for the whole batch
+        booked = await bank.book_each_in(conn, [
+            (e.kind, bank.Booking(e.ref, e.user, e.size, bank.movements(e.postings)))
+            for e in paying])
+        # same transaction, ref derived: a relay is paid once, with its receipt
+        await bank.book_each_in(conn, [
+            ("relay", bank.Booking(relay_ref(e.ref), None, e.size, bank.movements(e.relay)))
+            for e, new in zip(paying, booked, strict=True) if new and e.relay])
+        await claims.settle_all_in(conn, [(e.ref, e.ticket.id, peer_id, e.ticket.fragment,
+                                           e.evidence) for e in paying])
+    flags = iter(booked)
+    for e in entries:
+        if isinstance(e, _Entry):
+            new = next(flags)
+            out.append((new, e.paid if new else 0))
+        else:
+            out.append(e)
     touched = {supplier} | {u for e in entries if isinstance(e, _Entry)
                             for u in (e.user, e.relay_user)}
     # a retrieval spends, a supplier earns

@@ -11,7 +11,7 @@ so nothing is ever paid twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -429,27 +429,63 @@ class Booking:
 
 async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
                        t: int) -> int:
-    """Book many operations in the caller's transaction with a handful of statements (not
-    a few per entry): every transaction row, every account, every entry, then each touched
-    balance by one UPDATE over this booking's entries. Each movement is two entries, −x and
-    +x, so the sum stays exactly 0. Refs carry `t`, so one booked before is at `t` too and
-    is skipped. Returns the entries written."""
+    """Book many operations of one kind in the caller's transaction with a handful of
+    statements (not a few per entry). Refs carry `t`, so one booked before is at `t` too
+    and is skipped. Returns the entries written."""
     # a ref booked before (a second run within the same second) books nothing, as book_in
     seen = {r[0] for r in await fetch_all(
         conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-    bookings = [b for b in bookings if b.ref not in seen]
-    if not bookings:
-        return 0
+
+    async def ids() -> dict[str, int]:
+        return {r[1]: int(r[0]) for r in await fetch_all(
+            conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+
+    fresh = [(kind, b) for b in bookings if b.ref not in seen]
+    return await _write(conn, fresh, t, ids) if fresh else 0
+
+
+async def book_each_in(conn: aiosqlite.Connection,
+                       bookings: Sequence[tuple[str, Booking]]) -> list[bool]:
+    """Book (kind, operation) pairs in the caller's transaction, as many `book_in` calls
+    would (a ref booked before, or earlier in the list, books nothing: False) but with a
+    handful of statements for the lot."""
+    seen: set[str] = set()
+    for part in batches(b.ref for _, b in bookings):
+        seen.update(r[0] for r in await fetch_all(
+            conn, f"SELECT ref FROM transactions WHERE ref IN ({marks(part)})", part))
+    fresh, out = [], []
+    for kind, b in bookings:
+        out.append(b.ref not in seen)
+        if out[-1]:
+            fresh.append((kind, b))
+            seen.add(b.ref)
+
+    async def ids() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for part in batches(b.ref for _, b in fresh):
+            found.update((r[1], int(r[0])) for r in await fetch_all(
+                conn, f"SELECT id, ref FROM transactions WHERE ref IN ({marks(part)})", part))
+        return found
+
+    if fresh:
+        await _write(conn, fresh, now(), ids)
+    return out
+
+
+async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booking]], t: int,
+                 ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
+    """Every transaction row, every account, every entry, then each touched balance by one
+    UPDATE over these entries. Each movement is two entries, −x and +x, so the sum stays
+    exactly 0. `ids` reads back the new transactions' ids by ref. Returns the entries."""
     first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
     await conn.executemany(
         "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
-        [(kind, b.ref, b.user, b.quantity, t) for b in bookings])
-    ids = {r[1]: int(r[0]) for r in await fetch_all(
-        conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-    accounts = sorted({a for b in bookings for m in b.moves for a in m[:2]})
+        [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
+    txn = await ids()
+    accounts = sorted({a for _, b in bookings for m in b.moves for a in m[:2]})
     await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
                            " ON CONFLICT(name) DO NOTHING", [(a, t) for a in accounts])
-    rows = [(ids[b.ref], i, account, delta) for b in bookings
+    rows = [(txn[b.ref], i, account, delta) for _, b in bookings
             for i, (payer, payee, amount) in enumerate(b.moves)
             for account, delta in ((payer, -amount), (payee, amount))]
     # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)

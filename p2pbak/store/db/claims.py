@@ -133,14 +133,17 @@ async def pending(db: Database, fragment_ids: Sequence[str]) -> list[tuple[str, 
     return out
 
 
-async def settle_in(conn: aiosqlite.Connection, ref: str, ticket_id: str, peer_id: str,
-                    fragment_id: str, kind: str) -> None:
-    """Inside the booking transaction: the claim is settled and its evidence kept."""
-    await conn.execute("DELETE FROM claims WHERE ticket_id = ?", (ticket_id,))
-    await conn.execute(
+async def settle_all_in(conn: aiosqlite.Connection,
+                        settled: Sequence[tuple[str, str, str, str, str]]) -> None:
+    """Inside the booking transaction: each (ref, ticket id, peer id, fragment id, kind)
+    claim is settled and its evidence kept (the first, for a ref booked before)."""
+    for part in batches(ticket for _, ticket, _, _, _ in settled):
+        await conn.execute(f"DELETE FROM claims WHERE ticket_id IN ({marks(part)})", part)
+    t = now()
+    await conn.executemany(
         "INSERT INTO evidence(ref, ticket_id, peer_id, fragment_id, kind, at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref) DO NOTHING",
-        (ref, ticket_id, peer_id, fragment_id, kind, now()))
+        [(*row, t) for row in settled])
 
 
 async def unbacked_payments(db: Database) -> list[str]:
