@@ -26,6 +26,9 @@ WRITE_LOCK = 0x7032_7062_616B_0001  # pg_advisory_xact_lock key of every write t
 MIGRATE_LOCK = 0x7032_7062_616B_0002  # held while one coordinator migrates the schema
 JOB_LOCKS = 0x7032_7062_0000_0000  # + crc32 of a job's name: one lock per background job
 POOL_SIZE = 8
+# prepared statements kept per connection: the store modules have a few hundred (an IN
+# list of each length is its own), and asyncpg's default of 100 would prepare most again
+STATEMENT_CACHE = 2000
 
 _param_types: dict[str, tuple[str, ...]] = {}
 
@@ -154,9 +157,16 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """One atomic change: commits on success, rolls back on any exception."""
-        async with self.pool.acquire() as raw, raw.transaction():
-            await raw.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-            yield Connection(raw)
+        async with self.pool.acquire() as raw:
+            # BEGIN and the write lock in one round trip (the simple query protocol takes
+            # both statements at once): writes are many small transactions
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            try:
+                yield Connection(raw)
+            except BaseException:
+                await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Connection]:
@@ -204,7 +214,8 @@ class PostgresDatabase:
 async def open_postgres(url: str) -> PostgresDatabase:
     """A pool on `url`; the caller migrates it (under `migration_lock`)."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, init=_setup)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, init=_setup,
+                                         statement_cache_size=STATEMENT_CACHE)
     except (OSError, asyncpg.PostgresError, ValueError) as exc:
         raise P2pbakError(f"cannot connect to {redact(url)}: {exc}: check the URL "
                           "(postgresql://USER@HOST[:PORT]/DB) and that the server is up") from None
