@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from p2pbak.config import market_caps
+import numpy as np
+
 from p2pbak.coordinator import placement
-from p2pbak.market.proven import Caps, Proven, counted_caps, lowest
+from p2pbak.market import proven as rules
+from p2pbak.market.caps import UNCAPPED_RATE
+from p2pbak.market.prices import USABLE_FRACTION
+from p2pbak.market.proven import Caps, Proven, low_caps
+from p2pbak.market.proven import counted_columns as counted_caps_of
+from p2pbak.market.supply import RatioLimits, chained_limits
 from p2pbak.store.db import supply
-from p2pbak.store.db.peers import Peer
+from p2pbak.store.db.peers import ACTIVE, Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -33,22 +38,46 @@ def cap_window(coord: Coordinator) -> int:
 async def counted(coord: Coordinator, peers: Sequence[Peer]) -> dict[str, Caps]:
     """Per peer the caps the market counts (bytes, bytes/s while online)."""
     t = int(time.time())
-    window = work_window(coord)
-    proofs = await supply.proven(coord.db, t - window)
+    proofs = await supply.proven(coord.db, t - work_window(coord))
     low = await supply.lowest_caps(coord.db, t - cap_window(coord))
     nothing, uncapped = Proven(), Caps(0, 0, 0)
-    return {p.id: _counted(p, low.get(p.id, uncapped), proofs.get(p.id, nothing), window)
-            for p in peers}
+    rows = []
+    for p in peers:
+        lo, proof = low.get(p.id, uncapped), proofs.get(p.id, nothing)
+        rows.append((supply.NO_CAP if p.space is None else p.space, p.upload or 0,
+                     p.download or 0, p.stored_bytes + p.free_bytes, p.availability,
+                     lo.space, lo.upload, lo.download, proof.space, proof.upload,
+                     proof.download))
+    columns = counted_columns(np.array(rows, dtype=np.float64).reshape(
+        len(rows), len(supply.INPUT_COLUMNS)), work_window(coord))
+    return {p.id: Caps(*(int(x) for x in row)) for p, row in zip(peers, columns, strict=True)}
 
 
-def _counted(p: Peer, low: Caps, proof: Proven, window: int) -> Caps:
-    # in the market's terms 0 is no cap; a space of zero lends a disk of zero
-    space, upload, download, disk = market_caps(p.space, p.upload, p.download,
-                                                p.stored_bytes + p.free_bytes)
-    caps = lowest(Caps(space, upload, download), low)
-    if p.space == 0:
-        caps = dataclasses.replace(caps, space=0)
-    return counted_caps(caps, proof, window, placement.availability(p), disk)
+async def online_supply(coord: Coordinator, window: int,
+                        limits: RatioLimits | None) -> tuple[float, float, float]:
+    """Σ over the active peers seen within `window` s of their counted supply in market
+    units, each within eq. (4) (`limits`; None: as counted): summed by the database in
+    one statement (store.db.supply.online_supply), no row per peer fetched."""
+    t = int(time.time())
+    rule = supply.SupplyRule(work_window(coord), rules.SPACE_FLOOR, rules.RATE_FLOOR,
+                             UNCAPPED_RATE, placement.CLAMP, USABLE_FRACTION,
+                             None if limits is None else chained_limits(limits))
+    return await supply.online_supply(coord.db, ACTIVE, t - window, t - cap_window(coord),
+                                      t - work_window(coord), rule)
+
+
+def counted_columns(inputs: np.ndarray, window: int) -> np.ndarray:
+    """The counted caps (N, 3) of peers given as rows of supply.INPUT_COLUMNS: the caps in
+    the market's terms (config.market_caps: 0 no cap; a space of zero lends a disk of
+    zero), at their lowest since the last price job, bounded by proven work."""
+    space = inputs[:, 0]
+    zero = space == 0
+    declared = np.column_stack([np.maximum(space, 0), inputs[:, 1], inputs[:, 2]])
+    caps = low_caps(declared, inputs[:, 5:8])
+    caps[:, 0] = np.where(zero, 0, caps[:, 0])
+    disk = np.where(zero, 0, inputs[:, 3])
+    availability = np.clip(inputs[:, 4], placement.CLAMP, 1.0 - placement.CLAMP)
+    return counted_caps_of(caps, inputs[:, 8:11], window, availability, disk)
 
 
 async def with_counted_room(coord: Coordinator, peers: Sequence[Peer]) -> list[Peer]:

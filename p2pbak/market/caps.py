@@ -6,6 +6,10 @@ The market counts per day: effective GB of space (space × availability × 2/3),
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from p2pbak.market.prices import USABLE_FRACTION
 from p2pbak.market.resources import Resources, Services
 from p2pbak.market.supply import caps_to_supply
@@ -17,9 +21,17 @@ UNCAPPED_RATE = 1_000_000  # bytes/s a bandwidth cap of 0 (no cap) is counted as
 def supply_from_caps(space: int, upload: int, download: int, availability: float,
                      disk_space: int = 0, usable: float = USABLE_FRACTION) -> Resources:
     """Maximum supply S_i of a machine (§2.5): an unset space cap counts as the disk space
-    the agent reports, an unset rate as UNCAPPED_RATE."""
-    return caps_to_supply(space or disk_space, upload or UNCAPPED_RATE,
-                          download or UNCAPPED_RATE, availability, usable)
+    the agent reports, an unset rate as UNCAPPED_RATE. Numbers, or numpy columns of many
+    machines (then each field of the result is a column)."""
+    return caps_to_supply(_or(space, disk_space), _or(upload, UNCAPPED_RATE),
+                          _or(download, UNCAPPED_RATE), availability, usable)
+
+
+def _or(value: Any, default: Any) -> Any:
+    """`value or default`, element by element for an array."""
+    if isinstance(value, np.ndarray):
+        return np.where(value > 0, value, default)
+    return value or default
 
 
 def caps_from_supply(supply: Resources, availability: float,

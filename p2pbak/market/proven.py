@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from p2pbak.market.caps import UNCAPPED_RATE
 from p2pbak.units import DAY, GB
 
@@ -45,31 +47,30 @@ class Caps:
     download: int
 
 
+# The rules below take numbers or numpy arrays alike (element by element): the price job
+# applies them to every peer at once, as columns, not in a Python loop per peer.
+
 def headroom(proven: float, floor: float) -> float:
     """How much more than proven a peer is counted for: the floor, then as much again."""
-    return max(floor, proven)
+    return np.maximum(floor, proven)
 
 
 def counted(cap: float, proven: float, floor: float) -> float:
     """One resource's counted supply: the cap, no more than proven plus its headroom."""
-    return min(cap, proven + headroom(proven, floor))
+    return np.minimum(cap, proven + headroom(proven, floor))
 
 
-def _low(a: int, b: int) -> int:
-    """The lower of two caps, 0 (no cap) being the highest."""
-    if a <= 0:
-        return max(b, 0)
-    return a if b <= 0 or a <= b else b
+def low_caps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element by element the lower of two caps, 0 (no cap) being the highest."""
+    return np.where(a <= 0, np.maximum(b, 0), np.where((b <= 0) | (a <= b), a, b))
 
 
 def lowest(*caps: Caps) -> Caps:
-    """Per resource the lowest cap (0, no cap, is the highest). A fold of pairs: the
-    coordinator calls it once per peer, a million times a job."""
-    space = upload = download = 0
+    """Per resource the lowest cap (0, no cap, is the highest)."""
+    low = np.zeros(3, dtype=np.int64)
     for c in caps:
-        space, upload, download = (_low(space, c.space), _low(upload, c.upload),
-                                   _low(download, c.download))
-    return Caps(space, upload, download)
+        low = low_caps(low, np.array([c.space, c.upload, c.download], dtype=np.int64))
+    return Caps(*(int(x) for x in low))
 
 
 def counted_caps(caps: Caps, proven: Proven, window: float, availability: float,
@@ -77,11 +78,23 @@ def counted_caps(caps: Caps, proven: Proven, window: float, availability: float,
     """The caps the market counts (space bytes, bytes/s while online): each declared cap
     (an unset space cap is the disk, an unset rate UNCAPPED_RATE) bounded by the proven
     work; bandwidth proven is the bytes moved over `window` seconds online."""
-    online = max(window * max(availability, 1e-6), 1.0)
-    return Caps(int(counted(caps.space or disk, proven.space, SPACE_FLOOR)),
-                int(counted(caps.upload or UNCAPPED_RATE, proven.upload / online, RATE_FLOOR)),
-                int(counted(caps.download or UNCAPPED_RATE, proven.download / online,
-                            RATE_FLOOR)))
+    row = counted_columns(np.array([[caps.space, caps.upload, caps.download]]),
+                          np.array([[proven.space, proven.upload, proven.download]]),
+                          window, np.array([availability]), np.array([disk]))[0]
+    return Caps(*(int(x) for x in row))
+
+
+def counted_columns(caps: np.ndarray, proven: np.ndarray, window: float,
+                    availability: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """`counted_caps` of N peers at once: caps and proven (N, 3) as (space, upload,
+    download), availability and disk (N,); the counted caps (N, 3), integers."""
+    online = np.maximum(window * np.maximum(availability, 1e-6), 1.0)
+    unset = np.column_stack([disk, np.full(len(disk), UNCAPPED_RATE),
+                             np.full(len(disk), UNCAPPED_RATE)])
+    cap = np.where(caps > 0, caps, unset).astype(np.float64)
+    proof = proven / np.column_stack([np.ones(len(disk)), online, online])
+    return counted(cap, proof, np.array([SPACE_FLOOR, RATE_FLOOR, RATE_FLOOR],
+                                        dtype=np.float64)).astype(np.int64)
 
 
 def share_bound(honest: tuple[float, float, float], liar: tuple[float, float, float]

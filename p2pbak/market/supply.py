@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from p2pbak.market.prices import USABLE_FRACTION, Overheads, effective_space, service_prices
 from p2pbak.market.resources import Resources, Services
 from p2pbak.units import DAY, GB
@@ -40,15 +42,24 @@ class RatioLimits:
 
 
 def effective_supply(caps: Resources, limits: RatioLimits) -> Resources:
-    """The largest supply ≤ caps that meets eq. (4): what the caps are actually worth."""
+    """The largest supply ≤ caps that meets eq. (4): what the caps are actually worth.
+    Fields may be numpy columns of many suppliers (element by element)."""
     v = list(caps.as_tuple())
-    for _ in range(3):  # monotone decreasing; a fixed point within 3 passes
-        new = [min(v[x], *(limits.r[x][y] * v[y] for y in range(3) if y != x))
-               for x in range(3)]
-        if new == v:
-            break
-        v = new
+    for _ in range(3):  # monotone decreasing; a fixed point within 3 passes (then no change)
+        v = [np.minimum(v[x], np.minimum.reduce([limits.r[x][y] * v[y] for y in range(3)
+                                                 if y != x]))
+             for x in range(3)]
     return Resources(*v)
+
+
+def chained_limits(limits: RatioLimits) -> tuple[tuple[float, float, float], ...]:
+    """The tightest bound on S_X/S_Y through any chain of eq. (4)'s constraints:
+    min(r_XY, r_XZ·r_ZY). One pass of min(v_X, R_XY·v_Y) with these is the point
+    `effective_supply` reaches in passes (a cycle's r_XY·r_YX = slack² ≥ 1 bounds nothing)."""
+    r = limits.r
+    return tuple(tuple(1.0 if x == y else min(r[x][y], *(r[x][z] * r[z][y] for z in range(3)
+                                                         if z not in (x, y)))
+                       for y in range(3)) for x in range(3))
 
 
 def slider_regions(caps: Resources, limits: RatioLimits) -> Resources:
