@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from email.message import EmailMessage
@@ -30,10 +31,8 @@ from p2pbak.coordinator.tariff import current_prices
 from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
 from p2pbak.store.db import bank
-from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
-from p2pbak.store.db.bank import user_account
 from p2pbak.units import DAY
 
 if TYPE_CHECKING:
@@ -81,10 +80,8 @@ def credits(micro: int) -> str:
     return sign + text
 
 
-async def daily_storage_charge(coord: Coordinator, user: str) -> int:
-    """What a day of the user's current data costs at today's prices (µc)."""
-    _, table = await current_prices(coord)
-    _, data_bytes = await coordinator_packs.totals(coord.db, user)
+def daily_storage_charge(table: rules.PriceTable, data_bytes: int) -> int:
+    """What a day of `data_bytes` stored costs at these prices (µc)."""
     return -(-table.storage * data_bytes // rules.GB)  # rounded up, in integers
 
 
@@ -101,17 +98,28 @@ async def first_allowance(coord: Coordinator, user: str) -> int:
 
 
 async def account_state(coord: Coordinator, user: str) -> AccountState:
+    return (await account_states(coord, [user]))[user]
+
+
+async def account_states(coord: Coordinator, users: Sequence[str]) -> dict[str, AccountState]:
+    """Each user's account state, from a few queries per 500 users (the billing job
+    refreshes every account: not a handful of queries per user)."""
     settings: MarketSettings = coord.market
-    bal = await bank.balance(coord.db, user_account(user))
-    supplied = await bank.ever_paid(coord.db, user_account(user))
-    if settings.max_deficit is not None:
-        limit, unproven = settings.max_deficit, False
-    else:
-        first = 0 if supplied else await first_allowance(coord, user)
-        limit = rules.deficit_limit(await daily_storage_charge(coord, user), supplied, first)
-        unproven = not supplied
-    return AccountState(bal, limit, rules.is_frozen(bal, limit), rules.is_low(bal, limit),
-                        unproven, supplied)
+    known = await bank.account_facts(coord.db, users)
+    _, table = await current_prices(coord)
+    out = {}
+    for user in users:
+        bal, supplied, data_bytes = known[user]
+        if settings.max_deficit is not None:
+            limit, unproven = settings.max_deficit, False
+        else:  # only an account never paid (a new one) needs its peers' allowance
+            first = 0 if supplied else await first_allowance(coord, user)
+            limit = rules.deficit_limit(daily_storage_charge(table, data_bytes), supplied,
+                                        first)
+            unproven = not supplied
+        out[user] = AccountState(bal, limit, rules.is_frozen(bal, limit),
+                                 rules.is_low(bal, limit), unproven, supplied)
+    return out
 
 
 async def account_summary(coord: Coordinator, user: str) -> dict[str, object]:
@@ -141,18 +149,23 @@ async def backup_refusal(coord: Coordinator, user: str) -> str | None:
 
 async def refresh_alert(coord: Coordinator, user: str) -> str | None:
     """Raise, worsen or clear the user's alert from its balance now; the level in force."""
-    state = await account_state(coord, user)
-    level = "frozen" if state.frozen else "low" if state.low else None
-    await bank.set_alert(coord.db, user, level)
-    return level
+    return (await refresh_alerts(coord, [user]))[user]
+
+
+async def refresh_alerts(coord: Coordinator, users: Sequence[str]) -> dict[str, str | None]:
+    """`refresh_alert` for many users, with one write transaction for the alerts that
+    change."""
+    levels = {user: "frozen" if state.frozen else "low" if state.low else None
+              for user, state in (await account_states(coord, users)).items()}
+    await bank.set_alerts(coord.db, levels)
+    return levels
 
 
 async def check_accounts(coord: Coordinator) -> list[tuple[str, str]]:
     """Refresh every user's alert, then mail those not mailed yet (when serve has SMTP
     settings and the user has an address: alert_address). Returns the (user, level) mailed."""
     await bank.set_setting(coord.db, LIMIT_SETTING, str(coord.market.max_deficit or ""))
-    for user, _ in await bank.user_accounts(coord.db):
-        await refresh_alert(coord, user)
+    await refresh_alerts(coord, [user for user, _ in await bank.user_accounts(coord.db)])
     mailed = []
     for user, level in await bank.unmailed_alerts(coord.db):
         to = await alert_address(coord, user)
@@ -166,8 +179,9 @@ async def unfrozen(coord: Coordinator) -> list[str]:
     """Users at or below their maximum deficit whose alert does not say frozen (an audit
     invariant: the billing job and every charge keep it empty)."""
     out = []
-    for user, _ in await bank.user_accounts(coord.db):
-        if (await account_state(coord, user)).frozen:
+    users = [user for user, _ in await bank.user_accounts(coord.db)]
+    for user, state in (await account_states(coord, users)).items():
+        if state.frozen:
             raised = await bank.alert(coord.db, user)
             if raised is None or raised[0] != "frozen":
                 out.append(user)

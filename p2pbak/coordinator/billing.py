@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2pbak.coordinator import evidence
-from p2pbak.coordinator.accounts import check_accounts, refresh_alert
+from p2pbak.coordinator.accounts import check_accounts, refresh_alerts
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.errors import ReceiptRefused
 from p2pbak.market import bank as rules
@@ -56,12 +56,8 @@ async def charge_backup(coord: Coordinator, user: str, pack_id: str, length: int
     postings = rules.backup_postings(user_account(user), length, [], table)
     booked = await bank.book(coord.db, kind="backup", postings=postings,
                              ref=f"pack:{user}:{pack_id}", user=user, quantity=length)
-    await _refresh(coord, user)
+    await refresh_alerts(coord, [user])
     return booked
-
-
-async def _refresh(coord: Coordinator, user: str) -> None:
-    await refresh_alert(coord, user)
 
 
 # -- receipts -----------------------------------------------------------------------------
@@ -116,16 +112,17 @@ def _relay_pay(t: tickets.Ticket, owners: dict[str, str],
     return rules.relay_postings(user_account(relay_user), t.size, table), relay_user
 
 
-async def _entry(coord: Coordinator, peer_id: str, supplier: str, owners: dict[str, str],
-                 t: tickets.Ticket, table: rules.PriceTable, proof: tuple[str, str],
-                 direct: bool) -> _Entry:
+def _entry(supplier: str, owners: dict[str, str], t: tickets.Ticket, table: rules.PriceTable,
+           proof: tuple[str, str], known: claims.Facts, direct: bool) -> _Entry:
     consumer = owners.get(t.from_)
     kind, user = "store", consumer
+    placed_by = known.owners.get(t.fragment, set())
     if t.op == "store":  # the owner paid q_B at commit; the bank pays the download
         postings = rules.upkeep_postings([(user_account(supplier), 0, t.size)], table)
-        if consumer and not await bank.backup_store(coord.db, t.fragment, peer_id, consumer):
+        # a store the backup charge paid for: the consumer's own pack, committed or granted
+        if consumer and consumer not in placed_by | known.granted.get(t.fragment, set()):
             user = None  # repair or testing: upkeep, which q_S funds (bank.UPKEEP_KINDS)
-    elif consumer and await bank.fragment_owner(coord.db, t.fragment, peer_id) == consumer:
+    elif consumer and consumer in placed_by:
         kind = "retrieval"  # op. 3: the owner fetches its own fragment and pays q_R
         postings = rules.retrieval_postings(user_account(consumer), t.size,
                                             [(user_account(supplier), t.size)], table)
@@ -147,17 +144,24 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
     out: list[tuple[bool, int] | ReceiptRefused | Pending] = []
     checked: list[tickets.Ticket | ReceiptRefused | Pending] = []
     proofs: dict[str, tuple[str, str]] = {}
+    verified: list[tickets.Ticket | ReceiptRefused] = []
     direct: set[str] = set()  # ticket ids served not through their relay (tickets.DIRECT)
     for wire in wires:
         plain, punched = tickets.split_receipt(wire)
         try:
-            t = verify_receipt(coord, peer_id, plain)
+            verified.append(t := verify_receipt(coord, peer_id, plain))
         except ReceiptRefused as exc:
-            checked.append(exc)
+            verified.append(exc)
             continue
         if punched:
             direct.add(t.id)
-        proof = await evidence.backing(coord, t)
+    known = await evidence.facts(coord, peer_id, [
+        t for t in verified if isinstance(t, tickets.Ticket)])
+    for wire, t in zip(wires, verified, strict=True):
+        if isinstance(t, ReceiptRefused):
+            checked.append(t)
+            continue
+        proof = evidence.backing(t, known)
         if proof is not None:
             proofs[t.id] = proof
             checked.append(t)
@@ -179,25 +183,30 @@ async def settle_receipts(coord: Coordinator, peer_id: str,
         elif supplier is None:
             entries.append(ReceiptRefused("this peer is unknown to the bank"))
         else:
-            entries.append(await _entry(coord, peer_id, supplier, owners, t, table,
-                                        proofs[t.id], t.id in direct))
-    async with coord.db.transaction() as conn:
-        for e in entries:
-            if not isinstance(e, _Entry):
-                out.append(e)
-                continue
-            booked = await bank.book_in(conn, kind=e.kind, postings=e.postings, ref=e.ref,
-                                        user=e.user, quantity=e.size)
-            if booked and e.relay:  # same transaction, ref derived: paid once with it
-                await bank.book_in(conn, kind="relay", postings=e.relay, ref=relay_ref(e.ref),
-                                   quantity=e.size)
-            await claims.settle_in(conn, e.ref, e.ticket.id, peer_id, e.ticket.fragment,
-                                   e.evidence)
-            out.append((booked, e.paid if booked else 0))
+            entries.append(_entry(supplier, owners, t, table, proofs[t.id], known,
+                                  t.id in direct))
+    paying = [e for e in entries if isinstance(e, _Entry)]
+    async with coord.db.transaction() as conn:  # a few statements for the whole batch
+        booked = await bank.book_each_in(conn, [
+            (e.kind, bank.Booking(e.ref, e.user, e.size, bank.movements(e.postings)))
+            for e in paying])
+        # same transaction, ref derived: a relay is paid once, with its receipt
+        await bank.book_each_in(conn, [
+            ("relay", bank.Booking(relay_ref(e.ref), None, e.size, bank.movements(e.relay)))
+            for e, new in zip(paying, booked, strict=True) if new and e.relay])
+        await claims.settle_all_in(conn, [(e.ref, e.ticket.id, peer_id, e.ticket.fragment,
+                                           e.evidence) for e in paying])
+    flags = iter(booked)
+    for e in entries:
+        if isinstance(e, _Entry):
+            new = next(flags)
+            out.append((new, e.paid if new else 0))
+        else:
+            out.append(e)
     touched = {supplier} | {u for e in entries if isinstance(e, _Entry)
                             for u in (e.user, e.relay_user)}
-    for user in sorted(u for u in touched if u):  # a retrieval spends, a supplier earns
-        await _refresh(coord, user)
+    # a retrieval spends, a supplier earns
+    await refresh_alerts(coord, sorted(u for u in touched if u))
     return out
 
 

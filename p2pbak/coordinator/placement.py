@@ -25,7 +25,7 @@ PRIOR_AVAILABILITY = 0.5  # the paper's 12 h/day, for peers with little history
 # Work allocation needs a choice: a code may cost this much more than the cheapest one
 # over every candidate so that the suppliers after its n stay free to take moved work.
 CHOICE_SLACK = 0.15
-_CLAMP = 1e-6  # estimates never reach 0 or 1
+CLAMP = 1e-6  # estimates never reach 0 or 1
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def order_candidates(peers: Sequence[Peer], rng: random.Random,
 
 
 def availability(peer: Peer) -> float:
-    return min(max(peer.availability, _CLAMP), 1.0 - _CLAMP)
+    return min(max(peer.availability, CLAMP), 1.0 - CLAMP)
 
 
 def fragment_size(pack_length: int, k: int) -> int:

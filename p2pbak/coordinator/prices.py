@@ -25,7 +25,7 @@ from p2pbak.coordinator.tariff import OVERHEADS, current_overheads, current_pric
 from p2pbak.errors import P2pbakError
 from p2pbak.market import bank as rules
 from p2pbak.market.caps import mix_from_usage, supply_from_caps
-from p2pbak.market.equilibrium import aggregate, aggregate_demand, g
+from p2pbak.market.equilibrium import aggregate_demand, g
 from p2pbak.market.prices import Flows, Overheads, measured_overheads, repair_reserve
 from p2pbak.market.resources import Resources, Services, prices
 from p2pbak.market.settings import Snapshot, balance
@@ -34,7 +34,6 @@ from p2pbak.market.supply import (
     DEFAULT_SLACK,
     RatioLimits,
     backup_balance,
-    effective_supply,
 )
 from p2pbak.market.update import (
     COORDINATOR,
@@ -119,14 +118,7 @@ async def maximum_supply(coord: Coordinator, limits: RatioLimits | None,
     caps, bounded by proven work) in market units, within eq. (4); None if nothing at all
     is supplied (a resource nobody supplies yet is floored by the update,
     market.update.floor_supply, so that its price rises)."""
-    peers = await coordinator_peers.online(coord.db, window)
-    counted = await proven.counted(coord, peers)
-    vectors = []
-    for p in peers:
-        c = counted[p.id]
-        s = supply_from_caps(c.space, c.upload, c.download, p.availability)
-        vectors.append(effective_supply(s, limits) if limits is not None else s)
-    total = aggregate(vectors)
+    total = Resources(*await proven.online_supply(coord, window, limits))
     return total if max(total.as_tuple()) > 0 else None
 
 

@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from p2pbak.coordinator import placement
+from p2pbak.market import proven as rules
+from p2pbak.market.caps import UNCAPPED_RATE
+from p2pbak.market.prices import USABLE_FRACTION
 from p2pbak.market.proven import Caps, Counted, Proven, counted_caps, lowest
+from p2pbak.market.supply import RatioLimits, chained_limits
 from p2pbak.store.db import supply
-from p2pbak.store.db.peers import Peer
+from p2pbak.store.db.peers import ACTIVE, Peer
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
@@ -43,6 +47,19 @@ def _counted(p: Peer, low: Caps, proof: Proven, window: int) -> Counted:
     caps = lowest(Caps(p.space, p.upload, p.download), low)  # a space of 0 lends nothing
     return counted_caps(caps, proof, window, placement.availability(p),
                         p.stored_bytes + p.free_bytes)
+
+
+async def online_supply(coord: Coordinator, window: int,
+                        limits: RatioLimits | None) -> tuple[float, float, float]:
+    """Σ over the active peers seen within `window` s of their counted supply in market
+    units, each within eq. (4) (`limits`; None: as counted): summed by the database in
+    one statement (store.db.supply.online_supply), no row per peer fetched."""
+    t = int(time.time())
+    rule = supply.SupplyRule(work_window(coord), rules.SPACE_FLOOR, rules.RATE_FLOOR,
+                             UNCAPPED_RATE, placement.CLAMP, USABLE_FRACTION,
+                             None if limits is None else chained_limits(limits))
+    return await supply.online_supply(coord.db, ACTIVE, t - window, t - cap_window(coord),
+                                      t - work_window(coord), rule)
 
 
 async def with_counted_room(coord: Coordinator, peers: Sequence[Peer]) -> list[Peer]:

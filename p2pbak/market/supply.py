@@ -51,6 +51,16 @@ def effective_supply(caps: Resources, limits: RatioLimits) -> Resources:
     return Resources(*v)
 
 
+def chained_limits(limits: RatioLimits) -> tuple[tuple[float, float, float], ...]:
+    """The tightest bound on S_X/S_Y through any chain of eq. (4)'s constraints:
+    min(r_XY, r_XZ·r_ZY). One pass of min(v_X, R_XY·v_Y) with these is the point
+    `effective_supply` reaches in passes (a cycle's r_XY·r_YX = slack² ≥ 1 bounds nothing)."""
+    r = limits.r
+    return tuple(tuple(1.0 if x == y else min(r[x][y], *(r[x][z] * r[z][y] for z in range(3)
+                                                         if z not in (x, y)))
+                       for y in range(3)) for x in range(3))
+
+
 def slider_regions(caps: Resources, limits: RatioLimits) -> Resources:
     """§3.1 "effective slider region": per resource, the cap beyond which raising it buys
     nothing (min over the others of r_XY·cap_Y). Raising one cap widens the others'."""

@@ -11,8 +11,10 @@ import pytest
 
 from p2pbak.coordinator import prices as job
 from p2pbak.coordinator import proven
+from p2pbak.market.caps import supply_from_caps
 from p2pbak.market.proven import SPACE_FLOOR, Caps
 from p2pbak.market.resources import Resources
+from p2pbak.market.supply import RatioLimits, effective_supply
 from p2pbak.store.db import bank, supply
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
@@ -89,5 +91,36 @@ def test_a_petabyte_declared_does_not_move_the_measured_supply() -> None:
             s1 = Resources.from_dict(after.supply)  # type: ignore[arg-type]
             assert s1.space == s0.space  # the liar was counted at its floor before and after
             assert s1.space < 4 * SPACE_FLOOR / GB  # four peers at most their floor each
+
+    run(scenario)
+
+
+def test_the_supply_summed_in_sql_is_the_market_rule_per_peer() -> None:
+    """The price job sums S in one statement (store.db.supply.online_supply); peer by
+    peer through market.proven, caps and eq. (4) in Python, the total is the same, with
+    caps of every kind (none, zero space, moved twice), a stored pack and limits or none."""
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            await _heartbeat_all(coord)
+            await bank.set_peer_caps(coord.db, machine_id(0), 0, 500, None)  # lends no space
+            await bank.set_peer_caps(coord.db, machine_id(1), 5 * GB, 2000, 70_000)
+            await bank.set_peer_caps(coord.db, machine_id(1), PETABYTE, 1000, None)
+            # lent nothing, then some, within the window: counts at its lowest, nothing
+            await bank.set_peer_caps(coord.db, machine_id(2), 0, None, 10**7)
+            await bank.set_peer_caps(coord.db, machine_id(2), 3 * SPACE_FLOOR, None, 10**7)
+            await store_pack(coord, 3, "ab" * 32, [1, 2], size=4 * GB)  # download proven
+            peers = await coordinator_peers.online(coord.db, 60)
+            counted = await proven.counted(coord, peers)
+            demand = Resources(1.0, 0.3, 0.2)
+            for limits in (None, RatioLimits.from_demand(demand)):
+                want = [0.0, 0.0, 0.0]
+                for p in peers:
+                    c = counted[p.id]
+                    s = supply_from_caps(c.space, c.upload, c.download, p.availability)
+                    s = s if limits is None else effective_supply(s, limits)
+                    want = [w + x for w, x in zip(want, s.as_tuple(), strict=True)]
+                got = await job.maximum_supply(coord, limits, 60)
+                assert got is not None and got.as_tuple() == pytest.approx(want, rel=1e-9)
+                assert min(want) > 0  # every resource supplied: a sum that means something
 
     run(scenario)

@@ -56,11 +56,11 @@ async def acks(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, AcksBody)
     refused, fragments = [], []
-    for i, wire in enumerate(body.acks):
-        try:
-            fragments.append((await evidence.acknowledge(coord, machine.id, wire)).fragment)
-        except evidence.AckRefused as exc:
-            refused.append({"index": i, "error": str(exc)})
+    for i, result in enumerate(await evidence.acknowledge_all(coord, machine.id, body.acks)):
+        if isinstance(result, evidence.AckRefused):
+            refused.append({"index": i, "error": str(result)})
+        else:
+            fragments.append(result.fragment)
     paid = await billing.settle_pending(coord, fragments)
     return web.json_response({"acknowledged": len(fragments), "paid": paid,
                               "refused": refused})

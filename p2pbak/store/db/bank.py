@@ -11,7 +11,7 @@ so nothing is ever paid twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -62,15 +62,20 @@ async def book_in(conn: aiosqlite.Connection, *, kind: str, postings: Sequence[P
         "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
         (kind, ref, user, quantity, t))
     txn = cur.lastrowid
-    for i, (payer, payee, amount) in enumerate(moves):
-        for account, delta in ((payer, -amount), (payee, amount)):
-            await conn.execute("INSERT OR IGNORE INTO accounts(name, created) VALUES (?, ?)",
-                               (account, t))
-            await conn.execute("UPDATE accounts SET balance = balance + ? WHERE name = ?",
-                               (delta, account))
-            await conn.execute(
-                "INSERT INTO entries(txn, movement, account, amount) VALUES (?, ?, ?, ?)",
-                (txn, i, account, delta))
+    rows = [(txn, i, account, delta) for i, (payer, payee, amount) in enumerate(moves)
+            for account, delta in ((payer, -amount), (payee, amount))]
+    if not rows:
+        return True
+    # three statements whatever the movements (one pipelined batch each on PostgreSQL)
+    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
+                           " ON CONFLICT(name) DO NOTHING",
+                           [(a, t) for a in sorted({r[2] for r in rows})])
+    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
+                           " VALUES (?, ?, ?, ?)", rows)
+    await conn.execute(
+        "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
+        " sum(amount) AS total FROM entries WHERE txn = ? GROUP BY account) AS d"
+        " WHERE d.account = accounts.name", (txn,))
     return True
 
 
@@ -218,23 +223,6 @@ async def held_totals(db: Database) -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2])
 
 
-async def fragment_owner(db: Database, fragment_id: str, peer_id: str) -> str | None:
-    """The user whose pack has fragment `fragment_id` on `peer_id` (None if unknown)."""
-    return await db.scalar(
-        "SELECT p.user_name FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
-        " WHERE f.fragment_id = ? AND f.peer_id = ? LIMIT 1", (fragment_id, peer_id))
-
-
-async def backup_store(db: Database, fragment_id: str, peer_id: str, user: str) -> bool:
-    """Whether `user` placed `fragment_id` on `peer_id` for a pack of its own (committed,
-    or granted and not committed yet): a store the backup charge paid for."""
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM fragments f JOIN packs p ON p.pk = f.pack_pk"
-        " WHERE f.fragment_id = ? AND f.peer_id = ? AND p.user_name = ?) OR EXISTS"
-        " (SELECT 1 FROM grants WHERE fragment_id = ? AND peer_id = ? AND user_name = ?)",
-        (fragment_id, peer_id, user) * 2))
-
-
 async def marker(db: Database, name: str) -> int | None:
     """A time mark kept by a job (e.g. storage accrued up to), None before the first run."""
     value = await db.scalar("SELECT value FROM settings WHERE name = ?", (name,))
@@ -334,21 +322,28 @@ async def alert(db: Database, user: str) -> tuple[str, int] | None:
     return None if row is None else (row[0], int(row[1]))
 
 
-async def set_alert(db: Database, user: str, level: str | None) -> bool:
-    """Open, change or (level None) clear the user's alert; True if it is new or worse
-    than before (the moment to tell the user)."""
+async def set_alerts(db: Database, levels: dict[str, str | None]) -> set[str]:
+    """Open, change or (level None) clear each user's alert: reads them in batches and
+    writes the ones that change in one transaction (most refreshes change nothing: no
+    write at all). Returns the users whose alert is new or worse than before (the moment
+    to tell the user)."""
+    held: dict[str, str] = {}
+    for part in batches(levels):
+        held.update((r[0], r[1]) for r in await db.all(
+            f"SELECT user_name, level FROM alerts WHERE user_name IN ({marks(part)})", part))
+    changed = {u: level for u, level in levels.items() if held.get(u) != level}
+    if not changed:
+        return set()
+    t = now()
     async with db.transaction() as conn:
-        old = await fetch_one(conn, "SELECT level FROM alerts WHERE user_name = ?", (user,))
-        if level is None:
-            await conn.execute("DELETE FROM alerts WHERE user_name = ?", (user,))
-            return False
-        if old is not None and old[0] == level:
-            return False
-        await conn.execute(
+        for part in batches(u for u, level in changed.items() if level is None):
+            await conn.execute(f"DELETE FROM alerts WHERE user_name IN ({marks(part)})", part)
+        await conn.executemany(
             "INSERT INTO alerts(user_name, level, raised) VALUES (?, ?, ?) ON CONFLICT"
             "(user_name) DO UPDATE SET level = excluded.level, raised = excluded.raised,"
-            " emailed = 0", (user, level, now()))
-    return old is None or (old[0], level) == ("low", "frozen")
+            " emailed = 0", [(u, level, t) for u, level in changed.items() if level])
+    return {u for u, level in changed.items()
+            if level and (u not in held or (held[u], level) == ("low", "frozen"))}
 
 
 async def unmailed_alerts(db: Database) -> list[tuple[str, str]]:
@@ -371,11 +366,18 @@ async def user_accounts(db: Database) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
-async def ever_paid(db: Database, account: str) -> bool:
-    """Whether the account was ever credited: every payment is for proven work (a
-    committed placement, an acknowledged transfer, a verified audit)."""
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM entries WHERE account = ? AND amount > 0)", (account,)))
+async def account_facts(db: Database, users: Sequence[str]) -> dict[str, tuple[int, bool, int]]:
+    """user → (its account's balance, whether it was ever credited, bytes of its packs),
+    in one query per 500 users (0, False, 0 for a user with none of them)."""
+    out = dict.fromkeys(users, (0, False, 0))
+    for part in batches(users):
+        rows = await db.all(
+            "SELECT u.name, coalesce(a.balance, 0), EXISTS (SELECT 1 FROM entries e"
+            " WHERE e.account = a.name AND e.amount > 0), (SELECT coalesce(sum(p.length), 0)"
+            " FROM packs p WHERE p.user_name = u.name) FROM users u LEFT JOIN accounts a"
+            f" ON a.name = ? || u.name WHERE u.name IN ({marks(part)})", (USER_PREFIX, *part))
+        out.update({r[0]: (int(r[1]), bool(r[2]), int(r[3])) for r in rows})
+    return out
 
 
 async def first_use(db: Database, user: str) -> int | None:
@@ -427,27 +429,63 @@ class Booking:
 
 async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
                        t: int) -> int:
-    """Book many operations in the caller's transaction with a handful of statements (not
-    a few per entry): every transaction row, every account, every entry, then each touched
-    balance by one UPDATE over this booking's entries. Each movement is two entries, −x and
-    +x, so the sum stays exactly 0. Refs carry `t`, so one booked before is at `t` too and
-    is skipped. Returns the entries written."""
+    """Book many operations of one kind in the caller's transaction with a handful of
+    statements (not a few per entry). Refs carry `t`, so one booked before is at `t` too
+    and is skipped. Returns the entries written."""
     # a ref booked before (a second run within the same second) books nothing, as book_in
     seen = {r[0] for r in await fetch_all(
         conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-    bookings = [b for b in bookings if b.ref not in seen]
-    if not bookings:
-        return 0
+
+    async def ids() -> dict[str, int]:
+        return {r[1]: int(r[0]) for r in await fetch_all(
+            conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
+
+    fresh = [(kind, b) for b in bookings if b.ref not in seen]
+    return await _write(conn, fresh, t, ids) if fresh else 0
+
+
+async def book_each_in(conn: aiosqlite.Connection,
+                       bookings: Sequence[tuple[str, Booking]]) -> list[bool]:
+    """Book (kind, operation) pairs in the caller's transaction, as many `book_in` calls
+    would (a ref booked before, or earlier in the list, books nothing: False) but with a
+    handful of statements for the lot."""
+    seen: set[str] = set()
+    for part in batches(b.ref for _, b in bookings):
+        seen.update(r[0] for r in await fetch_all(
+            conn, f"SELECT ref FROM transactions WHERE ref IN ({marks(part)})", part))
+    fresh, out = [], []
+    for kind, b in bookings:
+        out.append(b.ref not in seen)
+        if out[-1]:
+            fresh.append((kind, b))
+            seen.add(b.ref)
+
+    async def ids() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for part in batches(b.ref for _, b in fresh):
+            found.update((r[1], int(r[0])) for r in await fetch_all(
+                conn, f"SELECT id, ref FROM transactions WHERE ref IN ({marks(part)})", part))
+        return found
+
+    if fresh:
+        await _write(conn, fresh, now(), ids)
+    return out
+
+
+async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booking]], t: int,
+                 ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
+    """Every transaction row, every account, every entry, then each touched balance by one
+    UPDATE over these entries. Each movement is two entries, −x and +x, so the sum stays
+    exactly 0. `ids` reads back the new transactions' ids by ref. Returns the entries."""
     first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
     await conn.executemany(
         "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
-        [(kind, b.ref, b.user, b.quantity, t) for b in bookings])
-    ids = {r[1]: int(r[0]) for r in await fetch_all(
-        conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-    accounts = sorted({a for b in bookings for m in b.moves for a in m[:2]})
+        [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
+    txn = await ids()
+    accounts = sorted({a for _, b in bookings for m in b.moves for a in m[:2]})
     await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
                            " ON CONFLICT(name) DO NOTHING", [(a, t) for a in accounts])
-    rows = [(ids[b.ref], i, account, delta) for b in bookings
+    rows = [(txn[b.ref], i, account, delta) for _, b in bookings
             for i, (payer, payee, amount) in enumerate(b.moves)
             for account, delta in ((payer, -amount), (payee, amount))]
     # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)

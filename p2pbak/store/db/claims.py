@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiosqlite
 
-from p2pbak.store.db.database import Database, batches, fetch_one, marks, now
+from p2pbak.store.db.database import Database, batches, marks, now
 
 PLAN_TTL = 3600  # seconds a plan stays good for tickets (a slow upload asks for spares)
 RELAY_PREFIX = "relay:"  # a relay's pay is booked under "relay:" + its receipt's ref
@@ -56,37 +56,59 @@ async def unplanned(db: Database, user: str, pack_id: str,
     return out
 
 
-async def placed(db: Database, fragment_id: str, peer_id: str) -> int | None:
-    """When `fragment_id` was placed on `peer_id` in a committed pack (the store's
-    evidence), None if it is not."""
-    value = await db.scalar("SELECT max(stored) FROM fragments WHERE fragment_id = ? AND"
-                            " peer_id = ?", (fragment_id, peer_id))
-    return None if value is None else int(value)
+@dataclass
+class Facts:
+    """What backs and classifies a batch of one peer's receipts, read in a few queries
+    (not a few per receipt): each fragment's committed placements on the peer (when, and
+    whose packs), the users granted it there, whether a receiver acknowledged getting it
+    from the peer, and which fetch tickets their receivers acknowledged."""
+
+    placed: dict[str, int] = field(default_factory=dict)  # fragment → latest stored
+    owners: dict[str, set[str]] = field(default_factory=dict)  # fragment → pack owners
+    granted: dict[str, set[str]] = field(default_factory=dict)  # fragment → grantees
+    served: set[str] = field(default_factory=set)  # fragments a receiver acknowledged
+    acked: set[tuple[str, str]] = field(default_factory=set)  # (ticket id, receiver)
 
 
-async def acked(db: Database, ticket_id: str, machine_id: str) -> bool:
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM acks WHERE ticket_id = ? AND machine_id = ?)",
-        (ticket_id, machine_id)))
+async def facts(db: Database, peer_id: str, fragment_ids: Sequence[str],
+                tickets: Sequence[tuple[str, str]]) -> Facts:
+    """`Facts` of `fragment_ids` on `peer_id` and of the (ticket id, receiver) pairs."""
+    out = Facts()
+    for part in batches(fragment_ids):
+        args = (peer_id, *part)
+        for r in await db.all(
+                "SELECT f.fragment_id, f.stored, p.user_name FROM fragments f JOIN packs p"
+                f" ON p.pk = f.pack_pk WHERE f.peer_id = ? AND f.fragment_id IN ({marks(part)})",
+                args):
+            out.placed[r[0]] = max(out.placed.get(r[0], 0), int(r[1]))
+            out.owners.setdefault(r[0], set()).add(r[2])
+        for r in await db.all("SELECT fragment_id, user_name FROM grants WHERE peer_id = ?"
+                              f" AND fragment_id IN ({marks(part)})", args):
+            out.granted.setdefault(r[0], set()).add(r[1])
+        out.served.update(r[0] for r in await db.all(
+            "SELECT DISTINCT fragment_id FROM acks WHERE peer_id = ?"
+            f" AND fragment_id IN ({marks(part)})", args))
+    wanted = set(tickets)
+    for part in batches(t for t, _ in tickets):
+        out.acked.update(p for r in await db.all(
+            f"SELECT ticket_id, machine_id FROM acks WHERE ticket_id IN ({marks(part)})", part)
+            if (p := (r[0], r[1])) in wanted)
+    return out
 
 
-async def served_to_someone(db: Database, fragment_id: str, peer_id: str) -> bool:
-    """Whether a receiver acknowledged getting `fragment_id` from `peer_id`: proof the peer
-    held it, so the store that put it there (a test transfer) happened."""
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM acks WHERE fragment_id = ? AND peer_id = ?)",
-        (fragment_id, peer_id)))
-
-
-async def add_ack(db: Database, ticket_id: str, machine_id: str, peer_id: str,
-                  fragment_id: str, size: int) -> bool:
-    """Record an acknowledgement; False if that ticket was acknowledged before."""
+async def add_acks(db: Database, machine_id: str,
+                   acks: Sequence[tuple[str, str, str, int]]) -> None:
+    """Record a receiver's acknowledgements (ticket id, peer id, fragment id, size) in one
+    transaction; a ticket acknowledged before keeps its first."""
+    if not acks:
+        return
+    t = now()
     async with db.transaction() as conn:
-        cur = await conn.execute(
+        await conn.executemany(
             "INSERT INTO acks(ticket_id, machine_id, peer_id, fragment_id, size, at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (ticket_id, machine_id, peer_id, fragment_id, size, now()))
-        return cur.rowcount == 1
+            [(ticket, machine_id, peer, fragment, size, t)
+             for ticket, peer, fragment, size in acks])
 
 
 async def keep_claim(db: Database, ticket_id: str, peer_id: str, fragment_id: str, wire: str,
@@ -111,14 +133,17 @@ async def pending(db: Database, fragment_ids: Sequence[str]) -> list[tuple[str, 
     return out
 
 
-async def settle_in(conn: aiosqlite.Connection, ref: str, ticket_id: str, peer_id: str,
-                    fragment_id: str, kind: str) -> None:
-    """Inside the booking transaction: the claim is settled and its evidence kept."""
-    await conn.execute("DELETE FROM claims WHERE ticket_id = ?", (ticket_id,))
-    if await fetch_one(conn, "SELECT 1 FROM evidence WHERE ref = ?", (ref,)) is None:
-        await conn.execute(
-            "INSERT INTO evidence(ref, ticket_id, peer_id, fragment_id, kind, at)"
-            " VALUES (?, ?, ?, ?, ?, ?)", (ref, ticket_id, peer_id, fragment_id, kind, now()))
+async def settle_all_in(conn: aiosqlite.Connection,
+                        settled: Sequence[tuple[str, str, str, str, str]]) -> None:
+    """Inside the booking transaction: each (ref, ticket id, peer id, fragment id, kind)
+    claim is settled and its evidence kept (the first, for a ref booked before)."""
+    for part in batches(ticket for _, ticket, _, _, _ in settled):
+        await conn.execute(f"DELETE FROM claims WHERE ticket_id IN ({marks(part)})", part)
+    t = now()
+    await conn.executemany(
+        "INSERT INTO evidence(ref, ticket_id, peer_id, fragment_id, kind, at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref) DO NOTHING",
+        [(*row, t) for row in settled])
 
 
 async def unbacked_payments(db: Database) -> list[str]:

@@ -108,12 +108,14 @@ class Database:
         yield True
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        rows = await self.all(sql, params)
+        return rows[0] if rows else None
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        # execute_fetchall: one trip to aiosqlite's thread, where a cursor's execute,
+        # fetch and close would take three (most reads are a row or a few)
+        async with self._read_lock:
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
         row = await self.one(sql, params)
@@ -150,14 +152,13 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 async def fetch_one(conn: aiosqlite.Connection, sql: str,
                     params: Iterable[Any] = ()) -> Row | None:
     """A read inside a transaction (on the writer connection)."""
-    async with conn.execute(sql, tuple(params)) as cur:
-        return await cur.fetchone()
+    rows = await fetch_all(conn, sql, params)
+    return rows[0] if rows else None
 
 
 async def fetch_all(conn: aiosqlite.Connection, sql: str,
                     params: Iterable[Any] = ()) -> list[Row]:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return list(await cur.fetchall())
+    return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
 async def schema_version(db: Database) -> int:

@@ -9,8 +9,11 @@ plus a few SQLite spellings; `to_postgres` rewrites a statement for PostgreSQL:
 - `INSERT OR IGNORE` → `INSERT … ON CONFLICT DO NOTHING`;
 - an `INSERT` into a table with a row id gets `RETURNING` it, for `cursor.lastrowid`.
 
-`table_exists_sql` replaces the `sqlite_master` lookup. Values are adapted to the column
-types by `adapt` (SQLite's type affinity: an int into a text column, a str into a blob).
+`table_exists_sql` replaces the `sqlite_master` lookup; `LEAST` and `GREATEST` name the
+scalar min and max of several values (SQLite's multi-argument `min`, `max`); `FENCE`
+keeps a subquery from being merged into its reader. Values are
+adapted to the column types by `adapt` (SQLite's type affinity: an int into a text
+column, a str into a blob).
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ def to_postgres(sql: str, rowid: bool = True) -> tuple[str, bool]:
             returns = True
     return placeholders(sql), returns
 
+
+# the scalar (not aggregate) lower and higher of several values
+LEAST = {"sqlite": "min", "postgresql": "LEAST"}
+GREATEST = {"sqlite": "max", "postgresql": "GREATEST"}
+
+# ends a subquery that must be computed once per row, not merged into the query that
+# reads it (whose every use of a column would repeat its expression): an OFFSET does that
+FENCE = {"sqlite": " LIMIT -1 OFFSET 0", "postgresql": " OFFSET 0"}
 
 TABLE_EXISTS = {"sqlite": "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?",
                 "postgresql": "SELECT count(*) FROM information_schema.tables"

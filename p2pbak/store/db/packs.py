@@ -97,12 +97,11 @@ async def commit(db: Database, user: str, machine_id: str, pack: Pack) -> bool:
 
 
 async def _check_grants(conn: aiosqlite.Connection, user: str, pack: Pack) -> None:
+    granted = {(int(r[0]), r[1], int(r[2]), r[3]) for r in await fetch_all(
+        conn, "SELECT idx, fragment_id, size, peer_id FROM grants WHERE user_name = ?"
+        " AND pack_id = ?", (user, pack.id))}  # one query for the pack, not one per fragment
     for f in pack.fragments:
-        row = await fetch_one(
-            conn, "SELECT 1 FROM grants WHERE user_name = ? AND pack_id = ? AND idx = ?"
-            " AND fragment_id = ? AND size = ? AND peer_id = ?",
-            (user, pack.id, f.index, f.fragment_id, f.size, f.peer_id))
-        if row is None:
+        if (f.index, f.fragment_id, f.size, f.peer_id) not in granted:
             raise NotGranted(f"fragment {f.index} on peer {f.peer_id}")
 
 

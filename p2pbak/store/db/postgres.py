@@ -26,6 +26,9 @@ WRITE_LOCK = 0x7032_7062_616B_0001  # pg_advisory_xact_lock key of every write t
 MIGRATE_LOCK = 0x7032_7062_616B_0002  # held while one coordinator migrates the schema
 JOB_LOCKS = 0x7032_7062_0000_0000  # + crc32 of a job's name: one lock per background job
 POOL_SIZE = 8
+# prepared statements kept per connection: the store modules have a few hundred (an IN
+# list of each length is its own), and asyncpg's default of 100 would prepare most again
+STATEMENT_CACHE = 2000
 
 _param_types: dict[str, tuple[str, ...]] = {}
 
@@ -69,6 +72,11 @@ class Connection:
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> _Pending:
         return _Pending(self, sql, tuple(params))
+
+    async def execute_fetchall(self, sql: str, params: Iterable[Any] = ()
+                               ) -> list[asyncpg.Record]:
+        """A statement's rows (aiosqlite's name for it)."""
+        return await (await self.run(sql, tuple(params))).fetchall()
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         """Many rows of one statement. INSERTs go in one pipelined batch (rowcount unknown,
@@ -149,9 +157,16 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """One atomic change: commits on success, rolls back on any exception."""
-        async with self.pool.acquire() as raw, raw.transaction():
-            await raw.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-            yield Connection(raw)
+        async with self.pool.acquire() as raw:
+            # BEGIN and the write lock in one round trip (the simple query protocol takes
+            # both statements at once): writes are many small transactions
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            try:
+                yield Connection(raw)
+            except BaseException:
+                await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Connection]:
@@ -185,7 +200,7 @@ class PostgresDatabase:
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
         async with self.pool.acquire() as raw:
-            return await (await Connection(raw).execute(sql, params)).fetchall()
+            return await Connection(raw).execute_fetchall(sql, params)
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
         rows = await self.all(sql, params)
@@ -199,7 +214,8 @@ class PostgresDatabase:
 async def open_postgres(url: str) -> PostgresDatabase:
     """A pool on `url`; the caller migrates it (under `migration_lock`)."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, init=_setup)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, init=_setup,
+                                         statement_cache_size=STATEMENT_CACHE)
     except (OSError, asyncpg.PostgresError, ValueError) as exc:
         raise P2pbakError(f"cannot connect to {redact(url)}: {exc}: check the URL "
                           "(postgresql://USER@HOST[:PORT]/DB) and that the server is up") from None

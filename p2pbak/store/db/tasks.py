@@ -234,6 +234,13 @@ async def test_due(db: Database, online_since: int, observed_below: int, since: 
 async def requeue_expired(db: Database, max_attempts: int, t: int | None = None) -> int:
     """Leases that lapsed go back to the queue (or fail after `max_attempts`)."""
     at = now() if t is None else t
+    # every worker's poll comes here: a read, and a write transaction only when there is
+    # something to requeue or a grant to drop (not one commit per poll)
+    if not await db.scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = ? AND lease_expires < ?)"
+            " OR EXISTS (SELECT 1 FROM task_grants g JOIN tasks t ON t.id = g.task_id"
+            " WHERE t.state != ?)", (LEASED, at, LEASED)):
+        return 0
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE tasks SET state = ?, finished = ?, result = 'lease lapsed too often'"
