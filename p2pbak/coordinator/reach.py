@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from p2pbak.store.db import peers
 from p2pbak.store.db import reach as store
-from p2pbak.store.db.peers import Peer
 from p2pbak.store.db.reach import Reach
 
 if TYPE_CHECKING:
     from p2pbak.coordinator.service import Coordinator
 
-__all__ = ["Reach", "assign", "get", "offered", "punched", "record", "relay_choices", "withdraw"]
+__all__ = ["Reach", "assign", "get", "punched", "record", "relay_choices", "withdraw"]
 
 
 async def record(coord: Coordinator, peer_id: str, reach: Reach) -> None:
@@ -26,20 +26,16 @@ async def get(coord: Coordinator, peer_id: str) -> Reach:
     return await store.get(coord.db, peer_id)
 
 
-async def relay_choices(coord: Coordinator, peer_id: str, avoid: set[str],
-                        online: dict[str, Peer]) -> list[tuple[str, str]]:
-    """(relay id, URL) of the offered relays online in `online`, least loaded first, not
-    `peer_id` itself nor a URL it asked to avoid."""
+async def relay_choices(coord: Coordinator, peer_id: str,
+                        avoid: set[str]) -> list[tuple[str, str]]:
+    """(relay id, URL) of the offered relays online now, least loaded first, not `peer_id`
+    itself nor a URL it asked to avoid."""
     offered, load = await store.offers(coord.db), await store.load(coord.db)
+    online = await peers.many(coord.db, list(offered))
     return [(rid, url) for _, rid, url in sorted(
         (load[rid], rid, url) for rid, url in offered.items()
         if rid != peer_id and url not in avoid and rid in online
         and online[rid].online(coord.online_window))]
-
-
-async def offered(coord: Coordinator) -> list[str]:
-    """The ids of the peers offering to relay."""
-    return list(await store.offers(coord.db))
 
 
 async def withdraw(coord: Coordinator, relay_id: str) -> None:

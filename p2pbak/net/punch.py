@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import json
 import socket
 import struct
@@ -26,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from p2pbak.errors import P2pbakError
+from p2pbak.net import urls
 from p2pbak.net.tickets import HEADER as TICKET_HEADER
 
 PUNCH_PATH = "/v1/punch"
@@ -95,7 +97,7 @@ class Link:
 
     session: aiohttp.ClientSession
     base: str
-    check: aiohttp.Fingerprint
+    check: aiohttp.Fingerprint | bool
 
 
 @dataclass
@@ -144,7 +146,9 @@ class Links:
                 TICKET_HEADER: ticket, "Content-Type": "application/json"},
                 json.dumps({"ip": ip, "port": public}).encode(), 1 << 16)
             answer = json.loads(raw) if status == 200 else {}
-            peer_ip, peer_port, pin = answer["ip"], int(answer["port"]), str(answer["pin"])
+            peer_ip, peer_port = str(ipaddress.IPv4Address(answer["ip"])), int(answer["port"])
+            # the pin the peer sent, checked as any pinned peer URL's (net/urls)
+            base, check = urls.target(f"https://{answer['pin']}@{peer_ip}:{peer_port}")
         except (P2pbakError, KeyError, TypeError, ValueError):  # costs only the direct path
             return self._fail()
         if peer_ip == ip:  # one router for both: few loop back to themselves (hairpin)
@@ -152,8 +156,7 @@ class Links:
         session = aiohttp.ClientSession(
             connector=bound_connector(port, limit=1),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT, sock_read=60))
-        link = Link(session, f"https://{peer_ip}:{peer_port}",
-                    aiohttp.Fingerprint(bytes.fromhex(pin)))
+        link = Link(session, base, check)
         try:
             async with session.get(link.base + "/v1/health", ssl=link.check) as resp:
                 await resp.read()

@@ -201,9 +201,7 @@ async def _assign(request: web.Request, peer_id: str,
                   avoid: set[str]) -> dict[str, str] | None:
     """The least-loaded online relay peer not avoided, else the coordinator's own relay."""
     c = coordinator(request)
-    online = await coordinator_peers.many(c, await reach_state.offered(c))
-    rid, url = await _first_alive(c, await reach_state.relay_choices(c, peer_id, avoid,
-                                                                     online))
+    rid, url = await _first_alive(c, await reach_state.relay_choices(c, peer_id, avoid))
     if not rid and RELAY in request.app and COORDINATOR_ID not in avoid:
         rid, url = COORDINATOR_ID, ""  # "": the coordinator's URL, as the peer knows it
     if not rid:

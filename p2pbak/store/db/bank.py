@@ -62,11 +62,28 @@ async def book_in(conn: aiosqlite.Connection, *, kind: str, postings: Sequence[P
         "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
         (kind, ref, user, quantity, t))
     txn = cur.lastrowid
-    rows = [(txn, i, account, delta) for i, (payer, payee, amount) in enumerate(moves)
+    await _post(conn, _entry_rows([(txn, moves)]), t)
+    return True
+
+
+def _entry_rows(booked: Iterable[tuple[int, Sequence[tuple[str, str, int]]]]
+                ) -> list[tuple[int, int, str, int]]:
+    """(txn, movement, account, amount) of each (txn, its movements): a movement is two
+    entries, −x and +x, so the sum stays exactly 0."""
+    return [(txn, i, account, delta) for txn, moves in booked
+            for i, (payer, payee, amount) in enumerate(moves)
             for account, delta in ((payer, -amount), (payee, amount))]
+
+
+async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, int]],
+                t: int) -> None:
+    """Every account the entry rows touch, the rows, then each touched balance by one
+    UPDATE over them: three statements whatever their number (one pipelined batch each on
+    PostgreSQL)."""
     if not rows:
-        return True
-    # three statements whatever the movements (one pipelined batch each on PostgreSQL)
+        return
+    # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
+    first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
     await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
                            " ON CONFLICT(name) DO NOTHING",
                            [(a, t) for a in sorted({r[2] for r in rows})])
@@ -74,9 +91,8 @@ async def book_in(conn: aiosqlite.Connection, *, kind: str, postings: Sequence[P
                            " VALUES (?, ?, ?, ?)", rows)
     await conn.execute(
         "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
-        " sum(amount) AS total FROM entries WHERE txn = ? GROUP BY account) AS d"
-        " WHERE d.account = accounts.name", (txn,))
-    return True
+        " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
+        " WHERE d.account = accounts.name", (first,))
 
 
 async def balance(db: Database, account: str) -> int:
@@ -474,27 +490,14 @@ async def book_each_in(conn: aiosqlite.Connection,
 
 async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booking]], t: int,
                  ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
-    """Every transaction row, every account, every entry, then each touched balance by one
-    UPDATE over these entries. Each movement is two entries, −x and +x, so the sum stays
-    exactly 0. `ids` reads back the new transactions' ids by ref. Returns the entries."""
-    first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
+    """Every transaction row, then their entries (`_post`). `ids` reads back the new
+    transactions' ids by ref. Returns the entries written."""
     await conn.executemany(
         "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
         [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
     txn = await ids()
-    accounts = sorted({a for _, b in bookings for m in b.moves for a in m[:2]})
-    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
-                           " ON CONFLICT(name) DO NOTHING", [(a, t) for a in accounts])
-    rows = [(txn[b.ref], i, account, delta) for _, b in bookings
-            for i, (payer, payee, amount) in enumerate(b.moves)
-            for account, delta in ((payer, -amount), (payee, amount))]
-    # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
-    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
-                           " VALUES (?, ?, ?, ?)", rows)
-    await conn.execute(
-        "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
-        " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
-        " WHERE d.account = accounts.name", (first,))
+    rows = _entry_rows((txn[b.ref], b.moves) for _, b in bookings)
+    await _post(conn, rows, t)
     return len(rows)
 
 
