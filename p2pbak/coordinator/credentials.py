@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import blake3
 
-from p2pbak.store.db import users
 from p2pbak.store.db.users import Login, Machine
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ def login_matches(stored: Login, login_key: bytes) -> bool:
 
 async def authenticate(coord: Coordinator, machine_id: str, secret: str) -> Machine | None:
     """The machine this token belongs to, or None for an unknown id or a wrong secret."""
-    found = await users.machine(coord.db, machine_id) if len(machine_id) <= 64 else None
+    found = await coord.machines.add(machine_id) if len(machine_id) <= 64 else None
     expected = found.secret_hash if found is not None else _DUMMY_HASH
     ok = hmac.compare_digest(hash_secret(secret), expected)
     return found if found is not None and ok else None

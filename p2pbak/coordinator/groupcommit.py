@@ -2,7 +2,11 @@
 together. A commit (an fsync on SQLite, a WAL flush on PostgreSQL, each behind the one
 write lock) costs the same for one row as for hundreds, so heartbeats, the bulk of a large
 community's requests, are written many per commit. Nobody waits longer than one commit
-in flight plus its own; every caller still gets its own answer only once it is durable."""
+in flight plus its own; every caller still gets its own answer only once it is durable.
+
+Reads that many requests make at once (each request's credentials) are coalesced the
+same way: one statement for all the lookups that arrived during the one in flight, each
+answered from a state committed after the request arrived."""
 
 from __future__ import annotations
 

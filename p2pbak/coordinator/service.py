@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,6 +19,7 @@ from p2pbak.store.db import reach as reach_store
 from p2pbak.store.db import users as coordinator_users
 from p2pbak.store.db.database import Database
 from p2pbak.store.db.peers import Beat
+from p2pbak.store.db.users import Machine
 
 DEFAULT_ONLINE_WINDOW = 180  # seconds since the last heartbeat for a peer to count online
 TICKET_KEY_SETTING = "ticket_signing_key"
@@ -32,13 +34,15 @@ class Coordinator:
     market: MarketSettings = field(default_factory=MarketSettings)
     repair: RepairSettings = field(default_factory=RepairSettings)
     heartbeats: GroupCommit[Beat, bool] = field(init=False)
+    machines: GroupCommit[str, Machine | None] = field(init=False)  # callers' credentials
 
     def __post_init__(self) -> None:
         self.heartbeats = GroupCommit(lambda beats: coordinator_peers.heartbeats(self.db, beats))
+        self.machines = GroupCommit(lambda ids: coordinator_users.machines(self.db, ids))
 
-    @property
+    @cached_property
     def ticket_key(self) -> str:
-        """The public key peers verify tickets with (hex)."""
+        """The public key peers verify tickets with (hex; every heartbeat answers it)."""
         return tickets.public_key_hex(self.signing_key)
 
     def ticket(self, *, op: str, fragment: str, size: int, from_: str, to: str,

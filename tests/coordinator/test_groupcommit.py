@@ -1,5 +1,6 @@
 """Group commit: concurrent heartbeats share commits, each caller gets its own answer, a
-failed commit fails only its own batch; heartbeats in one commit land on both backends."""
+failed commit fails only its own batch; heartbeats in one commit land on both backends;
+concurrent credential lookups share statements."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from p2pbak.coordinator import identity
+from p2pbak.coordinator.credentials import authenticate
 from p2pbak.coordinator.groupcommit import GroupCommit
-from p2pbak.store.db import peers
+from p2pbak.coordinator.service import Coordinator
+from p2pbak.store.db import peers, users
 from p2pbak.store.db.database import Database
 from p2pbak.store.db.peers import Beat
 from tests.support.postgres import Backend
@@ -72,5 +76,37 @@ def test_heartbeats_in_one_commit_know_their_own_peers(db_backend: Backend,
             assert await db.scalar("SELECT count(*) FROM heartbeats") == 2
         finally:
             await db.close()
+
+    asyncio.run(go())
+
+
+def test_concurrent_credentials_share_lookups_and_each_gets_its_own_answer(
+        db_backend: Backend, tmp_path: Path) -> None:
+    """Every request's machine lookup (coordinator.credentials) goes through one coalescing
+    queue: many at once share statements, and a wrong secret or an unknown id among them is
+    refused while the others pass."""
+    async def go() -> None:
+        coord = await Coordinator.start(db_backend.database(tmp_path), run_jobs=False)
+        try:
+            made = [await identity.create_user(coord, user=f"u{i}", salt=b"s" * 16,
+                                               login_key=b"k" * 32, keyfile=b"f",
+                                               machine_name="m") for i in range(5)]
+            lookups: list[int] = []
+
+            async def counted(ids: Sequence[str]) -> list[users.Machine | None]:
+                lookups.append(len(ids))
+                return await users.machines(coord.db, ids)
+
+            coord.machines = GroupCommit(counted)
+            calls = [(m.machine_id, m.secret) for m in made] * 10 + [
+                (made[0].machine_id, "wrong"), ("f" * 32, made[1].secret)]
+            found = await asyncio.gather(*(authenticate(coord, mid, s) for mid, s in calls))
+            assert [f.id if f else None for f in found] == \
+                [mid for mid, _ in calls[:-2]] + [None, None]
+            assert sum(lookups) == len(calls) and len(lookups) < len(calls) / 4
+            assert await users.machines(coord.db, ["nope", made[2].machine_id, "nope"]) == \
+                [None, found[2], None]
+        finally:
+            await coord.stop()
 
     asyncio.run(go())

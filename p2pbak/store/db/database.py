@@ -161,6 +161,17 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str,
     return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
+async def write_many(conn: aiosqlite.Connection, sql: str,
+                     rows: Iterable[Sequence[Any]]) -> None:
+    """Many rows of one statement, no row count wanted: pipelined on PostgreSQL (one round
+    trip, where `executemany` of an UPDATE counts row by row), `executemany` on SQLite."""
+    pipelined = getattr(conn, "write_many", None)
+    if pipelined is not None:
+        await pipelined(sql, rows)
+    else:
+        await conn.executemany(sql, rows)
+
+
 async def schema_version(db: Database) -> int:
     exists = await db.scalar(TABLE_EXISTS[db.dialect], ("schema_version",))
     if not exists:

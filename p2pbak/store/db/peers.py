@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from p2pbak.store.db.database import Database, batches, fetch_all, marks, now
+from p2pbak.store.db.database import Database, batches, fetch_all, marks, now, write_many
 from p2pbak.store.db.supply import record_caps_in
 
 
@@ -119,8 +119,8 @@ async def heartbeats(db: Database, beats: Sequence[Beat]) -> list[bool]:
             known.update(str(r[0]) for r in rows)
         found = [b for b in beats if b.peer_id in known]
         if found:
-            await conn.executemany(
-                "UPDATE peers SET url = ?, subnet = ?, stored_bytes = ?, free_bytes = ?,"
+            await write_many(
+                conn, "UPDATE peers SET url = ?, subnet = ?, stored_bytes = ?, free_bytes = ?,"
                 " last_seen = ?, state = CASE WHEN state = ? THEN ? ELSE state END"
                 " WHERE id = ?", [(b.url, b.subnet, b.stored_bytes, b.free_bytes, t, OFFLINE,
                                    ACTIVE, b.peer_id) for b in found])

@@ -84,17 +84,26 @@ class Connection:
         rows = [tuple(r) for r in rows]
         text, returns = dialect.to_postgres(sql, rowid=False)
         if rows and text.lstrip()[:6].upper() == "INSERT" and not returns:
-            types = await self._types(text)
-            args = [[dialect.adapt(v, t) for v, t in zip(r, types, strict=True)] for r in rows]
-            try:
-                await self.raw.executemany(text, args)
-            except asyncpg.PostgresError as exc:
-                raise _sqlite_like(exc) from exc
+            await self.write_many(sql, rows)
             return Cursor([], -1, None)
         total = 0
         for params in rows:
             total += (await self.run(sql, params)).rowcount
         return Cursor([], total, None)
+
+    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Many rows of one statement in one pipelined batch, whatever the statement (no
+        row count): one round trip instead of one per row."""
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return
+        text, _ = dialect.to_postgres(sql, rowid=False)
+        types = await self._types(text)
+        args = [[dialect.adapt(v, t) for v, t in zip(r, types, strict=True)] for r in rows]
+        try:
+            await self.raw.executemany(text, args)
+        except asyncpg.PostgresError as exc:
+            raise _sqlite_like(exc) from exc
 
     async def run(self, sql: str, params: Sequence[Any]) -> Cursor:
         text, returns = dialect.to_postgres(sql)
@@ -134,6 +143,13 @@ def _sqlite_like(exc: asyncpg.PostgresError) -> Exception:
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return sqlite3.IntegrityError(str(exc))
     return sqlite3.DatabaseError(f"{type(exc).__name__}: {exc}")
+
+
+async def _keep_session(raw: asyncpg.Connection) -> None:
+    """What a connection going back to the pool needs beyond asyncpg's rollback of an open
+    transaction: nothing. asyncpg's default reset (unlock all advisory locks, RESET ALL,
+    ...) is one more round trip per pooled use, every read's; nothing here sets session
+    state, and the session locks (`job_lock`, `migration_lock`) unlock themselves."""
 
 
 async def _setup(raw: asyncpg.Connection) -> None:
@@ -215,6 +231,7 @@ async def open_postgres(url: str) -> PostgresDatabase:
     """A pool on `url`; the caller migrates it (under `migration_lock`)."""
     try:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, init=_setup,
+                                         reset=_keep_session,
                                          statement_cache_size=STATEMENT_CACHE)
     except (OSError, asyncpg.PostgresError, ValueError) as exc:
         raise P2pbakError(f"cannot connect to {redact(url)}: {exc}: check the URL "
