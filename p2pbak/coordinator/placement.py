@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from p2pbak.datapath.erasure import HEADER_LEN, share_length
@@ -45,8 +46,10 @@ def spare_count(n: int) -> int:
     return max(2, n // 4)
 
 
+@lru_cache(maxsize=1 << 16)
 def subnet_of(url: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6) of the URL's host; a host name stands for itself."""
+    """The /24 (IPv4) or /64 (IPv6) of the URL's host; a host name stands for itself
+    (cached: every heartbeat repeats its peer's URL)."""
     return allocation.subnet_of((urlsplit(url).hostname or "").lower(), v6_prefix=64)
 
 
