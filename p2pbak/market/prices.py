@@ -157,8 +157,9 @@ def measured_overheads(pack_bytes: int, held: Iterable[tuple[int, float]],
     if pack_bytes > 0 and fragment_bytes > 0:
         # fewer fragment bytes than data (holders gone) still needs the code's factor ≥ 1
         factor = max(1.0, fragment_bytes / pack_bytes)
-        if weighted > 0:
-            a = min(1.0, weighted / fragment_bytes)
+        measured = weighted / fragment_bytes
+        if measured > 0:  # a vanishing availability underflows to 0: the prior's then
+            a = min(1.0, measured)
     backup = None
     if flows.backed_up > 0 and flows.backup_stored > 0:
         backup = max(1.0, flows.backup_stored / flows.backed_up)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from p2pbak.coordinator import billing, tariff
@@ -77,6 +77,7 @@ def test_measured_q_charges_what_the_bank_pays_when_the_work_matches(
     assert abs(charged - paid) <= n + 1 + units + 1e-9 * paid
 
 
+@example(1.0, 1.0, [(1, 0.0), (1, 5e-324)], 1, 0, 0, 0, 0, 0)  # Σ bytes·a underflows to 0
 @given(price, price, st.lists(st.tuples(st.integers(0, 10**12), st.floats(0.0, 1.0)),
                               max_size=6),
        st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 10**12),
