@@ -236,10 +236,11 @@ async def accrue_storage(coord: Coordinator) -> int:
     """Op. 2 since the last run: owners pay per GB-day stored, holders are paid per
     effective GB-day held. Returns the seconds accrued (0 on the first run).
 
-    Set-based: two grouped queries read what is stored, one linear pass applies the exact
-    integer rule (market.bank.storage_pay), and `book_many_in` books it in a handful of
+    Set-based: two reads of the kept totals (one row per user, one per holding peer), one
+    linear pass of the exact integer rules (market.bank.storage_charge per owner,
+    storage_pay per peer on all it holds), and `book_many_in` books it in a handful of
     statements: one transaction per owner (owner → bank), and one for the run paying each
-    holder's account the sum over the (owner, peer) pairs it holds (bank → holder)."""
+    holder's account the sum over its peers (bank → holder)."""
     db = coord.db
     t = int(time.time())
     last = await bank.marker(db, STORAGE_MARK)
@@ -258,16 +259,18 @@ async def accrue_storage(coord: Coordinator) -> int:
 
 
 def _storage_bookings(data: Sequence[tuple[str, int]],
-                      held: Sequence[tuple[str, str, int, float]], seconds: int,
+                      held: Sequence[tuple[str, int, float]], seconds: int,
                       table: rules.PriceTable, t: int) -> list[bank.Booking]:
-    """One booking per owner (its charge to the bank), one paying every holder."""
+    """One booking per owner (its charge to the bank), one paying every holder. A peer is
+    paid for all it holds at once (`held`: its owner, bytes, availability), rounded down
+    once, not once per owner whose fragments it holds."""
     out = []
     for user, size in data:
         charge = rules.storage_charge(size, seconds, table)
         moves = [(user_account(user), rules.BANK, charge)] if charge > 0 else []
         out.append(bank.Booking(f"storage:{user}:{t}", user, size * seconds, moves))
     paid: dict[str, int] = {}
-    for _, holder, size, availability in held:
+    for holder, size, availability in held:
         account = user_account(holder)
         paid[account] = paid.get(account, 0) + rules.storage_pay(size, seconds, availability,
                                                                  table)

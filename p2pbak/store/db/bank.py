@@ -230,11 +230,12 @@ async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
 
 async def held_totals(db: Database) -> tuple[int, int, float]:
     """(Σ pack bytes, Σ fragment bytes, Σ fragment bytes × holder availability), in SQL:
-    what the price and move jobs need of the holdings, without listing them."""
+    what the price and move jobs need of the holdings, from the kept totals (one row per
+    user and per peer, store/db/totals.py), not from every fragment."""
     row = await db.one(
-        "SELECT (SELECT coalesce(sum(length), 0) FROM packs),"
-        " coalesce(sum(f.size), 0), coalesce(sum(f.size * pe.availability), 0.0)"
-        " FROM fragments f JOIN peers pe ON pe.id = f.peer_id")
+        "SELECT (SELECT coalesce(sum(bytes), 0) FROM stored),"
+        " coalesce(sum(h.bytes), 0), coalesce(sum(h.bytes * pe.availability), 0.0)"
+        " FROM held h JOIN peers pe ON pe.id = h.peer_id")
     assert row is not None
     return int(row[0]), int(row[1]), float(row[2])
 
@@ -502,13 +503,14 @@ async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booki
 
 
 async def storage_rows(db: Database) -> tuple[list[tuple[str, int]],
-                                              list[tuple[str, str, int, float]]]:
-    """What the storage job bills, in two grouped queries: (user, bytes of packs) and
-    (user, holder's account owner, fragment bytes, holder availability) per (user, peer)."""
+                                              list[tuple[str, int, float]]]:
+    """What the storage job bills, one row per user or peer from the kept totals
+    (store/db/totals.py): (user, bytes of its packs) for every user with packs, and
+    (holder's owner, bytes the peer holds, its availability) for every peer holding any."""
     data = [(r[0], int(r[1])) for r in await db.all(
-        "SELECT user_name, sum(length) FROM packs GROUP BY user_name")]
-    held = [(r[0], r[1], int(r[2]), float(r[3])) for r in await db.all(
-        "SELECT p.user_name, m.user_name, sum(f.size), max(pe.availability)"
-        " FROM fragments f JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
-        " JOIN machines m ON m.id = f.peer_id GROUP BY p.user_name, f.peer_id, m.user_name")]
+        "SELECT user_name, bytes FROM stored WHERE packs > 0")]
+    held = [(r[0], int(r[1]), float(r[2])) for r in await db.all(
+        "SELECT m.user_name, h.bytes, pe.availability FROM held h"
+        " JOIN peers pe ON pe.id = h.peer_id JOIN machines m ON m.id = h.peer_id"
+        " WHERE h.bytes > 0")]
     return data, held
