@@ -19,6 +19,7 @@ import aiosqlite
 from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
+from p2pbak.store.db.bulk import insert_rows
 from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
 from p2pbak.store.db.supply import record_caps_in
 
@@ -75,6 +76,12 @@ def _entry_rows(booked: Iterable[tuple[int, Sequence[tuple[str, str, int]]]]
             for account, delta in ((payer, -amount), (payee, amount))]
 
 
+_ENTRY_COLUMNS = (("txn", "bigint"), ("movement", "bigint"), ("account", "text"),
+                  ("amount", "bigint"))
+_TXN_COLUMNS = (("kind", "text"), ("ref", "text"), ("user_name", "text"),
+                ("quantity", "bigint"), ("at", "bigint"))
+
+
 async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, int]],
                 t: int) -> None:
     """Every account the entry rows touch, the rows, then each touched balance by one
@@ -84,11 +91,10 @@ async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, 
         return
     # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
     first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
-    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
-                           " ON CONFLICT(name) DO NOTHING",
-                           [(a, t) for a in sorted({r[2] for r in rows})])
-    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
-                           " VALUES (?, ?, ?, ?)", rows)
+    await insert_rows(conn, "accounts", (("name", "text"), ("created", "bigint")),
+                      [(a, t) for a in sorted({r[2] for r in rows})],
+                      "ON CONFLICT(name) DO NOTHING")
+    await insert_rows(conn, "entries", _ENTRY_COLUMNS, rows)
     await conn.execute(
         "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
         " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
@@ -493,9 +499,8 @@ async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booki
                  ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
     """Every transaction row, then their entries (`_post`). `ids` reads back the new
     transactions' ids by ref. Returns the entries written."""
-    await conn.executemany(
-        "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
-        [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
+    await insert_rows(conn, "transactions", _TXN_COLUMNS,
+                      [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
     txn = await ids()
     rows = _entry_rows((txn[b.ref], b.moves) for _, b in bookings)
     await _post(conn, rows, t)
