@@ -438,7 +438,7 @@ async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict
     return out
 
 
-# -- bulk booking (the storage job): a few statements for any number of operations ------
+# -- bulk booking (receipts): a few statements for any number of operations -------------
 
 @dataclass(frozen=True)
 class Booking:
@@ -448,23 +448,6 @@ class Booking:
     user: str | None
     quantity: int
     moves: Sequence[tuple[str, str, int]]
-
-
-async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
-                       t: int) -> int:
-    """Book many operations of one kind in the caller's transaction with a handful of
-    statements (not a few per entry). Refs carry `t`, so one booked before is at `t` too
-    and is skipped. Returns the entries written."""
-    # a ref booked before (a second run within the same second) books nothing, as book_in
-    seen = {r[0] for r in await fetch_all(
-        conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-
-    async def ids() -> dict[str, int]:
-        return {r[1]: int(r[0]) for r in await fetch_all(
-            conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-
-    fresh = [(kind, b) for b in bookings if b.ref not in seen]
-    return await _write(conn, fresh, t, ids) if fresh else 0
 
 
 async def book_each_in(conn: aiosqlite.Connection,
@@ -505,17 +488,3 @@ async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booki
     rows = _entry_rows((txn[b.ref], b.moves) for _, b in bookings)
     await _post(conn, rows, t)
     return len(rows)
-
-
-async def storage_rows(db: Database) -> tuple[list[tuple[str, int]],
-                                              list[tuple[str, int, float]]]:
-    """What the storage job bills, one row per user or peer from the kept totals
-    (store/db/totals.py): (user, bytes of its packs) for every user with packs, and
-    (holder's owner, bytes the peer holds, its availability) for every peer holding any."""
-    data = [(r[0], int(r[1])) for r in await db.all(
-        "SELECT user_name, bytes FROM stored WHERE packs > 0")]
-    held = [(r[0], int(r[1]), float(r[2])) for r in await db.all(
-        "SELECT m.user_name, h.bytes, pe.availability FROM held h"
-        " JOIN peers pe ON pe.id = h.peer_id JOIN machines m ON m.id = h.peer_id"
-        " WHERE h.bytes > 0")]
-    return data, held

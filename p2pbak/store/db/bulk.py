@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from p2pbak.store.db import dialect
 from p2pbak.store.db.totals import dialect_of
 
 
@@ -30,4 +31,18 @@ async def insert_rows(conn: Any, table: str, columns: Sequence[tuple[str, str]],
         await conn.raw.execute(f"INSERT INTO {table}({names}) SELECT * FROM unnest({arrays})"
                                f" {conflict}", *(list(col) for col in zip(*rows, strict=True)))
     except asyncpg.IntegrityConstraintViolationError as exc:  # as the SQLite callers expect
+        raise sqlite3.IntegrityError(str(exc)) from exc
+
+
+async def run_bulk(conn: Any, sql: str, params: Sequence[Any] = ()) -> None:
+    """A set-based statement that may write millions of rows: on PostgreSQL without the
+    `RETURNING` of row ids that `dialect.to_postgres` gives an INSERT (parameters must be
+    of the types PostgreSQL infers: cast them in the SQL)."""
+    if dialect_of(conn) == "sqlite":
+        await conn.execute(sql, params)
+        return
+    text, _ = dialect.to_postgres(sql, rowid=False)
+    try:
+        await conn.raw.execute(text, *params)
+    except asyncpg.IntegrityConstraintViolationError as exc:
         raise sqlite3.IntegrityError(str(exc)) from exc
