@@ -16,7 +16,7 @@ from p2pbak.coordinator import billing, tariff
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.market.bank import BANK
-from p2pbak.store.db import bank, totals
+from p2pbak.store.db import bank, storage, totals
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
@@ -122,3 +122,29 @@ def test_storage_run_books_the_rule_exactly(packs: list, seconds: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+def test_a_run_is_booked_once_and_each_owner_sees_its_usage(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        coord = await Coordinator.start(postgres.CURRENT.database(tmp_path), run_jobs=False)
+        try:
+            await setup(coord, [(0, [1, 2], 10**9), (1, [0], 5 * 10**8)])
+            t = 2_000_000_000
+            charges = [(USERS[0], 7, 2 * 10**9 * 60), (USERS[1], 0, 10**9 * 60)]
+            pays = [(user_account(USERS[1]), 3), (user_account(USERS[2]), 2)]
+            async with coord.db.transaction() as conn:
+                assert await storage.book_in(conn, t, charges, pays) == 6
+            async with coord.db.transaction() as conn:  # the same run again: nothing
+                assert await storage.book_in(conn, t, charges, pays) == 0
+            got = await bank.balances(coord.db, [BANK, *(user_account(u) for u in USERS)])
+            assert got == {BANK: 2, user_account(USERS[0]): -7, user_account(USERS[1]): 3,
+                           user_account(USERS[2]): 2}
+            # an owner charged nothing still has its transaction: its usage counts
+            assert await bank.usage_since(coord.db, t, USERS[1]) == {"storage": 10**9 * 60}
+            assert await bank.usage_since(coord.db, t) == {"storage": 3 * 10**9 * 60}
+            audit = await bank.audit(coord.db)
+            assert audit.ok and audit.transactions == 3 and audit.entries == 6, audit
+        finally:
+            await coord.stop()
+
+    asyncio.run(scenario())
