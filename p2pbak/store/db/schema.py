@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiosqlite
 
-from p2pbak.store.db import totals
+from p2pbak.store.db import refs, totals
 
 Migration = Sequence[str] | Callable[[aiosqlite.Connection], Awaitable[None]]
 
@@ -334,3 +334,7 @@ MIGRATIONS.append((
 # per-user stored and per-peer held bytes, kept by triggers (store/db/totals.py): the storage
 # and price jobs read them instead of every fragment; backfilled from the rows held
 MIGRATIONS.append(totals.migrate)
+
+# PostgreSQL checks the ledger entries' references once per statement, not per row
+# (store/db/refs.py): the storage job writes millions of entries an hour at 1M peers
+MIGRATIONS.append(refs.migrate)
