@@ -24,7 +24,10 @@ _STAGE = {  # one run's amounts; PostgreSQL empties them at commit, SQLite is to
                "CREATE TEMP TABLE IF NOT EXISTS storage_pays (account TEXT NOT NULL,"
                " amount BIGINT NOT NULL)",
                "DELETE FROM storage_charges", "DELETE FROM storage_pays"),
-    "postgresql": ("CREATE TEMP TABLE IF NOT EXISTS storage_charges (user_name TEXT NOT NULL,"
+    # a run sorts, hashes and collects (the references' transition tables) millions of
+    # rows: room for them in memory, for this transaction only (the default is 4 MB)
+    "postgresql": ("SET LOCAL work_mem = '256MB'",
+                   "CREATE TEMP TABLE IF NOT EXISTS storage_charges (user_name TEXT NOT NULL,"
                    " charge BIGINT NOT NULL, quantity BIGINT NOT NULL) ON COMMIT DELETE ROWS",
                    "CREATE TEMP TABLE IF NOT EXISTS storage_pays (account TEXT NOT NULL,"
                    " amount BIGINT NOT NULL) ON COMMIT DELETE ROWS"),
@@ -38,10 +41,11 @@ _TRANSACTIONS = (
 _PAY_TRANSACTION = (
     "INSERT INTO transactions(kind, ref, user_name, quantity, at) SELECT 'storage',"
     " CAST(? AS TEXT), NULL, 0, CAST(? AS BIGINT) WHERE EXISTS (SELECT 1 FROM storage_pays)")
+# UNION ALL: a name twice is skipped by the conflict clause, cheaper than sorting 2M names
 _ACCOUNTS = (
     "INSERT INTO accounts(name, created) SELECT name, CAST(? AS BIGINT) FROM"
     " (SELECT CAST(? AS TEXT) || user_name AS name FROM storage_charges WHERE charge > 0"
-    " UNION SELECT account FROM storage_pays UNION SELECT CAST(? AS TEXT)) AS a"
+    " UNION ALL SELECT account FROM storage_pays UNION ALL SELECT CAST(? AS TEXT)) AS a"
     " WHERE true ON CONFLICT(name) DO NOTHING")
 # a movement is two entries, −x on the payer and +x on the payee (`side` 0 and 1)
 _SIDES = "(SELECT 0 AS side UNION ALL SELECT 1) AS s"
