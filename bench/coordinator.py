@@ -11,6 +11,7 @@ linear; above: worse than linear). The issue's targets at 1M peers: price job < 
 storage billing < 60 s, move planning < 30 s.
 
     python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
+        [--jobs "storage billing,price job"]
 
 With --http it drives the HTTP API instead (bench/coordinator_http.py): heartbeats,
 placement + commit and receipts against 1 coordinator on SQLite and 1, 2, 3 on one
@@ -107,24 +108,32 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - t0
 
 
-async def one_size(target: Path | str, n: int) -> dict[str, float]:
+JOBS = ("storage billing", "price job", "move planning", "checker scan")
+
+
+async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS
+                   ) -> dict[str, float]:
     db = await Database.open(target)
     built = await build(db, n)
     await db.close()
     coord = await Coordinator.start(target, run_jobs=False)
     try:
-        await billing.accrue_storage(coord)  # the first run sets the mark
-        async with coord.db.transaction() as conn:  # the last run: an hour ago
-            await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
-                               (str(int(time.time()) - 3600), billing.STORAGE_MARK))
-        out = {"build": built, "storage billing": await timed(
-            lambda: billing.accrue_storage(coord))}
-        await prices.price_job(coord)  # the initial row, then one a day old to update
-        async with coord.db.transaction() as conn:
-            await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
-        out["price job"] = await timed(lambda: prices.price_job(coord))
-        out["move planning"] = await timed(lambda: moves.plan(coord, DAY))
-        out["checker scan"] = await timed(lambda: store.pack_health(coord.db, 0))
+        out = {"build": built}
+        if "storage billing" in jobs:
+            await billing.accrue_storage(coord)  # the first run sets the mark
+            async with coord.db.transaction() as conn:  # the last run: an hour ago
+                await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
+                                   (str(int(time.time()) - 3600), billing.STORAGE_MARK))
+            out["storage billing"] = await timed(lambda: billing.accrue_storage(coord))
+        if "price job" in jobs:
+            await prices.price_job(coord)  # the initial row, then one a day old to update
+            async with coord.db.transaction() as conn:
+                await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
+            out["price job"] = await timed(lambda: prices.price_job(coord))
+        if "move planning" in jobs:
+            out["move planning"] = await timed(lambda: moves.plan(coord, DAY))
+        if "checker scan" in jobs:
+            out["checker scan"] = await timed(lambda: store.pack_health(coord.db, 0))
         return out
     finally:
         await coord.stop()
@@ -146,11 +155,11 @@ def report(backend: str, results: dict[int, dict[str, float]]) -> None:
         print(f"  {job:<16}{row}  {per:>11.1f}  {growth:>8}")
 
 
-async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object]
-                      ) -> dict[int, dict[str, float]]:
+async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object],
+                      jobs: tuple[str, ...] = JOBS) -> dict[int, dict[str, float]]:
     results = {}
     for n in sizes:
-        results[n] = await one_size(new_target(n), n)  # type: ignore[arg-type]
+        results[n] = await one_size(new_target(n), n, jobs)  # type: ignore[arg-type]
         print(f"  {backend} {n:,} peers: " + ", ".join(
             f"{k} {v:.2f}s" for k, v in results[n].items()), flush=True)
     return results
@@ -163,22 +172,28 @@ def main() -> None:
                     " (databases bench_<n> are created on it); default: a throwaway server")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs to time"
+                    f" (default: all of {', '.join(JOBS)})")
     ap.add_argument("--http", action="store_true", help="drive the HTTP API, not the jobs")
     ap.add_argument("--seconds", type=float, default=10, help="--http: seconds of mixed load")
     ap.add_argument("--http-peers", type=int, default=200, help="--http: peers registered")
     ap.add_argument("--workers", type=int, default=32, help="--http: concurrent requests")
     args = ap.parse_args()
     sizes = [int(x) for x in args.peers.split(",")]
+    jobs = tuple(j.strip() for j in args.jobs.split(","))
+    if unknown := set(jobs) - set(JOBS):
+        sys.exit(f"unknown job {sorted(unknown)[0]!r}: choose among {', '.join(JOBS)}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.http:
             http_runs(args, Path(tmp))
             return
         if not args.no_sqlite:
             report("SQLite", asyncio.run(run_backend(
-                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db")))
+                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db", jobs)))
         if not args.no_postgres:
             with postgres(args.postgres) as new_db:
-                report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db)))
+                report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db,
+                                                             jobs)))
 
 
 def http_runs(args: argparse.Namespace, tmp: Path) -> None:

@@ -36,7 +36,7 @@ from p2pbak.errors import ReceiptRefused
 from p2pbak.market import bank as rules
 from p2pbak.net import tickets
 from p2pbak.net.relay import COORDINATOR_ID
-from p2pbak.store.db import bank, claims
+from p2pbak.store.db import bank, claims, storage
 from p2pbak.store.db.bank import user_account
 from p2pbak.units import DAY
 
@@ -236,45 +236,43 @@ async def accrue_storage(coord: Coordinator) -> int:
     """Op. 2 since the last run: owners pay per GB-day stored, holders are paid per
     effective GB-day held. Returns the seconds accrued (0 on the first run).
 
-    Set-based: two grouped queries read what is stored, one linear pass applies the exact
-    integer rule (market.bank.storage_pay), and `book_many_in` books it in a handful of
-    statements: one transaction per owner (owner → bank), and one for the run paying each
-    holder's account the sum over the (owner, peer) pairs it holds (bank → holder)."""
+    Set-based: two reads of the kept totals (one row per user, one per holding peer), one
+    linear pass of the exact integer rules (market.bank.storage_charge per owner,
+    storage_pay per peer on all it holds), and `storage.book_in` books it in a handful of
+    statements: one ledger transaction per owner (owner → bank), and one for the run
+    paying each holder's account the sum over its peers (bank → holder)."""
     db = coord.db
     t = int(time.time())
     last = await bank.marker(db, STORAGE_MARK)
     seconds = 0 if last is None else t - last
     if last is not None and seconds <= 0:
         return 0
-    bookings: list[bank.Booking] = []
+    charges: list[tuple[str, int, int]] = []
+    pays: list[tuple[str, int]] = []
     if seconds:
         _, table = await current_prices(coord)
-        data, held = await bank.storage_rows(db)
-        bookings = _storage_bookings(data, held, seconds, table, t)
+        data, held = await storage.rows(db)
+        charges, pays = _storage_amounts(data, held, seconds, table)
     async with db.transaction() as conn:
-        await bank.book_many_in(conn, "storage", bookings, t)
+        await storage.book_in(conn, t, charges, pays)
         await bank.set_marker_in(conn, STORAGE_MARK, t)
     return seconds
 
 
-def _storage_bookings(data: Sequence[tuple[str, int]],
-                      held: Sequence[tuple[str, str, int, float]], seconds: int,
-                      table: rules.PriceTable, t: int) -> list[bank.Booking]:
-    """One booking per owner (its charge to the bank), one paying every holder."""
-    out = []
-    for user, size in data:
-        charge = rules.storage_charge(size, seconds, table)
-        moves = [(user_account(user), rules.BANK, charge)] if charge > 0 else []
-        out.append(bank.Booking(f"storage:{user}:{t}", user, size * seconds, moves))
+def _storage_amounts(data: Sequence[tuple[str, int]], held: Sequence[tuple[str, int, float]],
+                     seconds: int, table: rules.PriceTable
+                     ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:
+    """(user, µc charged, byte-seconds) per owner and (account, µc paid) per holder's
+    account. A peer is paid for all it holds at once (`held`: its owner, bytes,
+    availability), rounded down once, not once per owner whose fragments it holds."""
+    charges = [(user, rules.storage_charge(size, seconds, table), size * seconds)
+               for user, size in data]
     paid: dict[str, int] = {}
-    for _, holder, size, availability in held:
+    for holder, size, availability in held:
         account = user_account(holder)
         paid[account] = paid.get(account, 0) + rules.storage_pay(size, seconds, availability,
                                                                  table)
-    pay = [(rules.BANK, account, amount) for account, amount in sorted(paid.items()) if amount]
-    if pay:
-        out.append(bank.Booking(f"storage-pay:{t}", None, 0, pay))
-    return out
+    return charges, sorted((a, amount) for a, amount in paid.items() if amount)
 
 
 async def billing_job(coord: Coordinator) -> None:

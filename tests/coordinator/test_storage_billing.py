@@ -1,6 +1,6 @@
 """Hourly storage billing, set-based, on both backends: every owner pays exactly the market
-rule's charge, every holder's account exactly the rule's pay summed over what it holds, the
-bank the rest; the ledger sums to exactly 0."""
+rule's charge, every holder's account exactly the rule's pay for all each of its peers
+holds, the bank the rest; the ledger sums to exactly 0."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from p2pbak.coordinator import billing, tariff
 from p2pbak.coordinator.service import Coordinator
 from p2pbak.market import bank as rules
 from p2pbak.market.bank import BANK
-from p2pbak.store.db import bank
+from p2pbak.store.db import bank, storage, totals
 from p2pbak.store.db import packs as coordinator_packs
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import users as coordinator_users
@@ -61,13 +61,21 @@ async def setup(coord: Coordinator, packs: list[tuple[int, list[int], int]]) -> 
 
 def expected(data: dict[str, int], held: list[bank.Holding], owners: dict[str, str],
              seconds: int, table: rules.PriceTable) -> dict[str, int]:
-    """Each account's change under the market rule, owner by owner (storage_postings)."""
+    """Each account's change under the market rules, from the fragments themselves: each
+    owner pays storage_charge of its packs, each peer is paid storage_pay of all it holds
+    (summed over its owners' fragments here, not read from the kept totals)."""
     out: dict[str, int] = {}
-    for user, size in data.items():
-        holders = [(user_account(owners[h.peer_id]), h.bytes, h.availability)
-                   for h in held if h.user == user]
-        for p in rules.storage_postings(user_account(user), size, seconds, holders, table):
-            out[p.account] = out.get(p.account, 0) + p.amount
+    on_peer: dict[str, tuple[int, float]] = {}
+    for h in held:
+        size, _ = on_peer.get(h.peer_id, (0, h.availability))
+        on_peer[h.peer_id] = (size + h.bytes, h.availability)
+    moves = [(user_account(u), -rules.storage_charge(size, seconds, table))
+             for u, size in data.items()]
+    moves += [(user_account(owners[p]), rules.storage_pay(size, seconds, a, table))
+              for p, (size, a) in on_peer.items()]
+    for account, amount in moves:
+        out[account] = out.get(account, 0) + amount
+    out[BANK] = -sum(out.values())
     return out
 
 
@@ -105,6 +113,7 @@ def test_storage_run_books_the_rule_exactly(packs: list, seconds: int) -> None:
                 {a: want.get(a, 0) for a in accounts}
             audit = await bank.audit(coord.db)
             assert audit.ok and audit.sum == 0 and audit.balance_sum == 0, audit
+            assert await totals.drift(coord.db) == 0
             entries = audit.entries
             # owners pay one movement each, holders' accounts one each: not one per pair
             assert entries <= 2 * (len(data) + len(USERS))
@@ -113,3 +122,29 @@ def test_storage_run_books_the_rule_exactly(packs: list, seconds: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+def test_a_run_is_booked_once_and_each_owner_sees_its_usage(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        coord = await Coordinator.start(postgres.CURRENT.database(tmp_path), run_jobs=False)
+        try:
+            await setup(coord, [(0, [1, 2], 10**9), (1, [0], 5 * 10**8)])
+            t = 2_000_000_000
+            charges = [(USERS[0], 7, 2 * 10**9 * 60), (USERS[1], 0, 10**9 * 60)]
+            pays = [(user_account(USERS[1]), 3), (user_account(USERS[2]), 2)]
+            async with coord.db.transaction() as conn:
+                assert await storage.book_in(conn, t, charges, pays) == 6
+            async with coord.db.transaction() as conn:  # the same run again: nothing
+                assert await storage.book_in(conn, t, charges, pays) == 0
+            got = await bank.balances(coord.db, [BANK, *(user_account(u) for u in USERS)])
+            assert got == {BANK: 2, user_account(USERS[0]): -7, user_account(USERS[1]): 3,
+                           user_account(USERS[2]): 2}
+            # an owner charged nothing still has its transaction: its usage counts
+            assert await bank.usage_since(coord.db, t, USERS[1]) == {"storage": 10**9 * 60}
+            assert await bank.usage_since(coord.db, t) == {"storage": 3 * 10**9 * 60}
+            audit = await bank.audit(coord.db)
+            assert audit.ok and audit.transactions == 3 and audit.entries == 6, audit
+        finally:
+            await coord.stop()
+
+    asyncio.run(scenario())

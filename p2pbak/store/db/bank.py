@@ -19,6 +19,7 @@ import aiosqlite
 from p2pbak.errors import Unbalanced
 from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.prices import Flows
+from p2pbak.store.db.bulk import insert_rows
 from p2pbak.store.db.database import Database, batches, fetch_all, fetch_one, marks, now
 from p2pbak.store.db.supply import record_caps_in
 
@@ -75,6 +76,12 @@ def _entry_rows(booked: Iterable[tuple[int, Sequence[tuple[str, str, int]]]]
             for account, delta in ((payer, -amount), (payee, amount))]
 
 
+_ENTRY_COLUMNS = (("txn", "bigint"), ("movement", "bigint"), ("account", "text"),
+                  ("amount", "bigint"))
+_TXN_COLUMNS = (("kind", "text"), ("ref", "text"), ("user_name", "text"),
+                ("quantity", "bigint"), ("at", "bigint"))
+
+
 async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, int]],
                 t: int) -> None:
     """Every account the entry rows touch, the rows, then each touched balance by one
@@ -84,11 +91,10 @@ async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, 
         return
     # new row ids all exceed today's largest (SQLite's max + 1, PostgreSQL's sequence)
     first = int((await fetch_one(conn, "SELECT coalesce(max(id), 0) + 1 FROM entries"))[0])
-    await conn.executemany("INSERT INTO accounts(name, created) VALUES (?, ?)"
-                           " ON CONFLICT(name) DO NOTHING",
-                           [(a, t) for a in sorted({r[2] for r in rows})])
-    await conn.executemany("INSERT INTO entries(txn, movement, account, amount)"
-                           " VALUES (?, ?, ?, ?)", rows)
+    await insert_rows(conn, "accounts", (("name", "text"), ("created", "bigint")),
+                      [(a, t) for a in sorted({r[2] for r in rows})],
+                      "ON CONFLICT(name) DO NOTHING")
+    await insert_rows(conn, "entries", _ENTRY_COLUMNS, rows)
     await conn.execute(
         "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
         " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
@@ -230,11 +236,12 @@ async def holdings(db: Database) -> tuple[dict[str, int], list[Holding]]:
 
 async def held_totals(db: Database) -> tuple[int, int, float]:
     """(Σ pack bytes, Σ fragment bytes, Σ fragment bytes × holder availability), in SQL:
-    what the price and move jobs need of the holdings, without listing them."""
+    what the price and move jobs need of the holdings, from the kept totals (one row per
+    user and per peer, store/db/totals.py), not from every fragment."""
     row = await db.one(
-        "SELECT (SELECT coalesce(sum(length), 0) FROM packs),"
-        " coalesce(sum(f.size), 0), coalesce(sum(f.size * pe.availability), 0.0)"
-        " FROM fragments f JOIN peers pe ON pe.id = f.peer_id")
+        "SELECT (SELECT coalesce(sum(bytes), 0) FROM stored),"
+        " coalesce(sum(h.bytes), 0), coalesce(sum(h.bytes * pe.availability), 0.0)"
+        " FROM held h JOIN peers pe ON pe.id = h.peer_id")
     assert row is not None
     return int(row[0]), int(row[1]), float(row[2])
 
@@ -431,7 +438,7 @@ async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict
     return out
 
 
-# -- bulk booking (the storage job): a few statements for any number of operations ------
+# -- bulk booking (receipts): a few statements for any number of operations -------------
 
 @dataclass(frozen=True)
 class Booking:
@@ -441,23 +448,6 @@ class Booking:
     user: str | None
     quantity: int
     moves: Sequence[tuple[str, str, int]]
-
-
-async def book_many_in(conn: aiosqlite.Connection, kind: str, bookings: Sequence[Booking],
-                       t: int) -> int:
-    """Book many operations of one kind in the caller's transaction with a handful of
-    statements (not a few per entry). Refs carry `t`, so one booked before is at `t` too
-    and is skipped. Returns the entries written."""
-    # a ref booked before (a second run within the same second) books nothing, as book_in
-    seen = {r[0] for r in await fetch_all(
-        conn, "SELECT ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-
-    async def ids() -> dict[str, int]:
-        return {r[1]: int(r[0]) for r in await fetch_all(
-            conn, "SELECT id, ref FROM transactions WHERE at = ? AND kind = ?", (t, kind))}
-
-    fresh = [(kind, b) for b in bookings if b.ref not in seen]
-    return await _write(conn, fresh, t, ids) if fresh else 0
 
 
 async def book_each_in(conn: aiosqlite.Connection,
@@ -492,23 +482,9 @@ async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booki
                  ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
     """Every transaction row, then their entries (`_post`). `ids` reads back the new
     transactions' ids by ref. Returns the entries written."""
-    await conn.executemany(
-        "INSERT INTO transactions(kind, ref, user_name, quantity, at) VALUES (?, ?, ?, ?, ?)",
-        [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
+    await insert_rows(conn, "transactions", _TXN_COLUMNS,
+                      [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
     txn = await ids()
     rows = _entry_rows((txn[b.ref], b.moves) for _, b in bookings)
     await _post(conn, rows, t)
     return len(rows)
-
-
-async def storage_rows(db: Database) -> tuple[list[tuple[str, int]],
-                                              list[tuple[str, str, int, float]]]:
-    """What the storage job bills, in two grouped queries: (user, bytes of packs) and
-    (user, holder's account owner, fragment bytes, holder availability) per (user, peer)."""
-    data = [(r[0], int(r[1])) for r in await db.all(
-        "SELECT user_name, sum(length) FROM packs GROUP BY user_name")]
-    held = [(r[0], r[1], int(r[2]), float(r[3])) for r in await db.all(
-        "SELECT p.user_name, m.user_name, sum(f.size), max(pe.availability)"
-        " FROM fragments f JOIN packs p ON p.pk = f.pack_pk JOIN peers pe ON pe.id = f.peer_id"
-        " JOIN machines m ON m.id = f.peer_id GROUP BY p.user_name, f.peer_id, m.user_name")]
-    return data, held

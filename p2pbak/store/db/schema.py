@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiosqlite
 
+from p2pbak.store.db import refs, totals
+
 Migration = Sequence[str] | Callable[[aiosqlite.Connection], Awaitable[None]]
 
 # Version 1: identity, peers, packs and placements, snapshot/index blobs, heartbeats.
@@ -328,3 +330,11 @@ MIGRATIONS.append((
         punched_at INTEGER)""",              # when it last said so
     "CREATE INDEX reach_relay ON reach(relay_id)",
 ))
+
+# per-user stored and per-peer held bytes, kept by triggers (store/db/totals.py): the storage
+# and price jobs read them instead of every fragment; backfilled from the rows held
+MIGRATIONS.append(totals.migrate)
+
+# PostgreSQL checks the ledger entries' references once per statement, not per row
+# (store/db/refs.py): the storage job writes millions of entries an hour at 1M peers
+MIGRATIONS.append(refs.migrate)
