@@ -11,6 +11,7 @@ linear; above: worse than linear). The issue's targets at 1M peers: price job < 
 storage billing < 60 s, move planning < 30 s.
 
     python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
+        [--jobs moves] [--profile PREFIX]
 
 With --http it drives the HTTP API instead (bench/coordinator_http.py): heartbeats,
 placement + commit and receipts against 1 coordinator on SQLite and 1, 2, 3 on one
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import subprocess
 import sys
 import tempfile
@@ -101,30 +103,51 @@ async def build(db: Database, n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def timed(fn: Callable[[], Awaitable[object]]) -> float:
+async def timed(fn: Callable[[], Awaitable[object]], profile: str = "") -> float:
+    """Seconds `fn` takes; with `profile`, its cProfile statistics are written there."""
+    prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
+    if prof is not None:
+        prof.enable()
     await fn()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(profile)
     return time.perf_counter() - t0
 
 
-async def one_size(target: Path | str, n: int) -> dict[str, float]:
+JOBS = ("billing", "prices", "moves", "checker")
+
+
+async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS,
+                   profile: str = "") -> dict[str, float]:
     db = await Database.open(target)
     built = await build(db, n)
     await db.close()
     coord = await Coordinator.start(target, run_jobs=False)
+    out = {"build": built}
+
+    async def job(name: str, label: str, fn: Callable[[], Awaitable[object]]) -> None:
+        if name in jobs:
+            out[label] = await timed(fn, f"{profile}.{name}.{n}" if profile else "")
+
     try:
-        await billing.accrue_storage(coord)  # the first run sets the mark
-        async with coord.db.transaction() as conn:  # the last run: an hour ago
-            await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
-                               (str(int(time.time()) - 3600), billing.STORAGE_MARK))
-        out = {"build": built, "storage billing": await timed(
-            lambda: billing.accrue_storage(coord))}
-        await prices.price_job(coord)  # the initial row, then one a day old to update
-        async with coord.db.transaction() as conn:
-            await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
-        out["price job"] = await timed(lambda: prices.price_job(coord))
-        out["move planning"] = await timed(lambda: moves.plan(coord, DAY))
-        out["checker scan"] = await timed(lambda: store.pack_health(coord.db, 0))
+        # moves read the window's flows: storage billing runs before them (timed or not)
+        if {"billing", "moves"} & set(jobs):
+            await billing.accrue_storage(coord)  # the first run sets the mark
+            async with coord.db.transaction() as conn:  # the last run: an hour ago
+                await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
+                                   (str(int(time.time()) - 3600), billing.STORAGE_MARK))
+            await job("billing", "storage billing", lambda: billing.accrue_storage(coord))
+            if "billing" not in jobs:
+                await billing.accrue_storage(coord)
+        if "prices" in jobs:
+            await prices.price_job(coord)  # the initial row, then one a day old to update
+            async with coord.db.transaction() as conn:
+                await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
+        await job("prices", "price job", lambda: prices.price_job(coord))
+        await job("moves", "move planning", lambda: moves.plan(coord, DAY))
+        await job("checker", "checker scan", lambda: store.pack_health(coord.db, 0))
         return out
     finally:
         await coord.stop()
@@ -146,11 +169,14 @@ def report(backend: str, results: dict[int, dict[str, float]]) -> None:
         print(f"  {job:<16}{row}  {per:>11.1f}  {growth:>8}")
 
 
-async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object]
-                      ) -> dict[int, dict[str, float]]:
+async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object],
+                      args: argparse.Namespace) -> dict[int, dict[str, float]]:
     results = {}
+    jobs = tuple(args.jobs.split(","))
+    profile = f"{args.profile}.{backend}" if args.profile else ""
     for n in sizes:
-        results[n] = await one_size(new_target(n), n)  # type: ignore[arg-type]
+        results[n] = await one_size(new_target(n), n, jobs,  # type: ignore[arg-type]
+                                    profile)
         print(f"  {backend} {n:,} peers: " + ", ".join(
             f"{k} {v:.2f}s" for k, v in results[n].items()), flush=True)
     return results
@@ -163,22 +189,29 @@ def main() -> None:
                     " (databases bench_<n> are created on it); default: a throwaway server")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs to time,"
+                    f" of {', '.join(JOBS)} (moves run after an untimed storage billing)")
+    ap.add_argument("--profile", default="", help="write each timed job's cProfile"
+                    " statistics to PREFIX.BACKEND.JOB.N")
     ap.add_argument("--http", action="store_true", help="drive the HTTP API, not the jobs")
     ap.add_argument("--seconds", type=float, default=10, help="--http: seconds of mixed load")
     ap.add_argument("--http-peers", type=int, default=200, help="--http: peers registered")
     ap.add_argument("--workers", type=int, default=32, help="--http: concurrent requests")
     args = ap.parse_args()
     sizes = [int(x) for x in args.peers.split(",")]
+    if unknown := set(args.jobs.split(",")) - set(JOBS):
+        ap.error(f"unknown job(s): {', '.join(sorted(unknown))}; choose from {', '.join(JOBS)}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.http:
             http_runs(args, Path(tmp))
             return
         if not args.no_sqlite:
             report("SQLite", asyncio.run(run_backend(
-                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db")))
+                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db", args)))
         if not args.no_postgres:
             with postgres(args.postgres) as new_db:
-                report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db)))
+                report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db,
+                                                                 args)))
 
 
 def http_runs(args: argparse.Namespace, tmp: Path) -> None:

@@ -18,12 +18,12 @@ from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import allocation
 from p2pbak.market.caps import UNCAPPED_RATE
-from p2pbak.market.prices import effective_space
-from p2pbak.store.db import bank
-from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.market.prices import USABLE_FRACTION, effective_space
+from p2pbak.market.proven import SPACE_FLOOR
+from p2pbak.store.db import bank, moving
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.bank import user_account
-from p2pbak.store.db.peers import Peer
+from p2pbak.store.db.peers import ACTIVE
 from p2pbak.units import DAY, GB
 
 if TYPE_CHECKING:
@@ -59,44 +59,47 @@ async def move_job(coord: Coordinator) -> int:
 
 
 async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
-    """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
-    db = coord.db
-    _, held, _ = await bank.held_totals(db)
-    # a receiver's room is its counted space (market.proven) less what it holds
-    online = await proven.with_counted_room(coord, await coordinator_peers.online(
-        db, coord.online_window))
-    peers = {p.id: p for p in online}
-    for p in await coordinator_peers.offline_holders(db, coord.online_window):
-        peers.setdefault(p.id, p)
-    known = await bank.owners_and_balances(db)
-    owners = {p: known[p][0] for p in peers if p in known}
-    balances = {user_account(known[p][0]): known[p][1] for p in peers if p in known}
-    accounts = sorted(balances)
+    """The moves that steer balances toward 0 (market.allocation.plan_moves), given only
+    the peers it can use: the donors that can shed a fragment and, in allocation order,
+    as many receivers as the day's moves can reach (store.db.moving picks both)."""
+    db, t = coord.db, int(time.time())
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
-    flows = await bank.flows_since(db, accounts, int(time.time()) - window)
-    rates = {a: v * DAY / window for a, v in flows.items()}
+    terms = moving.Want(HORIZON_DAYS, DAY / window)
     _, table = await current_prices(coord)
-    live = {p.id for p in online}
-    suppliers = [_supplier(p, user_account(owners[p.id]), table.space, p.id in live)
-                 for p in peers.values() if p.id in owners]
-    donors = [s.peer_id for s in suppliers if allocation.want(
-        balances[s.account], rates[s.account], HORIZON_DAYS) < 0]
+    donors = await moving.donors(db, t - window, terms, table.space * USABLE_FRACTION / GB,
+                                 placement.CLAMP)
     placed = [allocation.Placed(*row) for row in await store.placements_on(
-        db, donors, PER_PEER)]
+        db, [d.peer_id for d in donors], PER_PEER)]
+    if not placed:
+        return []
     holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
-    seconds = min(interval, DAY)
-    up = down = 0
-    for p in online:  # one pass: 1M peers twice is seconds
-        a = placement.availability(p)
-        up += allocation.daily_capacity(p.upload, a, seconds, UNCAPPED_RATE)
-        down += allocation.daily_capacity(p.download, a, seconds, UNCAPPED_RATE)
-    budget = allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
+    budget = await _budget(coord, min(interval, DAY))
+    smallest = min(f.size for f in placed)
+    # each move uses up at most one receiver; a fragment passes over at most the peers
+    # its pack is on (and the ones too small for it: hence twice, and a margin)
+    reach = min(len(placed), budget // smallest) + max(map(len, holders.values()))
+    got = await moving.receivers(
+        db, t - window, t - coord.online_window, t - proven.cap_window(coord),
+        t - proven.work_window(coord), ACTIVE, SPACE_FLOOR, smallest, 2 * reach + 64)
+    seen = {r.peer_id for r in got}
+    movers = got + [d for d in donors if d.peer_id not in seen]
+    suppliers = [_supplier(m, table.space) for m in movers]
+    balances = {s.account: m.balance for s, m in zip(suppliers, movers, strict=True)}
+    rates = {s.account: m.flow * DAY / window for s, m in zip(suppliers, movers, strict=True)}
     return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
-                                 HORIZON_DAYS, seed=int(time.time()))
+                                 HORIZON_DAYS, seed=t)
 
 
-def _supplier(peer: Peer, account: str, p_space: int, online: bool) -> allocation.Supplier:
+async def _budget(coord: Coordinator, seconds: int) -> int:
+    """Bytes the day's moves may carry (market.allocation.move_budget), from Σ fragment
+    bytes and the online peers' bandwidth, both summed by the database."""
+    held = await moving.fragment_bytes(coord.db)
+    up, down = await moving.capacity(coord.db, ACTIVE, int(time.time()) - coord.online_window,
+                                     seconds, placement.CLAMP, UNCAPPED_RATE)
+    return allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
+
+
+def _supplier(m: moving.Mover, p_space: int) -> allocation.Supplier:
     """µc per byte-day held (§2.5: p_S × availability × usable); room only when online."""
-    earn = p_space * effective_space(1.0, placement.availability(peer)) / GB
-    return allocation.Supplier(peer.id, account, earn, peer.free_bytes if online else 0,
-                               peer.subnet)
+    earn = p_space * effective_space(1.0, placement.clamped(m.availability)) / GB
+    return allocation.Supplier(m.peer_id, user_account(m.user), earn, m.room, m.subnet)

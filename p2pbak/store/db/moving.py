@@ -1,0 +1,120 @@
+"""Move planning's reads (work allocation, coordinator/moves.py; SQL only). The database
+picks the donors (accounts that earn more than they spend, by enough to shed a fragment)
+and the receivers (the lowest balances with counted room), so that no row comes back for
+a peer the plan cannot use: a million peers are never read into Python."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from p2pbak.store.db.bank import USER_PREFIX
+from p2pbak.store.db.database import Database
+from p2pbak.store.db.dialect import FENCE, GREATEST, LEAST
+from p2pbak.store.db.supply import INPUTS, counted_sql, num, space_caps_sql
+
+
+class Mover(NamedTuple):
+    """A peer as move planning reads it: its owner's account balance (µc) and the net µc
+    booked to that account in the window, its availability (unclamped), subnet and the
+    room it may still take (bytes: its free space within its counted space; 0 for a
+    donor read as a donor)."""
+
+    peer_id: str
+    user: str
+    balance: int
+    flow: int
+    availability: float
+    subnet: str
+    room: int
+
+
+class Want(NamedTuple):
+    """The terms of market.allocation.want, for the database to evaluate per account:
+    want = -(balance / horizon + flow × per_flow) µc/day."""
+
+    horizon: float  # days over which a balance is steered back to 0
+    per_flow: float  # the window's net flow to µc/day (DAY / window seconds)
+
+
+# net µc booked to each account since ?: the window's transactions, then their entries
+_FLOWS = ("SELECT e.account AS name, sum(e.amount) AS v FROM transactions t"
+          " CROSS JOIN entries e WHERE e.txn = t.id AND t.at >= ? GROUP BY e.account")
+
+
+def _want(w: Want, balance: str, flow: str) -> str:
+    return f"-({balance} / {num(w.horizon)} + CAST({flow} AS REAL) * {num(w.per_flow)})"
+
+
+async def donors(db: Database, since: int, w: Want, per_byte: float,
+                 clamp: float) -> list[Mover]:
+    """The peers holding fragments whose owner's account must shed more than half the
+    income of its smallest fragment there (market.allocation.plan_moves moves nothing
+    else): want < -size × earn / 2, earn = `per_byte` × availability (clamped to
+    [clamp, 1 - clamp]) µc per byte-day."""
+    lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
+    av = f"{lo}({hi}(pe.availability, {num(clamp)}), {num(1 - clamp)})"
+    rows = await db.all(
+        f"WITH fl AS ({_FLOWS}), d AS (SELECT a.name, a.balance, coalesce(fl.v, 0) AS v"
+        " FROM accounts a LEFT JOIN fl ON fl.name = a.name"
+        f" WHERE substr(a.name, 1, {len(USER_PREFIX)}) = ?"
+        f" AND {_want(w, 'a.balance', 'coalesce(fl.v, 0)')} < 0)"
+        " SELECT pe.id, m.user_name, d.balance, d.v, pe.availability, pe.subnet, 0 FROM d"
+        f" JOIN machines m ON m.user_name = substr(d.name, {len(USER_PREFIX) + 1})"
+        f" JOIN peers pe ON pe.id = m.id WHERE {_want(w, 'd.balance', 'd.v')} <"
+        " -(SELECT min(f.size) FROM fragments f WHERE f.peer_id = pe.id)"
+        f" * {num(per_byte)} * {av} / 2 ORDER BY pe.id", (since, USER_PREFIX))
+    return [_mover(r) for r in rows]
+
+
+async def receivers(db: Database, since: int, seen_since: int, caps_since: int,
+                    work_since: int, state: str, space_floor: int, min_room: int,
+                    limit: int) -> list[Mover]:
+    """The first `limit` active peers seen since `seen_since` with at least `min_room`
+    bytes of room, in work allocation's order (market.allocation.order_by_balance: the
+    lowest-balance peer of each subnet first, then the others, by balance; ties in a
+    random order). Room: free space within the counted space (market.proven, as
+    coordinator.proven.with_counted_room cuts it), evaluated by the database per row."""
+    lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
+    space = counted_sql("cs", "dk", "ps", str(int(space_floor)), lo, hi)
+    rows = await db.all(
+        f"WITH fl AS ({_FLOWS}), i AS ({INPUTS}),"
+        f" c AS (SELECT id, subnet, st, fr, av, ps, {space_caps_sql(hi)} FROM i),"
+        f" r AS (SELECT id, subnet, av, {hi}(0, {lo}(fr, {space} - st)) AS room"
+        f" FROM c{FENCE[db.dialect]}),"
+        " o AS (SELECT r.id, m.user_name, coalesce(a.balance, 0) AS balance,"
+        " coalesce(fl.v, 0) AS v, r.av, r.subnet, r.room FROM r JOIN machines m"
+        " ON m.id = r.id LEFT JOIN accounts a ON a.name = ? || m.user_name"
+        " LEFT JOIN fl ON fl.name = a.name WHERE r.room >= ?),"
+        " ranked AS (SELECT o.*, row_number() OVER (PARTITION BY subnet"
+        " ORDER BY balance, random()) AS rn FROM o)"
+        " SELECT id, user_name, balance, v, av, subnet, room FROM ranked"
+        " ORDER BY CASE WHEN rn > 1 THEN 1 ELSE 0 END, balance, random() LIMIT ?",
+        (since, caps_since, work_since, work_since, work_since, state, seen_since,
+         USER_PREFIX, min_room, limit))
+    return [_mover(r) for r in rows]
+
+
+def _mover(r: tuple) -> Mover:
+    return Mover(r[0], r[1], int(r[2]), int(r[3]), float(r[4]), r[5], int(r[6]))
+
+
+async def fragment_bytes(db: Database) -> int:
+    """Σ bytes of every stored fragment (no join: the move budget needs only the sum)."""
+    return int(await db.scalar("SELECT coalesce(sum(size), 0) FROM fragments") or 0)
+
+
+async def capacity(db: Database, state: str, seen_since: int, seconds: float, clamp: float,
+                   uncapped: int) -> tuple[int, int]:
+    """(upload, download) bytes the peers in `state` seen since `seen_since` carry over
+    `seconds` (market.allocation.daily_capacity summed: a cap of 0 or none counts as
+    `uncapped`, availability clamped to [clamp, 1 - clamp]); summed by the database."""
+    lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
+    av = f"{lo}({hi}(availability, {num(clamp)}), {num(1 - clamp)})"
+
+    def rate(col: str) -> str:
+        return f"coalesce(sum(coalesce(nullif({col}, 0), {int(uncapped)}) * {av}), 0)"
+
+    row = await db.one(f"SELECT {rate('upload')}, {rate('download')} FROM peers"
+                       " WHERE state = ? AND last_seen >= ?", (state, seen_since))
+    assert row is not None
+    return int(float(row[0]) * seconds), int(float(row[1]) * seconds)
