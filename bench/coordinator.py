@@ -2,7 +2,8 @@
 
 Builds a synthetic coordinator state with set-based SQL (no Python loop per row): N peers,
 each the machine of its own user, one 64 MB pack per user in 8 fragments of 16 MB on the
-8 next peers, one old backup booked per user (ledger history the jobs must not scan). Then
+8 next peers, one old backup booked per user (ledger history the jobs must not scan; it
+leaves one user in 20 far over 0 and one far under, so there are moves to plan). Then
 times each job on it through the real code: hourly storage billing (`accrue_storage`), the
 daily price job (`price_job`: overheads, demand, supply), move planning (`moves.plan`) and
 the repair checker's scan (`pack_health`). Prints seconds per job, µs per peer, and the
@@ -73,15 +74,29 @@ def build_sql(n: int, t: int) -> list[tuple[str, tuple]]:
         (f"{NUMBERS} INSERT INTO transactions(id, kind, ref, user_name, quantity, at)"
          " SELECT i + 1, 'backup', 'pack:u' || i, 'u' || i, ?, ? FROM s",
          (n, 4 * FRAGMENT, t - 30 * DAY)),
-        (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i, -1000,"
-         " ? FROM s", (n, t - 30 * DAY)),
+        (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i,"
+         f" {CHARGE}, ? FROM s", (n, t - 30 * DAY)),
         ("INSERT INTO accounts(name, balance, created) VALUES ('bank', ?, ?)",
-         (1000 * n, t - 30 * DAY)),
+         (-sum(charge(i) for i in range(n)), t - 30 * DAY)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
-         " 'user:u' || i, -1000 FROM s", (n,)),
+         f" 'user:u' || i, {CHARGE} FROM s", (n,)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
-         " 'bank', 1000 FROM s", (n,)),
+         f" 'bank', -({CHARGE}) FROM s", (n,)),
     ]
+
+
+# what each user's old booking left on its account (µc): most a little under 0; one in
+# IMBALANCED (21) far over (it earned more than it spent: its fragments move away) and one far
+# under (it needs work: the moves go there), so move planning has work to plan
+IMBALANCED, FAR = 21, 1_000_000  # 21: prime to the 250 subnets, so in every one
+CHARGE = (f"CASE i % {IMBALANCED} WHEN 0 THEN {FAR} WHEN {IMBALANCED // 2} THEN -{FAR}"
+          " ELSE -1000 END")
+
+
+def charge(i: int) -> int:
+    """CHARGE in Python: the bank's balance is minus their sum."""
+    return FAR if i % IMBALANCED == 0 else -FAR if i % IMBALANCED == IMBALANCED // 2 \
+        else -1000
 
 
 async def build(db: Database, n: int) -> float:
@@ -146,11 +161,19 @@ async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS,
             async with coord.db.transaction() as conn:
                 await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
         await job("prices", "price job", lambda: prices.price_job(coord))
-        await job("moves", "move planning", lambda: moves.plan(coord, DAY))
+        planned: list[object] = []
+        await job("moves", "move planning",
+                  lambda: _extend(planned, moves.plan(coord, DAY)))
+        if "moves" in jobs:
+            print(f"  {n:,} peers: {len(planned):,} moves planned", flush=True)
         await job("checker", "checker scan", lambda: store.pack_health(coord.db, 0))
         return out
     finally:
         await coord.stop()
+
+
+async def _extend(out: list[object], items: Awaitable[list]) -> None:
+    out.extend(await items)
 
 
 def report(backend: str, results: dict[int, dict[str, float]]) -> None:

@@ -36,6 +36,7 @@ MOVE_SHARE = 0.05  # at most this share of the stored fragment bytes moves per d
 # (less when the online suppliers' bandwidth caps carry less: market.allocation.move_budget)
 HORIZON_DAYS = 7.0  # balances are steered back to 0 over about this long
 PER_PEER = 500  # fragments of one donor looked at per run
+RECEIVERS = 1024  # receivers read first (x4 while they may fall short: moves._settled)
 
 
 async def move_job(coord: Coordinator) -> int:
@@ -61,33 +62,49 @@ async def move_job(coord: Coordinator) -> int:
 async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
     """The moves that steer balances toward 0 (market.allocation.plan_moves), given only
     the peers it can use: the donors that can shed a fragment and, in allocation order,
-    as many receivers as the day's moves can reach (store.db.moving picks both)."""
+    the first receivers, as many as the plan's searches reach (store.db.moving picks
+    both; a million peers are never read)."""
     db, t = coord.db, int(time.time())
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
     terms = moving.Want(HORIZON_DAYS, DAY / window)
     _, table = await current_prices(coord)
     donors = await moving.donors(db, t - window, terms, table.space * USABLE_FRACTION / GB,
                                  placement.CLAMP)
-    placed = [allocation.Placed(*row) for row in await store.placements_on(
-        db, [d.peer_id for d in donors], PER_PEER)]
+    rows, holders = await store.placements_on(db, [d.peer_id for d in donors], PER_PEER)
+    placed = [allocation.Placed(*row) for row in rows]
     if not placed:
         return []
-    holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
     budget = await _budget(coord, min(interval, DAY))
     smallest = min(f.size for f in placed)
-    # each move uses up at most one receiver; a fragment passes over at most the peers
-    # its pack is on (and the ones too small for it: hence twice, and a margin)
-    reach = min(len(placed), budget // smallest) + max(map(len, holders.values()))
-    got = await moving.receivers(
-        db, t - window, t - coord.online_window, t - proven.cap_window(coord),
-        t - proven.work_window(coord), ACTIVE, SPACE_FLOOR, smallest, 2 * reach + 64)
-    seen = {r.peer_id for r in got}
-    movers = got + [d for d in donors if d.peer_id not in seen]
-    suppliers = [_supplier(m, table.space) for m in movers]
-    balances = {s.account: m.balance for s, m in zip(suppliers, movers, strict=True)}
-    rates = {s.account: m.flow * DAY / window for s, m in zip(suppliers, movers, strict=True)}
-    return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
-                                 HORIZON_DAYS, seed=t)
+    limit = RECEIVERS
+    while True:  # the first `limit` receivers in allocation order, more if they fall short
+        got = await moving.receivers(
+            db, t - window, t - coord.online_window, t - proven.cap_window(coord),
+            t - proven.work_window(coord), ACTIVE, SPACE_FLOOR, smallest, limit)
+        seen = {r.peer_id for r in got}
+        suppliers, balances, rates = _suppliers(
+            got + [d for d in donors if d.peer_id not in seen], table.space, window)
+        out = allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
+                                    HORIZON_DAYS, seed=t)
+        if len(got) < limit or _settled(got, placed, holders, out):
+            return out
+        limit *= 4
+
+
+def _settled(got: list[moving.Mover], placed: list[allocation.Placed],
+             holders: dict[int, set[str]], out: list[tuple[allocation.Placed, str]]) -> bool:
+    """Whether the receivers read were enough: whether every search of plan_moves
+    stopped among them, so that those after them could not change the plan. It did when
+    more of them than any pack's holders (moves included) still have room for the
+    largest fragment at the end: rooms only shrink, so each search met one it could not
+    pass over."""
+    room = {m.peer_id: m.room for m in got}
+    taken = {pk: len(peers) for pk, peers in holders.items()}
+    for f, to in out:
+        room[to] -= f.size
+        taken[f.pack] = taken.get(f.pack, 0) + 1
+    largest = max(f.size for f in placed)
+    return sum(r >= largest for r in room.values()) > max(taken.values())
 
 
 async def _budget(coord: Coordinator, seconds: int) -> int:
@@ -97,6 +114,15 @@ async def _budget(coord: Coordinator, seconds: int) -> int:
     up, down = await moving.capacity(coord.db, ACTIVE, int(time.time()) - coord.online_window,
                                      seconds, placement.CLAMP, UNCAPPED_RATE)
     return allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
+
+
+def _suppliers(movers: list[moving.Mover], p_space: int, window: int
+               ) -> tuple[list[allocation.Supplier], dict[str, int], dict[str, float]]:
+    """plan_moves' suppliers, and their accounts' balances and net rates (µc/day)."""
+    suppliers = [_supplier(m, p_space) for m in movers]
+    balances = {s.account: m.balance for s, m in zip(suppliers, movers, strict=True)}
+    rates = {s.account: m.flow * DAY / window for s, m in zip(suppliers, movers, strict=True)}
+    return suppliers, balances, rates
 
 
 def _supplier(m: moving.Mover, p_space: int) -> allocation.Supplier:
