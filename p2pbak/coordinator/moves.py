@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import allocation
+from p2pbak.market import proven as rules
 from p2pbak.market.caps import UNCAPPED_RATE
 from p2pbak.market.prices import USABLE_FRACTION, effective_space
-from p2pbak.market.proven import SPACE_FLOOR
 from p2pbak.store.db import bank, moving
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.bank import user_account
@@ -80,7 +80,7 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     while True:  # the first `limit` receivers in allocation order, more if they fall short
         got = await moving.receivers(
             db, t - window, t - coord.online_window, t - proven.cap_window(coord),
-            t - proven.work_window(coord), ACTIVE, SPACE_FLOOR, smallest, limit)
+            t - proven.work_window(coord), ACTIVE, rules.SPACE_FLOOR, smallest, limit)
         seen = {r.peer_id for r in got}
         suppliers, balances, rates = _suppliers(
             got + [d for d in donors if d.peer_id not in seen], table.space, window)
