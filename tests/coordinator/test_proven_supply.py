@@ -5,6 +5,7 @@ S does not move when one peer declares a petabyte."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from p2pbak.market.caps import supply_from_caps
 from p2pbak.market.proven import SPACE_FLOOR, Caps
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import RatioLimits, effective_supply
-from p2pbak.store.db import bank, supply
+from p2pbak.store.db import bank, moving, supply
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
 from p2pbak.units import GB
@@ -122,5 +123,41 @@ def test_the_supply_summed_in_sql_is_the_market_rule_per_peer() -> None:
                 got = await job.maximum_supply(coord, limits, 60)
                 assert got is not None and got.as_tuple() == pytest.approx(want, rel=1e-9)
                 assert min(want) > 0  # every resource supplied: a sum that means something
+
+    run(scenario)
+
+
+def test_the_room_move_planning_reads_in_sql_is_the_counted_room() -> None:
+    """Move planning reads its receivers' room in SQL (store.db.moving.receivers): it is
+    the room coordinator.proven.with_counted_room gives each online peer, with caps of
+    every kind and a passed audit; peers under the least room asked are left out, and
+    the rest come lowest balance first."""
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            await _heartbeat_all(coord)
+            await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(3),
+                                              url="http://127.0.0.1:9003",
+                                              subnet="127.0.0.0/24", stored_bytes=GB // 4,
+                                              free_bytes=10**13)
+            await bank.set_peer_caps(coord.db, machine_id(0), 0, 500, None)  # lends nothing
+            await bank.set_peer_caps(coord.db, machine_id(2), 3 * GB, None, None)
+            fids = await store_pack(coord, 0, "ac" * 32, [1], size=3 * GB)
+            await store.record_audit(coord.db, machine_id(1), machine_id(2), fids[0], "ok")
+            roomy = await proven.with_counted_room(
+                coord, await coordinator_peers.online(coord.db, 60))
+            want = {p.id: p.free_bytes for p in roomy}
+            assert len(set(want.values())) >= 3  # rooms the rule tells apart
+            t = int(time.time())
+            got = await moving.receivers(
+                coord.db, t - 3600, t - 60, t - proven.cap_window(coord),
+                t - proven.work_window(coord), coordinator_peers.ACTIVE, SPACE_FLOOR, 0,
+                100)
+            assert {r.peer_id: r.room for r in got} == want
+            some = await moving.receivers(
+                coord.db, t - 3600, t - 60, t - proven.cap_window(coord),
+                t - proven.work_window(coord), coordinator_peers.ACTIVE, SPACE_FLOOR, GB,
+                100)
+            assert {r.peer_id for r in some} == {p for p, room in want.items() if room >= GB}
+            assert [r.balance for r in got] == sorted(r.balance for r in got)
 
     run(scenario)
