@@ -68,19 +68,18 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
     terms = moving.Want(HORIZON_DAYS, DAY / window)
     _, table = await current_prices(coord)
-    donors = await moving.donors(db, t - window, terms, table.space * USABLE_FRACTION / GB,
-                                 placement.CLAMP)
+    at = moving.Window(t - window, ACTIVE, t - coord.online_window,
+                       t - proven.cap_window(coord), t - proven.work_window(coord),
+                       rules.SPACE_FLOOR)
+    per_byte = table.space * USABLE_FRACTION / GB
+    donors, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, RECEIVERS)
     rows, holders = await store.placements_on(db, [d.peer_id for d in donors], PER_PEER)
     placed = [allocation.Placed(*row) for row in rows]
     if not placed:
         return []
     budget = await _budget(coord, min(interval, DAY))
-    smallest = min(f.size for f in placed)
     limit = RECEIVERS
     while True:  # the first `limit` receivers in allocation order, more if they fall short
-        got = await moving.receivers(
-            db, t - window, t - coord.online_window, t - proven.cap_window(coord),
-            t - proven.work_window(coord), ACTIVE, rules.SPACE_FLOOR, smallest, limit)
         seen = {r.peer_id for r in got}
         suppliers, balances, rates = _suppliers(
             got + [d for d in donors if d.peer_id not in seen], table.space, window)
@@ -89,6 +88,7 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
         if len(got) < limit or _settled(got, placed, holders, out):
             return out
         limit *= 4
+        _, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, limit)
 
 
 def _settled(got: list[moving.Mover], placed: list[allocation.Placed],

@@ -5,6 +5,7 @@ a peer the plan cannot use: a million peers are never read into Python."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from p2pbak.store.db.bank import USER_PREFIX
@@ -45,53 +46,69 @@ def _want(w: Want, balance: str, flow: str) -> str:
     return f"-({balance} / {num(w.horizon)} + CAST({flow} AS REAL) * {num(w.per_flow)})"
 
 
-async def donors(db: Database, since: int, w: Want, per_byte: float,
-                 clamp: float) -> list[Mover]:
-    """The peers holding fragments whose owner's account must shed more than half the
-    income of its smallest fragment there (market.allocation.plan_moves moves nothing
-    else): want < -size × earn / 2, earn = `per_byte` × availability (clamped to
-    [clamp, 1 - clamp]) µc per byte-day."""
+@dataclass(frozen=True)
+class Window:
+    """What `movers` reads: flows booked since `since`; peers in `state` seen since
+    `seen_since` (receivers), their caps' lowest since `caps_since` and work proven
+    since `work_since` (market.proven: `space_floor` bytes of headroom)."""
+
+    since: int
+    state: str
+    seen_since: int
+    caps_since: int
+    work_since: int
+    space_floor: int
+
+
+async def movers(db: Database, at: Window, w: Want, per_byte: float, clamp: float,
+                 limit: int) -> tuple[list[Mover], list[Mover]]:
+    """(donors, receivers) in one statement, so the window's flows are summed once.
+
+    Donors: the peers holding fragments whose owner's account must shed more than half
+    the income of its smallest fragment there (market.allocation.plan_moves moves
+    nothing else): want < -size × earn / 2, earn = `per_byte` × availability (clamped
+    to [clamp, 1 - clamp]) µc per byte-day. None: no receivers are read.
+
+    Receivers: the first `limit` peers with room for the donors' smallest fragment in
+    work allocation's order (market.allocation.order_by_balance: the lowest-balance
+    peer of each subnet first, then the others, by balance; ties in a random order),
+    handed back in no order (plan_moves orders them). Room: free space within the
+    counted space (market.proven, as coordinator.proven.with_counted_room cuts it),
+    evaluated by the database per row."""
     lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
-    av = f"{lo}({hi}(pe.availability, {num(clamp)}), {num(1 - clamp)})"
+    av = f"{lo}({hi}(availability, {num(clamp)}), {num(1 - clamp)})"
+    space = counted_sql("cs", "dk", "ps", str(int(at.space_floor)), lo, hi)
     rows = await db.all(
-        f"WITH fl AS ({_FLOWS}), d AS (SELECT a.name, a.balance, coalesce(fl.v, 0) AS v"
+        f"WITH fl AS ({_FLOWS}), w AS (SELECT a.name, a.balance, coalesce(fl.v, 0) AS v"
         " FROM accounts a LEFT JOIN fl ON fl.name = a.name"
-        f" WHERE substr(a.name, 1, {len(USER_PREFIX)}) = ?"
-        f" AND {_want(w, 'a.balance', 'coalesce(fl.v, 0)')} < 0)"
-        " SELECT pe.id, m.user_name, d.balance, d.v, pe.availability, pe.subnet, 0 FROM d"
-        f" JOIN machines m ON m.user_name = substr(d.name, {len(USER_PREFIX) + 1})"
-        f" JOIN peers pe ON pe.id = m.id WHERE {_want(w, 'd.balance', 'd.v')} <"
-        " -(SELECT min(f.size) FROM fragments f WHERE f.peer_id = pe.id)"
-        f" * {num(per_byte)} * {av} / 2 ORDER BY pe.id", (since, USER_PREFIX))
-    return [_mover(r) for r in rows]
-
-
-async def receivers(db: Database, since: int, seen_since: int, caps_since: int,
-                    work_since: int, state: str, space_floor: int, min_room: int,
-                    limit: int) -> list[Mover]:
-    """The first `limit` active peers seen since `seen_since` with at least `min_room`
-    bytes of room, in work allocation's order (market.allocation.order_by_balance: the
-    lowest-balance peer of each subnet first, then the others, by balance; ties in a
-    random order). Room: free space within the counted space (market.proven, as
-    coordinator.proven.with_counted_room cuts it), evaluated by the database per row."""
-    lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
-    space = counted_sql("cs", "dk", "ps", str(int(space_floor)), lo, hi)
-    rows = await db.all(
-        f"WITH fl AS ({_FLOWS}), i AS ({INPUTS}),"
+        f" WHERE substr(a.name, 1, {len(USER_PREFIX)}) = ?),"
+        # donors, with the smallest fragment each holds
+        " d0 AS (SELECT pe.id, m.user_name, w.balance, w.v, pe.availability, pe.subnet,"
+        " (SELECT min(f.size) FROM fragments f WHERE f.peer_id = pe.id) AS small"
+        f" FROM w JOIN machines m ON m.user_name = substr(w.name, {len(USER_PREFIX) + 1})"
+        f" JOIN peers pe ON pe.id = m.id WHERE {_want(w, 'w.balance', 'w.v')} < 0),"
+        f" d AS (SELECT * FROM d0 WHERE {_want(w, 'balance', 'v')} <"
+        f" -small * {num(per_byte)} * {av} / 2),"
+        # receivers: counted room per active peer, the first `limit` in allocation order
+        f" i AS ({INPUTS}),"
         f" c AS (SELECT id, subnet, st, fr, av, ps, {space_caps_sql(hi)} FROM i),"
         f" r AS (SELECT id, subnet, av, {hi}(0, {lo}(fr, {space} - st)) AS room"
         f" FROM c{FENCE[db.dialect]}),"
-        " o AS (SELECT r.id, m.user_name, coalesce(a.balance, 0) AS balance,"
-        " coalesce(fl.v, 0) AS v, r.av, r.subnet, r.room FROM r JOIN machines m"
-        " ON m.id = r.id LEFT JOIN accounts a ON a.name = ? || m.user_name"
-        " LEFT JOIN fl ON fl.name = a.name WHERE r.room >= ?),"
+        " o AS (SELECT r.id, m.user_name, coalesce(a.balance, 0) AS balance, r.av,"
+        " r.subnet, r.room FROM r JOIN machines m ON m.id = r.id LEFT JOIN accounts a"
+        " ON a.name = ? || m.user_name"
+        " WHERE r.room >= (SELECT min(small) FROM d) AND r.room > 0),"
         " ranked AS (SELECT o.*, row_number() OVER (PARTITION BY subnet"
-        " ORDER BY balance, random()) AS rn FROM o)"
-        " SELECT id, user_name, balance, v, av, subnet, room FROM ranked"
-        " ORDER BY CASE WHEN rn > 1 THEN 1 ELSE 0 END, balance, random() LIMIT ?",
-        (since, caps_since, work_since, work_since, work_since, state, seen_since,
-         USER_PREFIX, min_room, limit))
-    return [_mover(r) for r in rows]
+        " ORDER BY balance, random()) AS rn FROM o),"
+        " page AS (SELECT id, user_name, balance, av, subnet, room FROM ranked"
+        " ORDER BY CASE WHEN rn > 1 THEN 1 ELSE 0 END, balance, random() LIMIT ?)"
+        " SELECT 0, id, user_name, balance, v, availability, subnet, 0 FROM d"
+        " UNION ALL SELECT 1, p.id, p.user_name, p.balance, coalesce(w.v, 0), p.av,"
+        " p.subnet, p.room FROM page p LEFT JOIN w ON w.name = ? || p.user_name",
+        (at.since, USER_PREFIX, at.caps_since, at.work_since, at.work_since, at.work_since,
+         at.state, at.seen_since, USER_PREFIX, limit, USER_PREFIX))
+    donors = sorted(_mover(r[1:]) for r in rows if not r[0])
+    return donors, [_mover(r[1:]) for r in rows if r[0]]
 
 
 def _mover(r: tuple) -> Mover:
