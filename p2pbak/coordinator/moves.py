@@ -73,13 +73,15 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
                        rules.SPACE_FLOOR)
     per_byte = table.space * USABLE_FRACTION / GB
     donors, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, RECEIVERS)
-    rows, holders = await store.placements_on(db, [d.peer_id for d in donors], PER_PEER)
-    placed = [allocation.Placed(*row) for row in rows]
-    if not placed:
-        return []
-    budget = await _budget(coord, min(interval, DAY))
-    limit = RECEIVERS
-    while True:  # the first `limit` receivers in allocation order, more if they fall short
+    ids, limit, budget = [d.peer_id for d in donors], RECEIVERS, None
+    while donors:  # the first `limit` receivers in allocation order, more if they fall short
+        # which of them hold which pack: all the plan asks about the holders
+        rows, holders = await store.placements_on(db, ids, PER_PEER,
+                                                  [r.peer_id for r in got])
+        placed = [allocation.Placed(*row) for row in rows]
+        if not placed:
+            break
+        budget = await _budget(coord, min(interval, DAY)) if budget is None else budget
         seen = {r.peer_id for r in got}
         suppliers, balances, rates = _suppliers(
             got + [d for d in donors if d.peer_id not in seen], table.space, window)
@@ -89,22 +91,23 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
             return out
         limit *= 4
         _, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, limit)
+    return []
 
 
 def _settled(got: list[moving.Mover], placed: list[allocation.Placed],
              holders: dict[int, set[str]], out: list[tuple[allocation.Placed, str]]) -> bool:
     """Whether the receivers read were enough: whether every search of plan_moves
     stopped among them, so that those after them could not change the plan. It did when
-    more of them than any pack's holders (moves included) still have room for the
-    largest fragment at the end: rooms only shrink, so each search met one it could not
-    pass over."""
+    more of them than any pack's holders among them (moves included) still have room
+    for the largest fragment at the end: rooms only shrink, so each search met one it
+    could not pass over."""
     room = {m.peer_id: m.room for m in got}
     taken = {pk: len(peers) for pk, peers in holders.items()}
     for f, to in out:
         room[to] -= f.size
         taken[f.pack] = taken.get(f.pack, 0) + 1
     largest = max(f.size for f in placed)
-    return sum(r >= largest for r in room.values()) > max(taken.values())
+    return sum(r >= largest for r in room.values()) > max(taken.values(), default=0)
 
 
 async def _budget(coord: Coordinator, seconds: int) -> int:

@@ -424,15 +424,24 @@ async def _holds(conn: Any, pack_pk: int | None, f: Fragment) -> bool:
 
 # -- moving fragments toward low balances (work allocation) --------------------------
 
-async def placements_on(db: Database, peer_ids: Sequence[str], limit: int
+AMONG_MAX = 8192  # peers `placements_on` may name in a statement (bound parameters)
+
+
+async def placements_on(db: Database, peer_ids: Sequence[str], limit: int,
+                        among: Sequence[str] | None = None
                         ) -> tuple[list[tuple[int, int, str, int]], dict[int, set[str]]]:
     """(pack pk, index, peer id, size) of up to `limit` fragments on each of `peer_ids`,
     of packs with no fragment moving and no open repair, the largest fragments first;
     and for each of their packs the peers holding a fragment of it and the machine that
-    owns it. One statement per batch of peers (placements and holders together), not one
-    per peer nor per pack."""
+    owns it, of the peers `among` only (when given, and no more than AMONG_MAX): those
+    are all a plan asks about, where a pack's every holder is 8 rows or more per
+    fragment read. One statement per batch of peers, not one per peer nor per pack."""
     out: list[tuple[int, int, str, int]] = []
     holders: dict[int, set[str]] = {}
+    some = among is not None and len(among) <= AMONG_MAX
+    only = list(among or ()) if some else []
+    peer_in = f" AND f.peer_id IN ({marks(only)})" if some else ""
+    owner_in = f" AND p.machine_id IN ({marks(only)})" if some else ""
     for part in batches(peer_ids):
         rows = await db.all(
             "WITH r AS (SELECT pack_pk, idx, peer_id, size, rank FROM (SELECT f.pack_pk,"
@@ -445,9 +454,10 @@ async def placements_on(db: Database, peer_ids: Sequence[str], limit: int
             "                 AND t.state IN (?, ?))) AS ranked WHERE rank <= ?)"
             " SELECT 0, pack_pk, idx, peer_id, size, rank FROM r"
             " UNION ALL SELECT 1, f.pack_pk, 0, f.peer_id, 0, 0 FROM fragments f"
-            "  WHERE f.pack_pk IN (SELECT pack_pk FROM r)"
+            f"  WHERE f.pack_pk IN (SELECT pack_pk FROM r){peer_in}"
             " UNION ALL SELECT 1, p.pk, 0, p.machine_id, 0, 0 FROM packs p"
-            "  WHERE p.pk IN (SELECT pack_pk FROM r)", (*part, REPAIR, QUEUED, LEASED, limit))
+            f"  WHERE p.pk IN (SELECT pack_pk FROM r){owner_in}",
+            (*part, REPAIR, QUEUED, LEASED, limit, *only, *only))
         by_peer: dict[str, list[tuple[int, int, str, int, int]]] = {}
         for kind, pk, idx, peer, size, rank in rows:
             if kind:
