@@ -43,7 +43,13 @@ _FLOWS = ("SELECT e.account AS name, sum(e.amount) AS v FROM transactions t"
 
 
 def _want(w: Want, balance: str, flow: str) -> str:
-    return f"-({balance} / {num(w.horizon)} + CAST({flow} AS REAL) * {num(w.per_flow)})"
+    return f"-({_float(balance)} / {num(w.horizon)} + {_float(flow)} * {num(w.per_flow)})"
+
+
+def _float(x: str) -> str:
+    """In floating point (PostgreSQL's sums are NUMERIC, its decimal constants too:
+    exact, and many times slower)."""
+    return f"CAST({x} AS DOUBLE PRECISION)"
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,10 @@ async def movers(db: Database, at: Window, w: Want, per_byte: float, clamp: floa
         " d0 AS (SELECT pe.id, m.user_name, w.balance, w.v, pe.availability, pe.subnet,"
         " (SELECT min(f.size) FROM fragments f WHERE f.peer_id = pe.id) AS small"
         f" FROM w JOIN machines m ON m.user_name = substr(w.name, {len(USER_PREFIX) + 1})"
-        f" JOIN peers pe ON pe.id = m.id WHERE {_want(w, 'w.balance', 'w.v')} < 0),"
+        f" JOIN peers pe ON pe.id = m.id WHERE {_want(w, 'w.balance', 'w.v')} < 0"
+        f"{FENCE[db.dialect]}),"  # each min(size) once, not once per reference
         f" d AS (SELECT * FROM d0 WHERE {_want(w, 'balance', 'v')} <"
-        f" -small * {num(per_byte)} * {av} / 2),"
+        f" -{_float('small')} * {num(per_byte)} * {av} / 2),"
         # receivers: counted room per active peer, the first `limit` in allocation order
         f" i AS ({INPUTS}),"
         f" c AS (SELECT id, subnet, st, fr, av, ps, {space_caps_sql(hi)} FROM i),"

@@ -328,3 +328,10 @@ MIGRATIONS.append((
         punched_at INTEGER)""",              # when it last said so
     "CREATE INDEX reach_relay ON reach(relay_id)",
 ))
+
+# the packs with a fragment flagged to move (work allocation, store/db/tasks.py
+# placements_on): a partial index holds only the few flagged rows, where the check
+# "no fragment of this pack is moving" would otherwise scan every fragment
+MIGRATIONS.append((
+    "CREATE INDEX fragments_moving ON fragments(pack_pk) WHERE moving != 0",
+))
