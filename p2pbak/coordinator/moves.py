@@ -69,8 +69,7 @@ async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Place
     terms = moving.Want(HORIZON_DAYS, DAY / window)
     _, table = await current_prices(coord)
     at = moving.Window(t - window, ACTIVE, t - coord.online_window,
-                       t - proven.cap_window(coord), t - proven.work_window(coord),
-                       rules.SPACE_FLOOR)
+                       t - proven.cap_window(coord), rules.SPACE_FLOOR)
     per_byte = table.space * USABLE_FRACTION / GB
     donors, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, RECEIVERS)
     ids, limit, budget = [d.peer_id for d in donors], RECEIVERS, None

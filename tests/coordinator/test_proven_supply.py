@@ -154,8 +154,7 @@ def test_the_room_move_planning_reads_in_sql_is_the_counted_room() -> None:
             assert len(set(want.values())) >= 3  # rooms the rule tells apart
             t = int(time.time())
             at = moving.Window(t - 3600, coordinator_peers.ACTIVE, t - 60,
-                               t - proven.cap_window(coord), t - proven.work_window(coord),
-                               SPACE_FLOOR)
+                               t - proven.cap_window(coord), SPACE_FLOOR)
             terms = moving.Want(7.0, 24.0)
             donors, got = await moving.movers(coord.db, at, terms, 1e-9, 0.01, 100)
             assert [d.peer_id for d in donors] == [machine_id(1)]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from p2pbak.store.db.bank import USER_PREFIX
 from p2pbak.store.db.database import Database
 from p2pbak.store.db.dialect import FENCE, GREATEST, LEAST
-from p2pbak.store.db.supply import INPUTS, counted_sql, num, space_caps_sql
+from p2pbak.store.db.supply import SPACE_INPUTS, counted_sql, num, space_caps_sql
 
 
 class Mover(NamedTuple):
@@ -55,14 +55,13 @@ def _float(x: str) -> str:
 @dataclass(frozen=True)
 class Window:
     """What `movers` reads: flows booked since `since`; peers in `state` seen since
-    `seen_since` (receivers), their caps' lowest since `caps_since` and work proven
-    since `work_since` (market.proven: `space_floor` bytes of headroom)."""
+    `seen_since` (receivers) and their caps' lowest since `caps_since` (market.proven:
+    `space_floor` bytes of headroom past the space proven)."""
 
     since: int
     state: str
     seen_since: int
     caps_since: int
-    work_since: int
     space_floor: int
 
 
@@ -97,7 +96,7 @@ async def movers(db: Database, at: Window, w: Want, per_byte: float, clamp: floa
         f" d AS (SELECT * FROM d0 WHERE {_want(w, 'balance', 'v')} <"
         f" -{_float('small')} * {num(per_byte)} * {av} / 2),"
         # receivers: counted room per active peer, the first `limit` in allocation order
-        f" i AS ({INPUTS}),"
+        f" i AS ({SPACE_INPUTS}),"
         f" c AS (SELECT id, subnet, st, fr, av, ps, {space_caps_sql(hi)} FROM i),"
         f" r AS (SELECT id, subnet, av, {hi}(0, {lo}(fr, {space} - st)) AS room"
         f" FROM c{FENCE[db.dialect]}),"
@@ -112,8 +111,8 @@ async def movers(db: Database, at: Window, w: Want, per_byte: float, clamp: floa
         " SELECT 0, id, user_name, balance, v, availability, subnet, 0 FROM d"
         " UNION ALL SELECT 1, p.id, p.user_name, p.balance, coalesce(w.v, 0), p.av,"
         " p.subnet, p.room FROM page p LEFT JOIN w ON w.name = ? || p.user_name",
-        (at.since, USER_PREFIX, at.caps_since, at.work_since, at.work_since, at.work_since,
-         at.state, at.seen_since, USER_PREFIX, limit, USER_PREFIX))
+        (at.since, USER_PREFIX, at.caps_since, at.state, at.seen_since, USER_PREFIX, limit,
+         USER_PREFIX))
     donors = sorted(_mover(r[1:]) for r in rows if not r[0])
     return donors, [_mover(r[1:]) for r in rows if r[0]]
 

@@ -161,13 +161,19 @@ def _supply_sql(lo: str, hi: str, fence: str, rule: SupplyRule) -> str:
            f" coalesce(sum(d), 0) FROM e{len(steps) - 4}"
 
 
+_SPACE_COLUMNS = (
+    f"coalesce(p.space, {NO_CAP}) AS sp, p.stored_bytes + p.free_bytes AS dk,"
+    f" p.availability AS av, coalesce(l.space, {NO_CAP}) AS ls, coalesce(s.total, 0) AS ps,"
+    " p.id AS id, p.subnet AS subnet, p.stored_bytes AS st, p.free_bytes AS fr")
+_SPACE_JOINS = (f"LEFT JOIN ({_LOW}) l ON l.peer_id = p.id"
+                f" LEFT JOIN ({_SPACE}) s ON s.peer_id = p.id")
+_LIVE = " WHERE p.state = ? AND p.last_seen >= ?"
 INPUTS = (  # per active peer seen since ?: its caps, the lowest since ?, its proofs
-    f"SELECT coalesce(p.space, {NO_CAP}) AS sp, coalesce(p.upload, 0) AS up,"
-    " coalesce(p.download, 0) AS dn, p.stored_bytes + p.free_bytes AS dk,"
-    f" p.availability AS av, coalesce(l.space, {NO_CAP}) AS ls, coalesce(l.upload, 0) AS lu,"
-    " coalesce(l.download, 0) AS ld, coalesce(s.total, 0) AS ps, coalesce(u.total, 0) AS pu,"
-    " coalesce(d.total, 0) AS pd, p.id AS id, p.subnet AS subnet, p.stored_bytes AS st,"
-    " p.free_bytes AS fr FROM peers p"
-    f" LEFT JOIN ({_LOW}) l ON l.peer_id = p.id LEFT JOIN ({_SPACE}) s ON s.peer_id = p.id"
-    f" LEFT JOIN ({_UP}) u ON u.peer_id = p.id LEFT JOIN ({_DOWN}) d ON d.peer_id = p.id"
-    " WHERE p.state = ? AND p.last_seen >= ?")
+    f"SELECT {_SPACE_COLUMNS}, coalesce(p.upload, 0) AS up, coalesce(p.download, 0) AS dn,"
+    " coalesce(l.upload, 0) AS lu, coalesce(l.download, 0) AS ld,"
+    " coalesce(u.total, 0) AS pu, coalesce(d.total, 0) AS pd FROM peers p"
+    f" {_SPACE_JOINS} LEFT JOIN ({_UP}) u ON u.peer_id = p.id"
+    f" LEFT JOIN ({_DOWN}) d ON d.peer_id = p.id{_LIVE}")
+# the same, of space only (no bandwidth proofs: those scan the window's transfers):
+# parameters caps since, state, seen since
+SPACE_INPUTS = f"SELECT {_SPACE_COLUMNS} FROM peers p {_SPACE_JOINS}{_LIVE}"
