@@ -156,6 +156,8 @@ async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS,
             await job("billing", "storage billing", lambda: billing.accrue_storage(coord))
             if "billing" not in jobs:
                 await billing.accrue_storage(coord)
+            async with coord.db.transaction() as conn:  # the peers heartbeat meanwhile
+                await conn.execute("UPDATE peers SET last_seen = ?", (int(time.time()),))
             async with coord.db.transaction() as conn:  # fresh statistics, as a database
                 await conn.execute("ANALYZE")  # whose window filled over a day would have
         if "prices" in jobs:

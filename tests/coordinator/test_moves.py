@@ -211,3 +211,20 @@ def test_receivers_read_a_few_at_a_time_give_the_same_plan(
             assert limits[:2] == [1, 4]  # one was not enough to be sure: it read more
 
     run(scenario())
+
+
+def test_placements_name_only_the_holders_asked_about(tmp_path: Path) -> None:
+    """A donor's placements come with each pack's holders among the peers asked about
+    (the receivers read), and with none when none are asked about."""
+    async def scenario() -> None:
+        async with world(tmp_path, 8) as w:
+            pks = await setup(w)
+            donor = w.peers[1]
+            rows, everyone = await store.placements_on(w.db, [donor], 500)
+            assert sorted(r[0] for r in rows) == sorted(pks)
+            assert set(everyone[pks[0]]) == set(w.peers[:6])  # the owner and the holders
+            _, some = await store.placements_on(w.db, [donor], 500, [w.peers[2], w.peers[7]])
+            assert some == {pk: {w.peers[2]} for pk in pks}
+            assert (await store.placements_on(w.db, [donor], 500, []))[1] == {}
+
+    run(scenario())

@@ -440,8 +440,9 @@ async def placements_on(db: Database, peer_ids: Sequence[str], limit: int,
     holders: dict[int, set[str]] = {}
     some = among is not None and len(among) <= AMONG_MAX
     only = list(among or ()) if some else []
-    peer_in = f" AND f.peer_id IN ({marks(only)})" if some else ""
-    owner_in = f" AND p.machine_id IN ({marks(only)})" if some else ""
+    peer_in = (f" AND f.peer_id IN ({marks(only)})" if only else " AND 1 = 0") if some else ""
+    owner_in = (f" AND p.machine_id IN ({marks(only)})" if only else " AND 1 = 0") \
+        if some else ""
     for part in batches(peer_ids):
         rows = await db.all(
             "WITH r AS (SELECT pack_pk, idx, peer_id, size, rank FROM (SELECT f.pack_pk,"
