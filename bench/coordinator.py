@@ -9,7 +9,10 @@ daily price job (`price_job`: overheads, demand, supply), move planning (`moves.
 the repair checker's scan (`pack_health`). Prints seconds per job, µs per peer, and the
 ratio of the largest size's time to the smallest's over the ratio of their sizes (1.0:
 linear; above: worse than linear). The issue's targets at 1M peers: price job < 10 s,
-storage billing < 60 s, move planning < 30 s.
+storage billing < 60 s, move planning < 30 s. `--jobs` times some of them only (move
+planning runs after an untimed storage billing, whose flows it reads); before the jobs
+after billing, every peer is marked seen (a 1M build outlasts the online window) and the
+database analyzed. `--profile PREFIX` writes each timed job's cProfile statistics.
 
     python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
         [--jobs moves] [--profile PREFIX]
