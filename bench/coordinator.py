@@ -2,16 +2,20 @@
 
 Builds a synthetic coordinator state with set-based SQL (no Python loop per row): N peers,
 each the machine of its own user, one 64 MB pack per user in 8 fragments of 16 MB on the
-8 next peers, one old backup booked per user (ledger history the jobs must not scan). Then
+8 next peers, one old backup booked per user (ledger history the jobs must not scan; it
+leaves one user in 20 far over 0 and one far under, so there are moves to plan). Then
 times each job on it through the real code: hourly storage billing (`accrue_storage`), the
 daily price job (`price_job`: overheads, demand, supply), move planning (`moves.plan`) and
 the repair checker's scan (`pack_health`). Prints seconds per job, µs per peer, and the
 ratio of the largest size's time to the smallest's over the ratio of their sizes (1.0:
 linear; above: worse than linear). The issue's targets at 1M peers: price job < 10 s,
-storage billing < 60 s, move planning < 30 s.
+storage billing < 60 s, move planning < 30 s. `--jobs` times some of them only (move
+planning runs after an untimed storage billing, whose flows it reads); before the jobs
+after billing, every peer is marked seen (a 1M build outlasts the online window) and the
+database analyzed. `--profile PREFIX` writes each timed job's cProfile statistics.
 
     python bench/coordinator.py [--peers 10000,100000] [--postgres URL] [--no-sqlite]
-        [--jobs "storage billing,price job"]
+        [--jobs moves] [--profile PREFIX]
 
 With --http it drives the HTTP API instead (bench/coordinator_http.py): heartbeats,
 placement + commit and receipts against 1 coordinator on SQLite and 1, 2, 3 on one
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import subprocess
 import sys
 import tempfile
@@ -72,15 +77,29 @@ def build_sql(n: int, t: int) -> list[tuple[str, tuple]]:
         (f"{NUMBERS} INSERT INTO transactions(id, kind, ref, user_name, quantity, at)"
          " SELECT i + 1, 'backup', 'pack:u' || i, 'u' || i, ?, ? FROM s",
          (n, 4 * FRAGMENT, t - 30 * DAY)),
-        (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i, -1000,"
-         " ? FROM s", (n, t - 30 * DAY)),
+        (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i,"
+         f" {CHARGE}, ? FROM s", (n, t - 30 * DAY)),
         ("INSERT INTO accounts(name, balance, created) VALUES ('bank', ?, ?)",
-         (1000 * n, t - 30 * DAY)),
+         (-sum(charge(i) for i in range(n)), t - 30 * DAY)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
-         " 'user:u' || i, -1000 FROM s", (n,)),
+         f" 'user:u' || i, {CHARGE} FROM s", (n,)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
-         " 'bank', 1000 FROM s", (n,)),
+         f" 'bank', -({CHARGE}) FROM s", (n,)),
     ]
+
+
+# what each user's old booking left on its account (µc): most a little under 0; one in
+# IMBALANCED (21) far over (it earned more than it spent: its fragments move away) and one far
+# under (it needs work: the moves go there), so move planning has work to plan
+IMBALANCED, FAR = 21, 1_000_000  # 21: prime to the 250 subnets, so in every one
+CHARGE = (f"CASE i % {IMBALANCED} WHEN 0 THEN {FAR} WHEN {IMBALANCED // 2} THEN -{FAR}"
+          " ELSE -1000 END")
+
+
+def charge(i: int) -> int:
+    """CHARGE in Python: the bank's balance is minus their sum."""
+    return FAR if i % IMBALANCED == 0 else -FAR if i % IMBALANCED == IMBALANCED // 2 \
+        else -1000
 
 
 async def build(db: Database, n: int) -> float:
@@ -102,41 +121,66 @@ async def build(db: Database, n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def timed(fn: Callable[[], Awaitable[object]]) -> float:
+async def timed(fn: Callable[[], Awaitable[object]], profile: str = "") -> float:
+    """Seconds `fn` takes; with `profile`, its cProfile statistics are written there."""
+    prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
+    if prof is not None:
+        prof.enable()
     await fn()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(profile)
     return time.perf_counter() - t0
 
 
-JOBS = ("storage billing", "price job", "move planning", "checker scan")
+JOBS = ("billing", "prices", "moves", "checker")
 
 
-async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS
-                   ) -> dict[str, float]:
+async def one_size(target: Path | str, n: int, jobs: tuple[str, ...] = JOBS,
+                   profile: str = "") -> dict[str, float]:
     db = await Database.open(target)
     built = await build(db, n)
     await db.close()
     coord = await Coordinator.start(target, run_jobs=False)
+    out = {"build": built}
+
+    async def job(name: str, label: str, fn: Callable[[], Awaitable[object]]) -> None:
+        if name in jobs:
+            out[label] = await timed(fn, f"{profile}.{name}.{n}" if profile else "")
+
     try:
-        out = {"build": built}
-        if "storage billing" in jobs:
+        # moves read the window's flows: storage billing runs before them (timed or not)
+        if {"billing", "moves"} & set(jobs):
             await billing.accrue_storage(coord)  # the first run sets the mark
             async with coord.db.transaction() as conn:  # the last run: an hour ago
                 await conn.execute("UPDATE settings SET value = ? WHERE name = ?",
                                    (str(int(time.time()) - 3600), billing.STORAGE_MARK))
-            out["storage billing"] = await timed(lambda: billing.accrue_storage(coord))
-        if "price job" in jobs:
+            await job("billing", "storage billing", lambda: billing.accrue_storage(coord))
+            if "billing" not in jobs:
+                await billing.accrue_storage(coord)
+            async with coord.db.transaction() as conn:  # the peers heartbeat meanwhile
+                await conn.execute("UPDATE peers SET last_seen = ?", (int(time.time()),))
+            async with coord.db.transaction() as conn:  # fresh statistics, as a database
+                await conn.execute("ANALYZE")  # whose window filled over a day would have
+        if "prices" in jobs:
             await prices.price_job(coord)  # the initial row, then one a day old to update
             async with coord.db.transaction() as conn:
                 await conn.execute("UPDATE price_history SET at = at - ?", (DAY,))
-            out["price job"] = await timed(lambda: prices.price_job(coord))
-        if "move planning" in jobs:
-            out["move planning"] = await timed(lambda: moves.plan(coord, DAY))
-        if "checker scan" in jobs:
-            out["checker scan"] = await timed(lambda: store.pack_health(coord.db, 0))
+        await job("prices", "price job", lambda: prices.price_job(coord))
+        planned: list[object] = []
+        await job("moves", "move planning",
+                  lambda: _extend(planned, moves.plan(coord, DAY)))
+        if "moves" in jobs:
+            print(f"  {n:,} peers: {len(planned):,} moves planned", flush=True)
+        await job("checker", "checker scan", lambda: store.pack_health(coord.db, 0))
         return out
     finally:
         await coord.stop()
+
+
+async def _extend(out: list[object], items: Awaitable[list]) -> None:
+    out.extend(await items)
 
 
 def report(backend: str, results: dict[int, dict[str, float]]) -> None:
@@ -156,10 +200,13 @@ def report(backend: str, results: dict[int, dict[str, float]]) -> None:
 
 
 async def run_backend(backend: str, sizes: list[int], new_target: Callable[[int], object],
-                      jobs: tuple[str, ...] = JOBS) -> dict[int, dict[str, float]]:
+                      args: argparse.Namespace) -> dict[int, dict[str, float]]:
     results = {}
+    jobs = tuple(args.jobs.split(","))
+    profile = f"{args.profile}.{backend}" if args.profile else ""
     for n in sizes:
-        results[n] = await one_size(new_target(n), n, jobs)  # type: ignore[arg-type]
+        results[n] = await one_size(new_target(n), n, jobs,  # type: ignore[arg-type]
+                                    profile)
         print(f"  {backend} {n:,} peers: " + ", ".join(
             f"{k} {v:.2f}s" for k, v in results[n].items()), flush=True)
     return results
@@ -172,28 +219,29 @@ def main() -> None:
                     " (databases bench_<n> are created on it); default: a throwaway server")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-postgres", action="store_true")
-    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs to time"
-                    f" (default: all of {', '.join(JOBS)})")
+    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs to time,"
+                    f" of {', '.join(JOBS)} (moves run after an untimed storage billing)")
+    ap.add_argument("--profile", default="", help="write each timed job's cProfile"
+                    " statistics to PREFIX.BACKEND.JOB.N")
     ap.add_argument("--http", action="store_true", help="drive the HTTP API, not the jobs")
     ap.add_argument("--seconds", type=float, default=10, help="--http: seconds of mixed load")
     ap.add_argument("--http-peers", type=int, default=200, help="--http: peers registered")
     ap.add_argument("--workers", type=int, default=32, help="--http: concurrent requests")
     args = ap.parse_args()
     sizes = [int(x) for x in args.peers.split(",")]
-    jobs = tuple(j.strip() for j in args.jobs.split(","))
-    if unknown := set(jobs) - set(JOBS):
-        sys.exit(f"unknown job {sorted(unknown)[0]!r}: choose among {', '.join(JOBS)}")
+    if unknown := set(args.jobs.split(",")) - set(JOBS):
+        ap.error(f"unknown job(s): {', '.join(sorted(unknown))}; choose from {', '.join(JOBS)}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.http:
             http_runs(args, Path(tmp))
             return
         if not args.no_sqlite:
             report("SQLite", asyncio.run(run_backend(
-                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db", jobs)))
+                "sqlite", sizes, lambda n: Path(tmp) / f"bench_{n}.db", args)))
         if not args.no_postgres:
             with postgres(args.postgres) as new_db:
                 report("PostgreSQL", asyncio.run(run_backend("postgresql", sizes, new_db,
-                                                             jobs)))
+                                                                 args)))
 
 
 def http_runs(args: argparse.Namespace, tmp: Path) -> None:

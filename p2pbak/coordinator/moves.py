@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from p2pbak.coordinator import placement, proven
 from p2pbak.coordinator.tariff import current_prices
 from p2pbak.market import allocation
+from p2pbak.market import proven as rules
 from p2pbak.market.caps import UNCAPPED_RATE
-from p2pbak.market.prices import effective_space
-from p2pbak.store.db import bank
-from p2pbak.store.db import peers as coordinator_peers
+from p2pbak.market.prices import USABLE_FRACTION, effective_space
+from p2pbak.store.db import bank, moving
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.bank import user_account
-from p2pbak.store.db.peers import Peer
+from p2pbak.store.db.peers import ACTIVE
 from p2pbak.units import DAY, GB
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ MOVE_SHARE = 0.05  # at most this share of the stored fragment bytes moves per d
 # (less when the online suppliers' bandwidth caps carry less: market.allocation.move_budget)
 HORIZON_DAYS = 7.0  # balances are steered back to 0 over about this long
 PER_PEER = 500  # fragments of one donor looked at per run
+RECEIVERS = 1024  # receivers read first (x4 while they may fall short: moves._settled)
 
 
 async def move_job(coord: Coordinator) -> int:
@@ -59,44 +60,74 @@ async def move_job(coord: Coordinator) -> int:
 
 
 async def plan(coord: Coordinator, interval: int) -> list[tuple[allocation.Placed, str]]:
-    """The moves that steer balances toward 0 (market.allocation.plan_moves)."""
-    db = coord.db
-    _, held, _ = await bank.held_totals(db)
-    # a receiver's room is its counted space (market.proven) less what it holds
-    online = await proven.with_counted_room(coord, await coordinator_peers.online(
-        db, coord.online_window))
-    peers = {p.id: p for p in online}
-    for p in await coordinator_peers.offline_holders(db, coord.online_window):
-        peers.setdefault(p.id, p)
-    known = await bank.owners_and_balances(db)
-    owners = {p: known[p][0] for p in peers if p in known}
-    balances = {user_account(known[p][0]): known[p][1] for p in peers if p in known}
-    accounts = sorted(balances)
+    """The moves that steer balances toward 0 (market.allocation.plan_moves), given only
+    the peers it can use: the donors that can shed a fragment and, in allocation order,
+    the first receivers, as many as the plan's searches reach (store.db.moving picks
+    both; a million peers are never read)."""
+    db, t = coord.db, int(time.time())
     window = max(interval, DAY)  # a rate read over less than a day is mostly noise
-    flows = await bank.flows_since(db, accounts, int(time.time()) - window)
-    rates = {a: v * DAY / window for a, v in flows.items()}
+    terms = moving.Want(HORIZON_DAYS, DAY / window)
     _, table = await current_prices(coord)
-    live = {p.id for p in online}
-    suppliers = [_supplier(p, user_account(owners[p.id]), table.space, p.id in live)
-                 for p in peers.values() if p.id in owners]
-    donors = [s.peer_id for s in suppliers if allocation.want(
-        balances[s.account], rates[s.account], HORIZON_DAYS) < 0]
-    placed = [allocation.Placed(*row) for row in await store.placements_on(
-        db, donors, PER_PEER)]
-    holders = await store.pack_peers(db, sorted({f.pack for f in placed}))
-    seconds = min(interval, DAY)
-    up = down = 0
-    for p in online:  # one pass: 1M peers twice is seconds
-        a = placement.availability(p)
-        up += allocation.daily_capacity(p.upload, a, seconds, UNCAPPED_RATE)
-        down += allocation.daily_capacity(p.download, a, seconds, UNCAPPED_RATE)
-    budget = allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
-    return allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
-                                 HORIZON_DAYS, seed=int(time.time()))
+    at = moving.Window(t - window, ACTIVE, t - coord.online_window,
+                       t - proven.cap_window(coord), rules.SPACE_FLOOR)
+    per_byte = table.space * USABLE_FRACTION / GB
+    donors, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, RECEIVERS)
+    ids, limit, budget = [d.peer_id for d in donors], RECEIVERS, None
+    while donors:  # the first `limit` receivers in allocation order, more if they fall short
+        # which of them hold which pack: all the plan asks about the holders
+        rows, holders = await store.placements_on(db, ids, PER_PEER,
+                                                  [r.peer_id for r in got])
+        placed = [allocation.Placed(*row) for row in rows]
+        if not placed:
+            break
+        budget = await _budget(coord, min(interval, DAY)) if budget is None else budget
+        seen = {r.peer_id for r in got}
+        suppliers, balances, rates = _suppliers(
+            got + [d for d in donors if d.peer_id not in seen], table.space, window)
+        out = allocation.plan_moves(placed, suppliers, balances, rates, holders, budget,
+                                    HORIZON_DAYS, seed=t)
+        if len(got) < limit or _settled(got, placed, holders, out):
+            return out
+        limit *= 4
+        _, got = await moving.movers(db, at, terms, per_byte, placement.CLAMP, limit)
+    return []
 
 
-def _supplier(peer: Peer, account: str, p_space: int, online: bool) -> allocation.Supplier:
+def _settled(got: list[moving.Mover], placed: list[allocation.Placed],
+             holders: dict[int, set[str]], out: list[tuple[allocation.Placed, str]]) -> bool:
+    """Whether the receivers read were enough: whether every search of plan_moves
+    stopped among them, so that those after them could not change the plan. It did when
+    more of them than any pack's holders among them (moves included) still have room
+    for the largest fragment at the end: rooms only shrink, so each search met one it
+    could not pass over."""
+    room = {m.peer_id: m.room for m in got}
+    taken = {pk: len(peers) for pk, peers in holders.items()}
+    for f, to in out:
+        room[to] -= f.size
+        taken[f.pack] = taken.get(f.pack, 0) + 1
+    largest = max(f.size for f in placed)
+    return sum(r >= largest for r in room.values()) > max(taken.values(), default=0)
+
+
+async def _budget(coord: Coordinator, seconds: int) -> int:
+    """Bytes the day's moves may carry (market.allocation.move_budget), from Σ fragment
+    bytes and the online peers' bandwidth, both summed by the database."""
+    held = await moving.fragment_bytes(coord.db)
+    up, down = await moving.capacity(coord.db, ACTIVE, int(time.time()) - coord.online_window,
+                                     seconds, placement.CLAMP, UNCAPPED_RATE)
+    return allocation.move_budget(held, MOVE_SHARE * seconds / DAY, up, down)
+
+
+def _suppliers(movers: list[moving.Mover], p_space: int, window: int
+               ) -> tuple[list[allocation.Supplier], dict[str, int], dict[str, float]]:
+    """plan_moves' suppliers, and their accounts' balances and net rates (µc/day)."""
+    suppliers = [_supplier(m, p_space) for m in movers]
+    balances = {s.account: m.balance for s, m in zip(suppliers, movers, strict=True)}
+    rates = {s.account: m.flow * DAY / window for s, m in zip(suppliers, movers, strict=True)}
+    return suppliers, balances, rates
+
+
+def _supplier(m: moving.Mover, p_space: int) -> allocation.Supplier:
     """µc per byte-day held (§2.5: p_S × availability × usable); room only when online."""
-    earn = p_space * effective_space(1.0, placement.availability(peer)) / GB
-    return allocation.Supplier(peer.id, account, earn, peer.free_bytes if online else 0,
-                               peer.subnet)
+    earn = p_space * effective_space(1.0, placement.clamped(m.availability)) / GB
+    return allocation.Supplier(m.peer_id, user_account(m.user), earn, m.room, m.subnet)

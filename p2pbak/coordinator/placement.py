@@ -97,7 +97,12 @@ def order_candidates(peers: Sequence[Peer], rng: random.Random,
 
 
 def availability(peer: Peer) -> float:
-    return min(max(peer.availability, CLAMP), 1.0 - CLAMP)
+    return clamped(peer.availability)
+
+
+def clamped(availability: float) -> float:
+    """An availability estimate kept off 0 and 1 (CLAMP), as every rule counts it."""
+    return min(max(availability, CLAMP), 1.0 - CLAMP)
 
 
 def fragment_size(pack_length: int, k: int) -> int:

@@ -107,13 +107,14 @@ def plan_moves(placed: Sequence[Placed], suppliers: Sequence[Supplier],
     room = {s.peer_id: s.room for s in suppliers}
     taken = {pk: set(peers) for pk, peers in holders.items()}
     moves: list[tuple[Placed, str]] = []
+    smallest, start = min((f.size for f in placed), default=0), 0
     for f in sorted(placed, key=lambda f: (wants.get(_account(by_peer, f.peer_id), 0.0),
                                            -f.size, f.pack, f.index)):
         donor = by_peer.get(f.peer_id)
         if donor is None or f.size > budget or wants.get(donor.account, 0.0) >= \
                 -f.size * donor.earn / 2:
             continue
-        to = _receiver(order, f, wants, room, taken.get(f.pack, set()))
+        to = _receiver(order, start, f, wants, room, taken.get(f.pack, set()))
         if to is None:
             continue
         wants[donor.account] += f.size * donor.earn
@@ -122,6 +123,10 @@ def plan_moves(placed: Sequence[Placed], suppliers: Sequence[Supplier],
         taken.setdefault(f.pack, set()).add(to.peer_id)
         budget -= f.size
         moves.append((f, to.peer_id))
+        # receivers fill in order: the filled ones in front, which no fragment could
+        # take again, are passed over for good (else each search walks them all again)
+        while start < len(order) and room[order[start].peer_id] < smallest:
+            start += 1
     return moves
 
 
@@ -130,10 +135,12 @@ def _account(by_peer: dict[str, Supplier], peer_id: str) -> str:
     return s.account if s is not None else ""
 
 
-def _receiver(order: Sequence[Supplier], f: Placed, wants: dict[str, float],
+def _receiver(order: Sequence[Supplier], start: int, f: Placed, wants: dict[str, float],
               room: dict[str, int], taken: set[str]) -> Supplier | None:
-    """The first peer in allocation order that may take `f` and whose account needs it."""
-    for s in order:
+    """The first peer in allocation order (from `start`) that may take `f` and whose
+    account needs it."""
+    for i in range(start, len(order)):
+        s = order[i]
         if s.peer_id in taken or room[s.peer_id] < f.size:
             continue
         return s if wants.get(s.account, 0.0) >= f.size * s.earn / 2 else None

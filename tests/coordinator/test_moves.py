@@ -14,7 +14,7 @@ import pytest
 
 from p2pbak.coordinator import checker, moves, placement, repair
 from p2pbak.market.bank import BANK, Posting
-from p2pbak.store.db import bank, garbage
+from p2pbak.store.db import bank, garbage, moving
 from p2pbak.store.db import tasks as store
 from p2pbak.store.db.bank import user_account
 from p2pbak.store.db.packs import Fragment
@@ -176,5 +176,55 @@ def test_the_worker_is_paid_for_what_its_lease_had_it_fetch(
                                          (f"task:{task.id}",))
             fetched = 1 if holder_online else payload["k"]
             assert quantity == size * (1 + fetched)
+
+    run(scenario())
+
+
+def test_receivers_read_a_few_at_a_time_give_the_same_plan(
+        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Move planning reads the receivers a page at a time, lowest balance first, and
+    reads more when plan_moves could have looked past the page: a page of one (the
+    lowest balance, which holds every pack and so takes nothing) gives the plan that
+    reading every peer gives."""
+    async def scenario() -> None:
+        async with world(tmp_path, 8) as w:
+            await store.set_availability(w.db, dict.fromkeys(w.peers, 0.9), 0)
+            for i in range(PACKS):  # the lowest balance (peer 7) holds every pack
+                await w.add_pack(f"pack{i}", [*w.peers[1:5], w.peers[7]], k=2, n=5)
+            await give(w, "user1", MONEY)
+            await give(w, "user7", -MONEY)
+            await give(w, "user6", -MONEY // 2)  # the next lowest
+            await next_interval(w, clock)
+            interval = int(w.coord.market.price_interval)
+            whole = await moves.plan(w.coord, interval)
+            assert [to for _, to in whole] == [w.peers[6]]  # past peer 7, which holds it
+            limits: list[int] = []
+            real = moving.movers
+
+            async def spy(*args: Any) -> Any:
+                limits.append(args[-1])
+                return await real(*args)
+
+            monkeypatch.setattr(moving, "movers", spy)
+            monkeypatch.setattr(moves, "RECEIVERS", 1)
+            assert await moves.plan(w.coord, interval) == whole
+            assert limits[:2] == [1, 4]  # one was not enough to be sure: it read more
+
+    run(scenario())
+
+
+def test_placements_name_only_the_holders_asked_about(tmp_path: Path) -> None:
+    """A donor's placements come with each pack's holders among the peers asked about
+    (the receivers read), and with none when none are asked about."""
+    async def scenario() -> None:
+        async with world(tmp_path, 8) as w:
+            pks = await setup(w)
+            donor = w.peers[1]
+            rows, everyone = await store.placements_on(w.db, [donor], 500)
+            assert sorted(r[0] for r in rows) == sorted(pks)
+            assert set(everyone[pks[0]]) == set(w.peers[:6])  # the owner and the holders
+            _, some = await store.placements_on(w.db, [donor], 500, [w.peers[2], w.peers[7]])
+            assert some == {pk: {w.peers[2]} for pk in pks}
+            assert (await store.placements_on(w.db, [donor], 500, []))[1] == {}
 
     run(scenario())

@@ -5,19 +5,22 @@ S does not move when one peer declares a petabyte."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from p2pbak.coordinator import prices as job
 from p2pbak.coordinator import proven
+from p2pbak.market.bank import BANK, Posting
 from p2pbak.market.caps import supply_from_caps
 from p2pbak.market.proven import SPACE_FLOOR, Caps
 from p2pbak.market.resources import Resources
 from p2pbak.market.supply import RatioLimits, effective_supply
-from p2pbak.store.db import bank, supply
+from p2pbak.store.db import bank, moving, supply
 from p2pbak.store.db import peers as coordinator_peers
 from p2pbak.store.db import tasks as store
+from p2pbak.store.db.bank import user_account
 from p2pbak.units import GB
 from tests.coordinator.test_bank import USERS, machine_id, opened_coord, run, store_pack
 
@@ -122,5 +125,46 @@ def test_the_supply_summed_in_sql_is_the_market_rule_per_peer() -> None:
                 got = await job.maximum_supply(coord, limits, 60)
                 assert got is not None and got.as_tuple() == pytest.approx(want, rel=1e-9)
                 assert min(want) > 0  # every resource supplied: a sum that means something
+
+    run(scenario)
+
+
+def test_the_room_move_planning_reads_in_sql_is_the_counted_room() -> None:
+    """Move planning reads its donors and receivers in SQL (store.db.moving.movers): a
+    donor is an account that must shed more than half its smallest fragment's income;
+    a receiver's room is the room coordinator.proven.with_counted_room gives it, with
+    caps of every kind and a passed audit, and receivers are the lowest balances."""
+    async def scenario(tmp: Path) -> None:
+        async with opened_coord(tmp, price_interval=0) as coord:
+            await _heartbeat_all(coord)
+            await coordinator_peers.heartbeat(coord.db, peer_id=machine_id(3),
+                                              url="http://127.0.0.1:9003",
+                                              subnet="127.0.0.0/24", stored_bytes=GB // 4,
+                                              free_bytes=10**13)
+            await bank.set_peer_caps(coord.db, machine_id(0), 0, 500, None)  # lends nothing
+            await bank.set_peer_caps(coord.db, machine_id(2), 3 * GB, None, None)
+            fids = await store_pack(coord, 0, "ac" * 32, [1], size=3 * GB)
+            await store.record_audit(coord.db, machine_id(1), machine_id(2), fids[0], "ok")
+            rich = 10**9  # µc paid to the holder's owner: it earns too much
+            await bank.book(coord.db, kind="test", postings=[
+                Posting(user_account(USERS[1]), rich), Posting(BANK, -rich)])
+            roomy = await proven.with_counted_room(
+                coord, await coordinator_peers.online(coord.db, 60))
+            want = {p.id: p.free_bytes for p in roomy}
+            assert len(set(want.values())) >= 3  # rooms the rule tells apart
+            t = int(time.time())
+            at = moving.Window(t - 3600, coordinator_peers.ACTIVE, t - 60,
+                               t - proven.cap_window(coord), SPACE_FLOOR)
+            terms = moving.Want(7.0, 24.0)
+            donors, got = await moving.movers(coord.db, at, terms, 1e-9, 0.01, 100)
+            assert [d.peer_id for d in donors] == [machine_id(1)]
+            assert donors[0].balance == rich and donors[0].flow == rich
+            smallest = await coord.db.scalar("SELECT min(size) FROM fragments")
+            assert {r.peer_id: r.room for r in got} == \
+                {p: room for p, room in want.items() if room >= smallest}
+            _, two = await moving.movers(coord.db, at, terms, 1e-9, 0.01, 2)
+            assert sorted(r.balance for r in two) == sorted(r.balance for r in got)[:2]
+            # a fragment's income beyond what the account must shed: no donor, no one read
+            assert await moving.movers(coord.db, at, terms, 1000.0, 0.01, 100) == ([], [])
 
     run(scenario)

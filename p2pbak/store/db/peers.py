@@ -163,17 +163,6 @@ async def online(db: Database, window: int, exclude: str | None = None) -> list[
     return [Peer(*row) for row in rows]
 
 
-async def offline_holders(db: Database, window: int) -> list[Peer]:
-    """The peers that hold a fragment and are not online (the complement of `online`):
-    one probe of the fragments' peer index per peer, no DISTINCT over every fragment."""
-    rows = await db.all(
-        f"SELECT {_PEER_COLUMNS} FROM peers p"
-        " WHERE (p.state != ? OR p.last_seen IS NULL OR p.last_seen < ?)"
-        " AND EXISTS (SELECT 1 FROM fragments f WHERE f.peer_id = p.id) ORDER BY p.id",
-        (ACTIVE, now() - window))
-    return [Peer(*row) for row in rows]
-
-
 async def of_user(db: Database, user: str, window: int) -> list[Peer]:
     """The online active peers of `user`'s machines."""
     rows = await db.all(

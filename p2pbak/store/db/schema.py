@@ -338,3 +338,10 @@ MIGRATIONS.append(totals.migrate)
 # PostgreSQL checks the ledger entries' references once per statement, not per row
 # (store/db/refs.py): the storage job writes millions of entries an hour at 1M peers
 MIGRATIONS.append(refs.migrate)
+
+# the packs with a fragment flagged to move (work allocation, store/db/tasks.py
+# placements_on): a partial index holds only the few flagged rows, where the check
+# "no fragment of this pack is moving" would otherwise scan every fragment
+MIGRATIONS.append((
+    "CREATE INDEX fragments_moving ON fragments(pack_pk) WHERE moving != 0",
+))

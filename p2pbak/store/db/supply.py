@@ -35,7 +35,7 @@ async def lowest_caps(db: Database, since: int) -> dict[str, Caps]:
 
 
 # per peer: bytes a passed audit vouches for, bytes served and received since ? (both
-# acknowledged or recorded by a commit); the subqueries of `proven` and `online_inputs`
+# acknowledged or recorded by a commit); the subqueries of `proven` and `INPUTS`
 _SPACE = (
     "SELECT f.peer_id, sum(f.size) AS total FROM fragments f JOIN (SELECT peer_id,"
     " max(id) AS id FROM audits WHERE outcome != 'offline' GROUP BY peer_id) l"
@@ -94,7 +94,7 @@ class SupplyRule:
 
 async def online_supply(db: Database, state: str, seen_since: int, caps_since: int,
                         work_since: int, rule: SupplyRule) -> tuple[float, float, float]:
-    """Σ over the peers `online_inputs` reads of their supply in market units (space,
+    """Σ over the peers `INPUTS` reads of their supply in market units (space,
     upload, download), computed by the database row by row: one statement, nothing per
     peer comes back (fetching a million rows is seconds). The same numbers as
     market.proven.counted_columns then supply_from_caps and effective_supply, but for the
@@ -106,25 +106,42 @@ async def online_supply(db: Database, state: str, seen_since: int, caps_since: i
     return float(row[0]), float(row[1]), float(row[2])
 
 
+def num(x: float) -> str:
+    """A constant of the rule, inlined (never user input)."""
+    return repr(float(x))
+
+
+def low_sql(a: str, b: str, hi: str) -> str:
+    """The lower of two caps (market.proven.lowest; 0 or less: no cap)."""
+    return f"CASE WHEN {a} <= 0 THEN {hi}({b}, 0) WHEN {b} <= 0 OR {a} <= {b} THEN {a}" \
+           f" ELSE {b} END"
+
+
+def counted_sql(cap: str, unset: str, proof: str, floor: str, lo: str, hi: str) -> str:
+    """One resource's counted supply (market.proven.counted; a cap of 0: `unset`)."""
+    return f"{lo}(CASE WHEN {cap} > 0 THEN {cap} ELSE {unset} END, {proof} +" \
+           f" {hi}({floor}, {proof}))"
+
+
+def space_caps_sql(hi: str) -> str:
+    """Columns cs (the lowest space cap, 0 for none) and dk (the disk an unset cap
+    stands for, 0 when a cap of 0 lends nothing) of a row of `INPUTS`."""
+    return f"CASE WHEN sp = 0 OR ls = 0 THEN 0 ELSE {low_sql(f'{hi}(sp, 0)', 'ls', hi)}" \
+           " END AS cs, CASE WHEN sp = 0 OR ls = 0 THEN 0 ELSE dk END AS dk"
+
+
 def _supply_sql(lo: str, hi: str, fence: str, rule: SupplyRule) -> str:
-    def num(x: float) -> str:  # a constant of the rule, inlined (never user input)
-        return repr(float(x))
+    def low(a: str, b: str) -> str:
+        return low_sql(a, b, hi)
 
-    def low(a: str, b: str) -> str:  # market.proven.low_caps
-        return f"CASE WHEN {a} <= 0 THEN {hi}({b}, 0) WHEN {b} <= 0 OR {a} <= {b} THEN {a}" \
-               f" ELSE {b} END"
-
-    def counted(cap: str, unset: str, proof: str, floor: str) -> str:  # market.proven
-        return f"{lo}(CASE WHEN {cap} > 0 THEN {cap} ELSE {unset} END, {proof} +" \
-               f" {hi}({floor}, {proof}))"
+    def counted(cap: str, unset: str, proof: str, floor: str) -> str:
+        return counted_sql(cap, unset, proof, floor, lo, hi)
 
     uncapped, day_gb = num(rule.uncapped), num(DAY / GB)
     steps = [
-        f"i AS ({_INPUTS})",
-        f"c AS (SELECT CASE WHEN sp = 0 OR ls = 0 THEN 0 ELSE {low(f'{hi}(sp, 0)', 'ls')}"
-        " END AS cs,"
-        f" {low('up', 'lu')} AS cu, {low('dn', 'ld')} AS cd,"
-        " CASE WHEN sp = 0 OR ls = 0 THEN 0 ELSE dk END AS dk, av, ps, pu, pd,"
+        f"i AS ({INPUTS})",
+        f"c AS (SELECT {space_caps_sql(hi)},"
+        f" {low('up', 'lu')} AS cu, {low('dn', 'ld')} AS cd, av, ps, pu, pd,"
         f" {hi}({num(rule.window)} * {hi}({lo}({hi}(av, {num(rule.clamp)}),"
         f" {num(1 - rule.clamp)}), 1e-6), 1.0) AS o FROM i)",
         f"k AS (SELECT {counted('cs', 'dk', 'ps', num(rule.space_floor))} AS ks,"
@@ -144,12 +161,19 @@ def _supply_sql(lo: str, hi: str, fence: str, rule: SupplyRule) -> str:
            f" coalesce(sum(d), 0) FROM e{len(steps) - 4}"
 
 
-_INPUTS = (
-    f"SELECT coalesce(p.space, {NO_CAP}) AS sp, coalesce(p.upload, 0) AS up,"
-    " coalesce(p.download, 0) AS dn, p.stored_bytes + p.free_bytes AS dk,"
-    f" p.availability AS av, coalesce(l.space, {NO_CAP}) AS ls, coalesce(l.upload, 0) AS lu,"
-    " coalesce(l.download, 0) AS ld, coalesce(s.total, 0) AS ps, coalesce(u.total, 0) AS pu,"
-    " coalesce(d.total, 0) AS pd FROM peers p"
-    f" LEFT JOIN ({_LOW}) l ON l.peer_id = p.id LEFT JOIN ({_SPACE}) s ON s.peer_id = p.id"
-    f" LEFT JOIN ({_UP}) u ON u.peer_id = p.id LEFT JOIN ({_DOWN}) d ON d.peer_id = p.id"
-    " WHERE p.state = ? AND p.last_seen >= ?")
+_SPACE_COLUMNS = (
+    f"coalesce(p.space, {NO_CAP}) AS sp, p.stored_bytes + p.free_bytes AS dk,"
+    f" p.availability AS av, coalesce(l.space, {NO_CAP}) AS ls, coalesce(s.total, 0) AS ps,"
+    " p.id AS id, p.subnet AS subnet, p.stored_bytes AS st, p.free_bytes AS fr")
+_SPACE_JOINS = (f"LEFT JOIN ({_LOW}) l ON l.peer_id = p.id"
+                f" LEFT JOIN ({_SPACE}) s ON s.peer_id = p.id")
+_LIVE = " WHERE p.state = ? AND p.last_seen >= ?"
+INPUTS = (  # per active peer seen since ?: its caps, the lowest since ?, its proofs
+    f"SELECT {_SPACE_COLUMNS}, coalesce(p.upload, 0) AS up, coalesce(p.download, 0) AS dn,"
+    " coalesce(l.upload, 0) AS lu, coalesce(l.download, 0) AS ld,"
+    " coalesce(u.total, 0) AS pu, coalesce(d.total, 0) AS pd FROM peers p"
+    f" {_SPACE_JOINS} LEFT JOIN ({_UP}) u ON u.peer_id = p.id"
+    f" LEFT JOIN ({_DOWN}) d ON d.peer_id = p.id{_LIVE}")
+# the same, of space only (no bandwidth proofs: those scan the window's transfers):
+# parameters caps since, state, seen since
+SPACE_INPUTS = f"SELECT {_SPACE_COLUMNS} FROM peers p {_SPACE_JOINS}{_LIVE}"

@@ -424,39 +424,51 @@ async def _holds(conn: Any, pack_pk: int | None, f: Fragment) -> bool:
 
 # -- moving fragments toward low balances (work allocation) --------------------------
 
-async def placements_on(db: Database, peer_ids: Sequence[str],
-                        limit: int) -> list[tuple[int, int, str, int]]:
+AMONG_MAX = 8192  # peers `placements_on` may name in a statement (bound parameters)
+
+
+async def placements_on(db: Database, peer_ids: Sequence[str], limit: int,
+                        among: Sequence[str] | None = None
+                        ) -> tuple[list[tuple[int, int, str, int]], dict[int, set[str]]]:
     """(pack pk, index, peer id, size) of up to `limit` fragments on each of `peer_ids`,
-    of packs with no fragment moving and no open repair, the largest fragments first.
-    One ranked query per batch of donors, not one query per donor."""
+    of packs with no fragment moving and no open repair, the largest fragments first;
+    and for each of their packs the peers holding a fragment of it and the machine that
+    owns it, of the peers `among` only (when given, and no more than AMONG_MAX): those
+    are all a plan asks about, where a pack's every holder is 8 rows or more per
+    fragment read. One statement per batch of peers, not one per peer nor per pack."""
     out: list[tuple[int, int, str, int]] = []
+    holders: dict[int, set[str]] = {}
+    some = among is not None and len(among) <= AMONG_MAX
+    only = list(among or ()) if some else []
+    peer_in = (f" AND f.peer_id IN ({marks(only)})" if only else " AND 1 = 0") if some else ""
+    owner_in = (f" AND p.machine_id IN ({marks(only)})" if only else " AND 1 = 0") \
+        if some else ""
     for part in batches(peer_ids):
         rows = await db.all(
-            "SELECT pack_pk, idx, peer_id, size FROM (SELECT f.pack_pk, f.idx, f.peer_id,"
-            " f.size, row_number() OVER (PARTITION BY f.peer_id"
+            "WITH r AS (SELECT pack_pk, idx, peer_id, size, rank FROM (SELECT f.pack_pk,"
+            " f.idx, f.peer_id, f.size, row_number() OVER (PARTITION BY f.peer_id"
             "  ORDER BY f.size DESC, f.pack_pk) AS rank FROM fragments f"
             f" WHERE f.peer_id IN ({marks(part)})"
             " AND NOT EXISTS (SELECT 1 FROM fragments m WHERE m.pack_pk = f.pack_pk"
             "                 AND m.moving != 0)"
             " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.kind = ? AND t.pack_pk = f.pack_pk"
-            "                 AND t.state IN (?, ?))) AS ranked WHERE rank <= ?"
-            " ORDER BY peer_id, rank", (*part, REPAIR, QUEUED, LEASED, limit))
-        by_peer: dict[str, list[tuple[int, int, str, int]]] = {}
-        for r in rows:
-            by_peer.setdefault(r[2], []).append((int(r[0]), int(r[1]), r[2], int(r[3])))
-        out += [row for peer in part for row in by_peer.get(peer, [])]
-    return out
-
-
-async def pack_peers(db: Database, pack_pks: Sequence[int]) -> dict[int, set[str]]:
-    """pack pk → the peers holding a fragment of it and the machine that owns it."""
-    out: dict[int, set[str]] = {}
-    for part in batches(list(pack_pks)):
-        for pk, peer, owner in await db.all(
-                "SELECT f.pack_pk, f.peer_id, p.machine_id FROM fragments f"
-                f" JOIN packs p ON p.pk = f.pack_pk WHERE f.pack_pk IN ({marks(part)})", part):
-            out.setdefault(int(pk), set()).update(x for x in (peer, owner) if x)
-    return out
+            "                 AND t.state IN (?, ?))) AS ranked WHERE rank <= ?)"
+            " SELECT 0, pack_pk, idx, peer_id, size, rank FROM r"
+            " UNION ALL SELECT 1, f.pack_pk, 0, f.peer_id, 0, 0 FROM fragments f"
+            f"  WHERE f.pack_pk IN (SELECT pack_pk FROM r){peer_in}"
+            " UNION ALL SELECT 1, p.pk, 0, p.machine_id, 0, 0 FROM packs p"
+            f"  WHERE p.pk IN (SELECT pack_pk FROM r){owner_in}",
+            (*part, REPAIR, QUEUED, LEASED, limit, *only, *only))
+        by_peer: dict[str, list[tuple[int, int, str, int, int]]] = {}
+        for kind, pk, idx, peer, size, rank in rows:
+            if kind:
+                if peer:
+                    holders.setdefault(int(pk), set()).add(peer)
+            else:
+                by_peer.setdefault(peer, []).append((int(rank), int(pk), int(idx), peer,
+                                                     int(size)))
+        out += [row[1:] for peer in part for row in sorted(by_peer.get(peer, []))]
+    return out, holders
 
 
 async def mark_moving(db: Database, fragments: Sequence[tuple[int, int]]) -> int:
