@@ -343,5 +343,5 @@ MIGRATIONS.append(refs.migrate)
 # placements_on): a partial index holds only the few flagged rows, where the check
 # "no fragment of this pack is moving" would otherwise scan every fragment
 MIGRATIONS.append((
-    "CREATE INDEX fragments_moving ON fragments(pack_pk) WHERE moving != 0",
+    "CREATE INDEX IF NOT EXISTS fragments_moving ON fragments(pack_pk) WHERE moving != 0",
 ))
