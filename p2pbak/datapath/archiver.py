@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -273,7 +273,7 @@ class _Walker:
             else:
                 self.summary.files_new += 1
         self._report(path, 0, 1)
-        return replace(node_from_stat(name, st, content=tuple(content)), size=size)
+        return node_from_stat(name, st, size, content=tuple(content))
 
     def read_files(self, batch: list[_FileJob]) -> list[Node | None]:
         """One batch of files to read (runs in the pool; frees its slot when done)."""
