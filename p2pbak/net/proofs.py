@@ -60,24 +60,11 @@ class RootBuilder:
         self.size = 0
 
     def update(self, data: bytes) -> None:
+        self._pending += data
         self.size += len(data)
-        view = memoryview(data)
-        if self._pending:  # top up the partial block first
-            take = LEAF - len(self._pending)
-            self._pending += view[:take]
-            view = view[take:]
-            if len(self._pending) < LEAF:
-                return
-            self._leaves.append(_leaf(len(self._leaves), bytes(self._pending)))
-            self._pending.clear()
-        whole = len(view) - len(view) % LEAF
-        # each block hashed from a view of the data: copying it into a leaf's prefix costs
-        # more than hashing it (a backup computes the root of every fragment it uploads)
-        first = len(self._leaves)
-        self._leaves.extend(
-            blake3.blake3(b"\x00" + (first + i).to_bytes(8, "big")).update(view[o:o + LEAF])
-            .digest() for i, o in enumerate(range(0, whole, LEAF)))
-        self._pending += view[whole:]
+        while len(self._pending) >= LEAF:
+            self._leaves.append(_leaf(len(self._leaves), bytes(self._pending[:LEAF])))
+            del self._pending[:LEAF]
 
     def hexroot(self) -> str:
         leaves = list(self._leaves)
