@@ -9,8 +9,12 @@ in the same run on the same tree). Each is printed with the peak RSS of its proc
 not the grid's; steadier than wall time on a loaded machine) and as ratios p2pbak/restic
 (lower is better). Re-runs and restores are
 repeated --rounds times, the tools interleaved, and the fastest of each counts: on a
-shared machine that is the run least disturbed by other load. Every restore is checked
-byte-identical against the source (not timed).
+shared machine that is the run least disturbed by other load; so are first backups, each
+round by a new user of the grid (one more supplier peer each) and into a new restic
+repository. Every restore is checked byte-identical against the source (not timed).
+
+p2pbak runs with its bytecode compiled, as an installed package does (pip compiles it):
+PYTHONDONTWRITEBYTECODE is dropped from its environment and the source compiled first.
 
 --before DIR runs the restore a second time with the p2pbak source in DIR (e.g.
 `git archive <commit> | tar -x -C DIR`), for a before/after ratio on the same tree.
@@ -37,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from backup import restic, stdlib_copy  # bench/backup.py  # noqa: E402
 
+import p2pbak  # noqa: E402
 from p2pbak.localgrid.demo import code_in_use, compare_trees, restored_root  # noqa: E402
 from p2pbak.localgrid.grid import Grid, child_env, start_grid  # noqa: E402
 
@@ -77,9 +82,20 @@ class P2pbak:
         env = child_env({"P2PBAK_CONFIG": str(self.config),
                          "P2PBAK_PASSWORD_FILE": str(self.grid.password_file),
                          "P2PBAK_CACHE_DIR": str(self.grid.root / "cache")})
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed p2pbak has its .pyc files
         if source is not None:  # an older p2pbak: its source alone on the path
             env["PYTHONPATH"] = str(source)
         return env
+
+    def compile(self, source: Path | None = None) -> None:
+        """Byte-compile the p2pbak that runs (not timed): no run compiles it from source."""
+        package = (source or Path(p2pbak.__file__).resolve().parent.parent) / "p2pbak"
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)],
+                       env=self.env(source), check=True, stdout=subprocess.DEVNULL)
+
+    def fresh(self, name: str) -> P2pbak:
+        """Another user of the same grid (a supplier, with its peer): a first backup again."""
+        return P2pbak(self.grid, self.grid.add_supplier(name), self.window)
 
     def backup(self, tree: Path) -> Run:
         return measured([sys.executable, "-m", "p2pbak", "backup", "--quiet", str(tree)],
@@ -142,10 +158,15 @@ def bench_tree(name: str, tree: Path, ours: P2pbak, theirs: Restic | None,
                before: Path | None, work: Path, rounds: int) -> None:
     files, size = tree_size(tree)
     print(f"{name}: {tree} ({files} files, {size / MiB:.0f} MiB)")
-    if theirs is not None:
-        theirs.init(name)
-    print(line("first backup", ours.backup(tree),
-               theirs.backup(name, tree) if theirs else None))
+    firsts: dict[str, list[Run]] = {"ours": [], "theirs": []}
+    for i in range(rounds):  # interleaved; each a first backup into an empty repository
+        firsts["ours"].append((ours if i == 0 else ours.fresh(f"{name}-first{i}")).backup(tree))
+        if theirs is not None:
+            repo = name if i == 0 else f"{name}-first{i}"
+            theirs.init(repo)
+            firsts["theirs"].append(theirs.backup(repo, tree))
+    print(line("first backup", best(firsts["ours"]),
+               best(firsts["theirs"]) if theirs else None))
     reruns: dict[str, list[Run]] = {"ours": [], "theirs": []}
     for _ in range(rounds):  # interleaved, so both see the same load
         reruns["ours"].append(ours.backup(tree))
@@ -185,7 +206,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="older p2pbak source to restore with too")
     parser.add_argument("--window", type=int, help="restore --window (default: p2pbak's)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="re-runs and restores per tool, interleaved; the fastest counts")
+                        help="first backups, re-runs and restores per tool, interleaved; "
+                        "the fastest counts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p2pbak-bench-restore-"))
     grid = None
@@ -197,6 +219,9 @@ def main() -> None:
                      ("man", copy_tree(Path("/usr/share/man"), work / "src" / "man"))]
         grid = start_grid(work / "grid", args.peers)
         ours = P2pbak(grid, grid.add_supplier("bench"), args.window)
+        ours.compile()
+        if args.before is not None:
+            ours.compile(args.before)
         binary = restic()
         theirs = Restic(binary, work) if binary else None
         for i, (name, tree) in enumerate(trees):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +27,8 @@ from p2pbak.datapath.blobs import BlobType, seal_blob
 from p2pbak.datapath.chunker import file_chunks
 from p2pbak.datapath.crypto import Keys
 from p2pbak.datapath.excludes import excluded
-from p2pbak.datapath.index import Index, encode_index, load_index
-from p2pbak.datapath.pack import DEFAULT_PACK_SIZE, Pack, PackEntry, PackWriter
+from p2pbak.datapath.index import Index, encode_index_rows, load_index
+from p2pbak.datapath.pack import DEFAULT_PACK_SIZE, Pack, PackWriter
 from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
@@ -92,7 +92,7 @@ class _Walker:
         self.data_pack = PackWriter(pack_size, FIRST_PACK_SIZE)
         self.tree_pack = PackWriter(pack_size)
         self.pending: set[str] = set()
-        self.new_packs: list[tuple[str, tuple[PackEntry, ...]]] = []
+        self.new_packs: list[tuple[str, list[list[object]]]] = []  # (id, Pack.rows)
         self.summary = BackupSummary()
         self.errors: list[UnreadableFile] = []
         self.warnings: list[str] = []
@@ -141,7 +141,7 @@ class _Walker:
         pack = writer.finish(self.keys)
         self.index.add_pack(pack.pack_id, pack.entries)
         self.pending.difference_update(e.blob_id for e in pack.entries)
-        self.new_packs.append((pack.pack_id, pack.entries))
+        self.new_packs.append((pack.pack_id, pack.rows))
         self.summary.packs_added += 1
         return pack
 
@@ -273,7 +273,7 @@ class _Walker:
             else:
                 self.summary.files_new += 1
         self._report(path, 0, 1)
-        return replace(node_from_stat(name, st, content=tuple(content)), size=size)
+        return node_from_stat(name, st, size, content=tuple(content))
 
     def read_files(self, batch: list[_FileJob]) -> list[Node | None]:
         """One batch of files to read (runs in the pool; frees its slot when done)."""
@@ -470,7 +470,7 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     if dry_run:
         return result
     if walker.new_packs:
-        index_id, blob = encode_index(keys, walker.new_packs)
+        index_id, blob = encode_index_rows(keys, walker.new_packs)
         await repo.put_index(index_id, blob)
     result.snapshot_id, record = encode_snapshot(
         keys, datetime.now(UTC), host, names, tree, result.parent,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import blake3
 import msgpack
@@ -107,10 +108,17 @@ class Keys:
         return blake3.blake3(data, key=self.chunk_id).hexdigest()
 
 
+@lru_cache(maxsize=16)
+def _cipher(key: bytes) -> ChaCha20Poly1305:
+    """One cipher object per key, shared by threads (it keeps no state between calls):
+    making one costs more than sealing a small blob."""
+    return ChaCha20Poly1305(key)
+
+
 def seal(key: bytes, plaintext: bytes | memoryview, aad: bytes = b"") -> bytes:
     """nonce || ChaCha20-Poly1305(plaintext), random nonce."""
     nonce = os.urandom(NONCE_LEN)
-    return nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+    return nonce + _cipher(key).encrypt(nonce, plaintext, aad)
 
 
 def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes = b"") -> bytes:
@@ -118,8 +126,7 @@ def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes = b"") -> byt
     if len(sealed) < NONCE_LEN + TAG_LEN:
         raise DamagedBlob("encrypted blob is truncated")
     try:
-        return ChaCha20Poly1305(key).decrypt(bytes(sealed[:NONCE_LEN]),
-                                             bytes(sealed[NONCE_LEN:]), aad)
+        return _cipher(key).decrypt(bytes(sealed[:NONCE_LEN]), bytes(sealed[NONCE_LEN:]), aad)
     except InvalidTag:
         raise DamagedBlob("encrypted blob failed authentication: it is damaged "
                           "or belongs to another repository") from None

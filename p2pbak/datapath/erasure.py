@@ -114,13 +114,18 @@ def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
     view = memoryview(data)
     blocks = [view[i * size:(i + 1) * size] for i in range(k)]
     blocks = [b if len(b) == size else memoryview(bytes(b).ljust(size, b"\0")) for b in blocks]
+    shares = _encode_shares(blocks, k, n)
     out = []
-    for index, parts in enumerate(_encode_shares(blocks, k, n)):
+    for index in range(n):
+        # each share's stripes let go once joined: the pack's n shares are not all held
+        # twice over (a 16 MiB pack at k=2, n=8 is 64 MiB of fragments)
+        parts, shares[index] = shares[index], []
         fields = _FIELDS.pack(MAGIC, VERSION, raw_id, k, n, index, len(data))
         digest = blake3.blake3(fields)
         for part in parts:
             digest.update(part)
         out.append(b"".join([fields, digest.digest(), *parts]))
+        del parts
     return out
 
 

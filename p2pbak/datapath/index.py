@@ -68,8 +68,14 @@ class Index:
 
 def encode_index(keys: Keys, packs: Iterable[tuple[str, Iterable[PackEntry]]]) -> tuple[str, bytes]:
     """(index id, sealed index blob) listing the given packs."""
-    doc = {"v": INDEX_VERSION, "packs": [
-        [bytes.fromhex(pack_id), entry_rows(entries)] for pack_id, entries in packs]}
+    return encode_index_rows(keys, [(pack_id, entry_rows(entries)) for pack_id, entries in packs])
+
+
+def encode_index_rows(keys: Keys, packs: Iterable[tuple[str, list[list[object]]]]
+                      ) -> tuple[str, bytes]:
+    """encode_index of packs given as their entry rows (Pack.rows)."""
+    doc = {"v": INDEX_VERSION, "packs": [[bytes.fromhex(pack_id), rows]
+                                         for pack_id, rows in packs]}
     plain = zstandard.ZstdCompressor().compress(msgpack.packb(doc))
     sealed = seal(keys.blob, plain, _AAD)
     return blake3.blake3(sealed).hexdigest(), sealed

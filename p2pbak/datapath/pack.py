@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
@@ -36,6 +36,9 @@ class Pack:
     pack_id: str
     data: bytes
     entries: tuple[PackEntry, ...]
+    # entry_rows(entries), made once for the header: the checkpoint and the backup's index
+    # blob list the same rows (a row per small file of a first backup, three times over)
+    rows: list[list[object]] = field(default_factory=list, compare=False, repr=False)
 
 
 def entry_rows(entries: Iterable[PackEntry]) -> list[list[object]]:
@@ -75,10 +78,10 @@ class PackWriter:
 
     def finish(self, keys: Keys) -> Pack:
         """The pack so far (the writer starts over empty)."""
-        header = msgpack.packb(entry_rows(self._entries))
-        sealed = seal(keys.blob, header, _HEADER_AAD)
+        rows = entry_rows(self._entries)
+        sealed = seal(keys.blob, msgpack.packb(rows), _HEADER_AAD)
         data = b"".join([*self._parts, sealed, _TRAILER.pack(len(sealed))])
-        pack = Pack(blake3.blake3(data).hexdigest(), data, tuple(self._entries))
+        pack = Pack(blake3.blake3(data).hexdigest(), data, tuple(self._entries), rows)
         self._parts, self._entries, self.size = [], [], 0
         self.target_size = min(self.limit, self.target_size * 2)
         return pack

@@ -131,14 +131,15 @@ class _Writer:
             if item.node.type == FILE:
                 self.plan.add(index, RestoreFile(self._dest(item), item.node))
 
-    def make_dirs(self, items: list[_Item]) -> None:
-        """Folders (parents first, as planned) and symlinks; files need only the folders."""
+    def make(self, items: list[_Item], kind: str) -> None:
+        """The folders (parents first, as planned), or the symlinks: the files need only
+        the folders, so the symlinks are made while the data is written."""
         for item in items:
-            if item.node.type not in (DIR, SYMLINK):
+            if item.node.type != kind:
                 continue
             dest = self._dest(item)
             try:
-                if item.node.type == DIR:
+                if kind == DIR:
                     os.makedirs(dest, mode=0o700, exist_ok=True)
                     self.dirs.append((dest, item.node))
                 else:
@@ -205,6 +206,12 @@ class _Writer:
 _PLACERS = 2  # threads renaming files into place
 
 
+async def _after(first: asyncio.Future[None], fn: Callable[..., None], *args: object) -> None:
+    """fn(*args) in a thread once `first` has succeeded."""
+    await first
+    await asyncio.to_thread(fn, *args)
+
+
 def _place_all(files: list[RestoreFile]) -> None:
     """Rename each complete file into place; an incomplete one is removed (its error on
     the file)."""
@@ -262,13 +269,15 @@ async def restore(repo: Repository, master: bytes, snapshot_id: str, target: Pat
         del index  # planned: the data needs only the plan
         reader.index = Index()  # (nor the reader, closed above)
         # The folders are made while the first packs are fetched; no file is written before.
-        dirs = asyncio.ensure_future(asyncio.to_thread(writer.make_dirs, items))
-        del items, files  # the plan holds what the data needs; make_dirs, the rest
+        # The symlinks come after the folders, while the data is written.
+        dirs = asyncio.ensure_future(asyncio.to_thread(writer.make, items, DIR))
+        links = asyncio.ensure_future(_after(dirs, writer.make, items, SYMLINK))
+        del items, files  # the plan holds what the data needs; `make`, the rest
         try:
             await write_files(repo, keys, writer.plan, state, progress, window, ready=dirs)
-            await dirs
+            await links
         except BaseException:
-            await asyncio.gather(dirs, return_exceptions=True)
+            await asyncio.gather(dirs, links, return_exceptions=True)
             writer.discard()
             raise
         await asyncio.to_thread(writer.finish, state)

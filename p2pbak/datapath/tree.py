@@ -42,14 +42,17 @@ class Node:
                 and self.mtime_ns == st.st_mtime_ns and self.inode == st.st_ino)
 
 
-def node_from_stat(name: bytes, st: os.stat_result, **extra: object) -> Node:
+def node_from_stat(name: bytes, st: os.stat_result, size: int | None = None,
+                   **extra: object) -> Node:
+    """The node of `st`; `size`: the bytes actually read, when not the stat's."""
     if stat.S_ISDIR(st.st_mode):
         kind = DIR
     elif stat.S_ISLNK(st.st_mode):
         kind = SYMLINK
     else:
         kind = FILE
-    size = st.st_size if kind == FILE else 0
+    if size is None or kind != FILE:
+        size = st.st_size if kind == FILE else 0
     return Node(name=name, type=kind, mode=stat.S_IMODE(st.st_mode), mtime_ns=st.st_mtime_ns,
                 size=size, inode=st.st_ino, **extra)  # type: ignore[arg-type]
 

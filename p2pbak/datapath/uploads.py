@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from p2pbak.datapath.crypto import Keys
-from p2pbak.datapath.index import encode_index
+from p2pbak.datapath.index import encode_index_rows
 from p2pbak.datapath.pack import Pack
 from p2pbak.datapath.repository import Repository
 from p2pbak.errors import P2pbakError
@@ -66,10 +66,10 @@ class Checkpoints:
         self.ids: list[str] = []
 
     async def add(self, pack: Pack) -> None:
-        index_id, blob = encode_index(self.keys, [(pack.pack_id, pack.entries)])
+        index_id, blob = encode_index_rows(self.keys, [(pack.pack_id, pack.rows)])
         await self.repo.put_index(index_id, blob)
         self.ids.append(index_id)
 
     async def drop(self) -> None:
-        for index_id in self.ids:
-            await self.repo.delete_index(index_id)
+        # at once: a round trip each, one per pack of the backup
+        await asyncio.gather(*(self.repo.delete_index(i) for i in self.ids))
