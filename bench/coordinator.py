@@ -79,8 +79,8 @@ def build_sql(n: int, t: int) -> list[tuple[str, tuple]]:
          (n, 4 * FRAGMENT, t - 30 * DAY)),
         (f"{NUMBERS} INSERT INTO accounts(name, balance, created) SELECT 'user:u' || i,"
          f" {CHARGE}, ? FROM s", (n, t - 30 * DAY)),
-        ("INSERT INTO accounts(name, balance, created) VALUES ('bank', ?, ?)",
-         (-sum(charge(i) for i in range(n)), t - 30 * DAY)),
+        ("INSERT INTO accounts(name, balance, created) SELECT 'bank', -sum(balance), ?"
+         " FROM accounts WHERE name LIKE 'user:%'", (t - 30 * DAY,)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
          f" 'user:u' || i, {CHARGE} FROM s", (n,)),
         (f"{NUMBERS} INSERT INTO entries(txn, movement, account, amount) SELECT i + 1, 0,"
@@ -94,12 +94,6 @@ def build_sql(n: int, t: int) -> list[tuple[str, tuple]]:
 IMBALANCED, FAR = 21, 1_000_000  # 21: prime to the 250 subnets, so in every one
 CHARGE = (f"CASE i % {IMBALANCED} WHEN 0 THEN {FAR} WHEN {IMBALANCED // 2} THEN -{FAR}"
           " ELSE -1000 END")
-
-
-def charge(i: int) -> int:
-    """CHARGE in Python: the bank's balance is minus their sum."""
-    return FAR if i % IMBALANCED == 0 else -FAR if i % IMBALANCED == IMBALANCED // 2 \
-        else -1000
 
 
 async def build(db: Database, n: int) -> float:

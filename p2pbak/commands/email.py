@@ -40,10 +40,10 @@ def register(app: typer.Typer) -> None:
             raise P2pbakError("give an ADDRESS or --clear, not both")
         if address is not None:
             checked(address)
-        rep = opts.reporter()
-        answer = run(_email(load(opts.config), address, address is not None or clear))
+        rep, change = opts.reporter(), address is not None or clear
+        answer = run(_email(load(opts.config), address, change))
         rep.summary(email=answer.get("email"), alerts_to=answer.get("alerts_to"),
-                    changed=address is not None or clear)
+                    changed=change)
         to = answer.get("alerts_to")
         rep.say(f"low-balance alerts go to {to}" if to else
                 "no address for low-balance alerts: set one with `p2pbak email ADDRESS`")

@@ -200,8 +200,13 @@ def email_address(user: str) -> str | None:
 
 
 async def alert_address(coord: Coordinator, user: str) -> str | None:
-    """Where the user's alerts go: the address it gave, else its name if that is one."""
-    return await coordinator_users.email(coord.db, user) or email_address(user)
+    """Where the user's alerts go (alerts_to of the address it gave)."""
+    return alerts_to(user, await coordinator_users.email(coord.db, user))
+
+
+def alerts_to(user: str, given: str | None) -> str | None:
+    """The address the user gave, else its name if that is one."""
+    return given or email_address(user)
 
 
 async def set_alert_address(coord: Coordinator, user: str, address: str | None) -> None:

@@ -33,6 +33,7 @@ from p2pbak.datapath.progress import Progress
 from p2pbak.datapath.reader import BlobReader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import SnapshotRecord, encode_snapshot, find_snapshot, list_snapshots
+from p2pbak.datapath.together import both
 from p2pbak.datapath.tree import DIR, FILE, Node, encode_tree, node_from_stat
 from p2pbak.datapath.uploads import Checkpoints, Uploader
 from p2pbak.errors import P2pbakError, UnreadableFile
@@ -383,21 +384,6 @@ def _scan_totals(paths: Sequence[Path], excludes: Sequence[str],
     return files, size
 
 
-A = TypeVar("A")
-B = TypeVar("B")
-
-
-async def _both(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
-    """Both results, run at once; if one fails the other is stopped (no stray task)."""
-    a, b = asyncio.ensure_future(first), asyncio.ensure_future(second)
-    try:
-        return await a, await b
-    finally:
-        for task in (a, b):
-            task.cancel()  # a no-op once done
-        await asyncio.gather(a, b, return_exceptions=True)
-
-
 async def _choose_parent(repo: Repository, master: bytes, parent: str | None, host: str,
                          paths: list[str]) -> SnapshotRecord | None:
     if parent is not None:
@@ -425,7 +411,7 @@ async def backup(repo: Repository, master: bytes, paths: Sequence[Path], *,
     host = host or socket.gethostname()
     keys = Keys.derive(master)
     names = [str(r) for r in roots]
-    index, previous = await _both(load_index(repo, keys),  # their round trips at once
+    index, previous = await both(load_index(repo, keys),  # their round trips at once
                                   _choose_parent(repo, master, parent, host, names))
     reader = BlobReader(repo, keys, index) if previous else None
     checkpoints = Checkpoints(repo, keys)

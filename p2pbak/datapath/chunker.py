@@ -30,6 +30,10 @@ def chunks(stream: BinaryIO, size_hint: int) -> Iterator[memoryview]:
                 yield chunk.data
             return
         stream.seek(0)  # grew since stat: stream it
+    yield from _streamed(stream)
+
+
+def _streamed(stream: BinaryIO) -> Iterator[memoryview]:
     for chunk in _CDC.cut_stream(stream):
         yield chunk.data
 
@@ -49,5 +53,5 @@ def file_chunks(path: str, size_hint: int) -> Iterator[memoryview]:
                 for chunk in _CDC.cut_buf(data):
                     yield chunk.data
             return
-    with open(path, "rb") as f:  # big, or it grew since stat: streamed
-        yield from chunks(f, size_hint)
+    with open(path, "rb") as f:  # big, or it grew since stat: streamed (not read again)
+        yield from _streamed(f)

@@ -21,7 +21,7 @@ _TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE}
 
 
 async def _content(reader: BlobReader, node: Node, out: BinaryIO) -> int:
-    reader.plan([loc.pack_id for c in node.content if (loc := reader.index.get(c))])
+    reader.plan_content(node.content)
     size = 0
     for chunk_id in node.content:
         data = await reader.blob(chunk_id)

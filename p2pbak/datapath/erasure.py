@@ -125,7 +125,6 @@ def encode_pack(pack_id: str, data: bytes, k: int, n: int) -> list[bytes]:
         for part in parts:
             digest.update(part)
         out.append(b"".join([fields, digest.digest(), *parts]))
-        del parts
     return out
 
 

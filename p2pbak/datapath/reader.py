@@ -29,6 +29,10 @@ class BlobReader:
         self._order = list(pack_order)
         self._position = {p: i for i, p in enumerate(self._order)}
 
+    def plan_content(self, content: Sequence[str]) -> None:
+        """`plan` the packs of a file's chunks, in the file's order."""
+        self.plan([loc.pack_id for c in content if (loc := self.index.get(c))])
+
     def _fetch(self, pack_id: str) -> asyncio.Task[bytes]:
         task = self._packs.get(pack_id)
         if task is None:

@@ -171,7 +171,7 @@ class Grid:
         """`peer run` again on a stopped peer's config and storage (a new port and log),
         back once the coordinator counts every live peer online."""
         self.rerun_peer(peer)
-        self.wait_peers([peer])
+        self._wait_online(READY_TIMEOUT)
 
     def rerun_peer(self, peer: Peer, advertise: str = "", port: int = 0) -> None:
         """Stop `peer` and run it again on `port` (or a free one), giving others `advertise`
@@ -179,7 +179,8 @@ class Grid:
         peer.process.stop()
         peer.process = self._run_peer(peer.name, peer.config, peer.storage,
                                       f"{peer.name}-restarted", advertise, port)
-        peer.peer_id = str(self._wait_peer(peer, READY_TIMEOUT).get("peer_id", ""))
+        health = self._wait_peer(peer, READY_TIMEOUT, advertise, tries=1 if port else 3)
+        peer.peer_id = str(health.get("peer_id", ""))
 
     def _run_peer(self, name: str, config: Path, storage: Path, log: str,
                   advertise: str = "", port: int = 0) -> Process:
@@ -212,10 +213,14 @@ class Grid:
         for peer in peers:
             health = self._wait_peer(peer, timeout)
             peer.peer_id = str(health.get("peer_id", ""))
+        self._wait_online(timeout)
+
+    def _wait_online(self, timeout: float) -> None:
         wait_for(lambda: self.online_peers() >= len(self.live_peers()), timeout,
                  "the coordinator did not see every peer online")
 
-    def _wait_peer(self, peer: Peer, timeout: float, tries: int = 3) -> dict:
+    def _wait_peer(self, peer: Peer, timeout: float, advertise: str = "",
+                   tries: int = 3) -> dict:
         """Its health answer; a peer whose free port was taken meanwhile (by any client's
         outgoing connection: they share the ephemeral range) starts again on another."""
         for attempt in range(1, tries):
@@ -225,7 +230,7 @@ class Grid:
                 if "address already in use" not in str(exc):
                     raise
             peer.process = self._run_peer(peer.name, peer.config, peer.storage,
-                                          f"{peer.name}-port{attempt}")
+                                          f"{peer.name}-port{attempt}", advertise)
         return wait_http(f"{peer.process.url}/v1/health", peer.process, timeout)
 
     def live_peers(self) -> list[Peer]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
+from itertools import islice
 from typing import TypeVar
 
 import pyfuse3
@@ -80,7 +81,7 @@ class SnapshotFS(pyfuse3.Operations):
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         children = await self._guard("listing", self.inodes.children(fh))
-        for i, (name, ino) in enumerate(list(children.items())[start_id:], start_id):
+        for i, (name, ino) in enumerate(islice(children.items(), start_id, None), start_id):
             if not pyfuse3.readdir_reply(token, name, self._attr(ino), i + 1):
                 break
 

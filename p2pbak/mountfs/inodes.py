@@ -121,15 +121,16 @@ class Inodes:
         """Ready a file for reads: its chunks' offsets, and its packs for fetching ahead."""
         entry = self.entries[ino]
         node = entry.node
-        if node is None or node.type != FILE or entry.starts:
+        if node is None or node.type != FILE:
             return
-        index, starts, at = self.reader.index, [], 0
-        for chunk in node.content:
-            starts.append(at)
-            loc = index.get(chunk)
-            at += loc.raw_length if loc is not None else 0
-        entry.starts = starts
-        self.reader.plan([loc.pack_id for c in node.content if (loc := index.get(c))])
+        if not entry.starts:
+            index, starts, at = self.reader.index, [], 0
+            for chunk in node.content:
+                starts.append(at)
+                loc = index.get(chunk)
+                at += loc.raw_length if loc is not None else 0
+            entry.starts = starts
+        self.reader.plan_content(node.content)  # at every open: the reader has one plan
 
     async def _chunk(self, chunk_id: str) -> bytes:
         data = self._chunks.get(chunk_id)

@@ -15,6 +15,7 @@ import pyfuse3
 from p2pbak.datapath.browse import open_reader
 from p2pbak.datapath.repository import Repository
 from p2pbak.datapath.snapshots import list_snapshots
+from p2pbak.datapath.together import both
 from p2pbak.errors import P2pbakError
 from p2pbak.mountfs import compat
 from p2pbak.mountfs.fs import SnapshotFS
@@ -42,8 +43,7 @@ async def mount(repo: Repository, master: bytes, mountpoint: Path,
                 mounted: Callable[[int], None], warn: Callable[[str], None]) -> dict[str, Any]:
     """Serve the snapshots at `mountpoint` (checked already) until told to stop; what
     was served."""
-    records = await list_snapshots(repo, master)
-    reader = await open_reader(repo, master)
+    records, reader = await both(list_snapshots(repo, master), open_reader(repo, master))
     fs = SnapshotFS(Inodes(reader, layout(records), time.time_ns()), warn)
     compat.enable()
     try:

@@ -99,17 +99,15 @@ async def put_keyfile(request: web.Request) -> web.Response:
     return ok()
 
 
-async def _email_answer(request: web.Request, user: str) -> web.Response:
-    coord = coordinator(request)
-    return web.json_response({"email": await identity.email(coord, user),
-                              "alerts_to": await accounts.alert_address(coord, user)})
+def _email_answer(user: str, email: str | None) -> web.Response:
+    return web.json_response({"email": email, "alerts_to": accounts.alerts_to(user, email)})
 
 
 @routes.get("/v1/email")
 async def get_email(request: web.Request) -> web.Response:
     """Where the caller's low-balance alerts go."""
-    _, machine = await caller(request)
-    return await _email_answer(request, machine.user)
+    coord, machine = await caller(request)
+    return _email_answer(machine.user, await identity.email(coord, machine.user))
 
 
 @routes.put("/v1/email")
@@ -117,4 +115,4 @@ async def put_email(request: web.Request) -> web.Response:
     coord, machine = await caller(request)
     body = await parse(request, EmailBody)
     await accounts.set_alert_address(coord, machine.user, body.email)
-    return await _email_answer(request, machine.user)
+    return _email_answer(machine.user, body.email)

@@ -56,15 +56,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     return ok(ticket_key=coord.ticket_key)
 
 
-class SignOff(Body):
-    pass
-
-
 @routes.post("/v1/peer/offline")
 async def sign_off(request: web.Request) -> web.Response:
     """The caller's agent is stopping: offline now, not after the heartbeat timeout."""
     coord, machine = await caller(request)
-    await parse(request, SignOff)
+    await parse(request, Body)  # no fields: anything else sent is refused
     if not await peers.sign_off(coord, machine.id):
         fail(409, "this machine has not announced a peer: POST /v1/peer first")
     return ok()

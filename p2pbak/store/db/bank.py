@@ -11,7 +11,7 @@ so nothing is ever paid twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -76,6 +76,12 @@ def _entry_rows(booked: Iterable[tuple[int, Sequence[tuple[str, str, int]]]]
             for account, delta in ((payer, -amount), (payee, amount))]
 
 
+# every balance the entries from row id ? on touch, moved by their sum: one UPDATE
+BALANCES_SINCE = (
+    "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
+    " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
+    " WHERE d.account = accounts.name")
+
 _ENTRY_COLUMNS = (("txn", "bigint"), ("movement", "bigint"), ("account", "text"),
                   ("amount", "bigint"))
 _TXN_COLUMNS = (("kind", "text"), ("ref", "text"), ("user_name", "text"),
@@ -95,10 +101,7 @@ async def _post(conn: aiosqlite.Connection, rows: Sequence[tuple[int, int, str, 
                       [(a, t) for a in sorted({r[2] for r in rows})],
                       "ON CONFLICT(name) DO NOTHING")
     await insert_rows(conn, "entries", _ENTRY_COLUMNS, rows)
-    await conn.execute(
-        "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
-        " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
-        " WHERE d.account = accounts.name", (first,))
+    await conn.execute(BALANCES_SINCE, (first,))
 
 
 async def balance(db: Database, account: str) -> int:
@@ -131,16 +134,6 @@ async def peer_owners(db: Database, peer_ids: Sequence[str]) -> dict[str, str]:
                             part)
         out.update({r[0]: r[1] for r in rows})
     return out
-
-
-async def owners_and_balances(db: Database) -> dict[str, tuple[str, int]]:
-    """Every peer's owner and its account's balance (0 if never touched), in one join:
-    for all peers, where peer_owners and balances would send an IN list per 500 ids."""
-    rows = await db.all(
-        "SELECT m.id, m.user_name, coalesce(a.balance, 0) FROM peers pe"
-        " JOIN machines m ON m.id = pe.id LEFT JOIN accounts a ON a.name = ? || m.user_name",
-        (USER_PREFIX,))
-    return {r[0]: (r[1], int(r[2])) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -427,17 +420,6 @@ async def set_peer_caps(db: Database, peer_id: str, space: int | None, upload: i
     return cur.rowcount > 0
 
 
-async def flows_since(db: Database, accounts: Iterable[str], since: int) -> dict[str, int]:
-    """Net µc booked to each account at or after `since` (0 for none). One grouped query
-    over the window's transactions and their entries, not one per batch of accounts."""
-    out = dict.fromkeys(accounts, 0)
-    rows = await db.all(
-        "SELECT e.account, sum(e.amount) FROM transactions t CROSS JOIN entries e"
-        " WHERE e.txn = t.id AND t.at >= ? GROUP BY e.account", (since,))
-    out.update({r[0]: int(r[1]) for r in rows if r[0] in out})
-    return out
-
-
 # -- bulk booking (receipts): a few statements for any number of operations -------------
 
 @dataclass(frozen=True)
@@ -465,26 +447,14 @@ async def book_each_in(conn: aiosqlite.Connection,
         if out[-1]:
             fresh.append((kind, b))
             seen.add(b.ref)
-
-    async def ids() -> dict[str, int]:
-        found: dict[str, int] = {}
-        for part in batches(b.ref for _, b in fresh):
-            found.update((r[1], int(r[0])) for r in await fetch_all(
-                conn, f"SELECT id, ref FROM transactions WHERE ref IN ({marks(part)})", part))
-        return found
-
-    if fresh:
-        await _write(conn, fresh, now(), ids)
-    return out
-
-
-async def _write(conn: aiosqlite.Connection, bookings: Sequence[tuple[str, Booking]], t: int,
-                 ids: Callable[[], Awaitable[dict[str, int]]]) -> int:
-    """Every transaction row, then their entries (`_post`). `ids` reads back the new
-    transactions' ids by ref. Returns the entries written."""
+    if not fresh:
+        return out
+    t = now()
     await insert_rows(conn, "transactions", _TXN_COLUMNS,
-                      [(kind, b.ref, b.user, b.quantity, t) for kind, b in bookings])
-    txn = await ids()
-    rows = _entry_rows((txn[b.ref], b.moves) for _, b in bookings)
-    await _post(conn, rows, t)
-    return len(rows)
+                      [(kind, b.ref, b.user, b.quantity, t) for kind, b in fresh])
+    txn: dict[str, int] = {}
+    for part in batches(b.ref for _, b in fresh):
+        txn.update((r[1], int(r[0])) for r in await fetch_all(
+            conn, f"SELECT id, ref FROM transactions WHERE ref IN ({marks(part)})", part))
+    await _post(conn, _entry_rows((txn[b.ref], b.moves) for _, b in fresh), t)
+    return out

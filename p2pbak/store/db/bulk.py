@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from p2pbak.store.db import dialect
-from p2pbak.store.db.totals import dialect_of
+from p2pbak.store.db.dialect import dialect_of
 
 
 async def insert_rows(conn: Any, table: str, columns: Sequence[tuple[str, str]],

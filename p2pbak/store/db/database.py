@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 
 from p2pbak.errors import P2pbakError
-from p2pbak.store.db.dialect import TABLE_EXISTS, is_postgres
+from p2pbak.store.db.dialect import TABLE_EXISTS, dialect_of, is_postgres
 from p2pbak.store.db.schema import MIGRATIONS, Migration
 
 Row = aiosqlite.Row
@@ -165,9 +165,8 @@ async def write_many(conn: aiosqlite.Connection, sql: str,
                      rows: Iterable[Sequence[Any]]) -> None:
     """Many rows of one statement, no row count wanted: pipelined on PostgreSQL (one round
     trip, where `executemany` of an UPDATE counts row by row), `executemany` on SQLite."""
-    pipelined = getattr(conn, "write_many", None)
-    if pipelined is not None:
-        await pipelined(sql, rows)
+    if dialect_of(conn) == "postgresql":
+        await conn.write_many(sql, rows)  # type: ignore[attr-defined]
     else:
         await conn.executemany(sql, rows)
 

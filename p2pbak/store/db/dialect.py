@@ -22,10 +22,19 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from p2pbak.errors import P2pbakError
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def dialect_of(conn: Any) -> str:
+    """The engine behind a connection of a transaction: aiosqlite's, or PostgreSQL's
+    (store/db/postgres.py's Connection)."""
+    import aiosqlite  # loaded already by whoever holds the connection; not for `--db` parsing
+
+    return "sqlite" if isinstance(conn, aiosqlite.Connection) else "postgresql"
 
 
 def is_postgres(spec: object) -> bool:

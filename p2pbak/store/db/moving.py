@@ -11,7 +11,13 @@ from typing import NamedTuple
 from p2pbak.store.db.bank import USER_PREFIX
 from p2pbak.store.db.database import Database
 from p2pbak.store.db.dialect import FENCE, GREATEST, LEAST
-from p2pbak.store.db.supply import SPACE_INPUTS, counted_sql, num, space_caps_sql
+from p2pbak.store.db.supply import (
+    SPACE_INPUTS,
+    clamped_sql,
+    counted_sql,
+    num,
+    space_caps_sql,
+)
 
 
 class Mover(NamedTuple):
@@ -81,7 +87,7 @@ async def movers(db: Database, at: Window, w: Want, per_byte: float, clamp: floa
     counted space (market.proven, as coordinator.proven.with_counted_room cuts it),
     evaluated by the database per row."""
     lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
-    av = f"{lo}({hi}(availability, {num(clamp)}), {num(1 - clamp)})"
+    av = clamped_sql("availability", clamp, lo, hi)
     space = counted_sql("cs", "dk", "ps", str(int(at.space_floor)), lo, hi)
     rows = await db.all(
         f"WITH fl AS ({_FLOWS}), w AS (SELECT a.name, a.balance, coalesce(fl.v, 0) AS v"
@@ -132,7 +138,7 @@ async def capacity(db: Database, state: str, seen_since: int, seconds: float, cl
     `seconds` (market.allocation.daily_capacity summed: a cap of 0 or none counts as
     `uncapped`, availability clamped to [clamp, 1 - clamp]); summed by the database."""
     lo, hi = LEAST[db.dialect], GREATEST[db.dialect]
-    av = f"{lo}({hi}(availability, {num(clamp)}), {num(1 - clamp)})"
+    av = clamped_sql("availability", clamp, lo, hi)
 
     def rate(col: str) -> str:
         return f"coalesce(sum(coalesce(nullif({col}, 0), {int(uncapped)}) * {av}), 0)"

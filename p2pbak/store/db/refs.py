@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pbak.store.db.totals import dialect_of
+from p2pbak.store.db.dialect import dialect_of
 
 # (referencing column, referenced table, its key)
 _REFS = (("txn", "transactions", "id"), ("account", "accounts", "name"))

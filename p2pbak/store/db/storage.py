@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from p2pbak.market.bank import BANK
-from p2pbak.store.db.bank import USER_PREFIX
+from p2pbak.store.db.bank import BALANCES_SINCE, USER_PREFIX
 from p2pbak.store.db.bulk import insert_rows, run_bulk
 from p2pbak.store.db.database import Database, fetch_one
-from p2pbak.store.db.totals import dialect_of
+from p2pbak.store.db.dialect import dialect_of
 
 KIND = "storage"
 
@@ -62,10 +62,7 @@ _PAY_ENTRIES = (
     " row_number() OVER (ORDER BY p.account) - 1 AS mv, p.account, p.amount"
     " FROM transactions tx CROSS JOIN storage_pays p WHERE tx.ref = CAST(? AS TEXT)) AS n"
     f" CROSS JOIN {_SIDES}")
-_BALANCES = (
-    "UPDATE accounts SET balance = balance + d.total FROM (SELECT account,"
-    " sum(amount) AS total FROM entries WHERE id >= ? GROUP BY account) AS d"
-    " WHERE d.account = accounts.name")
+
 
 
 async def rows(db: Database) -> tuple[list[tuple[str, int]], list[tuple[str, int, float]]]:
@@ -107,7 +104,7 @@ async def book_in(conn: Any, t: int, charges: Sequence[tuple[str, int, int]],
     await run_bulk(conn, _ACCOUNTS, (t, USER_PREFIX, BANK))
     await run_bulk(conn, _CHARGE_ENTRIES, (USER_PREFIX, BANK, t))
     await run_bulk(conn, _PAY_ENTRIES, (BANK, pay_ref(t)))
-    await run_bulk(conn, _BALANCES, (first,))
+    await run_bulk(conn, BALANCES_SINCE, (first,))
     if dialect_of(conn) == "sqlite":
         for statement in _STAGE["sqlite"][2:]:
             await conn.execute(statement)

@@ -111,6 +111,11 @@ def num(x: float) -> str:
     return repr(float(x))
 
 
+def clamped_sql(column: str, clamp: float, lo: str, hi: str) -> str:
+    """An availability kept within [clamp, 1 - clamp] (coordinator.placement.clamped)."""
+    return f"{lo}({hi}({column}, {num(clamp)}), {num(1 - clamp)})"
+
+
 def low_sql(a: str, b: str, hi: str) -> str:
     """The lower of two caps (market.proven.lowest; 0 or less: no cap)."""
     return f"CASE WHEN {a} <= 0 THEN {hi}({b}, 0) WHEN {b} <= 0 OR {a} <= {b} THEN {a}" \
@@ -142,8 +147,8 @@ def _supply_sql(lo: str, hi: str, fence: str, rule: SupplyRule) -> str:
         f"i AS ({INPUTS})",
         f"c AS (SELECT {space_caps_sql(hi)},"
         f" {low('up', 'lu')} AS cu, {low('dn', 'ld')} AS cd, av, ps, pu, pd,"
-        f" {hi}({num(rule.window)} * {hi}({lo}({hi}(av, {num(rule.clamp)}),"
-        f" {num(1 - rule.clamp)}), 1e-6), 1.0) AS o FROM i)",
+        f" {hi}({num(rule.window)} * {hi}({clamped_sql('av', rule.clamp, lo, hi)}, 1e-6),"
+        " 1.0) AS o FROM i)",
         f"k AS (SELECT {counted('cs', 'dk', 'ps', num(rule.space_floor))} AS ks,"
         f" {counted('cu', uncapped, 'pu / o', num(rule.rate_floor))} AS ku,"
         f" {counted('cd', uncapped, 'pd / o', num(rule.rate_floor))} AS kd, av FROM c)",

@@ -438,11 +438,12 @@ async def placements_on(db: Database, peer_ids: Sequence[str], limit: int,
     fragment read. One statement per batch of peers, not one per peer nor per pack."""
     out: list[tuple[int, int, str, int]] = []
     holders: dict[int, set[str]] = {}
-    some = among is not None and len(among) <= AMONG_MAX
-    only = list(among or ()) if some else []
-    peer_in = (f" AND f.peer_id IN ({marks(only)})" if only else " AND 1 = 0") if some else ""
-    owner_in = (f" AND p.machine_id IN ({marks(only)})" if only else " AND 1 = 0") \
-        if some else ""
+    only = list(among) if among is not None and len(among) <= AMONG_MAX else None
+
+    def within(column: str) -> str:  # no list: every holder; an empty one: none
+        if only is None:
+            return ""
+        return f" AND {column} IN ({marks(only)})" if only else " AND 1 = 0"
     for part in batches(peer_ids):
         rows = await db.all(
             "WITH r AS (SELECT pack_pk, idx, peer_id, size, rank FROM (SELECT f.pack_pk,"
@@ -455,10 +456,10 @@ async def placements_on(db: Database, peer_ids: Sequence[str], limit: int,
             "                 AND t.state IN (?, ?))) AS ranked WHERE rank <= ?)"
             " SELECT 0, pack_pk, idx, peer_id, size, rank FROM r"
             " UNION ALL SELECT 1, f.pack_pk, 0, f.peer_id, 0, 0 FROM fragments f"
-            f"  WHERE f.pack_pk IN (SELECT pack_pk FROM r){peer_in}"
+            f"  WHERE f.pack_pk IN (SELECT pack_pk FROM r){within('f.peer_id')}"
             " UNION ALL SELECT 1, p.pk, 0, p.machine_id, 0, 0 FROM packs p"
-            f"  WHERE p.pk IN (SELECT pack_pk FROM r){owner_in}",
-            (*part, REPAIR, QUEUED, LEASED, limit, *only, *only))
+            f"  WHERE p.pk IN (SELECT pack_pk FROM r){within('p.machine_id')}",
+            (*part, REPAIR, QUEUED, LEASED, limit, *(only or ()), *(only or ())))
         by_peer: dict[str, list[tuple[int, int, str, int, int]]] = {}
         for kind, pk, idx, peer, size, rank in rows:
             if kind:

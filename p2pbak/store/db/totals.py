@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
+from p2pbak.store.db.dialect import dialect_of
 
 TABLES = ("stored", "held")  # derived tables: never copied, checked by `drift`
 
@@ -87,16 +87,13 @@ def _postgres_triggers() -> list[str]:
     return out
 
 
-_BACKFILL = (
-    "INSERT INTO stored(user_name, packs, bytes) SELECT user_name, count(*), sum(length)"
-    " FROM packs GROUP BY user_name",
-    "INSERT INTO held(peer_id, bytes) SELECT peer_id, sum(size) FROM fragments"
-    " GROUP BY peer_id",
-)
-
-
-def dialect_of(conn: Any) -> str:
-    return "sqlite" if isinstance(conn, aiosqlite.Connection) else "postgresql"
+# the totals recounted from the rows: the migration's backfill, and what `drift` compares
+_RECOUNT = {
+    "stored": "SELECT user_name, count(*), sum(length) FROM packs GROUP BY user_name",
+    "held": "SELECT peer_id, sum(size) FROM fragments GROUP BY peer_id",
+}
+_BACKFILL = (f"INSERT INTO stored(user_name, packs, bytes) {_RECOUNT['stored']}",
+             f"INSERT INTO held(peer_id, bytes) {_RECOUNT['held']}")
 
 
 async def migrate(conn: Any) -> None:
@@ -107,11 +104,6 @@ async def migrate(conn: Any) -> None:
         await conn.execute(statement)
 
 
-# the totals recounted from the rows: what `drift` compares with the kept ones
-_RECOUNT = {
-    "stored": "SELECT user_name, count(*), sum(length) FROM packs GROUP BY user_name",
-    "held": "SELECT peer_id, sum(size) FROM fragments GROUP BY peer_id",
-}
 _KEPT = {"stored": "SELECT user_name, packs, bytes FROM stored WHERE packs != 0 OR bytes != 0",
          "held": "SELECT peer_id, bytes FROM held WHERE bytes != 0"}
 
