@@ -32,7 +32,9 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def dialect_of(conn: Any) -> str:
     """The engine behind a connection of a transaction: aiosqlite's, or PostgreSQL's
     (store/db/postgres.py's Connection)."""
-    import aiosqlite  # loaded already by whoever holds the connection; not for `--db` parsing
+    # imported here, not at the top: keeps CLI start-up fast (asyncio; `--db` parsing
+    # needs none of it, and whoever holds a connection has loaded it already)
+    import aiosqlite
 
     return "sqlite" if isinstance(conn, aiosqlite.Connection) else "postgresql"
 
