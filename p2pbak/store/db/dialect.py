@@ -32,8 +32,8 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def dialect_of(conn: Any) -> str:
     """The engine behind a connection of a transaction: aiosqlite's, or PostgreSQL's
     (store/db/postgres.py's Connection)."""
-    # imported here, not at the top: keeps CLI start-up fast (asyncio; `--db` parsing
-    # needs none of it, and whoever holds a connection has loaded it already)
+    # whoever holds a connection has loaded aiosqlite already; `--db` parsing needs none:
+    # imported here, not at the top: keeps CLI start-up fast (asyncio)
     import aiosqlite
 
     return "sqlite" if isinstance(conn, aiosqlite.Connection) else "postgresql"
